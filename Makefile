@@ -1,0 +1,132 @@
+# Makefile - shmpipe: the libshmq queue library, its tests and benchmarks.
+#
+#   make                  build everything into build/
+#   make test             build and run every test
+#   make bench            throughput and latency against the baselines
+#   make SANITIZER=address,undefined test   (into build-address-undefined/)
+#   make install PREFIX=/usr/local DESTDIR=
+#   make WERROR=1         warnings are errors (CI)
+
+VERSION  := $(shell sed -n 's/^\#define SHMQ_VERSION[[:space:]]*"\(.*\)"/\1/p' include/shmq.h)
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+CC       ?= cc
+CFLAGS   ?= -O2 -g
+SANITIZER ?=
+WERROR   ?=
+
+comma    := ,
+BUILD    := build$(if $(SANITIZER),-$(subst $(comma),-,$(SANITIZER)))
+
+# Debian packages that provide what pkg-config looks for.
+DEB_PKGS := pkg-config libbsd-dev libmd-dev check
+PC_PKGS  := libbsd-overlay libmd check
+
+WARN     := -std=c11 -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes \
+            -Wshadow -Wpointer-arith $(if $(WERROR),-Werror)
+SANFLAGS := $(if $(SANITIZER),-fsanitize=$(SANITIZER) -fno-omit-frame-pointer \
+            -fno-sanitize-recover=all)
+ALL_CFLAGS = $(WARN) $(CFLAGS) $(SANFLAGS) -fPIC -pthread -Iinclude -Ishmqueue
+LDLIBS_LIB := -pthread
+PC_CFLAGS   = $(shell pkg-config --cflags $(PC_PKGS) 2>/dev/null)
+PC_LIBS     = $(shell pkg-config --libs $(PC_PKGS) 2>/dev/null)
+
+LIB_SRCS := $(addprefix shmqueue/,segment.c ring.c lease.c wait.c recover.c stats.c)
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+FI_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/fi/%.o) $(BUILD)/fi/shmqueue/fault.o
+TEST_SRCS := $(wildcard tests/check_*.c)
+TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/%.o)
+HEADERS  := $(wildcard include/*.h shmqueue/*.h)
+
+LIBA     := $(BUILD)/libshmq.a
+LIBSO    := $(BUILD)/libshmq.so.$(VERSION)
+SONAME   := libshmq.so.$(firstword $(subst ., ,$(VERSION)))
+LIBFI    := $(BUILD)/libshmq-fi.a
+CHECK    := $(BUILD)/tests/check_all
+BENCH    := $(BUILD)/shmq-bench
+DEPS_OK  := $(BUILD)/.deps-ok
+
+.PHONY: all test check bench install uninstall clean deps headers-check
+all: $(LIBA) $(LIBSO) $(BUILD)/shmq.pc
+
+# Dependencies: install them when root, else say exactly what to run.
+deps: $(DEPS_OK)
+$(DEPS_OK):
+	@mkdir -p $(BUILD)
+	@if ! pkg-config --exists $(PC_PKGS) 2>/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing missing build dependencies: $(DEB_PKGS)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq $(DEB_PKGS) >/dev/null || exit 1; \
+	  else \
+	    echo "missing build dependencies; run: sudo apt-get install $(DEB_PKGS)" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+	@touch $@
+
+$(BUILD)/%.o: %.c $(HEADERS) | $(DEPS_OK)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/fi/%.o: %.c $(HEADERS) | $(DEPS_OK)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -DSHMQ_FAULT_INJECT -c $< -o $@
+
+$(BUILD)/tests/%.o: tests/%.c $(HEADERS) | $(DEPS_OK)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(PC_CFLAGS) -DSHMQ_FAULT_INJECT -c $< -o $@
+
+$(LIBA): $(LIB_OBJS)
+	$(AR) rcs $@ $^
+
+$(LIBFI): $(FI_OBJS)
+	$(AR) rcs $@ $^
+
+$(LIBSO): $(LIB_OBJS)
+	$(CC) -shared -Wl,-soname,$(SONAME) $(SANFLAGS) -o $@ $^ $(LDLIBS_LIB)
+	ln -sf $(notdir $@) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $(BUILD)/libshmq.so
+
+$(BUILD)/shmq.pc: shmq.pc.in include/shmq.h
+	@mkdir -p $(@D)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+$(CHECK): $(TEST_OBJS) $(LIBFI)
+	$(CC) $(SANFLAGS) -o $@ $(TEST_OBJS) $(LIBFI) $(PC_LIBS) -pthread
+
+$(BENCH): $(BUILD)/shmqueue/bench.o $(LIBA)
+	$(CC) $(SANFLAGS) -o $@ $^ -pthread -lrt
+
+# Each public header compiles on its own, strictly.
+headers-check: | $(DEPS_OK)
+	@for h in include/*.h; do \
+	  printf '#include "%s"\nint main(void){return 0;}\n' $$(basename $$h) | \
+	  $(CC) -std=c11 -pedantic -Wall -Wextra -Werror -Iinclude -x c - \
+	    -o /dev/null || exit 1; done; echo "headers compile alone"
+
+test check: $(CHECK) headers-check
+	CK_DEFAULT_TIMEOUT=120 $(CHECK)
+
+bench: $(BENCH)
+	$(BENCH)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
+	  $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/man/man3
+	install -m 644 $(LIBA) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(LIBSO) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf $(notdir $(LIBSO)) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libshmq.so
+	install -m 644 include/shmq.h include/shmq_layout.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(BUILD)/shmq.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	install -m 644 man/shmq.3 $(DESTDIR)$(PREFIX)/share/man/man3/
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/lib/libshmq.a $(DESTDIR)$(PREFIX)/lib/$(notdir $(LIBSO)) \
+	  $(DESTDIR)$(PREFIX)/lib/$(SONAME) $(DESTDIR)$(PREFIX)/lib/libshmq.so \
+	  $(DESTDIR)$(PREFIX)/include/shmq.h $(DESTDIR)$(PREFIX)/include/shmq_layout.h \
+	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/shmq.pc $(DESTDIR)$(PREFIX)/share/man/man3/shmq.3
+
+clean:
+	rm -rf build build-*

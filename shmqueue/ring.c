@@ -1,0 +1,457 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * ring.c - put, get and take: the fast paths of libshmq.
+ *
+ * The ring is an array of slots, each with one 64-bit state word that names
+ * the position it holds, what is happening to it, and who is doing it
+ * (shmq_layout.h).  Every transition is one CAS or one store of that word,
+ * made by the attachment that owns the slot at that moment:
+ *
+ *	EMPTY(p) --producer CAS--> WRITING(p, o) --store--> FULL(p)
+ *	FULL(p) --consumer CAS--> READING(p, o) --store--> EMPTY(p + capacity)
+ *
+ * prod_pos and cons_pos only say where to start looking.  Whoever finds the
+ * slot at that position already taken or already done moves the index on,
+ * so a process that dies between claiming a slot and moving the index
+ * blocks nobody.  The design argument for every crash point, and how
+ * recovery undoes each, is at the top of recover.c.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "shmq_int.h"
+
+struct put_args {
+	const struct iovec *msgs;
+	unsigned	 n;
+};
+
+struct get_args {
+	struct iovec	*bufs;
+	struct shmq_lease *leases;	/* NULL: plain get */
+	unsigned	 n;
+};
+
+/* Move index *ix from pos to pos + 1 unless someone already has. */
+static inline void
+advance(_Atomic uint64_t *ix, uint64_t pos)
+{
+	/* Relaxed: the indices are hints; slot states carry the ordering. */
+	atomic_compare_exchange_strong_explicit(ix, &pos, pos + 1,
+	    memory_order_relaxed, memory_order_relaxed);
+}
+
+/* Same, and continue from wherever the index now is. */
+static inline void
+advance_reload(_Atomic uint64_t *ix, uint64_t *pos)
+{
+	uint64_t expect = *pos;
+
+	/* Relaxed: as in advance(). */
+	if (atomic_compare_exchange_strong_explicit(ix, &expect, *pos + 1,
+	    memory_order_relaxed, memory_order_relaxed))
+		expect = *pos + 1;
+	*pos = expect;
+}
+
+/*
+ * Claim the slot of the next free position (WRITING).  0 and *posp, or
+ * -EAGAIN when the slot at that position still holds the previous lap.
+ */
+static int
+claim_put(struct shmq *q, uint64_t *posp)
+{
+	_Atomic uint64_t *ix = &q->hdr->prod_pos;
+	/* Relaxed: a hint, see advance(). */
+	uint64_t pos = atomic_load_explicit(ix, memory_order_relaxed);
+
+	for (;;) {
+		struct shmq_seg_slot *s = shmq__slot(q, pos);
+		/* A1: pairs with R2, the consumer's release of this slot. */
+		uint64_t w = atomic_load_explicit(&s->state,
+		    memory_order_acquire);
+		int64_t d = shmq__tag_diff(w, pos);
+
+		if (d == 0 && SHMQ_SLOT_STATE(w) == SHMQ_SLOT_EMPTY) {
+			if (atomic_compare_exchange_weak_explicit(&s->state,
+			    &w, SHMQ_SLOT_WORD(pos, SHMQ_SLOT_WRITING, q->me),
+			    memory_order_acquire, memory_order_relaxed)) {
+				advance(ix, pos);
+				*posp = pos;
+				return 0;
+			}
+		} else if (d >= 0) {
+			advance_reload(ix, &pos);	/* taken or done */
+		} else {
+			uint64_t cur = atomic_load_explicit(ix,
+			    memory_order_relaxed);
+			if (cur == pos)
+				return -EAGAIN;
+			pos = cur;
+		}
+	}
+}
+
+/* Drop a slot whose length is impossible; its writer is buggy. */
+static int
+drop_corrupt(struct shmq *q, uint64_t pos)
+{
+	/* R2 as in release_slot(). */
+	atomic_store_explicit(&shmq__slot(q, pos)->state, SHMQ_SLOT_WORD(pos +
+	    q->capacity, SHMQ_SLOT_EMPTY, 0), memory_order_release);
+	/* Relaxed: statistics. */
+	atomic_fetch_add_explicit(&q->hdr->corrupt, 1, memory_order_relaxed);
+	return -EPROTO;
+}
+
+/*
+ * Claim the next full slot (READING) if its message fits in cap.  If intent
+ * is set, the position is stored there before the claim, for recovery to
+ * match (take).  0, or -EAGAIN (nothing ready), -EMSGSIZE, -EPROTO.
+ */
+static int
+claim_get(struct shmq *q, size_t cap, _Atomic uint64_t *intent,
+    uint64_t *posp, uint32_t *lenp)
+{
+	_Atomic uint64_t *ix = &q->hdr->cons_pos;
+	/* Relaxed: a hint, see advance(). */
+	uint64_t pos = atomic_load_explicit(ix, memory_order_relaxed);
+
+	for (;;) {
+		struct shmq_seg_slot *s = shmq__slot(q, pos);
+		/* A2: pairs with R1, the producer's publication. */
+		uint64_t w = atomic_load_explicit(&s->state,
+		    memory_order_acquire);
+		int64_t d = shmq__tag_diff(w, pos);
+		uint32_t len;
+
+		if (d > 0 || (d == 0 &&
+		    SHMQ_SLOT_STATE(w) == SHMQ_SLOT_READING)) {
+			advance_reload(ix, &pos);	/* taken or done */
+			continue;
+		}
+		if (d < 0 || SHMQ_SLOT_STATE(w) != SHMQ_SLOT_FULL) {
+			uint64_t cur = atomic_load_explicit(ix,
+			    memory_order_relaxed);
+			if (cur == pos)
+				return -EAGAIN;
+			pos = cur;
+			continue;
+		}
+		/* Relaxed: A2 ordered it; used only if the CAS succeeds. */
+		len = atomic_load_explicit(&s->len, memory_order_relaxed);
+		if (len <= q->msg_max && len > cap)
+			return -EMSGSIZE;
+		if (intent != NULL)
+			/* Relaxed: published by the CAS's release below. */
+			atomic_store_explicit(intent, pos, memory_order_relaxed);
+		/* Release: recovery that sees READING sees the intent. */
+		if (!atomic_compare_exchange_weak_explicit(&s->state, &w,
+		    SHMQ_SLOT_WORD(pos, SHMQ_SLOT_READING, q->me),
+		    memory_order_acq_rel, memory_order_relaxed))
+			continue;
+		advance(ix, pos);
+		if (len > q->msg_max)
+			return drop_corrupt(q, pos);
+		*posp = pos;
+		*lenp = len;
+		return 0;
+	}
+}
+
+/* Hand the slot of pos on to the producer of pos + capacity. */
+static inline void
+release_slot(struct shmq *q, uint64_t pos)
+{
+	/* R2: pairs with A1 in claim_put. */
+	atomic_store_explicit(&shmq__slot(q, pos)->state, SHMQ_SLOT_WORD(pos +
+	    q->capacity, SHMQ_SLOT_EMPTY, 0), memory_order_release);
+}
+
+/* Producers sample the depth now and then for the high-water mark. */
+static void
+raise_high_water(struct shmq *q, uint64_t depth)
+{
+	/* Relaxed: statistics. */
+	uint64_t hw = atomic_load_explicit(&q->hdr->high_water,
+	    memory_order_relaxed);
+
+	if (depth > q->capacity)
+		depth = q->capacity;
+	while (depth > hw && !atomic_compare_exchange_weak_explicit(
+	    &q->hdr->high_water, &hw, depth, memory_order_relaxed,
+	    memory_order_relaxed))
+		;
+}
+
+static void
+sample_depth(struct shmq *q, uint64_t pos)
+{
+	/* Relaxed: statistics. */
+	uint64_t cons = atomic_load_explicit(&q->hdr->cons_pos,
+	    memory_order_relaxed);
+
+	if ((int64_t)(pos + 1 - cons) > 0)
+		raise_high_water(q, pos + 1 - cons);
+}
+
+/* Our own counters: only we write them, so no read-modify-write. */
+static inline void
+count(_Atomic uint64_t *c, unsigned n)
+{
+	/* Relaxed: statistics, written by this attachment alone. */
+	atomic_store_explicit(c, atomic_load_explicit(c,
+	    memory_order_relaxed) + n, memory_order_relaxed);
+}
+
+static inline void
+stamp(struct shmq *q, uint64_t now)
+{
+	/* Relaxed: read by tools only. */
+	atomic_store_explicit(&q->rec->last_op_ns, now, memory_order_relaxed);
+}
+
+static int
+try_put(struct shmq *q, void *arg)
+{
+	struct put_args *a = arg;
+	uint64_t now = shmq__coarse_ns();
+	uint32_t put_ms = (uint32_t)(now / 1000000u);
+	unsigned i;
+
+	for (i = 0; i < a->n; i++) {
+		const struct iovec *m = &a->msgs[i];
+		struct shmq_seg_slot *s;
+		uint64_t pos;
+
+		if (claim_put(q, &pos) != 0)
+			break;
+		SHMQ_FAULT("put.claimed");
+		if ((pos & (SHMQ_HWM_SAMPLE - 1)) == 0)
+			sample_depth(q, pos);
+		s = shmq__slot(q, pos);
+		if (m->iov_len > 0)
+			memcpy(shmq__slot_data(s), m->iov_base, m->iov_len);
+		/* Relaxed: published by R1. */
+		atomic_store_explicit(&s->len, (uint32_t)m->iov_len,
+		    memory_order_relaxed);
+		atomic_store_explicit(&s->put_ms, put_ms, memory_order_relaxed);
+		SHMQ_FAULT("put.copied");
+		/* R1: pairs with A2 in claim_get. */
+		atomic_store_explicit(&s->state, SHMQ_SLOT_WORD(pos,
+		    SHMQ_SLOT_FULL, 0), memory_order_release);
+		SHMQ_FAULT("put.published");
+	}
+	if (i == 0) {
+		raise_high_water(q, q->capacity);
+		return -EAGAIN;
+	}
+	count(&q->rec->n_put, i);
+	stamp(q, now);
+	shmq__notify(q, SHMQ__GET, i);
+	return (int)i;
+}
+
+/* Copy the next ring message out and free its slot at once. */
+static int
+get_ring(struct shmq *q, struct iovec *buf)
+{
+	uint64_t pos;
+	uint32_t len;
+	int r = claim_get(q, buf->iov_len, NULL, &pos, &len);
+
+	if (r != 0)
+		return r;
+	SHMQ_FAULT("get.claimed");
+	memcpy(buf->iov_base, shmq__slot_data(shmq__slot(q, pos)), len);
+	buf->iov_len = len;
+	SHMQ_FAULT("get.copied");
+	release_slot(q, pos);
+	SHMQ_FAULT("get.released");
+	return 0;
+}
+
+/*
+ * Take the next ring message under a lease: copy it into one of our lease
+ * entries, mark the entry HELD, then free the ring slot.  The entry is
+ * STAGED with the claimed position first, so that recovery can tell whether
+ * the copy was made.
+ */
+static int
+take_ring(struct shmq *q, struct iovec *buf, struct shmq_lease *lease)
+{
+	uint32_t idx = q->leases_held < q->lease_max ? shmq__free_entry(q) :
+	    SHMQ_NONE;
+	struct shmq_seg_entry *e;
+	struct shmq_seg_slot *s;
+	uint64_t pos;
+	uint32_t len, gen;
+	int r;
+
+	if (idx == SHMQ_NONE)
+		return -ENOBUFS;
+	e = shmq__entry(q, idx);
+	/* Relaxed: only we write our FREE entries. */
+	gen = SHMQ_ENTRY_GEN(atomic_load_explicit(&e->state,
+	    memory_order_relaxed));
+	/* Relaxed: made visible by the release of claim_get's CAS. */
+	atomic_store_explicit(&e->state, SHMQ_ENTRY_WORD(gen, 0,
+	    SHMQ_ENTRY_STAGED, q->me), memory_order_relaxed);
+	SHMQ_FAULT("take.staged");
+	r = claim_get(q, buf->iov_len, &e->src_pos, &pos, &len);
+	if (r != 0) {
+		atomic_store_explicit(&e->state, SHMQ_ENTRY_WORD(gen, 0,
+		    SHMQ_ENTRY_FREE, 0), memory_order_relaxed);
+		return r;
+	}
+	SHMQ_FAULT("take.claimed");
+	s = shmq__slot(q, pos);
+	memcpy(shmq__entry_data(e), shmq__slot_data(s), len);
+	/* Relaxed: published by R4. */
+	atomic_store_explicit(&e->len, len, memory_order_relaxed);
+	atomic_store_explicit(&e->put_ms, atomic_load_explicit(&s->put_ms,
+	    memory_order_relaxed), memory_order_relaxed);
+	atomic_store_explicit(&e->taken_ns, shmq__coarse_ns(),
+	    memory_order_relaxed);
+	SHMQ_FAULT("take.copied");
+	/* R4: recovery and tools that see HELD see the copy. */
+	atomic_store_explicit(&e->state, SHMQ_ENTRY_WORD(gen, 1,
+	    SHMQ_ENTRY_HELD, q->me), memory_order_release);
+	SHMQ_FAULT("take.held");
+	release_slot(q, pos);
+	SHMQ_FAULT("take.released");
+	memcpy(buf->iov_base, shmq__entry_data(e), len);
+	buf->iov_len = len;
+	lease->id = (uint64_t)gen << 32 | idx;
+	lease->deliveries = 1;
+	lease->len = len;
+	q->leases_held++;
+	return 0;
+}
+
+/* Redeliveries first, then the ring; count what we got. */
+static int
+try_get(struct shmq *q, void *arg)
+{
+	struct get_args *a = arg;
+	struct shmq_lease *lease = NULL;
+	unsigned i = 0, from_ring = 0;
+	int r = 0;
+
+	if (unlikely(shmq__bitmap_any(q, q->hdr->redeliver_map)))
+		for (; i < a->n; i++) {
+			lease = a->leases != NULL ? &a->leases[i] : NULL;
+			r = shmq__take_redelivery(q, &a->bufs[i], lease);
+			if (r != 0)
+				break;
+		}
+	if (r == 0 || r == -EAGAIN)
+		for (; i < a->n; i++, from_ring++) {
+			r = a->leases != NULL ?
+			    take_ring(q, &a->bufs[i], &a->leases[i]) :
+			    get_ring(q, &a->bufs[i]);
+			if (r != 0)
+				break;
+		}
+	if (i == 0)
+		return r;
+	count(&q->rec->n_get, i);
+	stamp(q, shmq__coarse_ns());
+	if (from_ring > 0)
+		shmq__notify(q, SHMQ__PUT, from_ring);
+	return (int)i;
+}
+
+int
+shmq_put_batch(struct shmq *q, const struct iovec *msgs, unsigned n,
+    int timeout_ms)
+{
+	struct put_args a = { msgs, n };
+	int r = shmq__check(q);
+
+	if (unlikely(r != 0))
+		return r;
+	if (msgs == NULL || n == 0)
+		return -EINVAL;
+	for (unsigned i = 0; i < n; i++) {
+		if (msgs[i].iov_base == NULL && msgs[i].iov_len > 0)
+			return -EINVAL;
+		if (msgs[i].iov_len > q->msg_max) {
+			if (i == 0)
+				return -EMSGSIZE;
+			a.n = i;
+			break;
+		}
+	}
+	r = try_put(q, &a);
+	if (r == -EAGAIN && timeout_ms != 0)
+		r = shmq__wait(q, SHMQ__PUT, timeout_ms, try_put, &a);
+	return r;
+}
+
+int
+shmq_put(struct shmq *q, const void *msg, size_t len, int timeout_ms)
+{
+	struct iovec iov = { (void *)(uintptr_t)msg, len };
+	int r = shmq_put_batch(q, &iov, 1, timeout_ms);
+
+	return r < 0 ? r : 0;
+}
+
+static int
+get_common(struct shmq *q, struct iovec *bufs, struct shmq_lease *leases,
+    unsigned n, int timeout_ms)
+{
+	struct get_args a = { bufs, leases, n };
+	int r = shmq__check(q);
+
+	if (unlikely(r != 0))
+		return r;
+	if (bufs == NULL || n == 0)
+		return -EINVAL;
+	r = try_get(q, &a);
+	if (r == -EAGAIN && timeout_ms != 0)
+		r = shmq__wait(q, SHMQ__GET, timeout_ms, try_get, &a);
+	return r;
+}
+
+int
+shmq_get_batch(struct shmq *q, struct iovec *bufs, unsigned n,
+    int timeout_ms)
+{
+	return get_common(q, bufs, NULL, n, timeout_ms);
+}
+
+ssize_t
+shmq_get(struct shmq *q, void *buf, size_t cap, int timeout_ms)
+{
+	struct iovec iov = { buf, cap };
+	int r;
+
+	if (buf == NULL && cap > 0)
+		return -EINVAL;
+	r = get_common(q, &iov, NULL, 1, timeout_ms);
+	return r < 0 ? r : (ssize_t)iov.iov_len;
+}
+
+int
+shmq_take_batch(struct shmq *q, struct iovec *bufs, struct shmq_lease *leases,
+    unsigned n, int timeout_ms)
+{
+	if (leases == NULL)
+		return -EINVAL;
+	return get_common(q, bufs, leases, n, timeout_ms);
+}
+
+ssize_t
+shmq_take(struct shmq *q, void *buf, size_t cap, struct shmq_lease *lease,
+    int timeout_ms)
+{
+	struct iovec iov = { buf, cap };
+	int r;
+
+	if ((buf == NULL && cap > 0) || lease == NULL)
+		return -EINVAL;
+	r = get_common(q, &iov, lease, 1, timeout_ms);
+	return r < 0 ? r : (ssize_t)iov.iov_len;
+}

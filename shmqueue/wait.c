@@ -1,0 +1,297 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * wait.c - how libshmq callers wait: spin briefly, then sleep on their own
+ * process-shared semaphore until a peer claims their sleeper bit and posts.
+ *
+ * The protocol is a Dekker pair.  A sleeper sets its bit in get_sleepers or
+ * put_sleepers, issues the heavy fence F2, and checks the ring once more
+ * before sem_wait.  A peer that publishes a message (or frees a slot) issues
+ * the light fence F1 and reads the bitmap.  Either the sleeper's re-check
+ * sees the message or the peer sees the bit, so nobody sleeps through it.
+ *
+ * F1 runs on every operation, F2 only before sleeping, so F1 is made free:
+ * with membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) the sleeper forces a full
+ * barrier on every CPU running a registered process, and F1 needs only to
+ * stop the compiler from reordering.  Without membarrier both are seq_cst
+ * fences, and a process that could not register sleeps in 1 ms slices,
+ * because its peers' F1 is then not enough to order against its F2.
+ *
+ * A peer wakes a sleeper by clearing its bit (so each sleeper is woken once)
+ * and posting that sleeper's semaphore.  The semaphores carry wake-ups, not
+ * counts: the ring is the truth, every waker re-checks it, and a stray token
+ * costs one spurious wake-up.  A waker that dies between clearing a bit and
+ * posting is covered by recovery, which posts to every record marked asleep.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/membarrier.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shmq_int.h"
+
+bool shmq__membarrier_ok;
+
+#define SLICE_NS	1000000u	/* sleep slice without membarrier */
+
+uint64_t
+shmq__now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t
+shmq__coarse_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static long
+membarrier(int cmd, unsigned flags)
+{
+	return syscall(__NR_membarrier, cmd, flags, 0);
+}
+
+static void
+fence_register(void)
+{
+	long cmds = membarrier(MEMBARRIER_CMD_QUERY, 0);
+
+	shmq__membarrier_ok = cmds > 0 &&
+	    (cmds & MEMBARRIER_CMD_GLOBAL_EXPEDITED) &&
+	    membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0) == 0;
+}
+
+/* Register this process for membarrier once; a forked child inherits it. */
+void
+shmq__fence_init(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, fence_register);
+}
+
+/* F2: pairs with shmq__fence_light() (F1) in every publishing peer. */
+static void
+fence_heavy(void)
+{
+	atomic_thread_fence(memory_order_seq_cst);
+	if (shmq__membarrier_ok &&
+	    membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0) != 0)
+		shmq__membarrier_ok = false;	/* peers still covered: slices */
+}
+
+static inline void
+cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+static sem_t *
+proc_sem(struct shmq_seg_proc *p)
+{
+	return (sem_t *)(void *)p->wake_sem;
+}
+
+/* Consume stray wake-ups; only the record's owner (or its recoverer) may. */
+void
+shmq__sem_drain(struct shmq_seg_proc *p)
+{
+	while (sem_trywait(proc_sem(p)) == 0)
+		;
+}
+
+static _Atomic uint64_t *
+sleepers(struct shmq *q, enum shmq__kind kind)
+{
+	return kind == SHMQ__GET ? q->hdr->get_sleepers :
+	    q->hdr->put_sleepers;
+}
+
+/*
+ * Withdraw our sleeper bit.  If a waker had already claimed it, its token is
+ * on the way or there; take it if it is, else leave it as a stray.
+ */
+static void
+sleep_cancel(struct shmq *q, enum shmq__kind kind)
+{
+	_Atomic uint64_t *map = sleepers(q, kind);
+	uint64_t bit = UINT64_C(1) << (q->me % 64);
+	uint64_t old;
+
+	/* Acq_rel: pairs with the waker's claim in shmq__wake (W1). */
+	old = atomic_fetch_and_explicit(&map[q->me / 64], ~bit,
+	    memory_order_acq_rel);
+	if (!(old & bit))
+		(void)sem_trywait(proc_sem(q->rec));
+}
+
+/* Spin with growing pauses until try() stops saying -EAGAIN or time is up. */
+static int
+spin(struct shmq *q, shmq__try_fn try, void *arg, uint64_t until)
+{
+	int r = -EAGAIN;
+
+	for (unsigned i = 1; r == -EAGAIN; i++) {
+		for (unsigned j = 0; j < (i < 32 ? i : 32); j++)
+			cpu_relax();
+		r = try(q, arg);
+		if ((i & 15) == 0 && shmq__now_ns() >= until)
+			break;
+	}
+	return r;
+}
+
+static int
+sem_sleep(struct shmq *q, uint64_t deadline)
+{
+	sem_t *sem = proc_sem(q->rec);
+	struct timespec ts;
+	uint64_t until = deadline;
+
+	if (!shmq__membarrier_ok) {
+		uint64_t slice = shmq__now_ns() + SLICE_NS;
+		if (slice < until)
+			until = slice;
+	}
+	if (until == UINT64_MAX)
+		return sem_wait(sem) == 0 ? 0 : -errno;
+	ts.tv_sec = (time_t)(until / 1000000000u);
+	ts.tv_nsec = (long)(until % 1000000000u);
+	return sem_clockwait(sem, CLOCK_MONOTONIC, &ts) == 0 ? 0 : -errno;
+}
+
+/*
+ * Register as a sleeper, look once more, then sleep.  Returns 1 if the last
+ * look succeeded (*result holds it), 0 when woken or a slice ended (look
+ * again), -ETIMEDOUT at the deadline, -EINTR.  The sleeper bit is ours
+ * to withdraw whenever no waker claimed it.
+ */
+static int
+sleep_once(struct shmq *q, enum shmq__kind kind, shmq__try_fn try, void *arg,
+    uint64_t deadline, int *result)
+{
+	int r;
+
+	shmq__bit_set(sleepers(q, kind), q->me);
+	/* Relaxed: only tools and recovery read it, as a hint. */
+	atomic_store_explicit(&q->rec->asleep,
+	    kind == SHMQ__GET ? SHMQ_ASLEEP_GET : SHMQ_ASLEEP_PUT,
+	    memory_order_relaxed);
+	fence_heavy();				/* F2 */
+	*result = try(q, arg);
+	if (*result != -EAGAIN) {
+		sleep_cancel(q, kind);
+		r = 1;
+		goto out;
+	}
+	SHMQ_FAULT("wait.registered");
+	/* Relaxed: statistics. */
+	atomic_fetch_add_explicit(kind == SHMQ__GET ? &q->hdr->get_waits :
+	    &q->hdr->put_waits, 1, memory_order_relaxed);
+	r = sem_sleep(q, deadline);
+	if (r != 0)
+		sleep_cancel(q, kind);
+	if (r == -ETIMEDOUT && shmq__now_ns() < deadline)
+		r = 0;				/* a slice ended */
+out:
+	atomic_store_explicit(&q->rec->asleep, 0, memory_order_relaxed);
+	return r;
+}
+
+/*
+ * Wait until try() returns something other than -EAGAIN, or the timeout.
+ * try() is retried after every spin step and every wake-up.
+ */
+int
+shmq__wait(struct shmq *q, enum shmq__kind kind, int timeout_ms,
+    shmq__try_fn try, void *arg)
+{
+	uint64_t now = shmq__now_ns();
+	uint64_t deadline = timeout_ms < 0 ? UINT64_MAX :
+	    now + (uint64_t)timeout_ms * 1000000u;
+	uint64_t spin_until = now + q->spin_ns;
+	int r = -EAGAIN, result;
+
+	if (q->spin_ns > 0)
+		r = spin(q, try, arg, spin_until < deadline ? spin_until :
+		    deadline);
+	while (r == -EAGAIN) {
+		int s = sleep_once(q, kind, try, arg, deadline, &result);
+		if (s == 1)
+			return result;
+		r = try(q, arg);
+		if (r == -EAGAIN && s < 0)
+			return s;	/* timed out or interrupted */
+	}
+	return r;
+}
+
+/* Wake up to n sleepers of this kind; call after shmq__fence_light(). */
+void
+shmq__wake(struct shmq *q, enum shmq__kind kind, unsigned n)
+{
+	_Atomic uint64_t *map = sleepers(q, kind);
+
+	for (uint32_t w = 0; w < q->nwords && n > 0; w++) {
+		/* Relaxed: F1 ordered our publication before this read. */
+		uint64_t bits = atomic_load_explicit(&map[w],
+		    memory_order_relaxed);
+		while (bits != 0 && n > 0) {
+			uint64_t bit = bits & -bits;
+			/* W1: pairs with sleep_cancel's fetch_and. */
+			uint64_t old = atomic_fetch_and_explicit(&map[w], ~bit,
+			    memory_order_acq_rel);
+			if (old & bit) {
+				uint32_t idx = w * 64 + (uint32_t)__builtin_ctzll(bit);
+				SHMQ_FAULT("wake.claimed");
+				if (idx < q->max_procs)
+					sem_post(proc_sem(shmq__proc(q, idx)));
+				n--;
+			}
+			bits = old & ~bit;
+		}
+	}
+}
+
+/*
+ * After a recovery: every live record that may be asleep gets one token,
+ * whether or not its bit is still set (its waker may have died after
+ * claiming it).  Extra tokens are harmless spurious wake-ups.
+ */
+void
+shmq__wake_all(struct shmq *q)
+{
+	atomic_thread_fence(memory_order_seq_cst);
+	for (uint32_t i = 0; i < q->max_procs; i++) {
+		struct shmq_seg_proc *p = shmq__proc(q, i);
+		uint64_t w = atomic_load_explicit(&p->state,
+		    memory_order_acquire);
+		uint64_t bit = UINT64_C(1) << (i % 64);
+		uint64_t old;
+
+		if (SHMQ_PROC_STATE(w) != SHMQ_PROC_ALIVE || i == q->me)
+			continue;
+		/* W1 as in shmq__wake; relaxed asleep: a hint. */
+		old = atomic_fetch_and_explicit(&q->hdr->get_sleepers[i / 64],
+		    ~bit, memory_order_acq_rel);
+		old |= atomic_fetch_and_explicit(&q->hdr->put_sleepers[i / 64],
+		    ~bit, memory_order_acq_rel);
+		if ((old & bit) || atomic_load_explicit(&p->asleep,
+		    memory_order_relaxed) != 0)
+			sem_post(proc_sem(p));
+	}
+}
