@@ -169,7 +169,7 @@ struct shmq_seg_header {
 /* One per attachment, at procs_off + index * proc_size. */
 struct shmq_seg_proc {
 	_Atomic uint64_t state;		/* SHMQ_PROC_WORD */
-	uint64_t	start_ticks;	/* pid's start time; 0 = unknown */
+	_Atomic uint64_t start_ticks;	/* pid's start time; 0 = unknown */
 	_Atomic uint64_t last_op_ns;	/* CLOCK_MONOTONIC of last call */
 	_Atomic uint64_t n_put;		/* messages put */
 	_Atomic uint64_t n_get;		/* messages got or taken */

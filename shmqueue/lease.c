@@ -137,7 +137,8 @@ take_from_area(struct shmq *q, uint32_t area, struct iovec *buf,
 		/* Relaxed: tools only. */
 		atomic_store_explicit(&e->taken_ns, shmq__coarse_ns(),
 		    memory_order_relaxed);
-		memcpy(buf->iov_base, shmq__entry_data(e), len);
+		if (len > 0)
+			memcpy(buf->iov_base, shmq__entry_data(e), len);
 		buf->iov_len = len;
 		if (lease == NULL) {
 			SHMQ_FAULT("redo.copied");

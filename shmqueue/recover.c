@@ -98,7 +98,7 @@ proc_stat(pid_t pid, char *state, uint64_t *start)
 	if (p == NULL || p[1] == '\0')
 		return -EIO;
 	*state = p[2];
-	for (int field = 3; field < 22; field++) {
+	for (int field = 2; field < 22; field++) {	/* to the 22nd */
 		p = strchr(p + 1, ' ');
 		if (p == NULL)
 			return -EIO;
@@ -321,8 +321,12 @@ recover_record(struct shmq *q, uint32_t dead)
 		    SHMQ_ENTRY_FREE)
 			empty = false;
 	SHMQ_FAULT("recover.done");
-	/* Release: pairs with the acquire in the claim of a record.  A DEAD
-	 * record whose last entry is freed meanwhile is reclaimed on attach. */
+	/* The next occupant's start time is unknown until it writes it; a
+	 * stale one would make it look like a reused pid, i.e. dead. */
+	atomic_store_explicit(&p->start_ticks, 0, memory_order_relaxed);
+	/* Release: pairs with the acquire in the claim of a record (and
+	 * publishes start_ticks = 0).  A DEAD record whose last entry is
+	 * freed meanwhile is reclaimed on attach. */
 	atomic_store_explicit(&p->state, SHMQ_PROC_WORD(SHMQ_PROC_PID(w),
 	    empty ? SHMQ_PROC_FREE : SHMQ_PROC_DEAD, SHMQ_PROC_GEN(w) + 1),
 	    memory_order_release);
@@ -374,8 +378,10 @@ shmq__recover_dead_locked(struct shmq *q)
 		uint64_t w = atomic_load_explicit(&p->state,
 		    memory_order_acquire);
 
+		/* Relaxed start_ticks: the state word's acquire ordered it. */
 		if (!record_is(q, i, 0) || !shmq__pid_gone(
-		    (pid_t)SHMQ_PROC_PID(w), p->start_ticks))
+		    (pid_t)SHMQ_PROC_PID(w), atomic_load_explicit(
+		    &p->start_ticks, memory_order_relaxed)))
 			continue;
 		n += shmq__recover_locked(q, i);
 		count_recovery(q);
@@ -403,7 +409,8 @@ shmq_recover(struct shmq *q, pid_t pid)
 	for (uint32_t i = 0; i < q->max_procs; i++) {
 		if (!record_is(q, i, pid))
 			continue;
-		if (!shmq__pid_gone(pid, shmq__proc(q, i)->start_ticks)) {
+		if (!shmq__pid_gone(pid, atomic_load_explicit(
+		    &shmq__proc(q, i)->start_ticks, memory_order_relaxed))) {
 			busy = true;
 			continue;
 		}

@@ -263,7 +263,9 @@ get_ring(struct shmq *q, struct iovec *buf)
 	if (r != 0)
 		return r;
 	SHMQ_FAULT("get.claimed");
-	memcpy(buf->iov_base, shmq__slot_data(shmq__slot(q, pos)), len);
+	if (len > 0)		/* buf may be NULL for an empty message */
+		memcpy(buf->iov_base, shmq__slot_data(shmq__slot(q, pos)),
+		    len);
 	buf->iov_len = len;
 	SHMQ_FAULT("get.copied");
 	release_slot(q, pos);
@@ -320,7 +322,8 @@ take_ring(struct shmq *q, struct iovec *buf, struct shmq_lease *lease)
 	SHMQ_FAULT("take.held");
 	release_slot(q, pos);
 	SHMQ_FAULT("take.released");
-	memcpy(buf->iov_base, shmq__entry_data(e), len);
+	if (len > 0)
+		memcpy(buf->iov_base, shmq__entry_data(e), len);
 	buf->iov_len = len;
 	lease->id = (uint64_t)gen << 32 | idx;
 	lease->deliveries = 1;

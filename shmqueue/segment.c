@@ -251,7 +251,8 @@ attach(struct shmq *q)
 	}
 	SHMQ_FAULT("attach.claimed");
 	p = q->rec = shmq__proc(q, q->me);
-	p->start_ticks = self_start;
+	/* Relaxed: a recoverer that reads 0 treats it as unknown. */
+	atomic_store_explicit(&p->start_ticks, self_start, memory_order_relaxed);
 	/* Relaxed: statistics and hints, read by tools. */
 	atomic_store_explicit(&p->n_put, 0, memory_order_relaxed);
 	atomic_store_explicit(&p->n_get, 0, memory_order_relaxed);

@@ -143,7 +143,7 @@ proc_info(const struct shmq *q, uint32_t i, uint64_t w,
 	    (SHMQ_ASLEEP_GET | SHMQ_ASLEEP_PUT);
 	pi->leases = leases_of(q, i);
 	pi->last_op_ns = load(&p->last_op_ns);
-	pi->start_ticks = p->start_ticks;
+	pi->start_ticks = load(&p->start_ticks);
 }
 
 int
