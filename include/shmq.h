@@ -260,6 +260,15 @@ uint32_t	 shmq_msg_max(const struct shmq *q);
 const char	*shmq_name(const struct shmq *q);
 
 /*
+ * shmq_wakeup - make the blocking call this handle is in, or its next one,
+ * return -EINTR at once.  Async-signal-safe: meant for a signal handler, or
+ * another thread, that needs the caller to look at something else (a
+ * control socket, a stop flag).  Wake-ups do not accumulate: one pending
+ * wake-up interrupts one call.
+ */
+void		 shmq_wakeup(struct shmq *q);
+
+/*
  * shmq_set_spin - how long a blocking call spins before it sleeps, in
  * nanoseconds (default 20000).  0 sleeps at once.
  */

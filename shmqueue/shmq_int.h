@@ -43,6 +43,7 @@ struct shmq {
 	uint32_t	 spin_ns;
 	uint32_t	 entry_hint;	/* where to look for a free entry */
 	uint32_t	 leases_held;	/* leases this handle holds */
+	_Atomic int	 wakeup;	/* shmq_wakeup() pending */
 	pid_t		 pid;		/* process that opened the handle */
 	bool		 rdonly;
 	char		 name[NAME_MAX + 1];

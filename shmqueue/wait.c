@@ -212,6 +212,8 @@ out:
 	return r;
 }
 
+static bool	woken(struct shmq *q);
+
 /*
  * Wait until try() returns something other than -EAGAIN, or the timeout.
  * try() is retried after every spin step and every wake-up.
@@ -230,7 +232,10 @@ shmq__wait(struct shmq *q, enum shmq__kind kind, int timeout_ms,
 		r = spin(q, try, arg, spin_until < deadline ? spin_until :
 		    deadline);
 	while (r == -EAGAIN) {
-		int s = sleep_once(q, kind, try, arg, deadline, &result);
+		int s;
+		if (woken(q))
+			return -EINTR;
+		s = sleep_once(q, kind, try, arg, deadline, &result);
 		if (s == 1)
 			return result;
 		r = try(q, arg);
@@ -238,6 +243,26 @@ shmq__wait(struct shmq *q, enum shmq__kind kind, int timeout_ms,
 			return s;	/* timed out or interrupted */
 	}
 	return r;
+}
+
+/* Consume a pending shmq_wakeup(). */
+static bool
+woken(struct shmq *q)
+{
+	/* Acquire: pairs with the release in shmq_wakeup (the caller's
+	 * flags, set before it, are visible once we return -EINTR). */
+	return atomic_load_explicit(&q->wakeup, memory_order_relaxed) != 0 &&
+	    atomic_exchange_explicit(&q->wakeup, 0, memory_order_acquire) != 0;
+}
+
+void
+shmq_wakeup(struct shmq *q)
+{
+	if (q == NULL || q->rec == NULL)
+		return;
+	/* Release: pairs with the acquire in woken(). */
+	atomic_store_explicit(&q->wakeup, 1, memory_order_release);
+	sem_post(proc_sem(q->rec));	/* async-signal-safe */
 }
 
 /* Wake up to n sleepers of this kind; call after shmq__fence_light(). */
