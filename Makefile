@@ -32,11 +32,22 @@ PC_CFLAGS   = $(shell pkg-config --cflags $(PC_PKGS) 2>/dev/null)
 PC_LIBS     = $(shell pkg-config --libs $(PC_PKGS) 2>/dev/null)
 
 LIB_SRCS := $(addprefix shmqueue/,segment.c ring.c lease.c wait.c recover.c stats.c)
+
+# procs/: every file that is not a program's main goes into libshmpipe.a.
+PROCS_MAINS := procs/shmpipe.c procs/shmpipe_threaded.c procs/loadgen.c \
+               procs/handler_example.c
+PROCS_SRCS := $(filter-out $(PROCS_MAINS),$(wildcard procs/*.c))
+PROCS_OBJS := $(PROCS_SRCS:%.c=$(BUILD)/%.o)
+LIBPIPE  := $(BUILD)/libshmpipe.a
+PROGS    := $(if $(wildcard procs/shmpipe.c),$(BUILD)/shmpipe) \
+            $(if $(wildcard procs/shmpipe_threaded.c),$(BUILD)/shmpipe-threaded) \
+            $(if $(wildcard procs/loadgen.c),$(BUILD)/shmpipe-bench) \
+            $(if $(wildcard procs/handler_example.c),$(BUILD)/handler_example.so)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 FI_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/fi/%.o) $(BUILD)/fi/shmqueue/fault.o
 TEST_SRCS := $(wildcard tests/check_*.c)
 TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/%.o)
-HEADERS  := $(wildcard include/*.h shmqueue/*.h)
+HEADERS  := $(wildcard include/*.h shmqueue/*.h procs/*.h tests/*.h)
 
 LIBA     := $(BUILD)/libshmq.a
 LIBSO    := $(BUILD)/libshmq.so.$(VERSION)
@@ -47,7 +58,7 @@ BENCH    := $(BUILD)/shmq-bench
 DEPS_OK  := $(BUILD)/.deps-ok
 
 .PHONY: all test check bench install uninstall clean deps headers-check
-all: $(LIBA) $(LIBSO) $(BUILD)/shmq.pc
+all: $(LIBA) $(LIBSO) $(BUILD)/shmq.pc $(PROGS)
 
 # Dependencies: install them when root, else say exactly what to run.
 deps: $(DEPS_OK)
@@ -69,13 +80,17 @@ $(BUILD)/%.o: %.c $(HEADERS) | $(DEPS_OK)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
+$(BUILD)/procs/%.o: procs/%.c $(HEADERS) | $(DEPS_OK)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(PC_CFLAGS) -Iprocs -c $< -o $@
+
 $(BUILD)/fi/%.o: %.c $(HEADERS) | $(DEPS_OK)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -DSHMQ_FAULT_INJECT -c $< -o $@
 
 $(BUILD)/tests/%.o: tests/%.c $(HEADERS) | $(DEPS_OK)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(PC_CFLAGS) -DSHMQ_FAULT_INJECT -c $< -o $@
+	$(CC) $(ALL_CFLAGS) $(PC_CFLAGS) -Iprocs -DSHMQ_FAULT_INJECT -c $< -o $@
 
 $(LIBA): $(LIB_OBJS)
 	$(AR) rcs $@ $^
@@ -92,8 +107,26 @@ $(BUILD)/shmq.pc: shmq.pc.in include/shmq.h
 	@mkdir -p $(@D)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
-$(CHECK): $(TEST_OBJS) $(LIBFI)
-	$(CC) $(SANFLAGS) -o $@ $(TEST_OBJS) $(LIBFI) $(PC_LIBS) -pthread
+$(LIBPIPE): $(PROCS_OBJS)
+	$(AR) rcs $@ $^
+
+PROG_LIBS = $(LIBPIPE) $(LIBA) $(PC_LIBS) -pthread -ldl
+
+$(BUILD)/shmpipe: $(BUILD)/procs/shmpipe.o $(LIBPIPE) $(LIBA)
+	$(CC) $(SANFLAGS) -rdynamic -o $@ $< $(PROG_LIBS)
+
+$(BUILD)/shmpipe-threaded: $(BUILD)/procs/shmpipe_threaded.o $(LIBPIPE) $(LIBA)
+	$(CC) $(SANFLAGS) -rdynamic -o $@ $< $(PROG_LIBS)
+
+$(BUILD)/shmpipe-bench: $(BUILD)/procs/loadgen.o $(LIBPIPE) $(LIBA)
+	$(CC) $(SANFLAGS) -o $@ $< $(PROG_LIBS)
+
+$(BUILD)/handler_example.so: procs/handler_example.c include/shmpipe_handler.h
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(CFLAGS) -fPIC -shared -Iinclude -o $@ $<
+
+$(CHECK): $(TEST_OBJS) $(LIBFI) $(LIBPIPE) $(PROGS)
+	$(CC) $(SANFLAGS) -o $@ $(TEST_OBJS) $(LIBPIPE) $(LIBFI) $(PC_LIBS) -pthread -ldl
 
 $(BENCH): $(BUILD)/shmqueue/bench.o $(LIBA)
 	$(CC) $(SANFLAGS) -o $@ $^ -pthread -lrt
@@ -106,7 +139,7 @@ headers-check: | $(DEPS_OK)
 	    -o /dev/null || exit 1; done; echo "headers compile alone"
 
 test check: $(CHECK) headers-check
-	CK_DEFAULT_TIMEOUT=120 $(CHECK)
+	SHMPIPE_BUILD=$(BUILD) CK_DEFAULT_TIMEOUT=120 $(CHECK)
 
 bench: $(BENCH)
 	$(BENCH)

@@ -1,0 +1,776 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * bench.c - shmq-bench: libshmq throughput and latency against a pipe, a
+ * Unix socketpair, a POSIX message queue and the threaded design's
+ * mutex+condvar queue, on one harness, in one run.
+ *
+ * Every figure is the median of several trials, the trials of all rows
+ * interleaved, because the machines are shared and noisy: ratios measured
+ * in the same minute are what mean something, not absolute rates.
+ */
+#define _GNU_SOURCE
+#include <err.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <mqueue.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shmq.h"
+
+#define MAX_SAMPLES	16
+#define BATCH		32
+#define RING		1024		/* capacity of every bounded queue */
+
+enum impl { I_SHMQ, I_PIPE, I_SOCK, I_MQ, I_CONDVAR };
+static const char *impl_name[] = { "libshmq", "pipe", "socketpair",
+    "posix mq", "mutex+condvar" };
+
+struct row {
+	enum impl	 impl;
+	size_t		 msz;
+	int		 np, nc;	/* producers, consumers */
+	unsigned	 batch;
+	uint64_t	 n;		/* messages per producer, calibrated */
+	double		 rate[MAX_SAMPLES];
+	int		 nrate;
+};
+
+static double	trial_secs = 0.25;
+static int	repeats = 5;
+static char	qname[64];
+static const char *only;	/* -f: rows whose queue name contains it */
+
+static double
+now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double
+median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(*v), cmp_double);
+	return n == 0 ? 0 : n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* ---- the transports: one send and one receive each -------------------- */
+
+struct chan {
+	enum impl	 impl;
+	size_t		 msz;
+	char		 name[72];	/* libshmq, mq */
+	int		 fd[2];		/* pipe, socketpair */
+	mqd_t		 mq;
+	struct shmq	*q;
+	struct cvq	*cv;
+};
+
+/* The threaded design's queue: a bounded ring under one mutex. */
+struct cvq {
+	pthread_mutex_t	 mu;
+	pthread_cond_t	 not_empty, not_full;
+	unsigned	 head, tail;
+	size_t		 msz;
+	uint32_t	 len[RING];
+	unsigned char	 data[];
+};
+
+static struct cvq *
+cvq_new(size_t msz)
+{
+	struct cvq *c = calloc(1, sizeof(*c) + RING * msz);
+
+	if (c == NULL)
+		err(1, "calloc");
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->not_empty, NULL);
+	pthread_cond_init(&c->not_full, NULL);
+	c->msz = msz;
+	return c;
+}
+
+static void
+cvq_put(struct cvq *c, const void *m, size_t len, unsigned n)
+{
+	pthread_mutex_lock(&c->mu);
+	for (unsigned i = 0; i < n; i++) {
+		while (c->tail - c->head == RING)
+			pthread_cond_wait(&c->not_full, &c->mu);
+		memcpy(c->data + (c->tail % RING) * c->msz, m, len);
+		c->len[c->tail++ % RING] = (uint32_t)len;
+	}
+	pthread_cond_signal(&c->not_empty);
+	pthread_mutex_unlock(&c->mu);
+}
+
+static unsigned
+cvq_get(struct cvq *c, void *buf, size_t *len, unsigned n)
+{
+	unsigned i = 0;
+
+	pthread_mutex_lock(&c->mu);
+	while (c->tail == c->head)
+		pthread_cond_wait(&c->not_empty, &c->mu);
+	for (; i < n && c->head != c->tail; i++, c->head++) {
+		len[i] = c->len[c->head % RING];
+		memcpy((unsigned char *)buf + i * c->msz, c->data +
+		    (c->head % RING) * c->msz, len[i]);
+	}
+	pthread_cond_signal(&c->not_full);
+	pthread_mutex_unlock(&c->mu);
+	return i;
+}
+
+static void
+chan_open(struct chan *ch, enum impl impl, size_t msz)
+{
+	struct mq_attr ma = { .mq_maxmsg = RING, .mq_msgsize = (long)msz };
+	struct shmq_config cfg = { .capacity = RING, .msg_max = (uint32_t)msz,
+	    .max_procs = 16, .lease_max = 1 };
+
+	memset(ch, 0, sizeof(*ch));
+	ch->impl = impl;
+	ch->msz = msz;
+	strcpy(ch->name, qname);
+	switch (impl) {
+	case I_SHMQ:
+		shmq_unlink(ch->name);
+		if ((ch->q = shmq_create(ch->name, &cfg)) == NULL)
+			err(1, "shmq_create %s", ch->name);
+		break;
+	case I_PIPE:
+		if (pipe(ch->fd) != 0)
+			err(1, "pipe");
+		break;
+	case I_SOCK:
+		if (socketpair(AF_UNIX, SOCK_STREAM, 0, ch->fd) != 0)
+			err(1, "socketpair");
+		break;
+	case I_MQ:
+		mq_unlink(ch->name);
+		ch->mq = mq_open(ch->name, O_RDWR | O_CREAT | O_EXCL, 0600,
+		    &ma);
+		if (ch->mq == (mqd_t)-1) {
+			ma.mq_maxmsg = 10;	/* the unprivileged limit */
+			ch->mq = mq_open(ch->name, O_RDWR | O_CREAT | O_EXCL,
+			    0600, &ma);
+		}
+		if (ch->mq == (mqd_t)-1)
+			err(1, "mq_open");
+		break;
+	case I_CONDVAR:
+		ch->cv = cvq_new(msz);
+		break;
+	}
+}
+
+static void
+chan_close(struct chan *ch)
+{
+	switch (ch->impl) {
+	case I_SHMQ:
+		shmq_close(ch->q);
+		shmq_unlink(ch->name);
+		break;
+	case I_PIPE:
+	case I_SOCK:
+		close(ch->fd[0]);
+		close(ch->fd[1]);
+		break;
+	case I_MQ:
+		mq_close(ch->mq);
+		mq_unlink(ch->name);
+		break;
+	case I_CONDVAR:
+		free(ch->cv);
+		break;
+	}
+}
+
+/* In a child process: attach our own handle. */
+static void
+chan_child(struct chan *ch)
+{
+	if (ch->impl == I_SHMQ && (ch->q = shmq_open(ch->name)) == NULL)
+		err(1, "shmq_open");
+}
+
+static void
+full_io(ssize_t (*io)(int, void *, size_t), int fd, void *buf, size_t len)
+{
+	for (size_t off = 0; off < len; ) {
+		ssize_t n = io(fd, (unsigned char *)buf + off, len - off);
+		if (n <= 0) {
+			if (n < 0 && errno == EINTR)
+				continue;
+			err(1, "pipe/socket i/o");
+		}
+		off += (size_t)n;
+	}
+}
+
+static ssize_t
+write_io(int fd, void *buf, size_t len)
+{
+	return write(fd, buf, len);
+}
+
+/* Send n messages of len bytes (each buf + i * msz). */
+static void
+chan_send(struct chan *ch, unsigned char *buf, size_t len, unsigned n)
+{
+	struct iovec iov[BATCH];
+	unsigned done = 0;
+
+	switch (ch->impl) {
+	case I_SHMQ:
+		if (n == 1) {
+			if (shmq_put(ch->q, buf, len, -1) != 0)
+				errx(1, "shmq_put");
+			return;
+		}
+		for (unsigned i = 0; i < n; i++)
+			iov[i] = (struct iovec){ buf + i * ch->msz, len };
+		while (done < n) {
+			int r = shmq_put_batch(ch->q, iov + done, n - done, -1);
+			if (r < 0)
+				errx(1, "shmq_put_batch: %s", strerror(-r));
+			done += (unsigned)r;
+		}
+		return;
+	case I_PIPE:
+	case I_SOCK:
+		for (unsigned i = 0; i < n; i++)
+			full_io(write_io, ch->fd[1], buf + i * ch->msz, ch->msz);
+		return;
+	case I_MQ:
+		for (unsigned i = 0; i < n; i++)
+			while (mq_send(ch->mq, (char *)buf + i * ch->msz, len,
+			    0) != 0)
+				if (errno != EINTR)
+					err(1, "mq_send");
+		return;
+	case I_CONDVAR:
+		cvq_put(ch->cv, buf, len, n);
+		return;
+	}
+}
+
+/* Receive up to n messages into buf + i * msz; lengths into len[]. */
+static unsigned
+chan_recv(struct chan *ch, unsigned char *buf, size_t *len, unsigned n)
+{
+	struct iovec iov[BATCH];
+	ssize_t r;
+
+	switch (ch->impl) {
+	case I_SHMQ:
+		if (n == 1) {
+			r = shmq_get(ch->q, buf, ch->msz, -1);
+			if (r < 0)
+				errx(1, "shmq_get: %s", strerror((int)-r));
+			len[0] = (size_t)r;
+			return 1;
+		}
+		for (unsigned i = 0; i < n; i++)
+			iov[i] = (struct iovec){ buf + i * ch->msz, ch->msz };
+		r = shmq_get_batch(ch->q, iov, n, -1);
+		if (r < 0)
+			errx(1, "shmq_get_batch: %s", strerror((int)-r));
+		for (unsigned i = 0; i < (unsigned)r; i++)
+			len[i] = iov[i].iov_len;
+		return (unsigned)r;
+	case I_PIPE:
+	case I_SOCK:
+		full_io(read, ch->fd[0], buf, ch->msz);
+		len[0] = buf[0] == 0xff ? 0 : ch->msz;	/* end marker */
+		return 1;
+	case I_MQ:
+		do
+			r = mq_receive(ch->mq, (char *)buf, ch->msz, NULL);
+		while (r < 0 && errno == EINTR);
+		if (r < 0)
+			err(1, "mq_receive");
+		len[0] = (size_t)r;
+		return 1;
+	case I_CONDVAR:
+		return cvq_get(ch->cv, buf, len, n);
+	}
+	return 0;
+}
+
+/* ---- throughput ------------------------------------------------------- */
+
+struct worker {
+	struct chan	*ch;
+	const struct row *row;
+	int		 go_fd;		/* processes: read blocks until start */
+	pthread_barrier_t *go;		/* threads */
+};
+
+static void
+wait_start(struct worker *w)
+{
+	char c;
+
+	if (w->go != NULL)
+		pthread_barrier_wait(w->go);
+	else if (read(w->go_fd, &c, 1) < 0)
+		err(1, "read");
+}
+
+/* Put n messages, then one end marker (length 0) per consumer. */
+static void
+produce(struct worker *w)
+{
+	const struct row *r = w->row;
+	unsigned char *buf = calloc(BATCH, r->msz);
+	unsigned b = r->batch;
+
+	wait_start(w);
+	for (uint64_t i = 0; i < r->n; i += b) {
+		memcpy(buf + 8, &i, sizeof(i));	/* buf[0] != 0xff: data */
+		chan_send(w->ch, buf, r->msz, r->n - i < b ?
+		    (unsigned)(r->n - i) : b);
+	}
+	buf[0] = 0xff;			/* marker for stream transports */
+	for (int i = 0; i < r->nc; i++)
+		chan_send(w->ch, buf, w->ch->impl == I_PIPE ||
+		    w->ch->impl == I_SOCK ? r->msz : 0, 1);
+	free(buf);
+}
+
+/* Receive until one end marker per producer. */
+static void
+consume(struct worker *w)
+{
+	const struct row *r = w->row;
+	unsigned char *buf = calloc(BATCH, r->msz);
+	size_t len[BATCH];
+	int ends = 0;
+
+	wait_start(w);
+	while (ends < r->np) {
+		unsigned got = chan_recv(w->ch, buf, len, r->batch);
+		for (unsigned i = 0; i < got; i++)
+			ends += len[i] == 0;
+	}
+	free(buf);
+}
+
+struct tworker {
+	struct worker	 w;
+	int		 producer;
+};
+
+static void *
+tworker_main(void *arg)
+{
+	struct tworker *t = arg;
+
+	if (t->producer)
+		produce(&t->w);
+	else
+		consume(&t->w);
+	return NULL;
+}
+
+static double
+trial_threads(struct row *r, struct chan *ch)
+{
+	int n = r->np + r->nc;
+	pthread_t th[8];
+	struct tworker tw[8];
+	pthread_barrier_t go;
+	double t0;
+
+	pthread_barrier_init(&go, NULL, (unsigned)n + 1);
+	for (int i = 0; i < n; i++) {
+		tw[i] = (struct tworker){ { ch, r, -1, &go }, i < r->np };
+		pthread_create(&th[i], NULL, tworker_main, &tw[i]);
+	}
+	pthread_barrier_wait(&go);
+	t0 = now();
+	for (int i = 0; i < n; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&go);
+	return now() - t0;
+}
+
+static double
+trial_procs(struct row *r, struct chan *ch)
+{
+	int go[2], n = r->np + r->nc, status;
+	pid_t pids[8];
+	double t0;
+
+	if (pipe(go) != 0)
+		err(1, "pipe");
+	for (int i = 0; i < n; i++) {
+		pids[i] = fork();
+		if (pids[i] < 0)
+			err(1, "fork");
+		if (pids[i] == 0) {
+			struct worker w = { ch, r, go[0], NULL };
+			close(go[1]);
+			chan_child(ch);
+			if (i < r->np)
+				produce(&w);
+			else
+				consume(&w);
+			if (ch->impl == I_SHMQ)
+				shmq_close(ch->q);
+			_exit(0);
+		}
+	}
+	close(go[0]);
+	t0 = now();
+	close(go[1]);			/* everyone starts */
+	for (int i = 0; i < n; i++) {
+		if (waitpid(pids[i], &status, 0) < 0 || !WIFEXITED(status) ||
+		    WEXITSTATUS(status) != 0)
+			errx(1, "%s worker failed", impl_name[r->impl]);
+	}
+	return now() - t0;
+}
+
+/* One trial of a row: messages per second. */
+static double
+trial(struct row *r)
+{
+	struct chan ch;
+	double secs;
+
+	chan_open(&ch, r->impl, r->msz);
+	secs = r->impl == I_CONDVAR ? trial_threads(r, &ch) :
+	    trial_procs(r, &ch);
+	chan_close(&ch);
+	return (double)r->n * r->np / secs;
+}
+
+/* Size n so that a trial takes about trial_secs. */
+static void
+calibrate(struct row *r)
+{
+	double rate;
+
+	r->n = 20000;
+	rate = trial(r);
+	r->n = (uint64_t)(rate * trial_secs / r->np);
+	if (r->n < 1000)
+		r->n = 1000;
+}
+
+/* ---- latency ---------------------------------------------------------- */
+
+struct pingpong {
+	const char	*name;
+	enum impl	 impl;
+	uint32_t	 spin_ns;	/* libshmq: how long to spin */
+	double		 p50, p99;
+};
+
+/* Server side: echo from a to b until a zero-length message. */
+static void
+pong(struct chan *a, struct chan *b, uint32_t spin_ns)
+{
+	unsigned char buf[64];
+	size_t len[1];
+
+	chan_child(a);
+	chan_child(b);
+	if (a->impl == I_SHMQ) {
+		shmq_set_spin(a->q, spin_ns);
+		shmq_set_spin(b->q, spin_ns);
+	}
+	for (;;) {
+		chan_recv(a, buf, len, 1);
+		if (len[0] == 0 || buf[0] == 0xff)
+			break;
+		chan_send(b, buf, 64, 1);
+	}
+	if (a->impl == I_SHMQ) {
+		shmq_close(a->q);
+		shmq_close(b->q);
+	}
+	_exit(0);
+}
+
+static void
+ping(struct pingpong *pp, int iters)
+{
+	struct chan a, b;
+	unsigned char buf[64] = { 1 };
+	double *rtt = calloc((size_t)iters, sizeof(*rtt));
+	size_t len[1];
+	pid_t pid;
+
+	chan_open(&a, pp->impl, 64);
+	strcat(qname, "b");
+	chan_open(&b, pp->impl, 64);
+	qname[strlen(qname) - 1] = '\0';	/* b keeps its own name */
+	if (pp->impl == I_SHMQ) {
+		shmq_set_spin(a.q, pp->spin_ns);
+		shmq_set_spin(b.q, pp->spin_ns);
+	}
+	if ((pid = fork()) == 0)
+		pong(&a, &b, pp->spin_ns);
+	for (int i = -iters / 10; i < iters; i++) {
+		double t0 = now();
+		chan_send(&a, buf, 64, 1);
+		chan_recv(&b, buf, len, 1);
+		if (i >= 0)
+			rtt[i] = now() - t0;
+	}
+	buf[0] = 0xff;
+	chan_send(&a, buf, pp->impl == I_SHMQ ? 0 : 64, 1);
+	waitpid(pid, NULL, 0);
+	chan_close(&a);
+	chan_close(&b);
+	qsort(rtt, (size_t)iters, sizeof(*rtt), cmp_double);
+	pp->p50 = rtt[iters / 2] * 1e6;
+	pp->p99 = rtt[iters * 99 / 100] * 1e6;
+	free(rtt);
+}
+
+/*
+ * Time from shmq_recover() returning to a sleeping consumer holding the
+ * redelivered message of a consumer that was SIGKILLed with it leased.
+ */
+static double
+redelivery_latency(void)
+{
+	struct shmq_config cfg = { .capacity = 64, .msg_max = 64 };
+	struct shmq *q;
+	double *when = mmap(NULL, sizeof(double), PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct shmq_lease lease;
+	unsigned char buf[64];
+	pid_t taker, waiter;
+	double t0, result;
+
+	shmq_unlink(qname);
+	if ((q = shmq_create(qname, &cfg)) == NULL)
+		err(1, "shmq_create");
+	shmq_put(q, "x", 1, 0);
+	if ((taker = fork()) == 0) {
+		struct shmq *c = shmq_open(qname);
+		shmq_take(c, buf, sizeof(buf), &lease, -1);
+		kill(getpid(), SIGKILL);
+	}
+	waitpid(taker, NULL, 0);
+	if ((waiter = fork()) == 0) {
+		struct shmq *c = shmq_open(qname);
+		shmq_set_spin(c, 0);
+		shmq_take(c, buf, sizeof(buf), &lease, -1);
+		*when = now();
+		_exit(0);
+	}
+	for (struct shmq_proc_info pi[4];;) {	/* until it is asleep */
+		int n = shmq_procs(q, pi, 4), asleep = 0;
+		for (int i = 0; i < n; i++)
+			asleep |= pi[i].pid == waiter && pi[i].asleep;
+		if (asleep)
+			break;
+		sched_yield();
+	}
+	shmq_recover(q, taker);
+	t0 = now();
+	waitpid(waiter, NULL, 0);
+	result = (*when - t0) * 1e6;
+	shmq_close(q);
+	shmq_unlink(qname);
+	munmap(when, sizeof(double));
+	return result;
+}
+
+/* ---- report ----------------------------------------------------------- */
+
+static struct row rows[] = {
+	{ I_SHMQ, 64, 1, 1, 1, 0, {0}, 0 },
+	{ I_SHMQ, 64, 1, 1, BATCH, 0, {0}, 0 },
+	{ I_SHMQ, 64, 2, 2, 1, 0, {0}, 0 },
+	{ I_SHMQ, 1024, 1, 1, 1, 0, {0}, 0 },
+	{ I_SHMQ, 1024, 1, 1, BATCH, 0, {0}, 0 },
+	{ I_SHMQ, 1024, 2, 2, 1, 0, {0}, 0 },
+	{ I_PIPE, 64, 1, 1, 1, 0, {0}, 0 },
+	{ I_PIPE, 64, 2, 2, 1, 0, {0}, 0 },
+	{ I_PIPE, 1024, 1, 1, 1, 0, {0}, 0 },
+	{ I_PIPE, 1024, 2, 2, 1, 0, {0}, 0 },
+	{ I_SOCK, 64, 1, 1, 1, 0, {0}, 0 },
+	{ I_SOCK, 1024, 1, 1, 1, 0, {0}, 0 },
+	{ I_MQ, 64, 1, 1, 1, 0, {0}, 0 },
+	{ I_MQ, 1024, 1, 1, 1, 0, {0}, 0 },
+	{ I_CONDVAR, 64, 1, 1, 1, 0, {0}, 0 },
+	{ I_CONDVAR, 64, 2, 2, 1, 0, {0}, 0 },
+	{ I_CONDVAR, 1024, 1, 1, 1, 0, {0}, 0 },
+	{ I_CONDVAR, 1024, 2, 2, 1, 0, {0}, 0 },
+};
+#define NROWS	(sizeof(rows) / sizeof(rows[0]))
+
+static double
+rate_of(enum impl impl, size_t msz, int np)
+{
+	for (size_t i = 0; i < NROWS; i++)
+		if (rows[i].impl == impl && rows[i].msz == msz &&
+		    rows[i].np == np && rows[i].batch == 1)
+			return median(rows[i].rate, rows[i].nrate);
+	return 0;
+}
+
+static void
+print_rows(void)
+{
+	printf("\n%-14s %6s %5s %6s %12s %8s %8s %8s %8s\n", "queue", "size",
+	    "procs", "batch", "msgs/s", "/pipe", "/sockpr", "/mq", "/condvar");
+	for (size_t i = 0; i < NROWS; i++) {
+		struct row *r = &rows[i];
+		double m = median(r->rate, r->nrate);
+		double pipe = rate_of(I_PIPE, r->msz, r->np);
+		double cv = rate_of(I_CONDVAR, r->msz, r->np);
+		double sock = rate_of(I_SOCK, r->msz, 1);
+		double mq = rate_of(I_MQ, r->msz, 1);
+
+		printf("%-14s %5zuB %dP%dC %6u %12.0f", impl_name[r->impl],
+		    r->msz, r->np, r->nc, r->batch, m);
+		if (r->impl == I_SHMQ)
+			printf(" %7.1fx %7.1fx %7.1fx %7.1fx", m / pipe,
+			    sock ? m / sock : 0, mq ? m / mq : 0, m / cv);
+		printf("\n");
+	}
+}
+
+static void
+verdict(const char *what, double got, double want)
+{
+	printf("  %-48s %7.2fx  (target %.1fx)  %s\n", what, got, want,
+	    got >= want ? "met" : "MISSED");
+}
+
+static void
+print_targets(struct pingpong *pp, int npp, double redeliver_us)
+{
+	double s64 = rate_of(I_SHMQ, 64, 1), p64 = rate_of(I_PIPE, 64, 1);
+	double b64 = median(rows[1].rate, rows[1].nrate);
+
+	printf("\nping-pong round trip, 64 B\n");
+	for (int i = 0; i < npp; i++)
+		printf("  %-32s p50 %8.2f us   p99 %8.2f us\n", pp[i].name,
+		    pp[i].p50, pp[i].p99);
+	printf("\nredelivery: recover() to a sleeping consumer: %.0f us\n",
+	    redeliver_us);
+	printf("\ntargets (2-core machine):\n");
+	verdict("64 B 1P1C single vs pipe", s64 / p64, 5);
+	verdict("64 B 1P1C single vs mutex+condvar threads",
+	    s64 / rate_of(I_CONDVAR, 64, 1), 1.5);
+	verdict("64 B 1P1C batch-32 vs pipe", b64 / p64, 20);
+	verdict("64 B 2P2C single vs pipe 2P2C",
+	    rate_of(I_SHMQ, 64, 2) / rate_of(I_PIPE, 64, 2), 3);
+	printf("  %-48s %7.2f us (target <= 2 us)  %s\n",
+	    "ping-pong p50, both spinning", pp[0].p50,
+	    pp[0].p50 <= 2 ? "met" : "MISSED");
+	printf("  %-48s %7.2f us (pipe %.2f us)  %s\n",
+	    "ping-pong p50, both sleeping", pp[1].p50, pp[2].p50,
+	    pp[1].p50 <= pp[2].p50 ? "met" : "MISSED");
+}
+
+static bool
+selected(const struct row *r)
+{
+	return only == NULL || strstr(impl_name[r->impl], only) != NULL;
+}
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: shmq-bench [-q] [-f queue] [-r repeats] "
+	    "[-t seconds]\n"
+	    "  -f  only rows whose queue name contains this (no targets)\n"
+	    "  -q  quick: 3 repeats of 0.1 s\n"
+	    "  -r  trials per row, median reported (default 5)\n"
+	    "  -t  seconds per trial (default 0.25)\n");
+	exit(64);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct pingpong pp[] = {
+		{ "libshmq, spinning", I_SHMQ, 50000, 0, 0 },
+		{ "libshmq, sleeping (spin 0)", I_SHMQ, 0, 0, 0 },
+		{ "pipe", I_PIPE, 0, 0, 0 },
+	};
+	double redeliver_us;
+	int c;
+
+	while ((c = getopt(argc, argv, "f:qr:t:h")) != -1) {
+		switch (c) {
+		case 'f':
+			only = optarg;
+			break;
+		case 'q':
+			repeats = 3;
+			trial_secs = 0.1;
+			break;
+		case 'r':
+			repeats = atoi(optarg);
+			break;
+		case 't':
+			trial_secs = atof(optarg);
+			break;
+		default:
+			usage();
+		}
+	}
+	if (repeats < 1 || repeats > MAX_SAMPLES || trial_secs <= 0)
+		usage();
+	snprintf(qname, sizeof(qname), "/shmq-bench-%d", (int)getpid());
+	printf("shmq-bench: %d trials of ~%.2f s per row, median\n", repeats,
+	    trial_secs);
+	for (size_t i = 0; i < NROWS; i++)
+		if (selected(&rows[i]))
+			calibrate(&rows[i]);
+	for (int k = 0; k < repeats; k++) {
+		for (size_t i = 0; i < NROWS; i++)
+			if (selected(&rows[i]))
+				rows[i].rate[rows[i].nrate++] =
+				    trial(&rows[i]);
+		fprintf(stderr, ".");
+	}
+	fprintf(stderr, "\n");
+	if (only != NULL) {
+		print_rows();
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(pp) / sizeof(pp[0]); i++)
+		ping(&pp[i], pp[i].spin_ns || pp[i].impl != I_SHMQ ? 20000 :
+		    5000);
+	redeliver_us = redelivery_latency();
+	print_rows();
+	print_targets(pp, (int)(sizeof(pp) / sizeof(pp[0])), redeliver_us);
+	return 0;
+}
