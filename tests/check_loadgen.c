@@ -1,0 +1,445 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* check_loadgen.c - tests of shmpipe-bench's pure parts: the latency
+ * histogram, the verdict counters and the command line. */
+#define _GNU_SOURCE
+#include <check.h>
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "loadgen_opts.h"
+#include "loadgen_stats.h"
+
+Suite	*loadgen_suite(void);
+
+#define ARGS_MAX	32
+#define ARG_LEN		256
+
+/* argv for the parser: writable (getopt_long permutes it) and static,
+ * since the options keep pointers into it. */
+static char	 argbuf[ARGS_MAX][ARG_LEN];
+static char	*argvec[ARGS_MAX + 1];
+static char	 err[512];
+
+/* Parse "shmpipe-bench" and the NULL-terminated args into o. */
+static int
+parse(struct loadgen_opts *o, const char *const *args)
+{
+	int argc = 0;
+
+	strlcpy(argbuf[argc], "shmpipe-bench", ARG_LEN);
+	argvec[argc] = argbuf[argc];
+	for (argc = 1; args[argc - 1] != NULL; argc++) {
+		ck_assert_int_lt(argc, ARGS_MAX);
+		strlcpy(argbuf[argc], args[argc - 1], ARG_LEN);
+		argvec[argc] = argbuf[argc];
+	}
+	argvec[argc] = NULL;
+	err[0] = '\0';
+	return loadgen_opts_parse(o, argc, argvec, err, sizeof(err));
+}
+
+#define PARSE(o, ...)	parse((o), (const char *const[]){ __VA_ARGS__, NULL })
+
+/* The parse must fail with a message naming what; the option's name. */
+static void
+parse_fails(const char *const *args, const char *what)
+{
+	struct loadgen_opts o;
+
+	ck_assert_int_eq(parse(&o, args), -EINVAL);
+	ck_assert_msg(strstr(err, what) != NULL,
+	    "message '%s' does not name '%s'", err, what);
+	ck_assert_ptr_null(strchr(err, '\n'));
+}
+
+#define FAILS(what, ...) \
+	parse_fails((const char *const[]){ __VA_ARGS__, NULL }, (what))
+
+/* ---- histogram -------------------------------------------------------- */
+
+START_TEST(test_loadgen_hist_small_exact)
+{
+	struct loadgen_hist h;
+
+	loadgen_hist_init(&h);
+	for (uint64_t v = 1; v <= 100; v++)
+		loadgen_hist_record(&h, v);
+	ck_assert_uint_eq(loadgen_hist_percentile(&h, 50), 50);
+	ck_assert_uint_eq(loadgen_hist_percentile(&h, 99), 99);
+	ck_assert_uint_eq(loadgen_hist_percentile(&h, 100), 100);
+	ck_assert_uint_eq(loadgen_hist_percentile(&h, 0), 1);
+	ck_assert_uint_eq(h.lh_min, 1);
+	ck_assert_uint_eq(h.lh_max, 100);
+	ck_assert(loadgen_hist_mean(&h) == 50.5);
+}
+END_TEST
+
+/* Every value lies in its bucket, the bucket is narrow, indices fit. */
+static void
+check_bucket(uint64_t v)
+{
+	unsigned i = loadgen_hist_index(v);
+	uint64_t lo = loadgen_hist_lowest(i), hi = loadgen_hist_highest(i);
+
+	ck_assert_uint_lt(i, LOADGEN_HIST_BUCKETS);
+	ck_assert_msg(lo <= v && v <= hi, "%ju not in bucket %u [%ju, %ju]",
+	    (uintmax_t)v, i, (uintmax_t)lo, (uintmax_t)hi);
+	ck_assert_msg((hi - lo) <= lo / LOADGEN_HIST_SUB,
+	    "bucket %u [%ju, %ju] wider than 1/%u", i, (uintmax_t)lo,
+	    (uintmax_t)hi, LOADGEN_HIST_SUB);
+}
+
+START_TEST(test_loadgen_hist_bucket_bounds)
+{
+	uint64_t x = 88172645463325252ull;
+
+	for (uint64_t v = 0; v < 100000; v++)
+		check_bucket(v);
+	for (unsigned b = 0; b < 64; b++) {
+		check_bucket((uint64_t)1 << b);
+		check_bucket(((uint64_t)1 << b) - 1);
+		check_bucket(((uint64_t)1 << b) + 1);
+	}
+	check_bucket(UINT64_MAX);
+	for (int k = 0; k < 100000; k++) {	/* xorshift64 */
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		check_bucket(x >> (k % 64));
+	}
+}
+END_TEST
+
+START_TEST(test_loadgen_hist_buckets_contiguous)
+{
+	for (unsigned i = 1; i < LOADGEN_HIST_BUCKETS; i++)
+		ck_assert_uint_eq(loadgen_hist_lowest(i),
+		    loadgen_hist_highest(i - 1) + 1);
+	ck_assert_uint_eq(loadgen_hist_highest(LOADGEN_HIST_BUCKETS - 1),
+	    UINT64_MAX);
+}
+END_TEST
+
+/* got is within 1/128 above want (highest value of want's bucket). */
+static void
+near(uint64_t got, uint64_t want)
+{
+	ck_assert_msg(got >= want && got - want <= want / LOADGEN_HIST_SUB,
+	    "percentile %ju, expected %ju (+0.8%%)", (uintmax_t)got,
+	    (uintmax_t)want);
+}
+
+START_TEST(test_loadgen_hist_percentiles_million)
+{
+	static struct loadgen_hist h;
+
+	loadgen_hist_init(&h);
+	for (uint64_t v = 1; v <= 1000000; v++)
+		loadgen_hist_record(&h, v * 1000);	/* 1 us .. 1 s in ns */
+	near(loadgen_hist_percentile(&h, 50), 500000000);
+	near(loadgen_hist_percentile(&h, 99), 990000000);
+	near(loadgen_hist_percentile(&h, 99.9), 999000000);
+	ck_assert_uint_eq(loadgen_hist_percentile(&h, 100), 1000000000);
+	ck_assert_uint_eq(h.lh_count, 1000000);
+}
+END_TEST
+
+START_TEST(test_loadgen_hist_never_above_max)
+{
+	struct loadgen_hist h;
+
+	loadgen_hist_init(&h);
+	loadgen_hist_record(&h, 1000001);
+	ck_assert_uint_eq(loadgen_hist_percentile(&h, 50), 1000001);
+	ck_assert_uint_eq(loadgen_hist_percentile(&h, 99.9), 1000001);
+}
+END_TEST
+
+START_TEST(test_loadgen_hist_empty)
+{
+	struct loadgen_hist h;
+
+	loadgen_hist_init(&h);
+	ck_assert_uint_eq(loadgen_hist_percentile(&h, 50), 0);
+	ck_assert_uint_eq(loadgen_hist_percentile(&h, 99.9), 0);
+	ck_assert(loadgen_hist_mean(&h) == 0.0);
+	ck_assert_uint_eq(h.lh_count, 0);
+}
+END_TEST
+
+/* A tail of slow values shows at p99.9 but not at p50. */
+START_TEST(test_loadgen_hist_tail)
+{
+	struct loadgen_hist h;
+
+	loadgen_hist_init(&h);
+	for (int i = 0; i < 9980; i++)
+		loadgen_hist_record(&h, 20000);
+	for (int i = 0; i < 20; i++)
+		loadgen_hist_record(&h, 5000000);
+	near(loadgen_hist_percentile(&h, 50), 20000);
+	near(loadgen_hist_percentile(&h, 99), 20000);
+	near(loadgen_hist_percentile(&h, 99.9), 5000000);
+}
+END_TEST
+
+START_TEST(test_loadgen_hist_merge)
+{
+	static struct loadgen_hist a, b, all;
+
+	loadgen_hist_init(&a);
+	loadgen_hist_init(&b);
+	loadgen_hist_init(&all);
+	for (uint64_t v = 1; v <= 20000; v++) {
+		loadgen_hist_record(v % 2 ? &a : &b, v * 37);
+		loadgen_hist_record(&all, v * 37);
+	}
+	loadgen_hist_merge(&a, &b);
+	ck_assert_mem_eq(&a, &all, sizeof(all));
+}
+END_TEST
+
+/* ---- verdict ---------------------------------------------------------- */
+
+START_TEST(test_loadgen_result_passed)
+{
+	struct loadgen_result r = { .lr_sent = 10, .lr_replies = 10,
+	    .lr_ok = 9, .lr_err = 1 };
+	uint64_t *bad[] = { &r.lr_wrong, &r.lr_out_of_order, &r.lr_missing,
+	    &r.lr_duplicated, &r.lr_timeouts, &r.lr_reconnect_failed };
+
+	ck_assert(loadgen_result_passed(&r, false));
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		*bad[i] = 1;
+		ck_assert(!loadgen_result_passed(&r, false));
+		ck_assert(!loadgen_result_passed(&r, true));
+		*bad[i] = 0;
+	}
+	r.lr_dropped = 1;
+	r.lr_abandoned = 3;
+	r.lr_reconnects = 1;
+	ck_assert(!loadgen_result_passed(&r, false));
+	ck_assert(loadgen_result_passed(&r, true));
+}
+END_TEST
+
+START_TEST(test_loadgen_result_merge)
+{
+	struct loadgen_result a, b;
+	uint64_t *pa = (uint64_t *)&a, *pb = (uint64_t *)&b;
+	size_t n = sizeof(a) / sizeof(uint64_t);
+
+	for (size_t i = 0; i < n; i++) {
+		pa[i] = i + 1;
+		pb[i] = 100 * (i + 1);
+	}
+	loadgen_result_merge(&a, &b);
+	for (size_t i = 0; i < n; i++)
+		ck_assert_uint_eq(pa[i], 101 * (i + 1));
+}
+END_TEST
+
+/* ---- command line ----------------------------------------------------- */
+
+START_TEST(test_loadgen_opts_defaults)
+{
+	struct loadgen_opts o;
+
+	ck_assert_int_eq(parse(&o, (const char *const[]){ NULL }), 0);
+	ck_assert_str_eq(o.lo_host, "127.0.0.1");
+	ck_assert_str_eq(o.lo_port, "7878");
+	ck_assert_ptr_null(o.lo_unix);
+	ck_assert_uint_eq(o.lo_conns, 50);
+	ck_assert_uint_eq(o.lo_depth, 1);
+	ck_assert_uint_eq(o.lo_threads, 1);
+	ck_assert_uint_eq(o.lo_count, 100000);
+	ck_assert_uint_eq(o.lo_seconds, 0);
+	ck_assert_str_eq(o.lo_verb, "echo");
+	ck_assert_int_eq(o.lo_kind, LOADGEN_ECHO);
+	ck_assert_uint_eq(o.lo_size, 64);
+	ck_assert_ptr_null(o.lo_arg);
+	ck_assert_uint_eq(o.lo_crash_at, 0);
+	ck_assert_uint_eq(o.lo_timeout_ms, 10000);
+	ck_assert(!o.lo_reconnect && !o.lo_json && !o.lo_quiet);
+}
+END_TEST
+
+START_TEST(test_loadgen_opts_all)
+{
+	struct loadgen_opts o;
+
+	ck_assert_int_eq(PARSE(&o, "--unix", "/tmp/s.sock", "-c", "8", "-d",
+	    "16", "-t", "5", "-T", "2", "-v", "SHA256", "-s", "100",
+	    "--timeout", "250", "--reconnect", "--json", "-q", "--handler",
+	    "./x.so"), 0);
+	ck_assert_str_eq(o.lo_unix, "/tmp/s.sock");
+	ck_assert_uint_eq(o.lo_conns, 8);
+	ck_assert_uint_eq(o.lo_depth, 16);
+	ck_assert_uint_eq(o.lo_seconds, 5);
+	ck_assert_uint_eq(o.lo_count, 0);
+	ck_assert_uint_eq(o.lo_threads, 2);
+	ck_assert_str_eq(o.lo_verb, "SHA256");
+	ck_assert_int_eq(o.lo_kind, LOADGEN_SHA256);
+	ck_assert_uint_eq(o.lo_size, 100);
+	ck_assert_uint_eq(o.lo_timeout_ms, 250);
+	ck_assert_str_eq(o.lo_handler, "./x.so");
+	ck_assert(o.lo_reconnect && o.lo_json && o.lo_quiet);
+}
+END_TEST
+
+START_TEST(test_loadgen_opts_long_names)
+{
+	struct loadgen_opts o;
+
+	ck_assert_int_eq(PARSE(&o, "--connections=3", "--depth", "4",
+	    "--requests", "30", "--verb", "fib", "--arg", "25", "--crash-at",
+	    "2", "--size", "0"), 0);
+	ck_assert_uint_eq(o.lo_conns, 3);
+	ck_assert_uint_eq(o.lo_depth, 4);
+	ck_assert_uint_eq(o.lo_count, 30);
+	ck_assert_int_eq(o.lo_kind, LOADGEN_FIB);
+	ck_assert_str_eq(o.lo_arg, "25");
+	ck_assert_uint_eq(o.lo_crash_at, 2);
+	ck_assert_uint_eq(o.lo_size, 0);
+}
+END_TEST
+
+START_TEST(test_loadgen_opts_tcp)
+{
+	struct loadgen_opts o;
+
+	ck_assert_int_eq(PARSE(&o, "--tcp", "localhost:9000"), 0);
+	ck_assert_str_eq(o.lo_host, "localhost");
+	ck_assert_str_eq(o.lo_port, "9000");
+	ck_assert_int_eq(PARSE(&o, "--tcp", "[::1]:17"), 0);
+	ck_assert_str_eq(o.lo_host, "::1");
+	ck_assert_str_eq(o.lo_port, "17");
+	FAILS("--tcp", "--tcp", "localhost");
+	FAILS("--tcp", "--tcp", ":80");
+	FAILS("port", "--tcp", "h:0");
+	FAILS("port", "--tcp", "h:65536");
+	FAILS("port", "--tcp", "h:8x");
+	FAILS("--tcp and --unix", "--tcp", "h:1", "--unix", "/s");
+}
+END_TEST
+
+START_TEST(test_loadgen_opts_bad_numbers)
+{
+	FAILS("-c", "-c", "0");
+	FAILS("-c", "-c", "10001");
+	FAILS("-c", "-c", "12abc");
+	FAILS("-d", "-d", "0");
+	FAILS("-d", "-d", "1025");
+	FAILS("-n", "-n", "-5");
+	FAILS("-t", "-t", "0");
+	FAILS("-T", "-T", "65");
+	FAILS("-s", "-s", "1048577");
+	FAILS("--timeout", "--timeout", "");
+	FAILS("--crash-at", "--crash-at", "0");
+	FAILS("too large", "-c", "99999");
+	FAILS("invalid", "-d", "x");
+}
+END_TEST
+
+START_TEST(test_loadgen_opts_bad_combinations)
+{
+	FAILS("-n and -t", "-n", "10", "-t", "1");
+	FAILS("-T", "-c", "2", "-T", "3");
+	FAILS("--crash-at", "-c", "4", "-n", "10", "--crash-at", "4");
+	FAILS("crash", "-v", "crash");
+	FAILS("-v", "-v", "two words");
+	FAILS("-v", "-v", "");
+	FAILS("-a", "-v", "sleep", "-a", "soon");
+	FAILS("-a", "-v", "sleep", "-a", "60001");
+	FAILS("-a", "-a", "two\nlines");
+	FAILS("unknown option", "--bogus");
+	FAILS("unknown option", "-x");
+	FAILS("needs a value", "-c");
+	FAILS("needs a value", "--tcp");
+	FAILS("unexpected argument", "stray");
+}
+END_TEST
+
+START_TEST(test_loadgen_opts_help)
+{
+	struct loadgen_opts o;
+
+	ck_assert_int_eq(PARSE(&o, "--help"), LOADGEN_OPTS_HELP);
+	ck_assert_int_eq(PARSE(&o, "-c", "3", "-h"), LOADGEN_OPTS_HELP);
+	ck_assert_ptr_nonnull(strstr(loadgen_opts_usage(), "--crash-at"));
+}
+END_TEST
+
+START_TEST(test_loadgen_opts_verbs)
+{
+	struct loadgen_opts o;
+
+	ck_assert_int_eq(PARSE(&o, "-v", "sleep"), 0);
+	ck_assert_int_eq(o.lo_kind, LOADGEN_SLEEP);
+	ck_assert_str_eq(o.lo_arg, "1");
+	ck_assert_int_eq(PARSE(&o, "-v", "Upper"), 0);
+	ck_assert_int_eq(o.lo_kind, LOADGEN_UPPER);
+	ck_assert_int_eq(PARSE(&o, "-v", "len"), 0);
+	ck_assert_int_eq(o.lo_kind, LOADGEN_OTHER);
+	ck_assert_int_eq(PARSE(&o, "-v", "fib", "-a", "99"), 0);
+}
+END_TEST
+
+START_TEST(test_loadgen_opts_quota)
+{
+	struct loadgen_opts o;
+	uint64_t sum = 0;
+
+	ck_assert_int_eq(PARSE(&o, "-c", "3", "-n", "10"), 0);
+	ck_assert_uint_eq(loadgen_opts_quota(&o, 0), 4);
+	ck_assert_uint_eq(loadgen_opts_quota(&o, 1), 3);
+	ck_assert_uint_eq(loadgen_opts_quota(&o, 2), 3);
+	ck_assert_int_eq(PARSE(&o, "-c", "7", "-n", "1000003"), 0);
+	for (unsigned i = 0; i < 7; i++)
+		sum += loadgen_opts_quota(&o, i);
+	ck_assert_uint_eq(sum, 1000003);
+	ck_assert_int_eq(PARSE(&o, "-c", "5", "-n", "3"), 0);
+	ck_assert_uint_eq(loadgen_opts_quota(&o, 4), 0);
+	ck_assert_int_eq(PARSE(&o, "-t", "2"), 0);
+	ck_assert_uint_eq(loadgen_opts_quota(&o, 0), UINT64_MAX);
+	ck_assert_int_eq(PARSE(&o, "-c", "4", "-n", "10", "--crash-at", "3"),
+	    0);
+}
+END_TEST
+
+Suite *
+loadgen_suite(void)
+{
+	Suite *s = suite_create("loadgen");
+	TCase *tc;
+
+	tc = tcase_create("Histogram");
+	tcase_add_test(tc, test_loadgen_hist_small_exact);
+	tcase_add_test(tc, test_loadgen_hist_bucket_bounds);
+	tcase_add_test(tc, test_loadgen_hist_buckets_contiguous);
+	tcase_add_test(tc, test_loadgen_hist_percentiles_million);
+	tcase_add_test(tc, test_loadgen_hist_never_above_max);
+	tcase_add_test(tc, test_loadgen_hist_empty);
+	tcase_add_test(tc, test_loadgen_hist_tail);
+	tcase_add_test(tc, test_loadgen_hist_merge);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("Verdict");
+	tcase_add_test(tc, test_loadgen_result_passed);
+	tcase_add_test(tc, test_loadgen_result_merge);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("Options");
+	tcase_add_test(tc, test_loadgen_opts_defaults);
+	tcase_add_test(tc, test_loadgen_opts_all);
+	tcase_add_test(tc, test_loadgen_opts_long_names);
+	tcase_add_test(tc, test_loadgen_opts_tcp);
+	tcase_add_test(tc, test_loadgen_opts_bad_numbers);
+	tcase_add_test(tc, test_loadgen_opts_bad_combinations);
+	tcase_add_test(tc, test_loadgen_opts_help);
+	tcase_add_test(tc, test_loadgen_opts_verbs);
+	tcase_add_test(tc, test_loadgen_opts_quota);
+	suite_add_tcase(s, tc);
+	return s;
+}

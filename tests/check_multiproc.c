@@ -1,0 +1,341 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* check_multiproc.c - tests with several processes on one queue: exactly-
+ * once delivery and per-producer order under load, and sleepers woken. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check_util.h"
+#include "shmq_int.h"
+
+#define MP_PRODUCERS	4
+#define MP_CONSUMERS	4
+#define MP_PER_PROD	250000u		/* 1,000,000 messages in all */
+#define MP_BATCH	8
+#define MP_PILL		UINT32_MAX	/* "producer" of the stop message */
+
+/* One message: who put it, its sequence number (from 1), a check. */
+struct mp_msg {
+	uint32_t	producer;
+	uint32_t	seq;
+	uint32_t	check;
+	uint32_t	pad;
+};
+
+/* What the consumers saw, in a shared anonymous mapping. */
+struct mp_seen {
+	_Atomic uint8_t	 count[MP_PRODUCERS][MP_PER_PROD];
+	_Atomic uint64_t order_errors;	/* seq not above the last seen */
+	_Atomic uint64_t malformed;
+	_Atomic uint64_t got[MP_CONSUMERS];
+};
+
+static char		 qname[CU_NAME_LEN];
+static struct shmq	*q;
+
+static uint32_t
+mp_check(uint32_t producer, uint32_t seq)
+{
+	return (producer * 0x9e3779b9u) ^ (seq * 0x85ebca6bu) ^ 0xabcdu;
+}
+
+static struct mp_msg
+mp_make(uint32_t producer, uint32_t seq)
+{
+	struct mp_msg m = { producer, seq, mp_check(producer, seq), 0 };
+
+	return m;
+}
+
+/* Producer p: MP_PER_PROD messages, one by one or in batches. */
+static int
+mp_produce(uint32_t p)
+{
+	struct shmq *h = shmq_open(qname);
+	struct mp_msg m[MP_BATCH];
+	struct iovec iov[MP_BATCH];
+
+	if (h == NULL)
+		return 10;
+	for (uint32_t seq = 1; seq <= MP_PER_PROD; ) {
+		unsigned n = p % 2 == 0 ? 1 : MP_BATCH;
+		int r;
+
+		if (n > MP_PER_PROD + 1 - seq)
+			n = MP_PER_PROD + 1 - seq;
+		for (unsigned i = 0; i < n; i++) {
+			m[i] = mp_make(p, seq + i);
+			iov[i].iov_base = &m[i];
+			iov[i].iov_len = sizeof(m[i]);
+		}
+		r = shmq_put_batch(h, iov, n, -1);
+		if (r <= 0)
+			return 11;
+		seq += (uint32_t)r;
+	}
+	shmq_close(h);
+	return 0;
+}
+
+/* Record one message; true if it was the stop message. */
+static bool
+mp_record(struct mp_seen *s, uint32_t c, uint32_t last[MP_PRODUCERS],
+    const struct mp_msg *m, size_t len)
+{
+	if (len == sizeof(*m) && m->producer == MP_PILL)
+		return true;
+	if (len != sizeof(*m) || m->producer >= MP_PRODUCERS || m->seq == 0 ||
+	    m->seq > MP_PER_PROD || m->check != mp_check(m->producer,
+	    m->seq)) {
+		atomic_fetch_add(&s->malformed, 1);
+		return false;
+	}
+	if (m->seq <= last[m->producer])
+		atomic_fetch_add(&s->order_errors, 1);
+	last[m->producer] = m->seq;
+	atomic_fetch_add(&s->count[m->producer][m->seq - 1], 1);
+	atomic_fetch_add_explicit(&s->got[c], 1, memory_order_relaxed);
+	return false;
+}
+
+/* Consumer c: until the stop message, one by one or in batches. */
+static int
+mp_consume(struct mp_seen *s, uint32_t c)
+{
+	struct shmq *h = shmq_open(qname);
+	uint32_t last[MP_PRODUCERS] = { 0 };
+	struct mp_msg m[MP_BATCH];
+	struct iovec iov[MP_BATCH];
+	bool stop = false;
+
+	if (h == NULL)
+		return 20;
+	while (!stop) {
+		unsigned n = c % 2 == 0 ? 1 : MP_BATCH;
+		int r;
+
+		for (unsigned i = 0; i < n; i++) {
+			iov[i].iov_base = &m[i];
+			iov[i].iov_len = sizeof(m[i]);
+		}
+		r = shmq_get_batch(h, iov, n, -1);
+		if (r <= 0)
+			return 21;
+		for (int i = 0; i < r; i++)
+			stop |= mp_record(s, c, last, &m[i], iov[i].iov_len);
+	}
+	shmq_close(h);
+	return 0;
+}
+
+START_TEST(test_multiproc_exactly_once_fifo)
+{
+	struct mp_seen *s = cu_shared(sizeof(*s));
+	pid_t cons[MP_CONSUMERS], prod[MP_PRODUCERS];
+	struct shmq_stats st;
+	uint64_t lost = 0, dup = 0, total = 0;
+
+	cu_name(qname, "mpmc");
+	q = cu_create(qname, 1024, sizeof(struct mp_msg), 16, 4);
+	for (uint32_t c = 0; c < MP_CONSUMERS; c++)
+		if ((cons[c] = cu_fork()) == 0)
+			_exit(mp_consume(s, c));
+	for (uint32_t p = 0; p < MP_PRODUCERS; p++)
+		if ((prod[p] = cu_fork()) == 0)
+			_exit(mp_produce(p));
+	for (uint32_t p = 0; p < MP_PRODUCERS; p++)
+		cu_wait_exit_in(q, prod[p], 0, 240);
+	/* One stop message at a time, so that no consumer takes two. */
+	for (uint32_t c = 0; c < MP_CONSUMERS; c++) {
+		struct mp_msg pill = mp_make(MP_PILL, 0);
+		int status = 0;
+		pid_t pid;
+
+		QASSERT_EQ(q, shmq_put(q, &pill, sizeof(pill), -1), 0);
+		pid = cu_wait(-1, &status, CU_WAIT_S);
+		QASSERT_MSG(q, pid > 0, "no consumer took the stop message");
+		QASSERT_MSG(q, WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		    "consumer %d: status %#x", (int)pid, status);
+	}
+	for (uint32_t p = 0; p < MP_PRODUCERS; p++)
+		for (uint32_t i = 0; i < MP_PER_PROD; i++) {
+			lost += s->count[p][i] == 0;
+			dup += s->count[p][i] > 1;
+		}
+	for (uint32_t c = 0; c < MP_CONSUMERS; c++)
+		total += s->got[c];
+	QASSERT_EQ(q, s->malformed, 0);
+	QASSERT_EQ(q, lost, 0);
+	QASSERT_EQ(q, dup, 0);
+	QASSERT_EQ(q, s->order_errors, 0);
+	QASSERT_EQ(q, total, (uint64_t)MP_PRODUCERS * MP_PER_PROD);
+	QASSERT_EQ(q, shmq_stats(q, &st), 0);
+	QASSERT_EQ(q, st.enqueued, total + MP_CONSUMERS);
+	QASSERT_EQ(q, st.dequeued, total + MP_CONSUMERS);
+	QASSERT_EQ(q, st.depth, 0);
+	QASSERT_EQ(q, st.procs, 1);
+	QASSERT_EQ(q, shmq_get(q, NULL, 0, 0), -EAGAIN);
+	cu_assert_no_sleepers(q);
+	shmq_close(q);
+	cu_assert_all_closed(qname);
+	ck_assert_int_eq(shmq_unlink(qname), 0);
+	cu_unshare(s, sizeof(*s));
+}
+END_TEST
+
+START_TEST(test_multiproc_blocked_get_woken)
+{
+	_Atomic uint32_t *got = cu_shared(sizeof(*got));
+	struct shmq_stats st;
+	uint32_t id = 42;
+	pid_t pid;
+
+	cu_name(qname, "wakeget");
+	q = cu_create(qname, 8, 64, 4, 2);
+	pid = cu_fork();
+	if (pid == 0) {
+		struct shmq *h = shmq_open(qname);
+		uint32_t v = 0;
+
+		if (h == NULL)
+			_exit(1);
+		shmq_set_spin(h, 0);
+		if (shmq_get(h, &v, sizeof(v), -1) != sizeof(v))
+			_exit(2);
+		atomic_store(got, v);
+		shmq_close(h);
+		_exit(0);
+	}
+	cu_wait_asleep(q, pid, SHMQ_ASLEEP_GET);
+	QASSERT_EQ(q, shmq_put(q, &id, sizeof(id), 0), 0);
+	cu_wait_exit(q, pid, 0);
+	QASSERT_EQ(q, atomic_load(got), 42);
+	QASSERT_EQ(q, shmq_stats(q, &st), 0);
+	QASSERT(q, st.get_waits >= 1);
+	cu_assert_no_sleepers(q);
+	shmq_close(q);
+	cu_assert_all_closed(qname);
+	ck_assert_int_eq(shmq_unlink(qname), 0);
+	cu_unshare(got, sizeof(*got));
+}
+END_TEST
+
+START_TEST(test_multiproc_blocked_put_woken)
+{
+	struct shmq_stats st;
+	uint32_t v;
+	pid_t pid;
+
+	cu_name(qname, "wakeput");
+	q = cu_create(qname, 4, 64, 4, 2);
+	for (v = 1; v <= 4; v++)
+		QASSERT_EQ(q, shmq_put(q, &v, sizeof(v), 0), 0);
+	pid = cu_fork();
+	if (pid == 0) {
+		struct shmq *h = shmq_open(qname);
+		uint32_t id = 99;
+
+		if (h == NULL)
+			_exit(1);
+		shmq_set_spin(h, 0);
+		if (shmq_put(h, &id, sizeof(id), -1) != 0)
+			_exit(2);
+		shmq_close(h);
+		_exit(0);
+	}
+	cu_wait_asleep(q, pid, SHMQ_ASLEEP_PUT);
+	QASSERT_EQ(q, shmq_get(q, &v, sizeof(v), 0), sizeof(v));
+	QASSERT_EQ(q, v, 1);
+	cu_wait_exit(q, pid, 0);
+	for (uint32_t want = 2; want <= 5; want++) {
+		QASSERT_EQ(q, shmq_get(q, &v, sizeof(v), 0), sizeof(v));
+		QASSERT_EQ(q, v, want == 5 ? 99 : want);
+	}
+	QASSERT_EQ(q, shmq_stats(q, &st), 0);
+	QASSERT(q, st.put_waits >= 1);
+	cu_assert_no_sleepers(q);
+	shmq_close(q);
+	cu_assert_all_closed(qname);
+	ck_assert_int_eq(shmq_unlink(qname), 0);
+}
+END_TEST
+
+/*
+ * Two processes bounce a message through two queues with no spinning, so
+ * that every get sleeps and every put must wake the other side: a single
+ * lost wake-up leaves both asleep (caught by the generous timeout).
+ */
+#define PP_ROUNDS	20000
+#define PP_WEDGED_MS	10000
+
+/* The client sends i and waits for it back; the server echoes it. */
+static int
+pp_bounce(struct shmq *in, struct shmq *out, bool serve)
+{
+	shmq_set_spin(in, 0);
+	shmq_set_spin(out, 0);
+	for (uint32_t i = 0; i < PP_ROUNDS; i++) {
+		uint32_t v = i;
+
+		if (!serve && shmq_put(out, &v, sizeof(v), PP_WEDGED_MS) != 0)
+			return 2;
+		if (shmq_get(in, &v, sizeof(v), PP_WEDGED_MS) != sizeof(v))
+			return 3;		/* wedged: a wake-up was lost */
+		if (v != i)
+			return 4;
+		if (serve && shmq_put(out, &v, sizeof(v), PP_WEDGED_MS) != 0)
+			return 2;
+	}
+	return 0;
+}
+
+START_TEST(test_multiproc_pingpong_no_lost_wakeup)
+{
+	char bname[CU_NAME_LEN];
+	struct shmq *b;
+	pid_t pid;
+
+	cu_name(qname, "pinga");
+	cu_name(bname, "pingb");
+	q = cu_create(qname, 4, 16, 4, 2);
+	b = cu_create(bname, 4, 16, 4, 2);
+	pid = cu_fork();
+	if (pid == 0) {
+		struct shmq *ca = shmq_open(qname), *cb = shmq_open(bname);
+
+		int r = ca == NULL || cb == NULL ? 1 : pp_bounce(ca, cb, true);
+
+		shmq_close(ca);
+		shmq_close(cb);
+		_exit(r);
+	}
+	QASSERT_EQ(q, pp_bounce(b, q, false), 0);
+	cu_wait_exit(q, pid, 0);
+	cu_assert_no_sleepers(q);
+	cu_assert_no_sleepers(b);
+	shmq_close(b);
+	shmq_close(q);
+	cu_assert_all_closed(qname);
+	cu_assert_all_closed(bname);
+	ck_assert_int_eq(shmq_unlink(qname), 0);
+	ck_assert_int_eq(shmq_unlink(bname), 0);
+}
+END_TEST
+
+Suite *
+multiproc_suite(void)
+{
+	Suite *s = suite_create("multiproc");
+	TCase *tc = cu_tcase("Multi-process");
+
+	tcase_add_test(tc, test_multiproc_blocked_get_woken);
+	tcase_add_test(tc, test_multiproc_blocked_put_woken);
+	tcase_add_test(tc, test_multiproc_pingpong_no_lost_wakeup);
+	tcase_add_test(tc, test_multiproc_exactly_once_fifo);
+	tcase_set_timeout(tc, 300);
+	suite_add_tcase(s, tc);
+	return s;
+}
