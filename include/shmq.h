@@ -255,6 +255,15 @@ int		 shmq_leases(struct shmq *q, struct shmq_lease_info *out,
  */
 ssize_t		 shmq_peek(struct shmq *q, unsigned k, void *buf, size_t cap);
 
+/*
+ * shmq_pid_alive - whether process pid is running and is the process that
+ * started at start_ticks (its /proc start time, as in shmq_proc_info; 0 =
+ * do not check), i.e. not dead, not a zombie, not a new process that got
+ * the same number.  shmq_pid_start - that start time, 0 if unknown.
+ */
+bool		 shmq_pid_alive(pid_t pid, uint64_t start_ticks);
+uint64_t	 shmq_pid_start(pid_t pid);
+
 uint32_t	 shmq_capacity(const struct shmq *q);
 uint32_t	 shmq_msg_max(const struct shmq *q);
 const char	*shmq_name(const struct shmq *q);

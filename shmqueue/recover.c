@@ -127,10 +127,22 @@ shmq__pid_gone(pid_t pid, uint64_t start_ticks)
 uint64_t
 shmq__self_start(void)
 {
+	return shmq_pid_start(getpid());
+}
+
+bool
+shmq_pid_alive(pid_t pid, uint64_t start_ticks)
+{
+	return pid > 0 && !shmq__pid_gone(pid, start_ticks);
+}
+
+uint64_t
+shmq_pid_start(pid_t pid)
+{
 	char state;
 	uint64_t start;
 
-	return proc_stat(getpid(), &state, &start) == 0 ? start : 0;
+	return proc_stat(pid, &state, &start) == 0 ? start : 0;
 }
 
 static pthread_mutex_t *
