@@ -1,0 +1,243 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* ctl.c - create, check and map a pipeline's control segment. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "shmq.h"
+
+#define ALIGN	64
+
+struct geom {
+	uint32_t in_size, conn_size, reply_max, slab_size;
+	uint64_t procs_off, conns_off, slab_off, verdicts_off, seg_size;
+};
+
+bool
+ctl_name_ok(const char *pipeline)
+{
+	size_t n = strlen(pipeline);
+
+	if (n == 0 || n > 40 || strstr(pipeline, "..") != NULL)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char ch = pipeline[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' ||
+		    ch == '-'))
+			return false;
+	}
+	return true;
+}
+
+int
+ctl_seg_name(char *buf, size_t len, const char *pipeline, const char *suffix)
+{
+	if (!ctl_name_ok(pipeline))
+		return -EINVAL;
+	if ((size_t)snprintf(buf, len, "/shmpipe.%s.%s", pipeline, suffix) >=
+	    len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+uint32_t
+ctl_reply_max(uint32_t max_line)
+{
+	return max_line + 256;		/* "OK " + an echo, or an ERR */
+}
+
+static uint64_t
+align(uint64_t n)
+{
+	return (n + ALIGN - 1) / ALIGN * ALIGN;
+}
+
+static void
+geom_compute(struct geom *g, uint32_t nprocs, uint32_t max_conns,
+    uint32_t max_line, uint32_t slots)
+{
+	g->in_size = 4096;
+	while (g->in_size < 2 * (max_line + 1))
+		g->in_size <<= 1;
+	g->conn_size = (uint32_t)align(sizeof(struct shmpipe_conn) +
+	    g->in_size);
+	g->reply_max = ctl_reply_max(max_line);
+	g->slab_size = (uint32_t)align(sizeof(struct shmpipe_slab) +
+	    g->reply_max);
+	g->procs_off = align(sizeof(struct shmpipe_ctl));
+	g->conns_off = g->procs_off + (uint64_t)nprocs *
+	    sizeof(struct shmpipe_proc);
+	g->slab_off = g->conns_off + (uint64_t)max_conns * g->conn_size;
+	g->verdicts_off = g->slab_off + (uint64_t)slots * g->slab_size;
+	g->seg_size = align(g->verdicts_off + CTL_NVERDICTS *
+	    sizeof(struct shmpipe_verdict));
+}
+
+static void
+header_fill(struct shmpipe_ctl *h, const char *pipeline,
+    const struct ctl_params *p, const struct geom *g)
+{
+	struct timespec ts;
+
+	h->version_major = SHMPIPE_LAYOUT_MAJOR;
+	h->version_minor = SHMPIPE_LAYOUT_MINOR;
+	h->header_size = sizeof(*h);
+	h->supervisor_pid = (uint32_t)getpid();
+	h->supervisor_start = shmq_pid_start(getpid());
+	h->flags = p->flags;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	h->started_ns = (uint64_t)ts.tv_sec * 1000000000u +
+	    (uint64_t)ts.tv_nsec;
+	strlcpy(h->name, pipeline, sizeof(h->name));
+	h->nprocs = p->nprocs;
+	h->proc_size = sizeof(struct shmpipe_proc);
+	h->max_conns = p->max_conns;
+	h->conn_size = g->conn_size;
+	h->in_size = g->in_size;
+	h->max_line = p->max_line;
+	h->reply_max = g->reply_max;
+	h->slab_slots = p->window;
+	h->slab_size = g->slab_size;
+	h->nverdicts = CTL_NVERDICTS;
+	h->conn_window = p->conn_window;
+	h->max_deliveries = p->max_deliveries;
+	h->request_timeout_ms = p->request_timeout_ms;
+	h->procs_off = g->procs_off;
+	h->conns_off = g->conns_off;
+	h->slab_off = g->slab_off;
+	h->verdicts_off = g->verdicts_off;
+	h->seg_size = g->seg_size;
+	atomic_store_explicit(&h->phase, SHMPIPE_PHASE_RUNNING,
+	    memory_order_relaxed);
+}
+
+int
+ctl_create(struct ctl *c, const char *pipeline, const struct ctl_params *p)
+{
+	char path[64];
+	struct geom g;
+	void *base;
+	int fd, r;
+
+	if ((r = ctl_seg_name(path, sizeof(path), pipeline, "ctl")) != 0)
+		return r;
+	geom_compute(&g, p->nprocs, p->max_conns, p->max_line, p->window);
+	fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	if ((r = posix_fallocate(fd, 0, (off_t)g.seg_size)) != 0) {
+		r = -r;
+		goto out_unlink;
+	}
+	base = mmap(NULL, g.seg_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+	    0);
+	if (base == MAP_FAILED) {
+		r = -errno;
+		goto out_unlink;
+	}
+	close(fd);
+	c->c_base = base;
+	c->c_hdr = base;
+	c->c_size = g.seg_size;
+	header_fill(c->c_hdr, pipeline, p, &g);
+	for (uint32_t i = 0; i < p->nprocs; i++)
+		atomic_store_explicit(&ctl_proc(c, i)->last_status, -1,
+		    memory_order_relaxed);
+	/* Release: pairs with the acquire in ctl_open; the rest is whole. */
+	atomic_store_explicit(&c->c_hdr->magic, SHMPIPE_CTL_MAGIC,
+	    memory_order_release);
+	return 0;
+out_unlink:
+	close(fd);
+	shm_unlink(path);
+	return r;
+}
+
+/* Every size and offset must be what the counts imply. */
+static int
+header_check(const struct shmpipe_ctl *h, size_t file_size)
+{
+	struct geom g;
+	/* Acquire: pairs with the release of the magic in ctl_create. */
+	uint64_t magic = atomic_load_explicit(&h->magic, memory_order_acquire);
+
+	if (magic == 0)
+		return -EAGAIN;
+	if (magic != SHMPIPE_CTL_MAGIC)
+		return -EPROTO;
+	if (h->version_major != SHMPIPE_LAYOUT_MAJOR)
+		return -EPROTONOSUPPORT;
+	if (h->header_size != sizeof(*h) || h->nprocs == 0 ||
+	    h->nprocs > 4096 || h->max_conns == 0 || h->max_conns > 1 << 20 ||
+	    h->max_line == 0 || h->max_line > 1 << 24 || h->slab_slots == 0 ||
+	    h->slab_slots > 1 << 22 || h->nverdicts != CTL_NVERDICTS ||
+	    h->proc_size != sizeof(struct shmpipe_proc) ||
+	    memchr(h->name, '\0', sizeof(h->name)) == NULL)
+		return -EBADMSG;
+	geom_compute(&g, h->nprocs, h->max_conns, h->max_line, h->slab_slots);
+	if (h->conn_size != g.conn_size || h->in_size != g.in_size ||
+	    h->reply_max != g.reply_max || h->slab_size != g.slab_size ||
+	    h->procs_off != g.procs_off || h->conns_off != g.conns_off ||
+	    h->slab_off != g.slab_off || h->verdicts_off != g.verdicts_off ||
+	    h->seg_size != g.seg_size)
+		return -EBADMSG;
+	if (file_size < g.seg_size)
+		return -ENODATA;
+	return file_size == g.seg_size ? 0 : -EBADMSG;
+}
+
+int
+ctl_open(struct ctl *c, const char *pipeline, bool rdonly)
+{
+	char path[64];
+	struct stat st;
+	void *base;
+	int fd, r;
+
+	if ((r = ctl_seg_name(path, sizeof(path), pipeline, "ctl")) != 0)
+		return r;
+	fd = shm_open(path, (rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) != 0) {
+		r = -errno;
+		goto out;
+	}
+	if ((size_t)st.st_size < sizeof(struct shmpipe_ctl)) {
+		r = st.st_size == 0 ? -EAGAIN : -ENODATA;
+		goto out;
+	}
+	base = mmap(NULL, (size_t)st.st_size, rdonly ? PROT_READ :
+	    PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (base == MAP_FAILED) {
+		r = -errno;
+		goto out;
+	}
+	if ((r = header_check(base, (size_t)st.st_size)) != 0) {
+		munmap(base, (size_t)st.st_size);
+		goto out;
+	}
+	c->c_base = base;
+	c->c_hdr = base;
+	c->c_size = (size_t)st.st_size;
+out:
+	close(fd);
+	return r;
+}
+
+void
+ctl_close(struct ctl *c)
+{
+	if (c->c_base != NULL)
+		munmap(c->c_base, c->c_size);
+	c->c_base = NULL;
+	c->c_hdr = NULL;
+}

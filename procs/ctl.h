@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * ctl.h - the control segment of a pipeline (include/shmpipe_layout.h):
+ * creating it, attaching to it with every field checked, finding its parts.
+ */
+#ifndef CTL_H
+#define CTL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shmpipe_layout.h"
+
+/* What the supervisor decides; everything else is derived. */
+struct ctl_params {
+	uint32_t	nprocs;
+	uint32_t	max_conns;
+	uint32_t	max_line;
+	uint32_t	window;		/* slab slots: requests in flight */
+	uint32_t	conn_window;	/* per connection, a power of two */
+	uint32_t	max_deliveries;
+	uint32_t	request_timeout_ms;
+	uint32_t	flags;		/* SHMPIPE_CONN_FILE for file mode */
+};
+
+struct ctl {
+	struct shmpipe_ctl *c_hdr;
+	unsigned char	*c_base;
+	size_t		 c_size;
+};
+
+#define CTL_NVERDICTS	64
+
+/*
+ * ctl_seg_name - "/shmpipe.PIPELINE.SUFFIX" into buf.  0, or -EINVAL if
+ * the pipeline name is not 1..40 characters of [A-Za-z0-9_.-] (no "..").
+ */
+int	ctl_seg_name(char *buf, size_t len, const char *pipeline,
+	    const char *suffix);
+bool	ctl_name_ok(const char *pipeline);
+
+/* Create /shmpipe.PIPELINE.ctl (O_EXCL) and map it.  0 or -errno. */
+int	ctl_create(struct ctl *c, const char *pipeline,
+	    const struct ctl_params *p);
+
+/*
+ * Map an existing control segment after checking magic, version and every
+ * size and offset: 0, or -ENOENT, -EACCES, -EAGAIN (not initialised),
+ * -EPROTO (foreign), -EPROTONOSUPPORT (version), -ENODATA (truncated),
+ * -EBADMSG (inconsistent).
+ */
+int	ctl_open(struct ctl *c, const char *pipeline, bool rdonly);
+void	ctl_close(struct ctl *c);
+
+/* Reply capacity for lines of max_line bytes. */
+uint32_t ctl_reply_max(uint32_t max_line);
+
+static inline struct shmpipe_proc *
+ctl_proc(const struct ctl *c, uint32_t i)
+{
+	return (struct shmpipe_proc *)(c->c_base + c->c_hdr->procs_off) + i;
+}
+
+static inline struct shmpipe_conn *
+ctl_conn(const struct ctl *c, uint32_t i)
+{
+	return (struct shmpipe_conn *)(c->c_base + c->c_hdr->conns_off +
+	    (size_t)i * c->c_hdr->conn_size);
+}
+
+static inline unsigned char *
+ctl_conn_ring(struct shmpipe_conn *cn)
+{
+	return (unsigned char *)(cn + 1);
+}
+
+static inline struct shmpipe_slab *
+ctl_slab(const struct ctl *c, uint32_t i)
+{
+	return (struct shmpipe_slab *)(c->c_base + c->c_hdr->slab_off +
+	    (size_t)i * c->c_hdr->slab_size);
+}
+
+static inline char *
+ctl_slab_data(struct shmpipe_slab *s)
+{
+	return (char *)(s + 1);
+}
+
+static inline struct shmpipe_verdict *
+ctl_verdict(const struct ctl *c, uint32_t i)
+{
+	return (struct shmpipe_verdict *)(c->c_base +
+	    c->c_hdr->verdicts_off) + i;
+}
+
+#endif /* CTL_H */

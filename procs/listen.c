@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* listen.c - bind the --listen addresses before any stage is forked. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "listen.h"
+
+#define BACKLOG	1024
+
+static int
+fail(char *err, size_t errlen, const struct listen_spec *ls, const char *what,
+    int e)
+{
+	char where[300];
+
+	options_listen_str(ls, where, sizeof(where));
+	snprintf(err, errlen, "cannot listen on %s: %s: %s", where, what,
+	    strerror(e));
+	return -1;
+}
+
+/* Is something already accepting on this Unix path? */
+static bool
+unix_in_use(const struct sockaddr_un *sun)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool live;
+
+	if (fd < 0)
+		return false;
+	live = connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0;
+	close(fd);
+	return live;
+}
+
+static int
+listen_unix(const struct listen_spec *ls, char *err, size_t errlen)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd;
+
+	strlcpy(sun.sun_path, ls->ls_path, sizeof(sun.sun_path));
+	if (unix_in_use(&sun))
+		return fail(err, errlen, ls, "a server is answering there",
+		    EADDRINUSE);
+	unlink(ls->ls_path);		/* a dead server's socket */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return fail(err, errlen, ls, "socket", errno);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0 ||
+	    listen(fd, BACKLOG) != 0) {
+		int e = errno;
+		close(fd);
+		return fail(err, errlen, ls, "bind", e);
+	}
+	return fd;
+}
+
+static int
+listen_tcp(const struct listen_spec *ls, char *err, size_t errlen)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC,
+	    .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
+	struct addrinfo *ai;
+	int fd, one = 1, r;
+
+	if ((r = getaddrinfo(ls->ls_host, ls->ls_port, &hints, &ai)) != 0) {
+		char where[300];
+		options_listen_str(ls, where, sizeof(where));
+		snprintf(err, errlen, "cannot listen on %s: %s", where,
+		    gai_strerror(r));
+		return -1;
+	}
+	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, ai->ai_protocol);
+	if (fd < 0) {
+		freeaddrinfo(ai);
+		return fail(err, errlen, ls, "socket", errno);
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
+	    listen(fd, BACKLOG) != 0) {
+		int e = errno;
+		freeaddrinfo(ai);
+		close(fd);
+		return fail(err, errlen, ls, "bind", e);
+	}
+	freeaddrinfo(ai);
+	return fd;
+}
+
+int
+listen_open(const struct listen_spec *ls, char *err, size_t errlen)
+{
+	return ls->ls_unix ? listen_unix(ls, err, errlen) :
+	    listen_tcp(ls, err, errlen);
+}
+
+void
+listen_cleanup(const struct listen_spec *ls)
+{
+	if (ls->ls_unix)
+		unlink(ls->ls_path);
+}

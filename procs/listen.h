@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* listen.h - the listening sockets a pipeline accepts clients on. */
+#ifndef LISTEN_H
+#define LISTEN_H
+
+#include <stddef.h>
+
+#include "options.h"
+
+/*
+ * Bind and listen (non-blocking, close-on-exec).  A Unix socket path left
+ * by a dead server is replaced; one a live server answers on is not.
+ * Returns the fd, or -1 with one line saying why in err.
+ */
+int	listen_open(const struct listen_spec *ls, char *err, size_t errlen);
+
+/* Remove a Unix socket's path at shutdown. */
+void	listen_cleanup(const struct listen_spec *ls);
+
+#endif /* LISTEN_H */

@@ -1,0 +1,253 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* options.c - flags, defaults and their checking, for both builds. */
+#define _GNU_SOURCE
+#include <err.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "options.h"
+#include "shmq.h"
+
+#define EX_USAGE	64
+
+enum { O_ENABLE_CRASH = 256, O_WINDOW, O_CONN_WINDOW };
+
+static const struct option longopts[] = {
+	{ "name",		required_argument,	NULL, 'n' },
+	{ "listen",		required_argument,	NULL, 'l' },
+	{ "processors",		required_argument,	NULL, 'p' },
+	{ "handler",		required_argument,	NULL, 'H' },
+	{ "capacity",		required_argument,	NULL, 'c' },
+	{ "max-line",		required_argument,	NULL, 'm' },
+	{ "max-requests",	required_argument,	NULL, 'r' },
+	{ "request-timeout",	required_argument,	NULL, 't' },
+	{ "max-deliveries",	required_argument,	NULL, 'd' },
+	{ "max-connections",	required_argument,	NULL, 'C' },
+	{ "idle-timeout",	required_argument,	NULL, 'I' },
+	{ "window",		required_argument,	NULL, O_WINDOW },
+	{ "conn-window",	required_argument,	NULL, O_CONN_WINDOW },
+	{ "input",		required_argument,	NULL, 'i' },
+	{ "output",		required_argument,	NULL, 'o' },
+	{ "pidfile",		required_argument,	NULL, 'P' },
+	{ "enable-crash",	no_argument,		NULL, O_ENABLE_CRASH },
+	{ "quiet",		no_argument,		NULL, 'q' },
+	{ "help",		no_argument,		NULL, 'h' },
+	{ "version",		no_argument,		NULL, 'V' },
+	{ NULL, 0, NULL, 0 }
+};
+
+static void
+usage(FILE *f, bool threaded)
+{
+	fprintf(f,
+"usage: %s [options]\n"
+"Serve the line protocol (VERB [ARG] -> OK RESULT | ERR REASON) with a\n"
+"request, %s and a reply stage.\n"
+"  -n, --name NAME            pipeline name (shmpipe)\n"
+"  -l, --listen tcp:HOST:PORT | unix:PATH\n"
+"                             where to accept clients, repeatable\n"
+"                             (tcp:127.0.0.1:7878)\n"
+"  -p, --processors N         processors, 1..256 (one per CPU)\n"
+"  -H, --handler PATH.so      load request handlers from a shared object\n"
+"  -c, --capacity N           messages each queue holds (4096)\n"
+"  -m, --max-line BYTES       longest request line, 16..1048576 (4096)\n"
+"  -r, --max-requests N       recycle a processor after N requests (never)\n"
+"  -t, --request-timeout MS   kill a processor busy longer, answer\n"
+"                             ERR timeout; 0 = never (30000)\n"
+"  -d, --max-deliveries N     answer ERR after a request crashed N\n"
+"                             processors (2)\n"
+"  -C, --max-connections N    clients at once (1024)\n"
+"  -I, --idle-timeout MS      close clients silent this long; 0 = never\n"
+"                             (300000)\n"
+"      --window N             requests in flight in all (4096)\n"
+"      --conn-window N        requests in flight per client (256)\n"
+"  -i, --input FILE|-         file mode: read requests from FILE\n"
+"  -o, --output FILE|-        file mode: write replies to FILE (-)\n"
+"  -P, --pidfile PATH         (/run/shmpipe.NAME.pid as root, else\n"
+"                             $XDG_RUNTIME_DIR or /tmp)\n"
+"      --enable-crash         allow the crash verb (tests and demos)\n"
+"  -q, --quiet                log deaths and errors only\n"
+"  -h, --help                 this text\n"
+"  -V, --version              the version\n",
+	    threaded ? "shmpipe-threaded" : "shmpipe",
+	    threaded ? "processor threads" : "processor processes");
+}
+
+static void __attribute__((noreturn, format(printf, 1, 2)))
+bad(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", getprogname());
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (see --help)\n");
+	exit(EX_USAGE);
+}
+
+static long long
+number(const char *flag, const char *arg, long long min, long long max)
+{
+	const char *why;
+	long long v = strtonum(arg, min, max, &why);
+
+	if (why != NULL)
+		bad("%s: '%s' is %s; expected a whole number %lld..%lld", flag,
+		    arg, why, min, max);
+	return v;
+}
+
+/* tcp:HOST:PORT (HOST may be [v6]) or unix:PATH. */
+static void
+parse_listen(struct options *o, const char *arg)
+{
+	struct listen_spec *ls;
+	const char *hp, *colon;
+	size_t hlen;
+
+	if (o->nlisten == OPT_MAX_LISTEN)
+		bad("--listen: at most %d addresses", OPT_MAX_LISTEN);
+	ls = &o->listen[o->nlisten];
+	memset(ls, 0, sizeof(*ls));
+	if (strncmp(arg, "unix:", 5) == 0) {
+		if (arg[5] == '\0' || strlcpy(ls->ls_path, arg + 5,
+		    sizeof(ls->ls_path)) >= sizeof(ls->ls_path))
+			bad("--listen '%s': expected unix:PATH, PATH 1..%zu "
+			    "bytes", arg, sizeof(ls->ls_path) - 1);
+		ls->ls_unix = true;
+		o->nlisten++;
+		return;
+	}
+	if (strncmp(arg, "tcp:", 4) != 0 || (colon = strrchr(arg + 4, ':')) ==
+	    NULL || colon == arg + 4)
+		bad("--listen '%s': expected tcp:HOST:PORT or unix:PATH", arg);
+	hp = arg + 4;
+	hlen = (size_t)(colon - hp);
+	if (hlen >= 2 && hp[0] == '[' && hp[hlen - 1] == ']') {
+		hp++;				/* [v6 address] */
+		hlen -= 2;
+	}
+	if (hlen >= sizeof(ls->ls_host))
+		bad("--listen '%s': host name too long", arg);
+	memcpy(ls->ls_host, hp, hlen);
+	ls->ls_host[hlen] = '\0';
+	number("--listen port", colon + 1, 0, 65535);
+	strlcpy(ls->ls_port, colon + 1, sizeof(ls->ls_port));
+	o->nlisten++;
+}
+
+static void
+defaults(struct options *o)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	memset(o, 0, sizeof(*o));
+	strlcpy(o->name, "shmpipe", sizeof(o->name));
+	o->processors = cpus > 0 ? (uint32_t)cpus : 1;
+	o->capacity = 4096;
+	o->max_line = 4096;
+	o->request_timeout_ms = 30000;
+	o->max_deliveries = 2;
+	o->max_conns = 1024;
+	o->idle_timeout_ms = 300000;
+	o->window = 4096;
+	o->conn_window = 256;
+}
+
+static void
+option(struct options *o, int c, const char *arg, bool threaded)
+{
+	switch (c) {
+	case 'n':
+		if (!ctl_name_ok(arg))
+			bad("--name '%s': expected 1..40 characters of "
+			    "A-Z a-z 0-9 _ . -", arg);
+		strlcpy(o->name, arg, sizeof(o->name));
+		break;
+	case 'l': parse_listen(o, arg); break;
+	case 'p': o->processors = (uint32_t)number("--processors", arg, 1,
+		    256); break;
+	case 'H': o->handler = arg; break;
+	case 'c': o->capacity = (uint32_t)number("--capacity", arg, 2,
+		    1 << 20); break;
+	case 'm': o->max_line = (uint32_t)number("--max-line", arg, 16,
+		    1 << 20); break;
+	case 'r': o->max_requests = (uint64_t)number("--max-requests", arg, 0,
+		    INT64_MAX); break;
+	case 't': o->request_timeout_ms = (uint32_t)number(
+		    "--request-timeout", arg, 0, 86400000); break;
+	case 'd': o->max_deliveries = (uint32_t)number("--max-deliveries",
+		    arg, 1, 1000); break;
+	case 'C': o->max_conns = (uint32_t)number("--max-connections", arg, 1,
+		    1 << 20); break;
+	case 'I': o->idle_timeout_ms = (uint32_t)number("--idle-timeout", arg,
+		    0, 86400000); break;
+	case O_WINDOW: o->window = (uint32_t)number("--window", arg, 16,
+		    1 << 20); break;
+	case O_CONN_WINDOW: o->conn_window = (uint32_t)number("--conn-window",
+		    arg, 1, 1 << 16); break;
+	case 'i': o->input = arg; break;
+	case 'o': o->output = arg; break;
+	case 'P': o->pidfile = arg; break;
+	case O_ENABLE_CRASH: o->enable_crash = true; break;
+	case 'q': o->quiet = true; break;
+	case 'h': usage(stdout, threaded); exit(0);
+	case 'V': printf("%s %s\n", getprogname(), SHMQ_VERSION); exit(0);
+	default: bad("unknown option");
+	}
+}
+
+static uint32_t
+pow2_at_least(uint32_t n)
+{
+	uint32_t p = 1;
+
+	while (p < n)
+		p <<= 1;
+	return p;
+}
+
+void
+options_parse(struct options *o, int argc, char **argv, bool threaded)
+{
+	int c;
+
+	defaults(o);
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":n:l:p:H:c:m:r:t:d:C:I:i:o:P:qhV",
+	    longopts, NULL)) != -1) {
+		if (c == ':')
+			bad("%s needs a value", argv[optind - 1]);
+		if (c == '?')
+			bad("unknown option '%s'", argv[optind - 1]);
+		option(o, c, optarg, threaded);
+	}
+	if (optind < argc)
+		bad("unexpected argument '%s'", argv[optind]);
+	if (o->output != NULL && o->input == NULL)
+		bad("--output needs --input (file mode)");
+	if (o->input != NULL && o->output == NULL)
+		o->output = "-";
+	if (o->nlisten == 0 && o->input == NULL)
+		parse_listen(o, "tcp:127.0.0.1:7878");
+	o->conn_window = pow2_at_least(o->conn_window);
+	if (o->conn_window > o->window)
+		bad("--conn-window %u is larger than --window %u",
+		    o->conn_window, o->window);
+}
+
+void
+options_listen_str(const struct listen_spec *ls, char *buf, size_t len)
+{
+	if (ls->ls_unix)
+		snprintf(buf, len, "unix:%s", ls->ls_path);
+	else
+		snprintf(buf, len, strchr(ls->ls_host, ':') ? "tcp:[%s]:%s" :
+		    "tcp:%s:%s", ls->ls_host, ls->ls_port);
+}

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* options.h - the command line shared by shmpipe and shmpipe-threaded. */
+#ifndef OPTIONS_H
+#define OPTIONS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/un.h>
+
+#define OPT_MAX_LISTEN	8
+
+struct listen_spec {
+	bool		 ls_unix;
+	char		 ls_host[256];		/* tcp */
+	char		 ls_port[8];
+	char		 ls_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+};
+
+struct options {
+	char		 name[41];
+	struct listen_spec listen[OPT_MAX_LISTEN];
+	int		 nlisten;
+	uint32_t	 processors;
+	const char	*handler;		/* .so, or NULL */
+	uint32_t	 capacity;		/* queue capacity, messages */
+	uint32_t	 max_line;
+	uint64_t	 max_requests;		/* per processor; 0 = no limit */
+	uint32_t	 request_timeout_ms;	/* 0 = none */
+	uint32_t	 max_deliveries;
+	uint32_t	 max_conns;
+	uint32_t	 idle_timeout_ms;	/* 0 = none */
+	uint32_t	 window;		/* requests in flight, in all */
+	uint32_t	 conn_window;		/* per connection */
+	const char	*input;			/* file mode, "-" = stdin */
+	const char	*output;
+	const char	*pidfile;
+	bool		 enable_crash;
+	bool		 quiet;
+};
+
+/*
+ * Parse argv into o (defaults first).  Prints usage and exits 0 for --help,
+ * the version for --version; for a bad flag or value prints one line saying
+ * what was wrong and what is expected, and exits 64.
+ */
+void	options_parse(struct options *o, int argc, char **argv,
+	    bool threaded);
+
+/* "tcp:127.0.0.1:7878" or "unix:/path" for log lines. */
+void	options_listen_str(const struct listen_spec *ls, char *buf,
+	    size_t len);
+
+#endif /* OPTIONS_H */

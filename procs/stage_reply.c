@@ -1,0 +1,578 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * stage_reply.c - the reply stage: take replies, park each in the slab
+ * slot its request reserved, and write them to each client in request
+ * order, several per writev(2).
+ *
+ * Everything it knows lives in the control segment (slab slots, each
+ * connection's reply_seq and out_off), so a new reply process carries on
+ * where a dead one stopped: a reply is acked only once it is in the slab,
+ * and a connection's progress is stored right after each write returns.
+ * The only loss window is between a write returning and that store: the
+ * next process then writes those bytes again.  For a regular output file
+ * it uses pwrite at the stored offset, so file mode has no window at all.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "chan.h"
+#include "log.h"
+#include "msg.h"
+#include "stage.h"
+
+#define RP_BATCH	64
+#define RP_IOV		512		/* replies per writev, two iovecs each */
+#define RP_STALL_NS	10000000000ull	/* a client that reads nothing 10 s */
+
+struct rp_conn {
+	int		 pc_fd;		/* -1 until the supervisor sends it */
+	uint32_t	 pc_gen;
+	bool		 pc_pollout;	/* waiting for EPOLLOUT */
+	bool		 pc_regular;	/* a regular file: pwrite */
+	bool		 pc_dirty;	/* queued in rp_dirty */
+	uint64_t	 pc_stall_ns;	/* output waiting since, 0 if none */
+};
+
+struct rp {
+	struct stage	*rp_st;
+	const struct ctl *rp_ctl;
+	uint32_t	 rp_nconns;
+	uint32_t	 rp_window;	/* conn_window, a power of two */
+	struct rp_conn	*rp_conns;
+	uint32_t	*rp_pend;	/* [conn][seq % window]: slab slot + 1 */
+	uint32_t	*rp_dirty;	/* connections with replies to write */
+	uint32_t	 rp_ndirty;
+	uint32_t	 rp_nstalled;
+	int		 rp_ep;
+	unsigned char	*rp_buf;	/* RP_BATCH messages */
+	size_t		 rp_msg_size;
+	struct iovec	 rp_iov[RP_BATCH];
+	struct shmq_lease rp_lease[RP_BATCH];
+	struct iovec	 rp_wiov[2 * RP_IOV];
+	uint64_t	 rp_answered, rp_freed;
+};
+
+static const char newline[1] = { '\n' };
+
+static uint32_t *
+pend(struct rp *rp, uint32_t slot, uint32_t seq)
+{
+	return &rp->rp_pend[(size_t)slot * rp->rp_window +
+	    (seq & (rp->rp_window - 1))];
+}
+
+static void
+mark_dirty(struct rp *rp, uint32_t slot)
+{
+	if (!rp->rp_conns[slot].pc_dirty) {
+		rp->rp_conns[slot].pc_dirty = true;
+		rp->rp_dirty[rp->rp_ndirty++] = slot;
+	}
+}
+
+/* Give a slab slot back; count it so the request stage sees the room. */
+static void
+slab_free(struct rp *rp, struct shmpipe_slab *s, uint32_t from)
+{
+	/* Release: pairs with the request stage's acquire when it reuses
+	 * the slot; CAS because the supervisor may collect RESERVED ones. */
+	atomic_compare_exchange_strong_explicit(&s->stage, &from,
+	    SHMPIPE_SLAB_FREE, memory_order_release, memory_order_relaxed);
+	rp->rp_freed++;
+	atomic_store_explicit(&rp->rp_ctl->c_hdr->freed, rp->rp_freed,
+	    memory_order_relaxed);
+}
+
+static uint64_t
+conn_state(const struct rp *rp, uint32_t slot)
+{
+	/* Acquire: pairs with the request stage's release of its flags. */
+	return atomic_load_explicit(&ctl_conn(rp->rp_ctl, slot)->state,
+	    memory_order_acquire);
+}
+
+/* Is connection id `id` still the one in its slot, and still wanted? */
+static bool
+conn_live(const struct rp *rp, uint64_t id)
+{
+	uint32_t slot = SHMPIPE_CONN_SLOT(id);
+	uint64_t w;
+
+	if (slot >= rp->rp_nconns)
+		return false;
+	w = conn_state(rp, slot);
+	return SHMPIPE_CONN_GEN(w) == (uint32_t)(id >> 32) &&
+	    (SHMPIPE_CONN_FLAGS(w) & SHMPIPE_CONN_OPEN) &&
+	    !(SHMPIPE_CONN_FLAGS(w) & (SHMPIPE_CONN_ABORT |
+	    SHMPIPE_CONN_RP_DONE));
+}
+
+/*
+ * Park one reply in the slab slot its request reserved.  A reply whose slot
+ * no longer waits for it (a duplicate from a redelivered request, or one
+ * the supervisor collected) and one for a connection that is gone are
+ * dropped.
+ */
+static void
+place(struct rp *rp, const struct msg_hdr *h, const char *data, size_t len)
+{
+	struct shmpipe_ctl *c = rp->rp_ctl->c_hdr;
+	struct shmpipe_slab *s;
+	uint32_t slot = SHMPIPE_CONN_SLOT(h->mh_conn), reserved;
+
+	if (h->mh_slot >= c->slab_slots || len > c->reply_max)
+		return;				/* corrupt: nothing to free */
+	s = ctl_slab(rp->rp_ctl, h->mh_slot);
+	/* Acquire: pairs with the request stage's release of RESERVED. */
+	if (atomic_load_explicit(&s->stage, memory_order_acquire) !=
+	    SHMPIPE_SLAB_RESERVED || atomic_load_explicit(&s->conn,
+	    memory_order_relaxed) != h->mh_conn || atomic_load_explicit(
+	    &s->seq, memory_order_relaxed) != h->mh_seq) {
+		atomic_fetch_add_explicit(&c->duplicates, 1,
+		    memory_order_relaxed);
+		return;
+	}
+	if (!conn_live(rp, h->mh_conn) || *pend(rp, slot, h->mh_seq) != 0) {
+		slab_free(rp, s, SHMPIPE_SLAB_RESERVED);
+		atomic_fetch_add_explicit(conn_live(rp, h->mh_conn) ?
+		    &c->duplicates : &c->dropped, 1, memory_order_relaxed);
+		return;
+	}
+	memcpy(ctl_slab_data(s), data, len);
+	atomic_store_explicit(&s->len, (uint32_t)len, memory_order_relaxed);
+	atomic_store_explicit(&s->filled_ns, stage_coarse_ns(),
+	    memory_order_relaxed);
+	reserved = SHMPIPE_SLAB_RESERVED;
+	/* Release: a reply process after us that sees FILLED sees the
+	 * reply; the CAS loses only to the supervisor's collection. */
+	if (!atomic_compare_exchange_strong_explicit(&s->stage, &reserved,
+	    SHMPIPE_SLAB_FILLED, memory_order_release, memory_order_relaxed))
+		return;
+	*pend(rp, slot, h->mh_seq) = h->mh_slot + 1;
+	mark_dirty(rp, slot);
+}
+
+/* Gather in-order replies of a connection, from out_off on, into iovecs. */
+static int
+gather(struct rp *rp, uint32_t slot, uint32_t seq, uint32_t off,
+    size_t *bytes)
+{
+	int n = 0;
+
+	*bytes = 0;
+	for (uint32_t i = 0; i < rp->rp_window && n < 2 * RP_IOV; i++) {
+		uint32_t k = *pend(rp, slot, seq + i);
+		struct shmpipe_slab *sl;
+		uint32_t len;
+
+		if (k == 0)
+			break;
+		sl = ctl_slab(rp->rp_ctl, k - 1);
+		len = atomic_load_explicit(&sl->len, memory_order_relaxed);
+		if (off < len)
+			rp->rp_wiov[n++] = (struct iovec){ ctl_slab_data(sl) +
+			    off, len - off };
+		rp->rp_wiov[n++] = (struct iovec){ (void *)newline, 1 };
+		*bytes += len + 1 - off;
+		off = 0;
+	}
+	return n;
+}
+
+/* Account for `wrote` bytes: retire whole replies, keep the offset. */
+static void
+advance(struct rp *rp, uint32_t slot, size_t wrote)
+{
+	struct shmpipe_conn *cn = ctl_conn(rp->rp_ctl, slot);
+	uint32_t seq = atomic_load_explicit(&cn->reply_seq,
+	    memory_order_relaxed);
+	uint32_t off = atomic_load_explicit(&cn->out_off, memory_order_relaxed);
+
+	atomic_store_explicit(&cn->out_total, atomic_load_explicit(
+	    &cn->out_total, memory_order_relaxed) + wrote,
+	    memory_order_relaxed);
+	while (wrote > 0) {
+		uint32_t *p = pend(rp, slot, seq);
+		struct shmpipe_slab *sl = ctl_slab(rp->rp_ctl, *p - 1);
+		size_t left = atomic_load_explicit(&sl->len,
+		    memory_order_relaxed) + 1 - off;
+
+		if (wrote < left) {
+			off += (uint32_t)wrote;
+			break;
+		}
+		wrote -= left;
+		off = 0;
+		*p = 0;
+		slab_free(rp, sl, SHMPIPE_SLAB_FILLED);
+		seq = (seq + 1) & SHMPIPE_SEQ_MASK;
+		rp->rp_answered++;
+	}
+	atomic_store_explicit(&cn->out_off, off, memory_order_relaxed);
+	/* Release: the request stage reading reply_seq for its window. */
+	atomic_store_explicit(&cn->reply_seq, seq, memory_order_release);
+	atomic_store_explicit(&rp->rp_ctl->c_hdr->answered, rp->rp_answered,
+	    memory_order_relaxed);
+}
+
+static void
+watch_out(struct rp *rp, uint32_t slot, bool on)
+{
+	struct rp_conn *pc = &rp->rp_conns[slot];
+	struct epoll_event ev = { .events = EPOLLOUT, .data.u32 = slot };
+
+	if (pc->pc_pollout == on || pc->pc_regular)
+		return;
+	if (epoll_ctl(rp->rp_ep, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, pc->pc_fd,
+	    &ev) == 0 || !on) {
+		pc->pc_pollout = on;
+		rp->rp_nstalled += on ? 1 : -1;
+	}
+}
+
+/* Let go of a connection: close our copy, say the reply side is done. */
+static void
+finish(struct rp *rp, uint32_t slot, bool abort)
+{
+	struct rp_conn *pc = &rp->rp_conns[slot];
+	struct shmpipe_conn *cn = ctl_conn(rp->rp_ctl, slot);
+	uint32_t seq = atomic_load_explicit(&cn->reply_seq,
+	    memory_order_relaxed);
+
+	for (uint32_t i = 0; i < rp->rp_window; i++, seq++) {
+		uint32_t *p = pend(rp, slot, seq);
+		if (*p != 0) {
+			slab_free(rp, ctl_slab(rp->rp_ctl, *p - 1),
+			    SHMPIPE_SLAB_FILLED);
+			*p = 0;
+		}
+	}
+	if (pc->pc_fd >= 0) {
+		watch_out(rp, slot, false);
+		if (!pc->pc_regular && !(SHMPIPE_CONN_FLAGS(conn_state(rp,
+		    slot)) & SHMPIPE_CONN_FILE)) {
+			if (!abort)
+				shutdown(pc->pc_fd, SHUT_WR);
+			close(pc->pc_fd);
+		}
+	}
+	pc->pc_fd = -1;
+	pc->pc_stall_ns = 0;
+	/* Release: the supervisor frees the slot once both sides are done. */
+	atomic_fetch_or_explicit(&cn->state, SHMPIPE_CONN_RP_DONE |
+	    (abort ? SHMPIPE_CONN_ABORT : 0), memory_order_release);
+}
+
+/* All its requests answered and the client sent its last one? */
+static bool
+complete(struct rp *rp, uint32_t slot)
+{
+	struct shmpipe_conn *cn = ctl_conn(rp->rp_ctl, slot);
+	uint64_t w = conn_state(rp, slot);
+
+	return (SHMPIPE_CONN_FLAGS(w) & SHMPIPE_CONN_RD_DONE) &&
+	    atomic_load_explicit(&cn->final_seq, memory_order_relaxed) ==
+	    atomic_load_explicit(&cn->reply_seq, memory_order_relaxed) &&
+	    atomic_load_explicit(&cn->out_off, memory_order_relaxed) == 0;
+}
+
+static ssize_t
+write_out(struct rp *rp, uint32_t slot, int n)
+{
+	struct rp_conn *pc = &rp->rp_conns[slot];
+	struct shmpipe_conn *cn = ctl_conn(rp->rp_ctl, slot);
+	ssize_t w;
+
+	do
+		w = pc->pc_regular ? pwritev(pc->pc_fd, rp->rp_wiov, n,
+		    (off_t)atomic_load_explicit(&cn->out_total,
+		    memory_order_relaxed)) : writev(pc->pc_fd, rp->rp_wiov, n);
+	while (w < 0 && errno == EINTR);
+	return w;
+}
+
+/* Write what is in order for a connection; close it when it is done. */
+static void
+flush_conn(struct rp *rp, uint32_t slot)
+{
+	struct rp_conn *pc = &rp->rp_conns[slot];
+	struct shmpipe_conn *cn = ctl_conn(rp->rp_ctl, slot);
+	size_t bytes;
+	ssize_t w;
+	int n;
+
+	if (pc->pc_fd < 0)
+		return;				/* its fd is on the way */
+	if (!conn_live(rp, SHMPIPE_CONN_ID(pc->pc_gen, slot))) {
+		finish(rp, slot, true);
+		return;
+	}
+	n = gather(rp, slot, atomic_load_explicit(&cn->reply_seq,
+	    memory_order_relaxed), atomic_load_explicit(&cn->out_off,
+	    memory_order_relaxed), &bytes);
+	if (n > 0) {
+		w = write_out(rp, slot, n);
+		if (w < 0 && errno != EAGAIN) {
+			finish(rp, slot, true);	/* the client is gone */
+			return;
+		}
+		if (w > 0) {
+			advance(rp, slot, (size_t)w);
+			pc->pc_stall_ns = 0;
+		}
+		if (w < 0 || (size_t)w < bytes) {
+			if (pc->pc_stall_ns == 0)
+				pc->pc_stall_ns = stage_coarse_ns();
+			watch_out(rp, slot, true);
+			return;
+		}
+		watch_out(rp, slot, false);
+	}
+	if (complete(rp, slot))
+		finish(rp, slot, false);
+}
+
+static void
+flush_dirty(struct rp *rp)
+{
+	for (uint32_t i = 0; i < rp->rp_ndirty; i++) {
+		uint32_t slot = rp->rp_dirty[i];
+		rp->rp_conns[slot].pc_dirty = false;
+		flush_conn(rp, slot);
+	}
+	rp->rp_ndirty = 0;
+}
+
+/* A connection's fd arrived from the supervisor. */
+static void
+adopt(struct rp *rp, uint32_t slot, uint32_t gen, int fd)
+{
+	struct rp_conn *pc;
+	struct stat st;
+
+	if (slot >= rp->rp_nconns) {
+		close(fd);
+		return;
+	}
+	pc = &rp->rp_conns[slot];
+	if (pc->pc_fd >= 0) {
+		watch_out(rp, slot, false);
+		close(pc->pc_fd);
+	}
+	pc->pc_fd = fd;
+	pc->pc_gen = gen;
+	pc->pc_stall_ns = 0;
+	pc->pc_regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+	mark_dirty(rp, slot);
+}
+
+/* Control messages: connections handed over.  False at end of file. */
+static bool
+read_chan(struct rp *rp, bool *synced)
+{
+	struct chan_msg m;
+	int fd, r;
+
+	while ((r = chan_recv(rp->rp_st->st_chan, &m, &fd, synced != NULL &&
+	    !*synced ? 1000 : 0)) == 1) {
+		if (m.cm_type == CHAN_CONN && fd >= 0)
+			adopt(rp, m.cm_slot, m.cm_gen, fd);
+		else if (fd >= 0)
+			close(fd);
+		if (m.cm_type == CHAN_SYNCED && synced != NULL)
+			*synced = true;
+	}
+	return r != 0;
+}
+
+/* Slab slots a previous reply process filled: index them again. */
+static void
+rebuild(struct rp *rp)
+{
+	const struct shmpipe_ctl *c = rp->rp_ctl->c_hdr;
+
+	for (uint32_t i = 0; i < c->slab_slots; i++) {
+		struct shmpipe_slab *s = ctl_slab(rp->rp_ctl, i);
+		uint64_t id = atomic_load_explicit(&s->conn,
+		    memory_order_relaxed);
+		uint32_t seq = atomic_load_explicit(&s->seq,
+		    memory_order_relaxed), slot = SHMPIPE_CONN_SLOT(id);
+
+		if (atomic_load_explicit(&s->stage, memory_order_acquire) !=
+		    SHMPIPE_SLAB_FILLED)
+			continue;
+		if (!conn_live(rp, id) || *pend(rp, slot, seq) != 0 ||
+		    ((seq - atomic_load_explicit(&ctl_conn(rp->rp_ctl,
+		    slot)->reply_seq, memory_order_relaxed)) &
+		    SHMPIPE_SEQ_MASK) >= rp->rp_window) {
+			slab_free(rp, s, SHMPIPE_SLAB_FILLED);
+			continue;
+		}
+		*pend(rp, slot, seq) = i + 1;
+		mark_dirty(rp, slot);
+	}
+}
+
+static int
+rp_setup(struct rp *rp, struct stage *st)
+{
+	const struct shmpipe_ctl *c = st->st_ctl->c_hdr;
+
+	memset(rp, 0, sizeof(*rp));
+	rp->rp_st = st;
+	rp->rp_ctl = st->st_ctl;
+	rp->rp_nconns = c->max_conns;
+	rp->rp_window = c->conn_window;
+	rp->rp_msg_size = sizeof(struct msg_hdr) + c->reply_max;
+	rp->rp_conns = calloc(c->max_conns, sizeof(*rp->rp_conns));
+	rp->rp_pend = calloc((size_t)c->max_conns * c->conn_window,
+	    sizeof(*rp->rp_pend));
+	rp->rp_dirty = calloc(c->max_conns, sizeof(*rp->rp_dirty));
+	rp->rp_buf = malloc(RP_BATCH * rp->rp_msg_size);
+	rp->rp_ep = epoll_create1(EPOLL_CLOEXEC);
+	if (rp->rp_conns == NULL || rp->rp_pend == NULL ||
+	    rp->rp_dirty == NULL || rp->rp_buf == NULL || rp->rp_ep < 0) {
+		log_event("cannot set up: %s", strerror(errno));
+		return -1;
+	}
+	for (uint32_t i = 0; i < c->max_conns; i++)
+		rp->rp_conns[i].pc_fd = -1;
+	rp->rp_answered = atomic_load_explicit(&c->answered,
+	    memory_order_relaxed);
+	rp->rp_freed = atomic_load_explicit(&c->freed, memory_order_relaxed);
+	if (c->flags & SHMPIPE_CONN_FILE)
+		adopt(rp, 0, SHMPIPE_CONN_GEN(conn_state(rp, 0)),
+		    st->st_out_fd);
+	rebuild(rp);
+	return 0;
+}
+
+static void
+rp_teardown(struct rp *rp)
+{
+	for (uint32_t i = 0; rp->rp_conns != NULL && i < rp->rp_nconns; i++)
+		if (rp->rp_conns[i].pc_fd >= 0 && !rp->rp_conns[i].pc_regular &&
+		    !(SHMPIPE_CONN_FLAGS(conn_state(rp, i)) & SHMPIPE_CONN_FILE))
+			close(rp->rp_conns[i].pc_fd);
+	if (rp->rp_ep >= 0)
+		close(rp->rp_ep);
+	free(rp->rp_conns);
+	free(rp->rp_pend);
+	free(rp->rp_dirty);
+	free(rp->rp_buf);
+}
+
+/* Take what replies there are (waiting up to timeout_ms) and park them. */
+static int
+take(struct rp *rp, int timeout_ms)
+{
+	int n;
+
+	for (unsigned i = 0; i < RP_BATCH; i++)
+		rp->rp_iov[i] = (struct iovec){ rp->rp_buf + i *
+		    rp->rp_msg_size, rp->rp_msg_size };
+	n = shmq_take_batch(rp->rp_st->st_rep, rp->rp_iov, rp->rp_lease,
+	    RP_BATCH, timeout_ms);
+	for (int i = 0; i < n; i++) {
+		const struct msg_hdr *h = rp->rp_iov[i].iov_base;
+		if (rp->rp_iov[i].iov_len < sizeof(*h))
+			;			/* malformed: drop */
+		else if (h->mh_flags & MSG_CONN_DONE)
+			mark_dirty(rp, SHMPIPE_CONN_SLOT(h->mh_conn) %
+			    rp->rp_nconns);
+		else
+			place(rp, h, (const char *)(h + 1),
+			    rp->rp_iov[i].iov_len - sizeof(*h));
+		shmq_ack(rp->rp_st->st_rep, &rp->rp_lease[i]);
+	}
+	return n;
+}
+
+/* Writable again, and clients that have not read for too long. */
+static void
+poll_out(struct rp *rp)
+{
+	struct epoll_event ev[64];
+	uint64_t now = stage_coarse_ns();
+	int n = epoll_wait(rp->rp_ep, ev, 64, 0);
+
+	for (int i = 0; i < n; i++)
+		mark_dirty(rp, ev[i].data.u32);
+	flush_dirty(rp);
+	for (uint32_t i = 0; rp->rp_nstalled > 0 && i < rp->rp_nconns; i++) {
+		struct rp_conn *pc = &rp->rp_conns[i];
+		if (pc->pc_fd < 0 || pc->pc_stall_ns == 0 ||
+		    now - pc->pc_stall_ns < RP_STALL_NS)
+			continue;
+		log_event("connection %u: client read nothing for %llu s; "
+		    "closing it", i, RP_STALL_NS / 1000000000ull);
+		atomic_fetch_add_explicit(&rp->rp_ctl->c_hdr->slow_clients, 1,
+		    memory_order_relaxed);
+		finish(rp, i, true);
+	}
+}
+
+/* Drained: no processor will put again and nothing is left to take. */
+static bool
+drained(struct rp *rp)
+{
+	const struct shmpipe_ctl *c = rp->rp_ctl->c_hdr;
+
+	return stage_draining(rp->rp_st) &&
+	    atomic_load_explicit(&c->procs_closed, memory_order_acquire) &&
+	    stage_queue_drained(rp->rp_st->st_rep) && rp->rp_nstalled == 0;
+}
+
+/* Close every connection whose requests are all answered. */
+static void
+sweep(struct rp *rp)
+{
+	for (uint32_t i = 0; i < rp->rp_nconns; i++)
+		if (rp->rp_conns[i].pc_fd >= 0)
+			flush_conn(rp, i);
+}
+
+int
+stage_reply(struct stage *st)
+{
+	struct rp rp;
+	bool synced = st->st_chan < 0;
+	int r = STAGE_EX_OK;
+
+	if (rp_setup(&rp, st) != 0) {
+		rp_teardown(&rp);
+		return STAGE_EX_SOFTWARE;
+	}
+	while (!synced && st->st_chan >= 0 && read_chan(&rp, &synced))
+		;				/* connections we hold first */
+	stage_state(st, SHMPIPE_PROC_READY);
+	while (!stage_stopping(st)) {
+		int n = take(&rp, rp.rp_ndirty > 0 ? 0 : rp.rp_nstalled > 0 ?
+		    10 : 200);
+		if (n < 0 && n != -EINTR && n != -ETIMEDOUT && n != -EAGAIN) {
+			log_event("cannot take replies: %s", strerror(-n));
+			r = STAGE_EX_SOFTWARE;
+			break;
+		}
+		if (st->st_chan >= 0 && !read_chan(&rp, NULL))
+			break;			/* the supervisor is gone */
+		flush_dirty(&rp);
+		poll_out(&rp);
+		if (n <= 0) {			/* idle: a look at everyone */
+			sweep(&rp);
+			if (drained(&rp))
+				break;
+		}
+	}
+	rp_teardown(&rp);
+	return r;
+}

@@ -1,0 +1,779 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * stage_request.c - the request stage: accept clients, read their lines,
+ * put each on the request queue tagged with its connection, its sequence
+ * number and the slab slot reserved for its reply.
+ *
+ * A client's bytes are read straight into its connection's ring in the
+ * control segment, and in_pos (where the next line starts, and its number)
+ * moves only after the lines before it are on the queue.  So a new request
+ * process resumes every connection where the dead one left it: a line put
+ * but not yet committed is put again under the same number, and the reply
+ * stage drops the second reply.  The one window is a read(2) that returned
+ * before in_total was stored; a regular input file is read with pread at
+ * in_total, so file mode has none.
+ *
+ * Back-pressure: a connection is not read while it has conn_window requests
+ * in flight, and nothing is read while the slab (the pipeline's window) or
+ * the request queue is full.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chan.h"
+#include "log.h"
+#include "msg.h"
+#include "stage.h"
+
+#define RQ_BATCH	64		/* requests per put */
+#define RQ_READ_MAX	65536		/* bytes per read */
+#define RQ_LISTEN	(UINT32_MAX - 16) /* epoll tags above conn slots */
+#define RQ_CHAN		(UINT32_MAX - 1)
+
+/* Our side of a connection; the shared side is struct shmpipe_conn. */
+struct rq_conn {
+	int		 rc_fd;		/* -1: none */
+	uint32_t	 rc_gen;
+	uint32_t	 rc_head;	/* parsed up to (staged, not committed) */
+	uint32_t	 rc_seq;
+	bool		 rc_disc;	/* skipping the rest of a long line */
+	bool		 rc_eof;	/* no more input: finish when put */
+	bool		 rc_regular;	/* a regular file: pread */
+	bool		 rc_watched;	/* in the epoll set */
+	bool		 rc_waiting;	/* in rq_wait */
+	bool		 rc_ending;	/* in rq_eof */
+	uint32_t	 rc_staged;	/* messages in the batch */
+};
+
+struct rq_commit {
+	uint32_t	 cm_slot;
+	uint64_t	 cm_in_pos;	/* the connection's in_pos after it */
+};
+
+struct rq {
+	struct stage	*rq_st;
+	const struct ctl *rq_ctl;
+	struct shmpipe_ctl *rq_c;
+	uint32_t	 rq_nconns;
+	uint32_t	 rq_mask;	/* in_size - 1 */
+	struct rq_conn	*rq_conns;
+	int		 rq_ep;
+	uint32_t	 rq_conn_cursor;
+	uint32_t	 rq_slab_cursor;
+	uint64_t	 rq_accepted;
+	uint64_t	 rq_reserved;
+	uint32_t	*rq_wait;	/* connections that could not go on */
+	uint32_t	 rq_nwait;
+	uint32_t	*rq_eof;	/* connections at end of input */
+	uint32_t	 rq_neof;
+	bool		 rq_slab_full;
+	/* The batch being built. */
+	unsigned	 rq_n;
+	unsigned char	*rq_buf;
+	size_t		 rq_msg_size;
+	struct iovec	 rq_iov[RQ_BATCH];
+	struct rq_commit rq_commit[RQ_BATCH];
+	unsigned char	*rq_line;	/* a line that wraps the ring */
+};
+
+static struct shmpipe_conn *
+conn(const struct rq *rq, uint32_t slot)
+{
+	return ctl_conn(rq->rq_ctl, slot);
+}
+
+static uint32_t
+conn_flags(const struct rq *rq, uint32_t slot)
+{
+	/* Acquire: pairs with the release of ABORT by the reply stage. */
+	return SHMPIPE_CONN_FLAGS(atomic_load_explicit(&conn(rq, slot)->state,
+	    memory_order_acquire));
+}
+
+/* ---- the slab: one slot per request in flight ---------------------- */
+
+/* Reserve a slot for (conn, seq); SHMPIPE_NONE-ish UINT32_MAX if full. */
+static uint32_t
+slab_reserve(struct rq *rq, uint64_t id, uint32_t seq)
+{
+	uint32_t n = rq->rq_c->slab_slots;
+
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t k = (rq->rq_slab_cursor + i) % n;
+		struct shmpipe_slab *s = ctl_slab(rq->rq_ctl, k);
+
+		/* Acquire: pairs with the reply stage's release of FREE. */
+		if (atomic_load_explicit(&s->stage, memory_order_acquire) !=
+		    SHMPIPE_SLAB_FREE)
+			continue;
+		/* Relaxed: published by the release of RESERVED. */
+		atomic_store_explicit(&s->conn, id, memory_order_relaxed);
+		atomic_store_explicit(&s->seq, seq, memory_order_relaxed);
+		atomic_store_explicit(&s->stage, SHMPIPE_SLAB_RESERVED,
+		    memory_order_release);
+		rq->rq_slab_cursor = k + 1;
+		rq->rq_reserved++;
+		atomic_store_explicit(&rq->rq_c->reserved, rq->rq_reserved,
+		    memory_order_relaxed);
+		return k;
+	}
+	rq->rq_slab_full = true;
+	return UINT32_MAX;
+}
+
+/* ---- building and putting a batch ----------------------------------- */
+
+/* Copy ring bytes [head, head + len) out, in one or two pieces. */
+static void
+ring_copy(const struct rq *rq, uint32_t slot, uint32_t head, size_t len,
+    unsigned char *dst)
+{
+	const unsigned char *ring = ctl_conn_ring(conn(rq, slot));
+	size_t at = head & rq->rq_mask, first = rq->rq_mask + 1 - at;
+
+	if (first >= len) {
+		memcpy(dst, ring + at, len);
+	} else {
+		memcpy(dst, ring + at, first);
+		memcpy(dst + first, ring, len - first);
+	}
+}
+
+/*
+ * Stage the request whose line is ring [head, head + len) (or a too-long
+ * marker), the connection's state after it being next_head/disc.  False if
+ * the batch or the slab is full.
+ */
+static bool
+stage_line(struct rq *rq, uint32_t slot, uint32_t head, size_t len,
+    uint32_t next_head, bool too_long, bool disc)
+{
+	struct rq_conn *rc = &rq->rq_conns[slot];
+	uint64_t id = SHMPIPE_CONN_ID(rc->rc_gen, slot);
+	struct msg_hdr *h;
+	uint32_t k;
+
+	if (rq->rq_n == RQ_BATCH ||
+	    (k = slab_reserve(rq, id, rc->rc_seq)) == UINT32_MAX)
+		return false;
+	h = (struct msg_hdr *)(rq->rq_buf + rq->rq_n * rq->rq_msg_size);
+	*h = (struct msg_hdr){ .mh_conn = id, .mh_seq = rc->rc_seq,
+	    .mh_slot = k, .mh_flags = too_long ? MSG_TOO_LONG : 0 };
+	if (too_long)
+		len = 0;
+	ring_copy(rq, slot, head, len, (unsigned char *)(h + 1));
+	rq->rq_iov[rq->rq_n] = (struct iovec){ h, sizeof(*h) + len };
+	rc->rc_seq = (rc->rc_seq + 1) & SHMPIPE_SEQ_MASK;
+	rc->rc_head = next_head;
+	rc->rc_disc = disc;
+	rq->rq_commit[rq->rq_n++] = (struct rq_commit){ slot,
+	    SHMPIPE_IN_POS(next_head, rc->rc_seq, disc) };
+	rc->rc_staged++;
+	return true;
+}
+
+/* The first '\n' in ring [head, tail), or -1. */
+static long
+find_nl(const struct rq *rq, uint32_t slot, uint32_t head, uint32_t tail)
+{
+	const unsigned char *ring = ctl_conn_ring(conn(rq, slot));
+	size_t at = head & rq->rq_mask, len = tail - head;
+	size_t first = rq->rq_mask + 1 - at;
+	const unsigned char *p;
+
+	if (first > len)
+		first = len;
+	if ((p = memchr(ring + at, '\n', first)) != NULL)
+		return (long)(p - (ring + at));
+	if (len > first && (p = memchr(ring, '\n', len - first)) != NULL)
+		return (long)(first + (size_t)(p - ring));
+	return -1;
+}
+
+static bool
+over_window(const struct rq *rq, uint32_t slot)
+{
+	const struct rq_conn *rc = &rq->rq_conns[slot];
+	/* Acquire: pairs with the reply stage's release of reply_seq. */
+	uint32_t done = atomic_load_explicit(&conn(rq, slot)->reply_seq,
+	    memory_order_acquire);
+
+	return ((rc->rc_seq - done) & SHMPIPE_SEQ_MASK) >=
+	    rq->rq_c->conn_window;
+}
+
+/*
+ * With nothing of this connection in the batch, a head that moved without
+ * a message (the end of a skipped line) is committed at once, so that its
+ * ring space is free again.
+ */
+static void
+commit_skip(struct rq *rq, uint32_t slot)
+{
+	struct rq_conn *rc = &rq->rq_conns[slot];
+	uint64_t pos = SHMPIPE_IN_POS(rc->rc_head, rc->rc_seq, rc->rc_disc);
+
+	if (rc->rc_staged == 0)
+		/* Release: as in commit(). */
+		atomic_store_explicit(&conn(rq, slot)->in_pos, pos,
+		    memory_order_release);
+}
+
+/*
+ * Stage the complete lines of a connection, as far as the batch, the slab
+ * and its window allow.  A line longer than max_line is answered ERR and
+ * the rest of it skipped; at end of input a last line without '\n' counts.
+ */
+static void
+parse(struct rq *rq, uint32_t slot)
+{
+	struct rq_conn *rc = &rq->rq_conns[slot];
+	uint32_t max = rq->rq_c->max_line;
+	/* Acquire: our own earlier store, or a dead predecessor's. */
+	uint32_t tail = (uint32_t)atomic_load_explicit(&conn(rq,
+	    slot)->in_total, memory_order_acquire);
+
+	while (rc->rc_head != tail && !over_window(rq, slot)) {
+		uint32_t head = rc->rc_head, avail = tail - head;
+		long nl = find_nl(rq, slot, head, tail);
+		bool ok = true;
+
+		if (rc->rc_disc) {		/* the rest of a long line */
+			rc->rc_head = nl < 0 ? tail : head + (uint32_t)nl + 1;
+			rc->rc_disc = nl < 0;
+		} else if (nl >= 0) {
+			ok = stage_line(rq, slot, head, (size_t)nl,
+			    head + (uint32_t)nl + 1, (size_t)nl > max, false);
+		} else if (avail > max) {
+			ok = stage_line(rq, slot, head, 0, tail, true,
+			    !rc->rc_eof);
+		} else if (rc->rc_eof) {
+			ok = stage_line(rq, slot, head, avail, tail, false,
+			    false);
+		} else {
+			break;			/* the line is not complete */
+		}
+		if (!ok)
+			break;
+	}
+	commit_skip(rq, slot);
+}
+
+/* Commit the connections of messages [0, n) now on the queue. */
+static void
+commit(struct rq *rq, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		struct rq_commit *cm = &rq->rq_commit[i];
+		/* Release: a successor reading in_pos sees the ring bytes it
+		 * covers as consumed; the messages are on the queue. */
+		atomic_store_explicit(&conn(rq, cm->cm_slot)->in_pos,
+		    cm->cm_in_pos, memory_order_release);
+		rq->rq_conns[cm->cm_slot].rc_staged--;
+	}
+	rq->rq_accepted += n;
+	atomic_store_explicit(&rq->rq_c->accepted, rq->rq_accepted,
+	    memory_order_relaxed);
+	memmove(rq->rq_iov, rq->rq_iov + n, (rq->rq_n - n) *
+	    sizeof(rq->rq_iov[0]));
+	memmove(rq->rq_commit, rq->rq_commit + n, (rq->rq_n - n) *
+	    sizeof(rq->rq_commit[0]));
+	rq->rq_n -= n;
+}
+
+/*
+ * Put the batch, waiting at most timeout_ms while the queue is full.
+ * Messages point into rq_buf by index, so after a partial put the rest
+ * are moved down with their buffers.
+ */
+static int
+flush(struct rq *rq, int timeout_ms)
+{
+	while (rq->rq_n > 0) {
+		int r = shmq_put_batch(rq->rq_st->st_req, rq->rq_iov, rq->rq_n,
+		    timeout_ms);
+		if (r == -EAGAIN || r == -ETIMEDOUT || r == -EINTR)
+			return 0;
+		if (r < 0) {
+			log_event("cannot put requests: %s", strerror(-r));
+			return -1;
+		}
+		for (unsigned i = (unsigned)r; i < rq->rq_n; i++) {
+			unsigned char *to = rq->rq_buf + (i - (unsigned)r) *
+			    rq->rq_msg_size;
+			memmove(to, rq->rq_iov[i].iov_base,
+			    rq->rq_iov[i].iov_len);
+			rq->rq_iov[i].iov_base = to;
+		}
+		commit(rq, (unsigned)r);
+	}
+	return 0;
+}
+
+/* ---- connections ----------------------------------------------------- */
+
+static void
+watch(struct rq *rq, uint32_t slot, bool on)
+{
+	struct rq_conn *rc = &rq->rq_conns[slot];
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP,
+	    .data.u32 = slot };
+
+	if (rc->rc_watched == on || rc->rc_fd < 0 || rc->rc_regular)
+		return;
+	if (epoll_ctl(rq->rq_ep, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL,
+	    rc->rc_fd, &ev) == 0 || !on)
+		rc->rc_watched = on;
+}
+
+/* Take up a connection (new, or handed back after a restart). */
+static void
+adopt(struct rq *rq, uint32_t slot, uint32_t gen, int fd)
+{
+	struct rq_conn *rc = &rq->rq_conns[slot];
+	uint64_t pos = atomic_load_explicit(&conn(rq, slot)->in_pos,
+	    memory_order_acquire);
+	struct stat st;
+
+	if (rc->rc_fd >= 0 && !(conn_flags(rq, slot) & SHMPIPE_CONN_FILE)) {
+		watch(rq, slot, false);
+		close(rc->rc_fd);
+	}
+	memset(rc, 0, sizeof(*rc));
+	rc->rc_fd = fd;
+	rc->rc_gen = gen;
+	rc->rc_head = SHMPIPE_IN_HEAD(pos);
+	rc->rc_seq = SHMPIPE_IN_SEQ(pos);
+	rc->rc_disc = SHMPIPE_IN_DISC(pos);
+	rc->rc_regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+	watch(rq, slot, true);
+	parse(rq, slot);		/* lines a dead predecessor left */
+}
+
+/*
+ * The connection has no more input and everything is on the queue: say how
+ * many requests it made, let go of it, and tell the reply stage.
+ */
+static void
+finish(struct rq *rq, uint32_t slot)
+{
+	struct rq_conn *rc = &rq->rq_conns[slot];
+	struct shmpipe_conn *cn = conn(rq, slot);
+	struct msg_hdr h = { .mh_conn = SHMPIPE_CONN_ID(rc->rc_gen, slot),
+	    .mh_seq = rc->rc_seq, .mh_slot = UINT32_MAX,
+	    .mh_flags = MSG_CONN_DONE };
+
+	watch(rq, slot, false);
+	if (rc->rc_fd >= 0 && !(conn_flags(rq, slot) & SHMPIPE_CONN_FILE))
+		close(rc->rc_fd);
+	rc->rc_fd = -1;
+	atomic_store_explicit(&cn->final_seq, rc->rc_seq, memory_order_relaxed);
+	/* Release: the reply stage that sees RD_DONE sees final_seq. */
+	atomic_fetch_or_explicit(&cn->state, SHMPIPE_CONN_RD_DONE,
+	    memory_order_release);
+	(void)shmq_put(rq->rq_st->st_rep, &h, sizeof(h), 100);
+}
+
+/* Read what the client sent into the ring.  False at end of input. */
+static bool
+fill(struct rq *rq, uint32_t slot)
+{
+	struct rq_conn *rc = &rq->rq_conns[slot];
+	struct shmpipe_conn *cn = conn(rq, slot);
+	uint64_t total = atomic_load_explicit(&cn->in_total,
+	    memory_order_relaxed);
+	uint32_t head = SHMPIPE_IN_HEAD(atomic_load_explicit(&cn->in_pos,
+	    memory_order_relaxed)), tail = (uint32_t)total;
+	size_t at = tail & rq->rq_mask, space = rq->rq_mask + 1 - (tail - head);
+	ssize_t n;
+
+	if (space > rq->rq_mask + 1 - at)
+		space = rq->rq_mask + 1 - at;
+	if (space > RQ_READ_MAX)
+		space = RQ_READ_MAX;
+	if (space == 0)
+		return true;			/* full until the batch goes */
+	n = rc->rc_regular ? pread(rc->rc_fd, ctl_conn_ring(cn) + at, space,
+	    (off_t)total) : read(rc->rc_fd, ctl_conn_ring(cn) + at, space);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return true;			/* the loop looks at stop */
+	if (n <= 0)
+		return false;			/* end of input, or reset */
+	/* Release: pairs with parse()'s acquire, here or in a successor. */
+	atomic_store_explicit(&cn->in_total, total + (uint64_t)n,
+	    memory_order_release);
+	atomic_store_explicit(&cn->last_in_ns, stage_coarse_ns(),
+	    memory_order_relaxed);
+	return true;
+}
+
+static uint32_t
+tail_of(const struct rq *rq, uint32_t slot)
+{
+	return (uint32_t)atomic_load_explicit(&conn(rq, slot)->in_total,
+	    memory_order_relaxed);
+}
+
+/*
+ * A connection is readable, or may go on: read (unless over its window)
+ * and stage its lines.  One that could not stage all it has - window, slab
+ * or batch full - waits in rq_wait, unwatched, and is served again each
+ * round; one at end of input waits in rq_eof to be finished.
+ */
+static void
+serve(struct rq *rq, uint32_t slot)
+{
+	struct rq_conn *rc = &rq->rq_conns[slot];
+
+	if (rc->rc_fd < 0)
+		return;
+	if (conn_flags(rq, slot) & SHMPIPE_CONN_ABORT)
+		rc->rc_eof = true;		/* the reply side gave up */
+	else if (!rc->rc_eof && !over_window(rq, slot) && !fill(rq, slot))
+		rc->rc_eof = true;
+	parse(rq, slot);
+	if (rc->rc_eof && !rc->rc_ending) {
+		rc->rc_ending = true;
+		rq->rq_eof[rq->rq_neof++] = slot;
+	}
+	if (!rc->rc_waiting && (over_window(rq, slot) ||
+	    rc->rc_head != tail_of(rq, slot))) {
+		watch(rq, slot, false);
+		rc->rc_waiting = true;
+		rq->rq_wait[rq->rq_nwait++] = slot;
+	}
+}
+
+/* Serve the waiting connections again; those still stuck stay. */
+static void
+unblock(struct rq *rq)
+{
+	uint32_t n = rq->rq_nwait;
+
+	rq->rq_nwait = 0;		/* serve() re-queues below index i */
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t slot = rq->rq_wait[i];
+		struct rq_conn *rc = &rq->rq_conns[slot];
+
+		rc->rc_waiting = false;
+		if (rc->rc_fd < 0)
+			continue;
+		if (!rc->rc_eof)
+			watch(rq, slot, true);
+		serve(rq, slot);
+	}
+}
+
+/* Finish connections at end of input once all their lines are put. */
+static void
+reap(struct rq *rq)
+{
+	uint32_t kept = 0;
+
+	for (uint32_t i = 0; i < rq->rq_neof; i++) {
+		uint32_t slot = rq->rq_eof[i];
+		struct rq_conn *rc = &rq->rq_conns[slot];
+
+		if (rc->rc_fd >= 0 && (rc->rc_staged > 0 ||
+		    (rc->rc_head != tail_of(rq, slot) && !(conn_flags(rq,
+		    slot) & SHMPIPE_CONN_ABORT)))) {
+			rq->rq_eof[kept++] = slot;
+			continue;
+		}
+		rc->rc_ending = false;
+		if (rc->rc_fd >= 0)
+			finish(rq, slot);
+	}
+	rq->rq_neof = kept;
+}
+
+/* ---- accepting ------------------------------------------------------- */
+
+/* A free connection slot, claimed; UINT32_MAX if every one is in use. */
+static uint32_t
+conn_claim(struct rq *rq, bool is_unix)
+{
+	for (uint32_t i = 0; i < rq->rq_nconns; i++) {
+		uint32_t k = (rq->rq_conn_cursor + i) % rq->rq_nconns;
+		struct shmpipe_conn *cn = conn(rq, k);
+		uint64_t w = atomic_load_explicit(&cn->state,
+		    memory_order_acquire);
+
+		if (SHMPIPE_CONN_FLAGS(w) != 0)
+			continue;
+		atomic_store_explicit(&cn->in_pos, 0, memory_order_relaxed);
+		atomic_store_explicit(&cn->in_total, 0, memory_order_relaxed);
+		atomic_store_explicit(&cn->out_total, 0, memory_order_relaxed);
+		atomic_store_explicit(&cn->final_seq, 0, memory_order_relaxed);
+		atomic_store_explicit(&cn->reply_seq, 0, memory_order_relaxed);
+		atomic_store_explicit(&cn->out_off, 0, memory_order_relaxed);
+		atomic_store_explicit(&cn->opened_ns, stage_coarse_ns(),
+		    memory_order_relaxed);
+		atomic_store_explicit(&cn->last_in_ns, stage_coarse_ns(),
+		    memory_order_relaxed);
+		/* Release: the fields above are set before the slot is. */
+		if (!atomic_compare_exchange_strong_explicit(&cn->state, &w,
+		    SHMPIPE_CONN_ID(SHMPIPE_CONN_GEN(w) + 1,
+		    SHMPIPE_CONN_OPEN | (is_unix ? SHMPIPE_CONN_UNIX : 0)),
+		    memory_order_release, memory_order_relaxed))
+			continue;
+		rq->rq_conn_cursor = k + 1;
+		return k;
+	}
+	return UINT32_MAX;
+}
+
+static void
+refuse(struct rq *rq, int fd)
+{
+	char msg[96];
+	int n = snprintf(msg, sizeof(msg), "ERR too many connections "
+	    "(max %u); try again later\n", rq->rq_nconns);
+
+	(void)!write(fd, msg, (size_t)n);
+	close(fd);
+	atomic_fetch_add_explicit(&rq->rq_c->conns_refused, 1,
+	    memory_order_relaxed);
+}
+
+/* Accept what is waiting on listener i and hand each to the supervisor. */
+static void
+accept_on(struct rq *rq, int i)
+{
+	static uint64_t quiet_until;
+	int lfd = rq->rq_st->st_listen[i], one = 1;
+
+	for (int k = 0; k < 64; k++) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		uint32_t slot;
+
+		if (fd < 0) {
+			if ((errno == EMFILE || errno == ENFILE) &&
+			    stage_coarse_ns() > quiet_until) {
+				log_event("cannot accept: %s; clients wait in "
+				    "the backlog", strerror(errno));
+				quiet_until = stage_coarse_ns() + 10000000000ull;
+			}
+			return;
+		}
+		if ((slot = conn_claim(rq, rq->rq_st->st_listen_unix[i])) ==
+		    UINT32_MAX) {
+			refuse(rq, fd);
+			continue;
+		}
+		if (!rq->rq_st->st_listen_unix[i])
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+			    sizeof(one));
+		rq->rq_conns[slot].rc_gen = SHMPIPE_CONN_GEN(atomic_load(
+		    &conn(rq, slot)->state));
+		if (rq->rq_st->st_chan >= 0)
+			chan_send(rq->rq_st->st_chan, &(struct chan_msg){
+			    CHAN_CONN, slot, rq->rq_conns[slot].rc_gen, 0 }, fd);
+		atomic_fetch_add_explicit(&rq->rq_c->conns_accepted, 1,
+		    memory_order_relaxed);
+		adopt(rq, slot, rq->rq_conns[slot].rc_gen, fd);
+	}
+}
+
+/* Connections the supervisor hands us after a restart. */
+static bool
+read_chan(struct rq *rq)
+{
+	struct chan_msg m;
+	int fd, r;
+
+	while ((r = chan_recv(rq->rq_st->st_chan, &m, &fd, 0)) == 1) {
+		if (m.cm_type == CHAN_CONN && fd >= 0 && m.cm_slot <
+		    rq->rq_nconns && !(conn_flags(rq, m.cm_slot) &
+		    SHMPIPE_CONN_RD_DONE))
+			adopt(rq, m.cm_slot, m.cm_gen, fd);
+		else if (fd >= 0)
+			close(fd);
+	}
+	return r != 0;
+}
+
+/* ---- the loop -------------------------------------------------------- */
+
+static int
+rq_setup(struct rq *rq, struct stage *st)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	const struct shmpipe_ctl *c = st->st_ctl->c_hdr;
+
+	memset(rq, 0, sizeof(*rq));
+	rq->rq_st = st;
+	rq->rq_ctl = st->st_ctl;
+	rq->rq_c = st->st_ctl->c_hdr;
+	rq->rq_nconns = c->max_conns;
+	rq->rq_mask = c->in_size - 1;
+	rq->rq_msg_size = sizeof(struct msg_hdr) + c->max_line + 1;
+	rq->rq_accepted = atomic_load(&c->accepted);
+	rq->rq_reserved = atomic_load(&c->reserved);
+	rq->rq_conns = calloc(c->max_conns, sizeof(*rq->rq_conns));
+	rq->rq_wait = calloc(c->max_conns, sizeof(*rq->rq_wait));
+	rq->rq_eof = calloc(c->max_conns, sizeof(*rq->rq_eof));
+	rq->rq_buf = malloc(RQ_BATCH * rq->rq_msg_size);
+	rq->rq_ep = epoll_create1(EPOLL_CLOEXEC);
+	if (rq->rq_conns == NULL || rq->rq_wait == NULL || rq->rq_eof == NULL ||
+	    rq->rq_buf == NULL || rq->rq_ep < 0)
+		return -1;
+	for (uint32_t i = 0; i < c->max_conns; i++)
+		rq->rq_conns[i].rc_fd = -1;
+	for (int i = 0; i < st->st_nlisten && !stage_draining(st); i++) {
+		ev.data.u32 = RQ_LISTEN + (uint32_t)i;
+		epoll_ctl(rq->rq_ep, EPOLL_CTL_ADD, st->st_listen[i], &ev);
+	}
+	if (st->st_chan >= 0) {
+		ev.data.u32 = RQ_CHAN;
+		epoll_ctl(rq->rq_ep, EPOLL_CTL_ADD, st->st_chan, &ev);
+	}
+	return 0;
+}
+
+static void
+rq_teardown(struct rq *rq)
+{
+	for (uint32_t i = 0; rq->rq_conns != NULL && i < rq->rq_nconns; i++)
+		if (rq->rq_conns[i].rc_fd >= 0 && !(conn_flags(rq, i) &
+		    SHMPIPE_CONN_FILE))
+			close(rq->rq_conns[i].rc_fd);
+	if (rq->rq_ep >= 0)
+		close(rq->rq_ep);
+	free(rq->rq_conns);
+	free(rq->rq_wait);
+	free(rq->rq_eof);
+	free(rq->rq_buf);
+}
+
+/* Everything a round's events asked for. */
+static bool
+dispatch(struct rq *rq, const struct epoll_event *ev, int n)
+{
+	for (int i = 0; i < n; i++) {
+		uint32_t tag = ev[i].data.u32;
+
+		if (tag == RQ_CHAN) {
+			if (!read_chan(rq))
+				return false;	/* the supervisor is gone */
+		} else if (tag >= RQ_LISTEN) {
+			accept_on(rq, (int)(tag - RQ_LISTEN));
+		} else if (tag < rq->rq_nconns) {
+			serve(rq, tag);
+		}
+	}
+	return true;
+}
+
+/* Wait a moment for the reply stage to free room (window or slab). */
+static void
+breathe(void)
+{
+	struct timespec ts = { 0, 200000 };
+
+	nanosleep(&ts, NULL);
+}
+
+/*
+ * Stop: stage and put every line already read (they were accepted), then
+ * tell each connection how many requests it made, and close our side.
+ */
+static void
+drain(struct rq *rq)
+{
+	for (uint32_t i = 0; i < rq->rq_nconns; i++) {
+		struct rq_conn *rc = &rq->rq_conns[i];
+
+		if (rc->rc_fd < 0)
+			continue;
+		rc->rc_eof = true;
+		for (;;) {
+			parse(rq, i);
+			if (flush(rq, -1) != 0 || rc->rc_head == tail_of(rq, i) ||
+			    (conn_flags(rq, i) & SHMPIPE_CONN_ABORT))
+				break;
+			breathe();		/* window or slab full */
+		}
+		finish(rq, i);
+	}
+	/* Release: processors that see it closed see our last puts. */
+	atomic_store_explicit(&rq->rq_c->req_closed, 1, memory_order_release);
+}
+
+/* File mode: read the input to the end, as fast as the queue takes it. */
+static int
+run_file(struct rq *rq)
+{
+	struct rq_conn *rc = &rq->rq_conns[0];
+
+	adopt(rq, 0, SHMPIPE_CONN_GEN(atomic_load(&conn(rq, 0)->state)),
+	    rq->rq_st->st_in_fd);
+	stage_state(rq->rq_st, SHMPIPE_PROC_READY);
+	while (!stage_stopping(rq->rq_st) && rc->rc_fd >= 0) {
+		rq->rq_nwait = 0;
+		rc->rc_waiting = false;
+		rq->rq_slab_full = false;
+		serve(rq, 0);
+		if (flush(rq, rq->rq_n == RQ_BATCH ? 50 : 0) != 0)
+			return STAGE_EX_SOFTWARE;
+		reap(rq);
+		if (rq->rq_slab_full || (rc->rc_waiting && rq->rq_n == 0 &&
+		    over_window(rq, 0)))
+			breathe();
+	}
+	atomic_store_explicit(&rq->rq_c->req_closed, 1, memory_order_release);
+	return STAGE_EX_OK;
+}
+
+static int
+run_net(struct rq *rq)
+{
+	struct epoll_event ev[64];
+
+	stage_state(rq->rq_st, SHMPIPE_PROC_READY);
+	while (!stage_stopping(rq->rq_st) && !stage_draining(rq->rq_st)) {
+		bool busy = rq->rq_n > 0 || rq->rq_nwait > 0;
+		int n = epoll_wait(rq->rq_ep, ev, 64, busy ? 1 : 200);
+
+		rq->rq_slab_full = false;
+		if (n < 0 && errno != EINTR)
+			return STAGE_EX_SOFTWARE;
+		if (!dispatch(rq, ev, n > 0 ? n : 0))
+			return STAGE_EX_OK;
+		unblock(rq);
+		if (flush(rq, 0) != 0)
+			return STAGE_EX_SOFTWARE;
+		reap(rq);
+	}
+	drain(rq);
+	return STAGE_EX_OK;
+}
+
+int
+stage_request(struct stage *st)
+{
+	struct rq rq;
+	int r;
+
+	if (rq_setup(&rq, st) != 0) {
+		log_event("cannot set up: %s", strerror(errno));
+		rq_teardown(&rq);
+		return STAGE_EX_SOFTWARE;
+	}
+	if (st->st_ctl->c_hdr->flags & SHMPIPE_CONN_FILE)
+		r = run_file(&rq);
+	else
+		r = run_net(&rq);
+	rq_teardown(&rq);
+	return r;
+}

@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * supervisor.h - the parent of a pipeline.  It creates the queues and the
+ * control segment, forks the stages, and from then on only reaps,
+ * recovers, restarts and keeps client connections; requests never pass
+ * through it.
+ */
+#ifndef SUPERVISOR_H
+#define SUPERVISOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ctl.h"
+#include "options.h"
+#include "shmq.h"
+
+#define SV_ROW_REQUEST	0u		/* process table rows */
+#define SV_ROW_REPLY	1u
+#define SV_ROW_PROC0	2u		/* processors, then spares */
+
+struct child {
+	pid_t		 ch_pid;	/* 0 when not running */
+	int		 ch_sock;	/* our end of its channel, -1 */
+	uint32_t	 ch_role;	/* SHMPIPE_ROLE_*, 0 = unused row */
+	uint32_t	 ch_index;	/* processor number */
+	uint64_t	 ch_started_ns;	/* CLOCK_MONOTONIC of the fork */
+	uint64_t	 ch_restart_ns;	/* fork again then; 0 = not pending */
+	uint64_t	 ch_ready_ns;	/* when it first reported ready */
+	unsigned	 ch_backoff;	/* quick deaths in a row */
+	bool		 ch_retire;	/* not to be restarted */
+	bool		 ch_timed_out;	/* we killed it for a request timeout */
+};
+
+#define SV_LOOP_N	5		/* startup failures that make a loop */
+#define SV_LOOP_NS	30000000000ull	/* ... within this time */
+
+struct sv {
+	struct options	*sv_opt;
+	struct ctl	 sv_ctl;
+	struct shmq	*sv_req;
+	struct shmq	*sv_rep;
+	struct pidfh	*sv_pfh;
+	int		 sv_listen[OPT_MAX_LISTEN];
+	bool		 sv_listen_unix[OPT_MAX_LISTEN];
+	int		 sv_in_fd;	/* file mode */
+	int		 sv_out_fd;
+	struct child	*sv_child;	/* one per process table row */
+	uint32_t	 sv_nrows;
+	int		*sv_keep;	/* client fd per connection slot */
+	uint32_t	*sv_keep_gen;
+	int		 sv_ep;
+	int		 sv_sigfd;
+	int		 sv_signals;	/* stop signals received */
+	bool		 sv_draining;
+	bool		 sv_giving_up;
+	int		 sv_exit;
+	uint64_t	 sv_fail_ns[SV_LOOP_N]; /* recent startup failures */
+	unsigned	 sv_nfail;
+	int		 sv_reload_idx;	/* next processor to replace, -1 */
+	int		 sv_reload_new;	/* row of its replacement, -1 */
+	uint64_t	 sv_tick_ns;
+};
+
+/* Run a pipeline until it is stopped; returns the exit status. */
+int	supervisor_run(struct options *opt);
+
+/* children.c: the life of the stage processes. */
+void	sv_spawn(struct sv *sv, uint32_t row);
+void	sv_reap(struct sv *sv);
+void	sv_restarts(struct sv *sv, uint64_t now);
+void	sv_timeouts(struct sv *sv, uint64_t now);
+void	sv_reload_start(struct sv *sv);
+void	sv_reload_step(struct sv *sv);
+void	sv_kill_all(struct sv *sv, int sig);
+bool	sv_alive(const struct sv *sv, uint32_t role);
+const char *sv_role_name(uint32_t role);
+
+/* supervisor.c: connections kept for the stages. */
+void	sv_send_conns(struct sv *sv, uint32_t row);
+
+#endif /* SUPERVISOR_H */
