@@ -558,6 +558,27 @@ ping(struct pingpong *pp, int iters)
 }
 
 /*
+ * Ping-pong in alternating rounds, reporting the median of each round's
+ * percentiles, so that libshmq and the pipe see the same machine.
+ */
+static void
+pingpong_rounds(struct pingpong *pp, int npp)
+{
+	double p50[8][MAX_SAMPLES], p99[8][MAX_SAMPLES];
+
+	for (int k = 0; k < repeats; k++)
+		for (int i = 0; i < npp; i++) {
+			ping(&pp[i], pp[i].spin_ns ? 10000 : 2000);
+			p50[i][k] = pp[i].p50;
+			p99[i][k] = pp[i].p99;
+		}
+	for (int i = 0; i < npp; i++) {
+		pp[i].p50 = median(p50[i], repeats);
+		pp[i].p99 = median(p99[i], repeats);
+	}
+}
+
+/*
  * Time from shmq_recover() returning to a sleeping consumer holding the
  * redelivered message of a consumer that was SIGKILLed with it leased.
  */
@@ -598,8 +619,8 @@ redelivery_latency(void)
 			break;
 		sched_yield();
 	}
+	t0 = now();			/* from the start of the call */
 	shmq_recover(q, taker);
-	t0 = now();
 	waitpid(waiter, NULL, 0);
 	result = (*when - t0) * 1e6;
 	shmq_close(q);
@@ -610,36 +631,56 @@ redelivery_latency(void)
 
 /* ---- report ----------------------------------------------------------- */
 
+/*
+ * Rows run in this order in every round, each libshmq row next to the
+ * baselines it is compared with, so that a ratio is taken between figures
+ * measured within a second of each other.
+ */
 static struct row rows[] = {
 	{ I_SHMQ, 64, 1, 1, 1, 0, {0}, 0 },
-	{ I_SHMQ, 64, 1, 1, BATCH, 0, {0}, 0 },
-	{ I_SHMQ, 64, 2, 2, 1, 0, {0}, 0 },
-	{ I_SHMQ, 1024, 1, 1, 1, 0, {0}, 0 },
-	{ I_SHMQ, 1024, 1, 1, BATCH, 0, {0}, 0 },
-	{ I_SHMQ, 1024, 2, 2, 1, 0, {0}, 0 },
-	{ I_PIPE, 64, 1, 1, 1, 0, {0}, 0 },
-	{ I_PIPE, 64, 2, 2, 1, 0, {0}, 0 },
-	{ I_PIPE, 1024, 1, 1, 1, 0, {0}, 0 },
-	{ I_PIPE, 1024, 2, 2, 1, 0, {0}, 0 },
-	{ I_SOCK, 64, 1, 1, 1, 0, {0}, 0 },
-	{ I_SOCK, 1024, 1, 1, 1, 0, {0}, 0 },
-	{ I_MQ, 64, 1, 1, 1, 0, {0}, 0 },
-	{ I_MQ, 1024, 1, 1, 1, 0, {0}, 0 },
 	{ I_CONDVAR, 64, 1, 1, 1, 0, {0}, 0 },
+	{ I_PIPE, 64, 1, 1, 1, 0, {0}, 0 },
+	{ I_SHMQ, 64, 1, 1, BATCH, 0, {0}, 0 },
+	{ I_SOCK, 64, 1, 1, 1, 0, {0}, 0 },
+	{ I_MQ, 64, 1, 1, 1, 0, {0}, 0 },
+	{ I_SHMQ, 64, 2, 2, 1, 0, {0}, 0 },
+	{ I_PIPE, 64, 2, 2, 1, 0, {0}, 0 },
 	{ I_CONDVAR, 64, 2, 2, 1, 0, {0}, 0 },
+	{ I_SHMQ, 1024, 1, 1, 1, 0, {0}, 0 },
 	{ I_CONDVAR, 1024, 1, 1, 1, 0, {0}, 0 },
+	{ I_PIPE, 1024, 1, 1, 1, 0, {0}, 0 },
+	{ I_SHMQ, 1024, 1, 1, BATCH, 0, {0}, 0 },
+	{ I_SOCK, 1024, 1, 1, 1, 0, {0}, 0 },
+	{ I_MQ, 1024, 1, 1, 1, 0, {0}, 0 },
+	{ I_SHMQ, 1024, 2, 2, 1, 0, {0}, 0 },
+	{ I_PIPE, 1024, 2, 2, 1, 0, {0}, 0 },
 	{ I_CONDVAR, 1024, 2, 2, 1, 0, {0}, 0 },
 };
 #define NROWS	(sizeof(rows) / sizeof(rows[0]))
 
-static double
-rate_of(enum impl impl, size_t msz, int np)
+static struct row *
+find_row(enum impl impl, size_t msz, int np, unsigned batch)
 {
 	for (size_t i = 0; i < NROWS; i++)
 		if (rows[i].impl == impl && rows[i].msz == msz &&
-		    rows[i].np == np && rows[i].batch == 1)
-			return median(rows[i].rate, rows[i].nrate);
-	return 0;
+		    rows[i].np == np && rows[i].batch == batch)
+			return &rows[i];
+	return NULL;
+}
+
+/* The median over rounds of a's rate divided by b's in the same round. */
+static double
+ratio(const struct row *a, const struct row *b)
+{
+	double v[MAX_SAMPLES];
+	int n;
+
+	if (a == NULL || b == NULL)
+		return 0;
+	n = a->nrate < b->nrate ? a->nrate : b->nrate;
+	for (int k = 0; k < n; k++)
+		v[k] = b->rate[k] > 0 ? a->rate[k] / b->rate[k] : 0;
+	return median(v, n);
 }
 
 static void
@@ -649,19 +690,23 @@ print_rows(void)
 	    "procs", "batch", "msgs/s", "/pipe", "/sockpr", "/mq", "/condvar");
 	for (size_t i = 0; i < NROWS; i++) {
 		struct row *r = &rows[i];
-		double m = median(r->rate, r->nrate);
-		double pipe = rate_of(I_PIPE, r->msz, r->np);
-		double cv = rate_of(I_CONDVAR, r->msz, r->np);
-		double sock = rate_of(I_SOCK, r->msz, 1);
-		double mq = rate_of(I_MQ, r->msz, 1);
+		double rates[MAX_SAMPLES];
 
+		if (r->nrate == 0)
+			continue;
+		memcpy(rates, r->rate, sizeof(rates));
 		printf("%-14s %5zuB %dP%dC %6u %12.0f", impl_name[r->impl],
-		    r->msz, r->np, r->nc, r->batch, m);
+		    r->msz, r->np, r->nc, r->batch, median(rates, r->nrate));
 		if (r->impl == I_SHMQ)
-			printf(" %7.1fx %7.1fx %7.1fx %7.1fx", m / pipe,
-			    sock ? m / sock : 0, mq ? m / mq : 0, m / cv);
+			printf(" %7.1fx %7.1fx %7.1fx %7.1fx",
+			    ratio(r, find_row(I_PIPE, r->msz, r->np, 1)),
+			    ratio(r, find_row(I_SOCK, r->msz, 1, 1)),
+			    ratio(r, find_row(I_MQ, r->msz, 1, 1)),
+			    ratio(r, find_row(I_CONDVAR, r->msz, r->np, 1)));
 		printf("\n");
 	}
+	printf("(ratios: median over rounds of the two rates measured in the "
+	    "same round)\n");
 }
 
 static void
@@ -674,8 +719,8 @@ verdict(const char *what, double got, double want)
 static void
 print_targets(struct pingpong *pp, int npp, double redeliver_us)
 {
-	double s64 = rate_of(I_SHMQ, 64, 1), p64 = rate_of(I_PIPE, 64, 1);
-	double b64 = median(rows[1].rate, rows[1].nrate);
+	struct row *s64 = find_row(I_SHMQ, 64, 1, 1);
+	struct row *p64 = find_row(I_PIPE, 64, 1, 1);
 
 	printf("\nping-pong round trip, 64 B\n");
 	for (int i = 0; i < npp; i++)
@@ -684,12 +729,13 @@ print_targets(struct pingpong *pp, int npp, double redeliver_us)
 	printf("\nredelivery: recover() to a sleeping consumer: %.0f us\n",
 	    redeliver_us);
 	printf("\ntargets (2-core machine):\n");
-	verdict("64 B 1P1C single vs pipe", s64 / p64, 5);
+	verdict("64 B 1P1C single vs pipe", ratio(s64, p64), 5);
 	verdict("64 B 1P1C single vs mutex+condvar threads",
-	    s64 / rate_of(I_CONDVAR, 64, 1), 1.5);
-	verdict("64 B 1P1C batch-32 vs pipe", b64 / p64, 20);
-	verdict("64 B 2P2C single vs pipe 2P2C",
-	    rate_of(I_SHMQ, 64, 2) / rate_of(I_PIPE, 64, 2), 3);
+	    ratio(s64, find_row(I_CONDVAR, 64, 1, 1)), 1.5);
+	verdict("64 B 1P1C batch-32 vs pipe",
+	    ratio(find_row(I_SHMQ, 64, 1, BATCH), p64), 20);
+	verdict("64 B 2P2C single vs pipe 2P2C", ratio(find_row(I_SHMQ, 64, 2,
+	    1), find_row(I_PIPE, 64, 2, 1)), 3);
 	printf("  %-48s %7.2f us (target <= 2 us)  %s\n",
 	    "ping-pong p50, both spinning", pp[0].p50,
 	    pp[0].p50 <= 2 ? "met" : "MISSED");
@@ -766,9 +812,7 @@ main(int argc, char **argv)
 		print_rows();
 		return 0;
 	}
-	for (size_t i = 0; i < sizeof(pp) / sizeof(pp[0]); i++)
-		ping(&pp[i], pp[i].spin_ns || pp[i].impl != I_SHMQ ? 20000 :
-		    5000);
+	pingpong_rounds(pp, (int)(sizeof(pp) / sizeof(pp[0])));
 	redeliver_us = redelivery_latency();
 	print_rows();
 	print_targets(pp, (int)(sizeof(pp) / sizeof(pp[0])), redeliver_us);

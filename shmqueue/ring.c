@@ -32,63 +32,76 @@ struct get_args {
 	unsigned	 n;
 };
 
-/* Move index *ix from pos to pos + 1 unless someone already has. */
+/*
+ * The shared indices are hints of where to start looking: a caller claims
+ * slots from its own position and moves the index once, to just past its
+ * last claim, when its call is done.  The index only moves forward.
+ */
 static inline void
-advance(_Atomic uint64_t *ix, uint64_t pos)
+index_to(_Atomic uint64_t *ix, uint64_t to)
 {
 	/* Relaxed: the indices are hints; slot states carry the ordering. */
-	atomic_compare_exchange_strong_explicit(ix, &pos, pos + 1,
-	    memory_order_relaxed, memory_order_relaxed);
+	uint64_t cur = atomic_load_explicit(ix, memory_order_relaxed);
+
+	while ((int64_t)(to - cur) > 0 &&
+	    !atomic_compare_exchange_weak_explicit(ix, &cur, to,
+	    memory_order_relaxed, memory_order_relaxed))
+		;
 }
 
-/* Same, and continue from wherever the index now is. */
-static inline void
-advance_reload(_Atomic uint64_t *ix, uint64_t *pos)
+/* Where to look next after position pos was found taken or done. */
+static inline uint64_t
+next_pos(_Atomic uint64_t *ix, uint64_t pos)
 {
-	uint64_t expect = *pos;
+	/* Relaxed: a hint, see index_to(). */
+	uint64_t cur = atomic_load_explicit(ix, memory_order_relaxed);
 
-	/* Relaxed: as in advance(). */
-	if (atomic_compare_exchange_strong_explicit(ix, &expect, *pos + 1,
-	    memory_order_relaxed, memory_order_relaxed))
-		expect = *pos + 1;
-	*pos = expect;
+	return (int64_t)(cur - pos) > 0 ? cur : pos + 1;
+}
+
+/* Pull the lines of the next n slots in for writing, to overlap misses. */
+static void
+prefetch(const struct shmq *q, uint64_t pos, unsigned n)
+{
+	if (n > SHMQ_BATCH_PREFETCH)
+		n = SHMQ_BATCH_PREFETCH;
+	for (unsigned k = 0; k < n; k++) {
+		const char *s = (const char *)shmq__slot(q, pos + k);
+		for (uint32_t off = 0; off < q->slot_size && off < 256;
+		    off += SHMQ_CACHELINE)
+			__builtin_prefetch(s + off, 1, 3);
+	}
 }
 
 /*
- * Claim the slot of the next free position (WRITING).  0 and *posp, or
- * -EAGAIN when the slot at that position still holds the previous lap.
+ * Claim the slot of the first free position at or after *posp (WRITING),
+ * and leave that position in *posp.  -EAGAIN when the slot there still
+ * holds the previous lap: full.
  */
 static int
 claim_put(struct shmq *q, uint64_t *posp)
 {
 	_Atomic uint64_t *ix = &q->hdr->prod_pos;
-	/* Relaxed: a hint, see advance(). */
-	uint64_t pos = atomic_load_explicit(ix, memory_order_relaxed);
+	uint64_t pos = *posp;
 
 	for (;;) {
 		struct shmq_seg_slot *s = shmq__slot(q, pos);
-		/* A1: pairs with R2, the consumer's release of this slot. */
-		uint64_t w = atomic_load_explicit(&s->state,
-		    memory_order_acquire);
-		int64_t d = shmq__tag_diff(w, pos);
+		/* CAS first, on the word we hope for: one trip for the line
+		 * instead of a shared load and then an upgrade.  A1: acquire
+		 * pairs with R2, the consumer's release of this slot. */
+		uint64_t w = SHMQ_SLOT_WORD(pos, SHMQ_SLOT_EMPTY, 0);
+		int64_t d;
 
-		if (d == 0 && SHMQ_SLOT_STATE(w) == SHMQ_SLOT_EMPTY) {
-			if (atomic_compare_exchange_weak_explicit(&s->state,
-			    &w, SHMQ_SLOT_WORD(pos, SHMQ_SLOT_WRITING, q->me),
-			    memory_order_acquire, memory_order_relaxed)) {
-				advance(ix, pos);
-				*posp = pos;
-				return 0;
-			}
-		} else if (d >= 0) {
-			advance_reload(ix, &pos);	/* taken or done */
-		} else {
-			uint64_t cur = atomic_load_explicit(ix,
-			    memory_order_relaxed);
-			if (cur == pos)
-				return -EAGAIN;
-			pos = cur;
+		if (atomic_compare_exchange_strong_explicit(&s->state, &w,
+		    SHMQ_SLOT_WORD(pos, SHMQ_SLOT_WRITING, q->me),
+		    memory_order_acquire, memory_order_acquire)) {
+			*posp = pos;
+			return 0;
 		}
+		d = shmq__tag_diff(w, pos);
+		if (d < 0)
+			return -EAGAIN;
+		pos = next_pos(ix, pos);	/* taken or done */
 	}
 }
 
@@ -105,39 +118,56 @@ drop_corrupt(struct shmq *q, uint64_t pos)
 }
 
 /*
- * Claim the next full slot (READING) if its message fits in cap.  If intent
- * is set, the position is stored there before the claim, for recovery to
- * match (take).  0, or -EAGAIN (nothing ready), -EMSGSIZE, -EPROTO.
+ * Claim the first full slot at or after *posp (READING) if its message fits
+ * in cap, and leave its position in *posp.  If intent is set, the position
+ * is stored there before the claim, for recovery to match (take).  0, or
+ * -EAGAIN (nothing ready there), -EMSGSIZE, -EPROTO.
  */
 static int
 claim_get(struct shmq *q, size_t cap, _Atomic uint64_t *intent,
     uint64_t *posp, uint32_t *lenp)
 {
 	_Atomic uint64_t *ix = &q->hdr->cons_pos;
-	/* Relaxed: a hint, see advance(). */
-	uint64_t pos = atomic_load_explicit(ix, memory_order_relaxed);
+	uint64_t pos = *posp;
 
 	for (;;) {
 		struct shmq_seg_slot *s = shmq__slot(q, pos);
-		/* A2: pairs with R1, the producer's publication. */
-		uint64_t w = atomic_load_explicit(&s->state,
-		    memory_order_acquire);
-		int64_t d = shmq__tag_diff(w, pos);
+		uint64_t w = SHMQ_SLOT_WORD(pos, SHMQ_SLOT_FULL, 0);
+		int64_t d;
 		uint32_t len;
+
+		/* With room for any message, claim with a CAS on the word we
+		 * hope for (one trip for the line); else look first, since a
+		 * message too long for cap must stay where it is.  The intent
+		 * goes first: recovery matches it only to a slot READING by
+		 * us, so a stale one is harmless.  A2: acquire pairs with R1,
+		 * the producer's publication; release publishes the intent. */
+		if (cap >= q->msg_max && intent != NULL)
+			atomic_store_explicit(intent, pos, memory_order_relaxed);
+		if (cap >= q->msg_max &&
+		    atomic_compare_exchange_strong_explicit(&s->state, &w,
+		    SHMQ_SLOT_WORD(pos, SHMQ_SLOT_READING, q->me),
+		    memory_order_acq_rel, memory_order_acquire)) {
+			len = atomic_load_explicit(&s->len,
+			    memory_order_relaxed);
+			*posp = pos;
+			if (len > q->msg_max)
+				return drop_corrupt(q, pos);
+			*lenp = len;
+			return 0;
+		}
+		if (cap < q->msg_max)
+			w = atomic_load_explicit(&s->state,
+			    memory_order_acquire);
+		d = shmq__tag_diff(w, pos);
 
 		if (d > 0 || (d == 0 &&
 		    SHMQ_SLOT_STATE(w) == SHMQ_SLOT_READING)) {
-			advance_reload(ix, &pos);	/* taken or done */
+			pos = next_pos(ix, pos);	/* taken or done */
 			continue;
 		}
-		if (d < 0 || SHMQ_SLOT_STATE(w) != SHMQ_SLOT_FULL) {
-			uint64_t cur = atomic_load_explicit(ix,
-			    memory_order_relaxed);
-			if (cur == pos)
-				return -EAGAIN;
-			pos = cur;
-			continue;
-		}
+		if (d < 0 || SHMQ_SLOT_STATE(w) != SHMQ_SLOT_FULL)
+			return -EAGAIN;
 		/* Relaxed: A2 ordered it; used only if the CAS succeeds. */
 		len = atomic_load_explicit(&s->len, memory_order_relaxed);
 		if (len <= q->msg_max && len > cap)
@@ -150,10 +180,9 @@ claim_get(struct shmq *q, size_t cap, _Atomic uint64_t *intent,
 		    SHMQ_SLOT_WORD(pos, SHMQ_SLOT_READING, q->me),
 		    memory_order_acq_rel, memory_order_relaxed))
 			continue;
-		advance(ix, pos);
+		*posp = pos;
 		if (len > q->msg_max)
 			return drop_corrupt(q, pos);
-		*posp = pos;
 		*lenp = len;
 		return 0;
 	}
@@ -211,18 +240,42 @@ stamp(struct shmq *q, uint64_t now)
 	atomic_store_explicit(&q->rec->last_op_ns, now, memory_order_relaxed);
 }
 
+/*
+ * A producer spinning on a full ring waits for a stretch of free slots, not
+ * one: otherwise it follows the consumer slot by slot and every slot line
+ * bounces between them.  Bounded by the spin phase, after which it takes
+ * what there is.
+ */
+static bool
+gap_open(const struct shmq *q, uint64_t pos)
+{
+	uint32_t gap = q->capacity / 8 < SHMQ_PUT_GAP ? q->capacity / 8 :
+	    SHMQ_PUT_GAP;
+	/* Relaxed: a hint; claim_put decides with acquire. */
+	uint64_t w = atomic_load_explicit(&shmq__slot(q, pos + gap)->state,
+	    memory_order_relaxed);
+
+	return gap < 2 || shmq__tag_diff(w, pos + gap) >= 0;
+}
+
 static int
 try_put(struct shmq *q, void *arg)
 {
 	struct put_args *a = arg;
 	uint64_t now = shmq__coarse_ns();
 	uint32_t put_ms = (uint32_t)(now / 1000000u);
+	/* Relaxed: a hint, see index_to(). */
+	uint64_t pos = atomic_load_explicit(&q->hdr->prod_pos,
+	    memory_order_relaxed);
 	unsigned i;
 
-	for (i = 0; i < a->n; i++) {
+	if (q->spinning && !gap_open(q, pos))
+		return -EAGAIN;
+	if (a->n > 1)
+		prefetch(q, pos, a->n);
+	for (i = 0; i < a->n; i++, pos++) {
 		const struct iovec *m = &a->msgs[i];
 		struct shmq_seg_slot *s;
-		uint64_t pos;
 
 		if (claim_put(q, &pos) != 0)
 			break;
@@ -246,6 +299,7 @@ try_put(struct shmq *q, void *arg)
 		raise_high_water(q, q->capacity);
 		return -EAGAIN;
 	}
+	index_to(&q->hdr->prod_pos, pos);
 	count(&q->rec->n_put, i);
 	stamp(q, now);
 	shmq__notify(q, SHMQ__GET, i);
@@ -254,11 +308,11 @@ try_put(struct shmq *q, void *arg)
 
 /* Copy the next ring message out and free its slot at once. */
 static int
-get_ring(struct shmq *q, struct iovec *buf)
+get_ring(struct shmq *q, struct iovec *buf, uint64_t *posp)
 {
-	uint64_t pos;
 	uint32_t len;
-	int r = claim_get(q, buf->iov_len, NULL, &pos, &len);
+	int r = claim_get(q, buf->iov_len, NULL, posp, &len);
+	uint64_t pos = *posp;
 
 	if (r != 0)
 		return r;
@@ -280,7 +334,8 @@ get_ring(struct shmq *q, struct iovec *buf)
  * the copy was made.
  */
 static int
-take_ring(struct shmq *q, struct iovec *buf, struct shmq_lease *lease)
+take_ring(struct shmq *q, struct iovec *buf, struct shmq_lease *lease,
+    uint64_t *posp)
 {
 	uint32_t idx = q->leases_held < q->lease_max ? shmq__free_entry(q) :
 	    SHMQ_NONE;
@@ -300,7 +355,8 @@ take_ring(struct shmq *q, struct iovec *buf, struct shmq_lease *lease)
 	atomic_store_explicit(&e->state, SHMQ_ENTRY_WORD(gen, 0,
 	    SHMQ_ENTRY_STAGED, q->me), memory_order_relaxed);
 	SHMQ_FAULT("take.staged");
-	r = claim_get(q, buf->iov_len, &e->src_pos, &pos, &len);
+	r = claim_get(q, buf->iov_len, &e->src_pos, posp, &len);
+	pos = *posp;
 	if (r != 0) {
 		atomic_store_explicit(&e->state, SHMQ_ENTRY_WORD(gen, 0,
 		    SHMQ_ENTRY_FREE, 0), memory_order_relaxed);
@@ -339,6 +395,7 @@ try_get(struct shmq *q, void *arg)
 	struct get_args *a = arg;
 	struct shmq_lease *lease = NULL;
 	unsigned i = 0, from_ring = 0;
+	uint64_t pos;
 	int r = 0;
 
 	if (unlikely(shmq__bitmap_any(q, q->hdr->redeliver_map)))
@@ -348,14 +405,20 @@ try_get(struct shmq *q, void *arg)
 			if (r != 0)
 				break;
 		}
+	/* Relaxed: a hint, see index_to(). */
+	pos = atomic_load_explicit(&q->hdr->cons_pos, memory_order_relaxed);
+	if (a->n - i > 1)
+		prefetch(q, pos, a->n - i);
 	if (r == 0 || r == -EAGAIN)
-		for (; i < a->n; i++, from_ring++) {
+		for (; i < a->n; i++, from_ring++, pos++) {
 			r = a->leases != NULL ?
-			    take_ring(q, &a->bufs[i], &a->leases[i]) :
-			    get_ring(q, &a->bufs[i]);
+			    take_ring(q, &a->bufs[i], &a->leases[i], &pos) :
+			    get_ring(q, &a->bufs[i], &pos);
 			if (r != 0)
 				break;
 		}
+	if (from_ring > 0 || r == -EPROTO)
+		index_to(&q->hdr->cons_pos, r == -EPROTO ? pos + 1 : pos);
 	if (i == 0)
 		return r;
 	count(&q->rec->n_get, i);

@@ -18,6 +18,9 @@
 
 #define SHMQ_NONE		UINT32_MAX
 #define SHMQ_DEFAULT_SPIN_NS	20000u
+#define SHMQ_BATCH_PREFETCH	32	/* slots pulled in ahead of a batch */
+#define SHMQ_PUT_GAP		32	/* free slots a spinning producer
+					 * waits for (at most capacity / 8) */
 
 #define likely(x)		__builtin_expect(!!(x), 1)
 #define unlikely(x)		__builtin_expect(!!(x), 0)
@@ -44,6 +47,7 @@ struct shmq {
 	uint32_t	 entry_hint;	/* where to look for a free entry */
 	uint32_t	 leases_held;	/* leases this handle holds */
 	_Atomic int	 wakeup;	/* shmq_wakeup() pending */
+	bool		 spinning;	/* in the spin phase of a wait */
 	pid_t		 pid;		/* process that opened the handle */
 	bool		 rdonly;
 	char		 name[NAME_MAX + 1];

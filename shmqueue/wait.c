@@ -228,9 +228,12 @@ shmq__wait(struct shmq *q, enum shmq__kind kind, int timeout_ms,
 	uint64_t spin_until = now + q->spin_ns;
 	int r = -EAGAIN, result;
 
-	if (q->spin_ns > 0)
+	if (q->spin_ns > 0) {
+		q->spinning = true;
 		r = spin(q, try, arg, spin_until < deadline ? spin_until :
 		    deadline);
+		q->spinning = false;
+	}
 	while (r == -EAGAIN) {
 		int s;
 		if (woken(q))
