@@ -40,6 +40,7 @@
 #define SHMQ_PROCS_LIMIT	256	/* attachments at once */
 #define SHMQ_LEASE_LIMIT	256	/* leases per attachment */
 #define SHMQ_BITMAP_WORDS	(SHMQ_PROCS_LIMIT / 64)
+#define SHMQ_RATE_SLOTS		8	/* seconds of rate history */
 
 /*
  * Ring slot state word: | position tag (48) | state (4) | owner (12) |.
@@ -164,6 +165,17 @@ struct shmq_seg_header {
 
 	/* Serialises recovery; a robust process-shared pthread_mutex_t. */
 	uint8_t		recover_lock[SHMQ_CACHELINE];
+
+	/* Rate history: the first process to act in a new second records
+	 * the indices, so tools get rates over a recent window. */
+	_Atomic uint64_t rate_sec;	/* the second last recorded */
+	uint8_t		pad7[SHMQ_CACHELINE - 8];
+	struct shmq_seg_rate {
+		_Atomic uint64_t version; /* odd while being written */
+		_Atomic uint64_t at_ns;	/* CLOCK_MONOTONIC(_COARSE) */
+		_Atomic uint64_t prod_pos;
+		_Atomic uint64_t cons_pos;
+	} rates[SHMQ_RATE_SLOTS];
 };
 
 /* One per attachment, at procs_off + index * proc_size. */
@@ -201,8 +213,10 @@ struct shmq_seg_slot {
 #define SHMQ_HWM_SAMPLE		32	/* producers update high_water every N */
 
 static_assert(sizeof(_Atomic uint64_t) == 8, "atomic u64 is 8 bytes");
-static_assert(sizeof(struct shmq_seg_header) == 9 * SHMQ_CACHELINE,
+static_assert(sizeof(struct shmq_seg_header) == 14 * SHMQ_CACHELINE,
     "header size is part of the layout");
+static_assert(offsetof(struct shmq_seg_header, rate_sec) == 576, "layout");
+static_assert(offsetof(struct shmq_seg_header, rates) == 640, "layout");
 static_assert(offsetof(struct shmq_seg_header, prod_pos) == 128, "layout");
 static_assert(offsetof(struct shmq_seg_header, cons_pos) == 192, "layout");
 static_assert(offsetof(struct shmq_seg_header, get_sleepers) == 256, "layout");

@@ -302,6 +302,7 @@ try_put(struct shmq *q, void *arg)
 	index_to(&q->hdr->prod_pos, pos);
 	count(&q->rec->n_put, i);
 	stamp(q, now);
+	shmq__rate_tick(q, now);
 	shmq__notify(q, SHMQ__GET, i);
 	return (int)i;
 }
@@ -395,7 +396,7 @@ try_get(struct shmq *q, void *arg)
 	struct get_args *a = arg;
 	struct shmq_lease *lease = NULL;
 	unsigned i = 0, from_ring = 0;
-	uint64_t pos;
+	uint64_t pos, now;
 	int r = 0;
 
 	if (unlikely(shmq__bitmap_any(q, q->hdr->redeliver_map)))
@@ -422,7 +423,9 @@ try_get(struct shmq *q, void *arg)
 	if (i == 0)
 		return r;
 	count(&q->rec->n_get, i);
-	stamp(q, shmq__coarse_ns());
+	now = shmq__coarse_ns();
+	stamp(q, now);
+	shmq__rate_tick(q, now);
 	if (from_ring > 0)
 		shmq__notify(q, SHMQ__PUT, from_ring);
 	return (int)i;

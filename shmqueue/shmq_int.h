@@ -150,6 +150,24 @@ shmq__check(const struct shmq *q)
 	return 0;
 }
 
+/* stats.c */
+void		shmq__rate_record(struct shmq *q, uint64_t now_ns);
+
+/*
+ * Once a second, whoever acts first records the indices for shmq_rates().
+ * One relaxed load of a line written once a second is all it costs.
+ */
+static inline void
+shmq__rate_tick(struct shmq *q, uint64_t now_ns)
+{
+	uint64_t sec = now_ns / 1000000000u;
+
+	/* Relaxed: the CAS in shmq__rate_record decides who records. */
+	if (unlikely(atomic_load_explicit(&q->hdr->rate_sec,
+	    memory_order_relaxed) != sec))
+		shmq__rate_record(q, now_ns);
+}
+
 /* lease.c */
 void		shmq__area_maybe_free(struct shmq *q, uint32_t area);
 

@@ -243,3 +243,82 @@ shmq_peek(struct shmq *q, unsigned k, void *buf, size_t cap)
 	}
 	return -ENOENT;
 }
+
+/* Record this second's indices in the history (one process wins). */
+void
+shmq__rate_record(struct shmq *q, uint64_t now_ns)
+{
+	struct shmq_seg_header *h = q->hdr;
+	uint64_t sec = now_ns / 1000000000u;
+	uint64_t old = atomic_load_explicit(&h->rate_sec, memory_order_relaxed);
+	struct shmq_seg_rate *r = &h->rates[sec % SHMQ_RATE_SLOTS];
+	uint64_t v;
+
+	if (old == sec || !atomic_compare_exchange_strong_explicit(
+	    &h->rate_sec, &old, sec, memory_order_relaxed,
+	    memory_order_relaxed))
+		return;
+	/* Seqlock: odd while writing.  R6: release pairs with the
+	 * reader's acquire of version in rate_read(). */
+	v = atomic_load_explicit(&r->version, memory_order_relaxed);
+	atomic_store_explicit(&r->version, v + 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+	atomic_store_explicit(&r->at_ns, now_ns, memory_order_relaxed);
+	atomic_store_explicit(&r->prod_pos, load(&h->prod_pos),
+	    memory_order_relaxed);
+	atomic_store_explicit(&r->cons_pos, load(&h->cons_pos),
+	    memory_order_relaxed);
+	atomic_store_explicit(&r->version, v + 2, memory_order_release);
+}
+
+/* A consistent copy of one history slot; false if it is being written. */
+static bool
+rate_read(const struct shmq_seg_rate *r, uint64_t *at, uint64_t *prod,
+    uint64_t *cons)
+{
+	/* R6: acquire pairs with the writer's release of version. */
+	uint64_t v = atomic_load_explicit(&r->version, memory_order_acquire);
+
+	if (v & 1)
+		return false;
+	*at = atomic_load_explicit(&r->at_ns, memory_order_relaxed);
+	*prod = atomic_load_explicit(&r->prod_pos, memory_order_relaxed);
+	*cons = atomic_load_explicit(&r->cons_pos, memory_order_relaxed);
+	atomic_thread_fence(memory_order_acquire);
+	return atomic_load_explicit(&r->version, memory_order_relaxed) == v;
+}
+
+int
+shmq_rates(struct shmq *q, unsigned window_s, double *put_per_s,
+    double *get_per_s, uint64_t *window_ms)
+{
+	uint64_t now = shmq__coarse_ns(), limit = (uint64_t)window_s *
+	    1000000000u, best = 0, best_prod = 0, best_cons = 0, prod, cons;
+	double span;
+
+	if (q == NULL || put_per_s == NULL || get_per_s == NULL ||
+	    window_ms == NULL || window_s == 0 || window_s > SHMQ_RATE_SLOTS)
+		return -EINVAL;
+	*put_per_s = *get_per_s = 0;
+	*window_ms = 0;
+	/* The oldest snapshot within the window: the longest span. */
+	for (unsigned i = 0; i < SHMQ_RATE_SLOTS; i++) {
+		uint64_t at, p, c;
+		if (!rate_read(&q->hdr->rates[i], &at, &p, &c) || at == 0 ||
+		    at > now || now - at > limit || (best != 0 && at >= best))
+			continue;
+		best = at;
+		best_prod = p;
+		best_cons = c;
+	}
+	if (best == 0)
+		return 0;			/* idle for the whole window */
+	ring_depth(q, &prod, &cons);
+	span = (double)(now - best) / 1e9;
+	if (span < 0.001)
+		return 0;
+	*window_ms = (uint64_t)(span * 1000);
+	*put_per_s = (double)(prod - best_prod) / span;
+	*get_per_s = (double)(cons - best_cons) / span;
+	return 0;
+}

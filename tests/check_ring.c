@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check_util.h"
@@ -304,6 +305,48 @@ START_TEST(test_ring_stats_invariants)
 }
 END_TEST
 
+/*
+ * Rates come from the history the queue keeps: plant a snapshot two
+ * seconds back with known indices and the rates must be the difference over
+ * the span the snapshot says, whatever the time the test took.
+ */
+START_TEST(test_ring_rates_window)
+{
+	struct shmq_seg_rate *r;
+	double put, get;
+	uint64_t win, now;
+	struct timespec ts;
+
+	ring_new("rates", 64);
+	QASSERT_EQ(q, shmq_rates(q, 0, &put, &get, &win), -EINVAL);
+	QASSERT_EQ(q, shmq_rates(q, SHMQ_RATE_SLOTS + 1, &put, &get, &win),
+	    -EINVAL);
+	for (uint32_t i = 1; i <= 40; i++)
+		put_id(i);
+	for (uint32_t i = 1; i <= 10; i++)
+		get_id(i);
+	memset((void *)q->hdr->rates, 0, sizeof(q->hdr->rates));
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	r = &q->hdr->rates[0];
+	atomic_store(&r->at_ns, now - 2000000000u);
+	atomic_store(&r->prod_pos, 0);
+	atomic_store(&r->cons_pos, 0);
+	QASSERT_EQ(q, shmq_rates(q, 8, &put, &get, &win), 0);
+	QASSERT(q, win >= 2000 && win < 8000);
+	QASSERT(q, put > 0 && get > 0);
+	/* Whatever the span, the rates are the index moves over it. */
+	QASSERT(q, (uint64_t)(put * win / 1000.0 + 0.5) == 40);
+	QASSERT(q, (uint64_t)(get * win / 1000.0 + 0.5) == 10);
+	/* A snapshot older than the window does not count. */
+	atomic_store(&r->at_ns, now - 9000000000ull);
+	QASSERT_EQ(q, shmq_rates(q, 8, &put, &get, &win), 0);
+	QASSERT_EQ(q, win, 0);
+	QASSERT(q, put == 0 && get == 0);
+	ring_done();
+}
+END_TEST
+
 START_TEST(test_ring_einval)
 {
 	char buf[16];
@@ -566,6 +609,7 @@ ring_suite(void)
 	tcase_add_test(tc, test_ring_peek);
 	tcase_add_test(tc, test_ring_stats_invariants);
 	tcase_add_test(tc, test_ring_einval);
+	tcase_add_test(tc, test_ring_rates_window);
 	suite_add_tcase(s, tc);
 
 	tc = cu_tcase("Limits");
