@@ -57,7 +57,7 @@ CHECK    := $(BUILD)/tests/check_all
 BENCH    := $(BUILD)/shmq-bench
 DEPS_OK  := $(BUILD)/.deps-ok
 
-.PHONY: all test check bench install uninstall clean deps headers-check
+.PHONY: all test check bench install uninstall clean deps headers-check run
 all: $(LIBA) $(LIBSO) $(BUILD)/shmq.pc $(PROGS)
 
 # Dependencies: install them when root, else say exactly what to run.
@@ -143,6 +143,10 @@ test check: $(CHECK) headers-check
 
 bench: $(BENCH)
 	$(BENCH)
+
+# The pipeline in the foreground with its defaults (^C drains and stops it).
+run: all
+	$(BUILD)/shmpipe
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
