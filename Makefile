@@ -39,10 +39,14 @@ PROCS_MAINS := procs/shmpipe.c procs/shmpipe_threaded.c procs/loadgen.c \
 PROCS_SRCS := $(filter-out $(PROCS_MAINS),$(wildcard procs/*.c))
 PROCS_OBJS := $(PROCS_SRCS:%.c=$(BUILD)/%.o)
 LIBPIPE  := $(BUILD)/libshmpipe.a
+# shmq(1), the inspection tool: shmqueue/tool*.c.
+TOOL_SRCS := $(wildcard shmqueue/tool*.c)
+TOOL_OBJS := $(TOOL_SRCS:%.c=$(BUILD)/%.o)
 PROGS    := $(if $(wildcard procs/shmpipe.c),$(BUILD)/shmpipe) \
             $(if $(wildcard procs/shmpipe_threaded.c),$(BUILD)/shmpipe-threaded) \
             $(if $(wildcard procs/loadgen.c),$(BUILD)/shmpipe-bench) \
-            $(if $(wildcard procs/handler_example.c),$(BUILD)/handler_example.so)
+            $(if $(wildcard procs/handler_example.c),$(BUILD)/handler_example.so) \
+            $(if $(TOOL_SRCS),$(BUILD)/shmq)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 FI_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/fi/%.o) $(BUILD)/fi/shmqueue/fault.o
 TEST_SRCS := $(wildcard tests/check_*.c)
@@ -84,6 +88,10 @@ $(BUILD)/procs/%.o: procs/%.c $(HEADERS) | $(DEPS_OK)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(PC_CFLAGS) -Iprocs -c $< -o $@
 
+$(BUILD)/shmqueue/tool%.o: shmqueue/tool%.c $(HEADERS) | $(DEPS_OK)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(PC_CFLAGS) -Iprocs -c $< -o $@
+
 $(BUILD)/fi/%.o: %.c $(HEADERS) | $(DEPS_OK)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -DSHMQ_FAULT_INJECT -c $< -o $@
@@ -118,6 +126,9 @@ $(BUILD)/shmpipe: $(BUILD)/procs/shmpipe.o $(LIBPIPE) $(LIBA)
 $(BUILD)/shmpipe-threaded: $(BUILD)/procs/shmpipe_threaded.o $(LIBPIPE) $(LIBA)
 	$(CC) $(SANFLAGS) -rdynamic -o $@ $< $(PROG_LIBS)
 
+$(BUILD)/shmq: $(TOOL_OBJS) $(BUILD)/procs/ctl.o $(LIBA)
+	$(CC) $(SANFLAGS) -o $@ $^ $(PC_LIBS) -pthread
+
 $(BUILD)/shmpipe-bench: $(BUILD)/procs/loadgen.o $(LIBPIPE) $(LIBA)
 	$(CC) $(SANFLAGS) -o $@ $< $(PROG_LIBS)
 
@@ -148,22 +159,49 @@ bench: $(BENCH)
 run: all
 	$(BUILD)/shmpipe
 
+# What install puts under DESTDIR/PREFIX: the programs this tree builds,
+# the library, the public headers, the example handler and the manuals.
+DEST         = $(DESTDIR)$(PREFIX)
+BIN_NAMES    := shmpipe shmpipe-threaded shmpipe-bench shmq
+INSTALL_BINS := $(filter $(addprefix $(BUILD)/,$(BIN_NAMES)),$(PROGS))
+MAN1         := $(wildcard man/*.1)
+MAN3         := $(wildcard man/*.3)
+EXAMPLE      := $(wildcard procs/handler_example.c)
+
 install: all
-	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
-	  $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/man/man3
-	install -m 644 $(LIBA) $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(LIBSO) $(DESTDIR)$(PREFIX)/lib/
-	ln -sf $(notdir $(LIBSO)) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
-	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libshmq.so
-	install -m 644 include/shmq.h include/shmq_layout.h $(DESTDIR)$(PREFIX)/include/
-	install -m 644 $(BUILD)/shmq.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
-	install -m 644 man/shmq.3 $(DESTDIR)$(PREFIX)/share/man/man3/
+	install -d $(DEST)/bin $(DEST)/lib $(DEST)/lib/pkgconfig $(DEST)/include \
+	  $(DEST)/share/man/man1 $(DEST)/share/man/man3 $(DEST)/share/doc/shmpipe
+	$(if $(INSTALL_BINS),install -m 755 $(INSTALL_BINS) $(DEST)/bin/)
+	install -m 644 $(LIBA) $(DEST)/lib/
+	install -m 755 $(LIBSO) $(DEST)/lib/
+	ln -sf $(notdir $(LIBSO)) $(DEST)/lib/$(SONAME)
+	ln -sf $(SONAME) $(DEST)/lib/libshmq.so
+	install -m 644 include/shmq.h include/shmq_layout.h \
+	  include/shmpipe_handler.h $(DEST)/include/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' shmq.pc.in \
+	  > $(DEST)/lib/pkgconfig/shmq.pc
+	chmod 644 $(DEST)/lib/pkgconfig/shmq.pc
+	$(if $(EXAMPLE),install -m 644 $(EXAMPLE) $(DEST)/share/doc/shmpipe/)
+	$(if $(MAN1),install -m 644 $(MAN1) $(DEST)/share/man/man1/)
+	$(if $(MAN3),install -m 644 $(MAN3) $(DEST)/share/man/man3/)
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/lib/libshmq.a $(DESTDIR)$(PREFIX)/lib/$(notdir $(LIBSO)) \
-	  $(DESTDIR)$(PREFIX)/lib/$(SONAME) $(DESTDIR)$(PREFIX)/lib/libshmq.so \
-	  $(DESTDIR)$(PREFIX)/include/shmq.h $(DESTDIR)$(PREFIX)/include/shmq_layout.h \
-	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/shmq.pc $(DESTDIR)$(PREFIX)/share/man/man3/shmq.3
+	rm -f $(addprefix $(DEST)/bin/,$(BIN_NAMES)) \
+	  $(DEST)/lib/libshmq.a $(DEST)/lib/$(notdir $(LIBSO)) \
+	  $(DEST)/lib/$(SONAME) $(DEST)/lib/libshmq.so \
+	  $(DEST)/lib/pkgconfig/shmq.pc \
+	  $(addprefix $(DEST)/include/,shmq.h shmq_layout.h shmpipe_handler.h) \
+	  $(DEST)/share/doc/shmpipe/handler_example.c \
+	  $(addprefix $(DEST)/share/man/man1/,$(sort shmpipe.1 shmpipe-bench.1 \
+	    shmq.1 $(notdir $(MAN1)))) \
+	  $(addprefix $(DEST)/share/man/man3/,$(sort shmq.3 $(notdir $(MAN3))))
+	rmdir $(DEST)/share/doc/shmpipe 2>/dev/null || true
+
+# Lint the manual pages (Debian package mandoc); notes about pages that
+# are not installed on this machine are below -Wwarning.
+man-check:
+	mandoc -Tlint -Wwarning $(wildcard man/*.[0-9])
+.PHONY: man-check
 
 clean:
 	rm -rf build build-*

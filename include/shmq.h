@@ -8,8 +8,9 @@
  *   may attach to it; each shmq_open() or shmq_create() is one attachment,
  *   with its own record in the segment.  A handle (struct shmq *) is used by
  *   one thread at a time: threads that use a queue concurrently each open
- *   their own handle.  A handle does not survive fork(): the child gets
- *   -ECHILD from every call on it and must open its own.
+ *   their own handle.  A handle does not survive fork(): in the child every
+ *   call that changes the queue returns -ECHILD, shmq_wakeup() does nothing,
+ *   and the child must open its own.
  *
  *   Messages are 0..msg_max bytes.  Order is FIFO per producer: the messages
  *   of one handle are taken in the order it put them, unless one is
@@ -83,7 +84,8 @@ struct shmq_lease {
  * no "..") with O_EXCL, reserve its memory and attach to it.  cfg may be
  * NULL for defaults.  Returns a handle, or NULL with errno: EEXIST, EINVAL
  * (bad name or config), ENOSPC (no room in /dev/shm), EACCES, EMFILE,
- * ENOMEM.
+ * ENOMEM, and the other errors of shm_open(3), posix_fallocate(3) and
+ * mmap(2).
  */
 struct shmq	*shmq_create(const char *name, const struct shmq_config *cfg);
 
@@ -101,6 +103,7 @@ struct shmq	*shmq_create(const char *name, const struct shmq_config *cfg);
  *   EBADMSG		corrupt: absurd sizes, offsets or indices
  *   EUSERS		max_procs attachments already, none of them dead
  *   EINVAL		bad name or flags
+ * and the errors of shm_open(3), fstat(2) and mmap(2) (ENFILE, ENOMEM...).
  */
 struct shmq	*shmq_open(const char *name);
 struct shmq	*shmq_open_flags(const char *name, unsigned flags);
@@ -118,8 +121,10 @@ int		 shmq_unlink(const char *name);
 
 /*
  * Timeouts: -1 waits for ever, 0 never waits, > 0 waits at most that many
- * milliseconds.  Waiting calls return -EINTR if a signal handler without
- * SA_RESTART interrupts the sleep.
+ * milliseconds.  A call that has to wait returns -EINTR when shmq_wakeup()
+ * was called, or when a signal handler runs while it sleeps (a timed wait
+ * always; an untimed one only for handlers without SA_RESTART).  To be sure
+ * a handler is noticed, call shmq_wakeup() from it.
  *
  * shmq_put - copy len bytes in.  0, or -EAGAIN (full, timeout 0),
  * -ETIMEDOUT, -EMSGSIZE (len > msg_max), -EINVAL, -EINTR, -EBADF (read-only
@@ -183,12 +188,17 @@ int		 shmq_release(struct shmq *q, const struct shmq_lease *lease);
  * -EINVAL, -ECHILD, -EBADF.
  *
  * shmq_recover_dead - recover every attachment whose process is gone.
- * Returns the number of messages put up for redelivery.
+ * Returns the number of messages put up for redelivery, or -EINVAL,
+ * -ECHILD, -EBADF, or the error of locking the recovery mutex
+ * (-ENOTRECOVERABLE).  shmq_recover returns -EBUSY if pid is alive even
+ * when it recovered other attachments on the way (their redeliveries are
+ * made all the same).
  */
 int		 shmq_recover(struct shmq *q, pid_t pid);
 int		 shmq_recover_dead(struct shmq *q);
 
-/* Statistics, read without locks and without writing to the segment. */
+/* Statistics, read without locks and without writing to the segment.
+ * shmq_stats returns 0, or -EINVAL for a NULL argument. */
 struct shmq_stats {
 	uint64_t	enqueued;	/* puts that completed */
 	uint64_t	dequeued;	/* messages taken off the ring */
@@ -241,7 +251,8 @@ struct shmq_lease_info {
 
 /*
  * shmq_procs, shmq_leases - fill up to max records; return how many there
- * are in all (which may exceed max).  Read-only, lock-free snapshots.
+ * are in all (which may exceed max), or -EINVAL.  Read-only, lock-free
+ * snapshots.
  */
 int		 shmq_procs(struct shmq *q, struct shmq_proc_info *out,
 		    unsigned max);
@@ -261,7 +272,8 @@ int		 shmq_rates(struct shmq *q, unsigned window_s, double *put_per_s,
 /*
  * shmq_peek - copy the k-th waiting message (0 = next) without consuming
  * it.  Returns its length, or -ENOENT (fewer than k+1 waiting), -EAGAIN
- * (it changed while being read; try again), -EMSGSIZE (cap too small).
+ * (it changed while being read; try again), -EMSGSIZE (cap too small),
+ * -EINVAL.
  */
 ssize_t		 shmq_peek(struct shmq *q, unsigned k, void *buf, size_t cap);
 
@@ -279,11 +291,12 @@ uint32_t	 shmq_msg_max(const struct shmq *q);
 const char	*shmq_name(const struct shmq *q);
 
 /*
- * shmq_wakeup - make the blocking call this handle is in, or its next one,
- * return -EINTR at once.  Async-signal-safe: meant for a signal handler, or
- * another thread, that needs the caller to look at something else (a
- * control socket, a stop flag).  Wake-ups do not accumulate: one pending
- * wake-up interrupts one call.
+ * shmq_wakeup - make the blocking call this handle is in, or the next one
+ * that has to wait, return -EINTR at once (calls that do not wait leave it
+ * pending).  Async-signal-safe: meant for a signal handler, or another
+ * thread, that needs the caller to look at something else (a control
+ * socket, a stop flag).  Wake-ups do not accumulate: one pending wake-up
+ * interrupts one call.
  */
 void		 shmq_wakeup(struct shmq *q);
 

@@ -261,8 +261,8 @@ woken(struct shmq *q)
 void
 shmq_wakeup(struct shmq *q)
 {
-	if (q == NULL || q->rec == NULL)
-		return;
+	if (q == NULL || q->rec == NULL || q->pid != shmq__pid)
+		return;			/* not ours: a parent's handle */
 	/* Release: pairs with the acquire in woken(). */
 	atomic_store_explicit(&q->wakeup, 1, memory_order_release);
 	sem_post(proc_sem(q->rec));	/* async-signal-safe */
