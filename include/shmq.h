@@ -115,6 +115,16 @@ struct shmq	*shmq_open_flags(const char *name, unsigned flags);
  */
 void		 shmq_close(struct shmq *q);
 
+/*
+ * shmq_create_anon - a queue in anonymous memory (a memfd), for the threads
+ * of one process: no name, nothing in /dev/shm, and the memory goes with
+ * the last handle closed.  Errors as shmq_create.
+ * shmq_attach - another handle on the queue q is on, with its own
+ * attachment: one for each thread.  NULL with errno as shmq_open.
+ */
+struct shmq	*shmq_create_anon(const struct shmq_config *cfg);
+struct shmq	*shmq_attach(struct shmq *q);
+
 /* shmq_unlink - remove the name; attached processes keep working.
  * 0, or -ENOENT, -EACCES, -EINVAL. */
 int		 shmq_unlink(const char *name);

@@ -163,6 +163,7 @@ handle_new(const char *name, void *base, size_t size, const struct geom *g)
 	q->me = SHMQ_NONE;
 	q->spin_ns = SHMQ_DEFAULT_SPIN_NS;
 	q->pid = shmq__pid;
+	q->fd = -1;
 	strcpy(q->name, name);
 	return q;
 }
@@ -264,68 +265,111 @@ attach(struct shmq *q)
 	return 0;
 }
 
+/*
+ * Size, map and initialise the segment behind fd (ours, empty), then
+ * attach.  NULL with errno; fd is left for the caller to close.
+ */
+static struct shmq *
+create_on_fd(int fd, const char *name, const struct geom *g, mode_t mode)
+{
+	struct shmq *q;
+	void *base;
+	int r;
+
+	if (fchmod(fd, mode) != 0)		/* exactly mode, whatever umask */
+		return NULL;
+	/* Reserve the pages now: a full /dev/shm is ENOSPC here, not a
+	 * SIGBUS in the middle of a put. */
+	if ((r = posix_fallocate(fd, 0, (off_t)g->seg_size)) != 0) {
+		errno = r;
+		return NULL;
+	}
+	base = mmap(NULL, g->seg_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+	    0);
+	if (base == MAP_FAILED)
+		return NULL;
+	if ((q = handle_new(name, base, g->seg_size, g)) == NULL)
+		goto out_unmap;
+	if ((r = segment_init(q, g)) != 0)
+		goto out_free;
+	/* Release: pairs with the acquire in shmq_open; the header is whole. */
+	atomic_store_explicit(&q->hdr->magic, SHMQ_SEG_MAGIC,
+	    memory_order_release);
+	if ((r = attach(q)) != 0)
+		goto out_free;
+	return q;
+out_free:
+	free(q);
+	errno = -r;
+out_unmap:
+	r = errno;
+	munmap(base, g->seg_size);
+	errno = r;
+	return NULL;
+}
+
+static int
+config_check(const char *name, char path[NAME_MAX + 1],
+    const struct shmq_config *cfg, struct geom *g)
+{
+	mode_t mode = cfg != NULL ? cfg->mode : 0;
+	int r;
+
+	if ((name != NULL && (r = name_normalise(name, path)) != 0) ||
+	    (r = geom_from_config(cfg, g)) != 0)
+		return r;
+	return (mode & ~0777u) != 0 ? -EINVAL : 0;
+}
+
 struct shmq *
 shmq_create(const char *name, const struct shmq_config *cfg)
 {
 	char path[NAME_MAX + 1];
 	struct geom g;
 	struct shmq *q;
-	mode_t mode = cfg != NULL && cfg->mode != 0 ? cfg->mode : DEF_MODE;
-	void *base;
 	int fd, r;
 
 	lib_init();
-	if ((r = name_normalise(name, path)) != 0 ||
-	    (r = geom_from_config(cfg, &g)) != 0 || (mode & ~0777u) != 0) {
-		errno = r ? -r : EINVAL;
+	if ((r = name == NULL ? -EINVAL : config_check(name, path, cfg,
+	    &g)) != 0) {
+		errno = -r;
 		return NULL;
 	}
-	fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return NULL;
-	if (fchmod(fd, mode) != 0)		/* exactly mode, whatever umask */
-		goto out_unlink;
-	/* Reserve the pages now: a full /dev/shm is ENOSPC here, not a
-	 * SIGBUS in the middle of a put. */
-	if ((r = posix_fallocate(fd, 0, (off_t)g.seg_size)) != 0) {
-		errno = r;
-		goto out_unlink;
-	}
-	base = mmap(NULL, g.seg_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
-	    0);
-	if (base == MAP_FAILED)
-		goto out_unlink;
+	q = create_on_fd(fd, path, &g, cfg != NULL && cfg->mode != 0 ?
+	    cfg->mode : DEF_MODE);
+	r = errno;
 	close(fd);
-	q = handle_new(path, base, g.seg_size, &g);
 	if (q == NULL)
-		goto out_unmap;
-	if ((r = segment_init(q, &g)) != 0) {
-		errno = -r;
-		goto out_free;
-	}
-	/* Release: pairs with the acquire in shmq_open; the header is whole. */
-	atomic_store_explicit(&q->hdr->magic, SHMQ_SEG_MAGIC,
-	    memory_order_release);
-	if ((r = attach(q)) != 0) {
-		errno = -r;
-		goto out_free;
-	}
+		shm_unlink(path);
+	errno = r;
 	return q;
+}
 
-out_free:
-	free(q);
-out_unmap:
-	r = errno;
-	munmap(base, g.seg_size);
-	shm_unlink(path);
-	errno = r;
-	return NULL;
-out_unlink:
-	r = errno;
-	close(fd);
-	shm_unlink(path);
-	errno = r;
-	return NULL;
+struct shmq *
+shmq_create_anon(const struct shmq_config *cfg)
+{
+	struct geom g;
+	struct shmq *q;
+	int fd, r;
+
+	lib_init();
+	if ((r = config_check(NULL, NULL, cfg, &g)) != 0) {
+		errno = -r;
+		return NULL;
+	}
+	if ((fd = memfd_create("shmq", MFD_CLOEXEC)) < 0)
+		return NULL;
+	if ((q = create_on_fd(fd, "(anonymous)", &g, 0600)) == NULL) {
+		r = errno;
+		close(fd);
+		errno = r;
+		return NULL;
+	}
+	q->fd = fd;
+	return q;
 }
 
 /* Check the header of a mapped segment and derive its geometry. */
@@ -503,6 +547,30 @@ shmq_open(const char *name)
 	return shmq_open_flags(name, 0);
 }
 
+struct shmq *
+shmq_attach(struct shmq *q)
+{
+	struct shmq *nq;
+	int fd, r;
+
+	if (q == NULL || q->pid != shmq__pid) {
+		errno = q == NULL ? EINVAL : ECHILD;
+		return NULL;
+	}
+	if (q->fd < 0)
+		return shmq_open_flags(q->name, SHMQ_OPEN_ANY_MODE);
+	if ((fd = fcntl(q->fd, F_DUPFD_CLOEXEC, 0)) < 0)
+		return NULL;
+	nq = open_mapped(q->name, fd, SHMQ_OPEN_ANY_MODE);
+	r = errno;
+	if (nq == NULL)
+		close(fd);
+	else
+		nq->fd = fd;
+	errno = r;
+	return nq;
+}
+
 void
 shmq_close(struct shmq *q)
 {
@@ -518,6 +586,8 @@ shmq_close(struct shmq *q)
 			shmq__wake_all(q);
 	}
 	munmap(q->base, q->size);
+	if (q->fd >= 0)
+		close(q->fd);
 	free(q);
 }
 

@@ -49,6 +49,7 @@ struct shmq {
 	_Atomic int	 wakeup;	/* shmq_wakeup() pending */
 	bool		 spinning;	/* in the spin phase of a wait */
 	pid_t		 pid;		/* process that opened the handle */
+	int		 fd;		/* anonymous queues: the memfd, else -1 */
 	bool		 rdonly;
 	char		 name[NAME_MAX + 1];
 };

@@ -4,6 +4,8 @@
  * corrupt. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdint.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +34,45 @@ expect_open_fails(const char *name, unsigned flags, int err, const char *what)
 	ck_assert_msg(errno == err, "%s: errno %d (%s), expected %d (%s)",
 	    what, errno, strerror(errno), err, strerror(err));
 }
+
+/* A thread of its own attachment on an anonymous queue: producer. */
+static void *
+anon_producer(void *arg)
+{
+	struct shmq *q = shmq_attach(arg);
+	intptr_t bad = q == NULL;
+
+	for (uint32_t i = 0; !bad && i < 10000; i++)
+		bad = shmq_put(q, &i, sizeof(i), -1) != 0;
+	shmq_close(q);
+	return (void *)bad;
+}
+
+/* Anonymous queues: threads, each with its own attachment; no name. */
+START_TEST(test_segment_anon_threads)
+{
+	struct shmq_config cfg = { .capacity = 64, .msg_max = 16 };
+	struct shmq *q = shmq_create_anon(&cfg);
+	struct shmq_stats st;
+	pthread_t th;
+	void *bad;
+
+	ck_assert_ptr_nonnull(q);
+	ck_assert_str_eq(shmq_name(q), "(anonymous)");
+	ck_assert_int_eq(pthread_create(&th, NULL, anon_producer, q), 0);
+	for (uint32_t i = 0; i < 10000; i++) {
+		uint32_t v;
+		ck_assert_int_eq(shmq_get(q, &v, sizeof(v), -1), sizeof(v));
+		ck_assert_uint_eq(v, i);
+	}
+	ck_assert_int_eq(pthread_join(th, &bad), 0);
+	ck_assert_ptr_null(bad);
+	ck_assert_int_eq(shmq_stats(q, &st), 0);
+	ck_assert_uint_eq(st.procs, 1);		/* the thread's is gone */
+	ck_assert_uint_eq(st.enqueued, 10000);
+	shmq_close(q);
+}
+END_TEST
 
 START_TEST(test_segment_create_open_close)
 {
@@ -763,6 +804,7 @@ segment_suite(void)
 	TCase *tc = cu_tcase("Core");
 
 	tcase_add_test(tc, test_segment_create_open_close);
+	tcase_add_test(tc, test_segment_anon_threads);
 	tcase_add_test(tc, test_segment_name_validation);
 	tcase_add_test(tc, test_segment_create_exists);
 	tcase_add_test(tc, test_segment_open_missing);
