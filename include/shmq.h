@@ -75,7 +75,9 @@ struct shmq_lease {
 
 /* Flags for shmq_open_flags(). */
 #define SHMQ_OPEN_RDONLY	0x1u	/* inspect only: map read-only, take
-					 * no record; stats/procs/leases/peek */
+					 * no record; stats/procs/leases/peek.
+					 * Ring slots are checked as they are
+					 * read, not all at open. */
 #define SHMQ_OPEN_ANY_OWNER	0x2u	/* accept a segment another user owns */
 #define SHMQ_OPEN_ANY_MODE	0x4u	/* accept group/other permissions */
 

@@ -29,7 +29,7 @@
 #include <stdint.h>
 
 #define SHMQ_SEG_MAGIC		UINT64_C(0x00474553514d4853) /* "SHMQSEG\0" */
-#define SHMQ_LAYOUT_MAJOR	1
+#define SHMQ_LAYOUT_MAJOR	2	/* 2: rate history in the header */
 #define SHMQ_LAYOUT_MINOR	0
 #define SHMQ_CACHELINE		64
 

@@ -504,8 +504,11 @@ open_mapped(const char *path, int fd, unsigned flags)
 		goto out_err;
 	}
 	q->rdonly = rdonly;
-	if ((r = records_check(q)) != 0 || (r = ring_check(q)) != 0 ||
-	    (!rdonly && (r = attach(q)) != 0)) {
+	/* A reader checks the header and the records; it reads few slots,
+	 * and checks each as it reads it, so it need not touch every page
+	 * of the ring - tools must stay small and quick. */
+	if ((r = records_check(q)) != 0 || (!rdonly &&
+	    ((r = ring_check(q)) != 0 || (r = attach(q)) != 0))) {
 		munmap(base, q->size);
 		free(q);
 		goto out_err;
