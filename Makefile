@@ -88,7 +88,7 @@ $(BUILD)/procs/%.o: procs/%.c $(HEADERS) | $(DEPS_OK)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(PC_CFLAGS) -Iprocs -c $< -o $@
 
-$(BUILD)/shmqueue/tool%.o: shmqueue/tool%.c $(HEADERS) | $(DEPS_OK)
+$(TOOL_OBJS): $(BUILD)/%.o: %.c $(HEADERS) | $(DEPS_OK)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(PC_CFLAGS) -Iprocs -c $< -o $@
 
@@ -154,6 +154,8 @@ test check: $(CHECK) headers-check
 
 bench: $(BENCH)
 	$(BENCH)
+	$(MAKE) --no-print-directory $(BUILD)/shmq
+	SHMPIPE_BUILD=$(BUILD) scripts/bench-shmq-tool.sh
 
 # The pipeline in the foreground with its defaults (^C drains and stops it).
 run: all

@@ -1,0 +1,362 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* tool.c - shmq(1): main, the command table, common options, exit codes
+ * and the SIGBUS guard around reads of mappings. */
+#define _GNU_SOURCE
+#include <err.h>
+#include <errno.h>
+#include <getopt.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+/* Named directly: the Makefile's tool%.o rule (libbsd's overlay flags)
+ * needs a non-empty stem, so it does not apply to this file. */
+
+#include "shmq_layout.h"
+#include "tool.h"
+
+struct tool_cmd {
+	const char	*c_name;
+	int		(*c_run)(int argc, char **argv);
+	const char	*c_args;
+	const char	*c_what;
+};
+
+static const struct tool_cmd cmds[] = {
+	{ "ls", tool_cmd_ls, "[-o FMT] [-w S] [--fill-warn P] [--stall S] "
+	    "[PATTERN]", "queues: state, depth, fill, rates, processes" },
+	{ "show", tool_cmd_show, "[-o FMT] [-w S] [--fill-warn P] [--stall S] "
+	    "NAME", "one queue, every field and every process attached" },
+	{ "ps", tool_cmd_ps, "[-o FMT] [PIPELINE]",
+	    "pipelines' process tables: who is on which request" },
+	{ "top", tool_cmd_top, "[-i S] [-n COUNT] [-w S] [--fill-warn P] "
+	    "[--stall S] [PATTERN]", "ls, refreshed every -i seconds (2)" },
+	{ "peek", tool_cmd_peek, "[-n K] [-x] NAME",
+	    "the next K messages (10), not consumed; -x: all in hex" },
+	{ "put", tool_cmd_put, "[-t MS] NAME [MSG ...]",
+	    "put the MSGs, or each line of stdin (-t: wait at most MS)" },
+	{ "get", tool_cmd_get, "[-n K] [-t MS] NAME",
+	    "take K messages (1), one per line (-t: wait at most MS)" },
+	{ "create", tool_cmd_create, "[-c CAPACITY] [-m MSG_MAX] [-p PROCS] "
+	    "[-l LEASES] [-M MODE] NAME", "create a queue" },
+	{ "rm", tool_cmd_rm, "[-f] NAME ...",
+	    "remove queues (-f: even attached, corrupt or another's)" },
+	{ "check", tool_cmd_check, "[-o FMT] [-w S] [--fill-warn P] "
+	    "[--fill-crit P] [--stall S] [PATTERN]",
+	    "health check: one line, Nagios exit codes 0-3" },
+	{ "gc", tool_cmd_gc, "[-n] [PATTERN]",
+	    "remove segments whose owners are proven dead (-n: only say)" },
+};
+#define NCMDS	(sizeof(cmds) / sizeof(cmds[0]))
+
+static sigjmp_buf *volatile guard_jb;	/* innermost tool_guard() */
+static volatile sig_atomic_t guard_hit;	/* a SIGBUS in the guard */
+static long	 guard_page;
+
+static const struct tool_cmd *
+cmd_find(const char *name)
+{
+	for (size_t i = 0; i < NCMDS; i++)
+		if (strcmp(cmds[i].c_name, name) == 0)
+			return &cmds[i];
+	return NULL;
+}
+
+static void
+usage_all(FILE *f)
+{
+	fprintf(f, "usage: shmq [COMMAND [ARG ...]]\n"
+	    "Inspect libshmq queues and shmpipe pipelines in " TOOL_SHM_DIR
+	    " without disturbing\nthem (read-only mappings, no lock, no "
+	    "write), and use queues from scripts.\nWithout a command: ls.\n\n");
+	for (size_t i = 0; i < NCMDS; i++)
+		fprintf(f, "  %s %s\n      %s\n", cmds[i].c_name,
+		    cmds[i].c_args, cmds[i].c_what);
+	fprintf(f, "  help [COMMAND]\n\n"
+	    "FMT: table (default), json, csv, prom.  PATTERN: fnmatch(3) "
+	    "over the names\nin " TOOL_SHM_DIR ".  NAME: \"q\", \"/q\" or "
+	    "\"" TOOL_SHM_DIR "/q\".  -w: rate window, 1..8 s (5).\n"
+	    "Exit: 0 ok, 64 usage, 65 corrupt or incompatible segment, "
+	    "66 not found,\n73 exists, 75 timed out, 77 permission denied; "
+	    "check: 0 OK, 1 WARNING,\n2 CRITICAL, 3 UNKNOWN.  See shmq(1).\n");
+}
+
+int
+tool_usage(const char *cmd, const char *why)
+{
+	const struct tool_cmd *c = cmd != NULL ? cmd_find(cmd) : NULL;
+
+	if (why != NULL)
+		fprintf(stderr, "shmq: %s\n", why);
+	if (c != NULL)
+		fprintf(stderr, "usage: shmq %s %s\n", c->c_name, c->c_args);
+	else
+		usage_all(stderr);
+	return TOOL_EX_USAGE;
+}
+
+int
+tool_help(const char *cmd)
+{
+	const struct tool_cmd *c = cmd != NULL ? cmd_find(cmd) : NULL;
+
+	if (c == NULL) {
+		usage_all(stdout);
+		return cmd == NULL ? 0 : TOOL_EX_USAGE;
+	}
+	printf("usage: shmq %s %s\n%s\n", c->c_name, c->c_args, c->c_what);
+	return 0;
+}
+
+void
+tool_opts_init(struct tool_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->o_fmt = TOOL_FMT_TABLE;
+	o->o_window = 5;
+	o->o_fill_warn = 80;
+	o->o_fill_crit = 95;
+	o->o_stall = 10;
+}
+
+bool
+tool_num(const char *s, long long lo, long long hi, long long *out)
+{
+	const char *errstr = NULL;
+
+	*out = strtonum(s, lo, hi, &errstr);
+	return errstr == NULL;
+}
+
+static int
+opt_fmt(struct tool_opts *o, const char *arg)
+{
+	static const char *const names[] = { "table", "json", "csv", "prom" };
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(arg, names[i]) == 0) {
+			o->o_fmt = (enum tool_fmt)i;
+			return 1;
+		}
+	warnx("-o %s: expected table, json, csv or prom", arg);
+	return -1;
+}
+
+/* A numeric option into *dst, lo..hi; 1, or -1 with a message. */
+static int
+opt_num(unsigned *dst, const char *name, const char *arg, long long lo,
+    long long hi)
+{
+	long long v;
+
+	if (!tool_num(arg, lo, hi, &v)) {
+		warnx("%s %s: expected a whole number %lld..%lld", name, arg,
+		    lo, hi);
+		return -1;
+	}
+	*dst = (unsigned)v;
+	return 1;
+}
+
+int
+tool_opt_common(struct tool_opts *o, int ch, const char *arg)
+{
+	switch (ch) {
+	case 'o':
+		return opt_fmt(o, arg);
+	case 'w':
+		return opt_num(&o->o_window, "-w", arg, 1, 8);
+	case TOOL_OPT_FILL_WARN:
+		return opt_num(&o->o_fill_warn, "--fill-warn", arg, 1, 100);
+	case TOOL_OPT_FILL_CRIT:
+		return opt_num(&o->o_fill_crit, "--fill-crit", arg, 1, 100);
+	case TOOL_OPT_STALL:
+		return opt_num(&o->o_stall, "--stall", arg, 1, 86400 * 365);
+	default:
+		return 0;
+	}
+}
+
+int
+tool_exit_code(int err)
+{
+	switch (err) {
+	case 0:
+		return 0;
+	case ENOENT:
+		return TOOL_EX_NOINPUT;
+	case EACCES:
+	case EPERM:
+		return TOOL_EX_NOPERM;
+	case EPROTO:
+	case EPROTONOSUPPORT:
+	case EBADMSG:
+	case ENODATA:
+	case EFAULT:
+	case EMSGSIZE:
+		return TOOL_EX_DATAERR;
+	case EINVAL:
+		return TOOL_EX_USAGE;
+	case EEXIST:
+		return TOOL_EX_CANTCREAT;
+	case EAGAIN:
+	case ETIMEDOUT:
+	case EUSERS:
+		return TOOL_EX_TEMPFAIL;
+	default:
+		return TOOL_EX_OSERR;
+	}
+}
+
+const char *
+tool_pattern(const char *arg)
+{
+	static const char dir[] = TOOL_SHM_DIR "/";
+
+	if (strncmp(arg, dir, sizeof(dir) - 1) == 0)
+		arg += sizeof(dir) - 1;
+	while (*arg == '/')
+		arg++;
+	return arg;
+}
+
+int
+tool_seg_name(const char *arg, char *out, size_t len)
+{
+	arg = tool_pattern(arg);
+	if (*arg == '\0' || strchr(arg, '/') != NULL ||
+	    strstr(arg, "..") != NULL || strcmp(arg, ".") == 0 ||
+	    strlcpy(out, arg, len) >= len) {
+		warnx("%s: not a segment name", arg);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* ---- the SIGBUS guard -------------------------------------------------- */
+
+/*
+ * A page of a mapping whose file was cut short under a guarded read: put
+ * a private page of zeros in its place and let the read go on, so that
+ * the library's open or snapshot runs to its end and frees what it
+ * allocated; the guard then disbelieves all of it (-EFAULT).  If that
+ * cannot be done, jump out of the guarded function instead.  Outside a
+ * guard, SIGBUS is fatal as usual.
+ */
+static void
+on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	uintptr_t page = (uintptr_t)si->si_addr & ~(uintptr_t)(guard_page - 1);
+
+	(void)uc;
+	if (guard_jb == NULL) {
+		signal(sig, SIG_DFL);
+		raise(sig);
+		return;
+	}
+	guard_hit = 1;
+	if (si->si_code == BUS_ADRERR && page != 0 && mmap((void *)page,
+	    guard_page, PROT_READ, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1,
+	    0) != MAP_FAILED)
+		return;
+	siglongjmp(*guard_jb, 1);
+}
+
+int
+tool_guard(int (*fn)(void *), void *arg)
+{
+	sigjmp_buf jb, *outer = guard_jb;
+	sig_atomic_t outer_hit = guard_hit;
+	int r;
+
+	if (sigsetjmp(jb, 1) != 0) {
+		guard_jb = outer;
+		guard_hit = 1;
+		return -EFAULT;
+	}
+	guard_hit = 0;
+	guard_jb = &jb;
+	r = fn(arg);
+	guard_jb = outer;
+	if (guard_hit)
+		r = -EFAULT;
+	guard_hit = outer_hit || guard_hit;
+	return r;
+}
+
+static void
+guard_install(void)
+{
+	struct sigaction sa = { .sa_sigaction = on_sigbus,
+	    .sa_flags = SA_SIGINFO };
+
+	guard_page = sysconf(_SC_PAGESIZE);
+	sigemptyset(&sa.sa_mask);
+	if (guard_page <= 0 || sigaction(SIGBUS, &sa, NULL) != 0)
+		err(TOOL_EX_OSERR, "sigaction");
+}
+
+/* ---- clocks ------------------------------------------------------------ */
+
+static uint64_t
+clock_ns(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t
+tool_coarse_ns(void)
+{
+	return clock_ns(CLOCK_MONOTONIC_COARSE);
+}
+
+uint64_t
+tool_real_ns(void)
+{
+	return clock_ns(CLOCK_REALTIME);
+}
+
+/* ---- main -------------------------------------------------------------- */
+
+/* Output that could not be written is an error too (but not EPIPE). */
+static int
+flush_stdout(int code)
+{
+	if (fflush(stdout) != 0 && errno != EPIPE) {
+		warn("stdout");
+		return code != 0 ? code : TOOL_EX_OSERR;
+	}
+	return code;
+}
+
+int
+main(int argc, char **argv)
+{
+	static char *ls_argv[] = { "ls", NULL };
+	const struct tool_cmd *c;
+
+	guard_install();
+	if (argc < 2)
+		return flush_stdout(tool_cmd_ls(1, ls_argv));
+	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)
+		return flush_stdout(tool_help(NULL));
+	if (strcmp(argv[1], "help") == 0)
+		return flush_stdout(tool_help(argc > 2 ? argv[2] : NULL));
+	if (strcmp(argv[1], "-V") == 0 || strcmp(argv[1], "--version") == 0) {
+		printf("shmq %s (segment layout %d.%d)\n", SHMQ_VERSION,
+		    SHMQ_LAYOUT_MAJOR, SHMQ_LAYOUT_MINOR);
+		return flush_stdout(0);
+	}
+	if ((c = cmd_find(argv[1])) == NULL) {
+		fprintf(stderr, "shmq: %s: no such command\n", argv[1]);
+		return tool_usage(NULL, NULL);
+	}
+	optind = 0;			/* GNU: start getopt afresh */
+	return flush_stdout(c->c_run(argc - 1, argv + 1));
+}

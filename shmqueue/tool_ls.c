@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* tool_ls.c - shmq ls and shmq top: the listing of queues, once or
+ * refreshed. */
+#define _GNU_SOURCE
+#include <err.h>
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tool.h"
+
+#define TOP_INTERVAL_MAX	86400.0
+
+static volatile sig_atomic_t top_stop;
+
+/* Parse a command's options into o; 0, or the exit code to return. */
+static int
+list_opts(const char *cmd, int argc, char **argv, struct tool_opts *o)
+{
+	static const struct option longopts[] = {
+		TOOL_LONG_COMMON, { NULL, 0, NULL, 0 }
+	};
+	int ch;
+
+	tool_opts_init(o);
+	while ((ch = getopt_long(argc, argv, "ho:w:", longopts, NULL)) != -1) {
+		if (ch == 'h')
+			return tool_help(cmd) == 0 ? -1 : TOOL_EX_USAGE;
+		if (tool_opt_common(o, ch, optarg) <= 0)
+			return tool_usage(cmd, NULL);
+	}
+	if (argc - optind > 1)
+		return tool_usage(cmd, "one PATTERN at most");
+	o->o_pattern = optind < argc ? tool_pattern(argv[optind]) : NULL;
+	return 0;
+}
+
+static int
+scan_failed(int r)
+{
+	errno = -r;
+	warn("%s", TOOL_SHM_DIR);
+	return r == -ENOMEM ? TOOL_EX_OSERR : tool_exit_code(-r);
+}
+
+int
+tool_cmd_ls(int argc, char **argv)
+{
+	struct tool_opts o;
+	struct tool_rows rs;
+	int code, r;
+
+	if ((code = list_opts("ls", argc, argv, &o)) != 0)
+		return code < 0 ? 0 : code;
+	if ((r = tool_rows_collect(&rs, &o)) != 0) {
+		tool_rows_free(&rs);
+		return scan_failed(r);
+	}
+	tool_rows_print(&rs, &o, stdout, "ls");
+	fflush(stdout);
+	tool_rows_warn(&rs);
+	code = tool_rows_exit(rs.r_rows, rs.r_n);
+	if (code == 0 && o.o_pattern != NULL && rs.r_matched == 0) {
+		warnx("no queue matches %s", o.o_pattern);
+		code = TOOL_EX_NOINPUT;
+	}
+	tool_rows_free(&rs);
+	return code;
+}
+
+/* ---- top --------------------------------------------------------------- */
+
+static void
+on_top_signal(int sig)
+{
+	(void)sig;
+	top_stop = 1;
+}
+
+static void
+top_signals(void)
+{
+	struct sigaction sa = { .sa_handler = on_top_signal };
+
+	sigemptyset(&sa.sa_mask);	/* no SA_RESTART: wake the sleep */
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+/* The top line: when, how many, the window. */
+static void
+top_title(const struct tool_rows *rs, const struct tool_opts *o,
+    double interval)
+{
+	char when[32];
+	time_t now = time(NULL);
+	struct tm tm;
+
+	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S",
+	    localtime_r(&now, &tm));
+	printf("shmq top - %s - %zu queue%s%s%s, every %gs\n", when, rs->r_n,
+	    rs->r_n == 1 ? "" : "s", o->o_pattern ? " matching " : "",
+	    o->o_pattern ? o->o_pattern : "", interval);
+}
+
+/* One refresh: on a terminal, the screen; else a plain snapshot. */
+static int
+top_once(const struct tool_opts *o, bool tty, double interval)
+{
+	struct tool_rows rs;
+	int r;
+
+	if ((r = tool_rows_collect(&rs, o)) != 0) {
+		tool_rows_free(&rs);
+		return scan_failed(r);
+	}
+	if (tty)
+		fputs("\033[H\033[2J", stdout);
+	top_title(&rs, o, interval);
+	tool_rows_print(&rs, o, stdout, "top");
+	if (!tty)
+		putchar('\n');
+	fflush(stdout);
+	tool_rows_free(&rs);
+	return 0;
+}
+
+static void
+top_sleep(double s)
+{
+	struct timespec ts = { (time_t)s, (long)((s - (time_t)s) * 1e9) };
+
+	nanosleep(&ts, NULL);		/* a signal ends it early */
+}
+
+/* -i SECONDS: a positive number, fractions allowed. */
+static bool
+top_interval(const char *arg, double *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtod(arg, &end);
+	return errno == 0 && end != arg && *end == '\0' && *out >= 0.01 &&
+	    *out <= TOP_INTERVAL_MAX;
+}
+
+int
+tool_cmd_top(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		TOOL_LONG_COMMON, { "interval", required_argument, NULL, 'i' },
+		{ "count", required_argument, NULL, 'n' }, { NULL, 0, NULL, 0 }
+	};
+	struct tool_opts o;
+	double interval = 2;
+	long long count = 0;
+	int ch, r = 0;
+	bool tty = isatty(STDOUT_FILENO);
+
+	tool_opts_init(&o);
+	while ((ch = getopt_long(argc, argv, "hi:n:w:", longopts,
+	    NULL)) != -1) {
+		if (ch == 'h')
+			return tool_help("top");
+		if (ch == 'i' && !top_interval(optarg, &interval))
+			return tool_usage("top", "-i: expected seconds, 0.01 "
+			    "or more");
+		if (ch == 'n' && !tool_num(optarg, 1, INT32_MAX, &count))
+			return tool_usage("top", "-n: expected a count, 1 or "
+			    "more");
+		if (ch != 'i' && ch != 'n' && (ch == 'o' ||
+		    tool_opt_common(&o, ch, optarg) <= 0))
+			return tool_usage("top", NULL);
+	}
+	if (argc - optind > 1)
+		return tool_usage("top", "one PATTERN at most");
+	o.o_pattern = optind < argc ? tool_pattern(argv[optind]) : NULL;
+	top_signals();
+	for (long long n = 0; !top_stop && (count == 0 || n < count); n++) {
+		if (n > 0)
+			top_sleep(interval);
+		if (!top_stop && (r = top_once(&o, tty, interval)) != 0)
+			break;
+	}
+	return r;
+}
