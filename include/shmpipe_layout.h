@@ -19,8 +19,8 @@
  *	request		conn in_pos/in_total/final_seq, conn OPEN/RD_DONE,
  *			slab slots FREE -> RESERVED, ctl accepted/reserved
  *	processor	its proc slot's cur_conn/cur_seq/busy_since/served
- *	reply		conn reply_seq/out_off/out_total, RP_DONE, slab RESERVED ->
- *			FILLED -> FREE (CAS), ctl answered/freed
+ *	reply		conn reply_seq/out_off/out_total/out_busy, RP_DONE,
+ *			slab RESERVED -> FILLED -> FREE (CAS), ctl answered/freed
  *	anyone		conn ABORT (fetch_or)
  *
  * The slab is the pipeline's window: the request stage reserves a slot for
@@ -40,7 +40,7 @@
 
 #define SHMPIPE_CTL_MAGIC	UINT64_C(0x004c544350504853) /* "SHPPCTL\0" */
 #define SHMPIPE_LAYOUT_MAJOR	1
-#define SHMPIPE_LAYOUT_MINOR	0
+#define SHMPIPE_LAYOUT_MINOR	1
 #define SHMPIPE_NAME_MAX	48
 
 /* Roles of processes in the table. */
@@ -174,7 +174,7 @@ struct shmpipe_conn {
 	_Atomic uint32_t final_seq;	/* requests in all, once RD_DONE */
 	_Atomic uint32_t reply_seq;	/* next reply to write */
 	_Atomic uint32_t out_off;	/* bytes of it already written */
-	uint32_t	pad;
+	_Atomic uint32_t out_busy;	/* 1 while a write to it is in flight */
 	_Atomic uint64_t opened_ns;	/* CLOCK_MONOTONIC */
 	_Atomic uint64_t last_in_ns;	/* last bytes from the client */
 	/* in_size bytes of input ring follow */

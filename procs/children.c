@@ -145,8 +145,13 @@ child_main(struct sv *sv, uint32_t row, int chan, pid_t parent)
 
 /* ---- forking ---------------------------------------------------------- */
 
+/*
+ * Set row's slot up for the process about to be forked: STARTING, its pid
+ * to follow.  Before the fork, so that it never overwrites the READY the
+ * child may store first.
+ */
 static void
-row_reset(struct sv *sv, uint32_t row, pid_t pid)
+row_reset(struct sv *sv, uint32_t row)
 {
 	struct child *ch = &sv->sv_child[row];
 	struct shmpipe_proc *p = ctl_proc(&sv->sv_ctl, row);
@@ -159,9 +164,9 @@ row_reset(struct sv *sv, uint32_t row, pid_t pid)
 	atomic_store_explicit(&p->started_ns, stage_now_ns(),
 	    memory_order_relaxed);
 	atomic_fetch_add_explicit(&p->generation, 1, memory_order_relaxed);
-	atomic_store_explicit(&p->pid, (uint32_t)pid, memory_order_relaxed);
-	atomic_store_explicit(&p->state, pid > 0 ? SHMPIPE_PROC_STARTING :
-	    SHMPIPE_PROC_DOWN, memory_order_release);
+	atomic_store_explicit(&p->pid, 0, memory_order_relaxed);
+	atomic_store_explicit(&p->state, SHMPIPE_PROC_STARTING,
+	    memory_order_release);
 }
 
 void
@@ -182,7 +187,7 @@ sv_spawn(struct sv *sv, uint32_t row)
 	ch->ch_restart_ns = 0;
 	ch->ch_ready_ns = 0;
 	ch->ch_started_ns = stage_now_ns();
-	row_reset(sv, row, 0);
+	row_reset(sv, row);
 	if ((pid = fork()) == 0) {
 		if (pair[0] >= 0)
 			close(pair[0]);
@@ -196,11 +201,15 @@ sv_spawn(struct sv *sv, uint32_t row)
 		if (pair[0] >= 0)
 			close(pair[0]);
 		ch->ch_restart_ns = stage_now_ns() + 1000000000ull;
+		atomic_store(&ctl_proc(&sv->sv_ctl, row)->state,
+		    SHMPIPE_PROC_DOWN);
 		return;
 	}
 	ch->ch_pid = pid;
 	ch->ch_sock = pair[0];
-	row_reset(sv, row, pid);
+	/* Relaxed: tools read it as a snapshot. */
+	atomic_store_explicit(&ctl_proc(&sv->sv_ctl, row)->pid, (uint32_t)pid,
+	    memory_order_relaxed);
 	if (ch->ch_sock >= 0) {
 		epoll_ctl(sv->sv_ep, EPOLL_CTL_ADD, ch->ch_sock, &ev);
 		sv_send_conns(sv, row);

@@ -19,4 +19,11 @@ struct msg_hdr {
 	uint32_t	mh_pad;
 };
 
+/*
+ * The room one message of up to n bytes takes in an array of them, so that
+ * every header in it is aligned.
+ */
+#define MSG_STRIDE(n)	(((size_t)(n) + _Alignof(struct msg_hdr) - 1) & \
+			 ~(size_t)(_Alignof(struct msg_hdr) - 1))
+
 #endif /* MSG_H */

@@ -121,7 +121,7 @@ answer(struct pr *pr, unsigned i, unsigned k)
 	struct msg_hdr *rh = (struct msg_hdr *)(pr->pr_out +
 	    k * pr->pr_out_size);
 	char *out = (char *)(rh + 1);
-	size_t cap = pr->pr_out_size - sizeof(*rh), n = 0;
+	size_t cap = pr->pr_st->st_ctl->c_hdr->reply_max, n = 0;
 
 	*rh = *h;
 	rh->mh_flags = 0;
@@ -199,8 +199,8 @@ pr_setup(struct pr *pr, struct stage *st)
 		log_event("%s", err);
 		return STAGE_EX_CONFIG;
 	}
-	pr->pr_in_size = sizeof(struct msg_hdr) + c->max_line;
-	pr->pr_out_size = sizeof(struct msg_hdr) + c->reply_max;
+	pr->pr_in_size = MSG_STRIDE(sizeof(struct msg_hdr) + c->max_line);
+	pr->pr_out_size = MSG_STRIDE(sizeof(struct msg_hdr) + c->reply_max);
 	pr->pr_in = malloc(PR_BATCH * pr->pr_in_size);
 	pr->pr_out = malloc(PR_BATCH * pr->pr_out_size);
 	if (pr->pr_in == NULL || pr->pr_out == NULL) {

@@ -8,17 +8,27 @@
  * connection's reply_seq and out_off), so a new reply process carries on
  * where a dead one stopped: a reply is acked only once it is in the slab,
  * and a connection's progress is stored right after each write returns.
- * The only loss window is between a write returning and that store: the
- * next process then writes those bytes again.  For a regular output file
- * it uses pwrite at the stored offset, so file mode has no window at all.
+ * The only window is between a write returning and that store (a SIGKILL
+ * during writev(2) lands there): the bytes went out uncounted.  A TCP
+ * socket says how many bytes it ever took from us, so the next process
+ * counts them (recount()).  A Unix socket cannot say; out_busy marks the
+ * connection written to, and rather than send its client some replies
+ * twice, or half of one, the next process closes it.  For a regular
+ * output file it uses pwrite at the stored offset, so file mode has no
+ * window at all (an output pipe keeps it).
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <limits.h>
+#include <linux/sockios.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -117,6 +127,20 @@ conn_live(const struct rp *rp, uint64_t id)
 }
 
 /*
+ * Is seq one of the conn_window replies from the connection's reply_seq
+ * on?  One behind it was written already: a request put twice (by a
+ * request process that died before it committed it) was answered twice.
+ */
+static bool
+in_window(const struct rp *rp, uint32_t slot, uint32_t seq)
+{
+	uint32_t next = atomic_load_explicit(&ctl_conn(rp->rp_ctl,
+	    slot)->reply_seq, memory_order_relaxed);
+
+	return ((seq - next) & SHMPIPE_SEQ_MASK) < rp->rp_window;
+}
+
+/*
  * Park one reply in the slab slot its request reserved.  A reply whose slot
  * no longer waits for it (a duplicate from a redelivered request, or one
  * the supervisor collected) and one for a connection that is gone are
@@ -141,7 +165,8 @@ place(struct rp *rp, const struct msg_hdr *h, const char *data, size_t len)
 		    memory_order_relaxed);
 		return;
 	}
-	if (!conn_live(rp, h->mh_conn) || *pend(rp, slot, h->mh_seq) != 0) {
+	if (!conn_live(rp, h->mh_conn) || *pend(rp, slot, h->mh_seq) != 0 ||
+	    !in_window(rp, slot, h->mh_seq)) {
 		slab_free(rp, s, SHMPIPE_SLAB_RESERVED);
 		atomic_fetch_add_explicit(conn_live(rp, h->mh_conn) ?
 		    &c->duplicates : &c->dropped, 1, memory_order_relaxed);
@@ -169,7 +194,7 @@ gather(struct rp *rp, uint32_t slot, uint32_t seq, uint32_t off,
 	int n = 0;
 
 	*bytes = 0;
-	for (uint32_t i = 0; i < rp->rp_window && n < 2 * RP_IOV; i++) {
+	for (uint32_t i = 0; i < rp->rp_window && n + 2 <= 2 * RP_IOV; i++) {
 		uint32_t k = *pend(rp, slot, seq + i);
 		struct shmpipe_slab *sl;
 		uint32_t len;
@@ -260,8 +285,9 @@ finish(struct rp *rp, uint32_t slot, bool abort)
 		watch_out(rp, slot, false);
 		if (!pc->pc_regular && !(SHMPIPE_CONN_FLAGS(conn_state(rp,
 		    slot)) & SHMPIPE_CONN_FILE)) {
-			if (!abort)
-				shutdown(pc->pc_fd, SHUT_WR);
+			/* Aborting, shut the socket itself: the client and the
+			 * request stage hold it too, and must see the end. */
+			shutdown(pc->pc_fd, abort ? SHUT_RDWR : SHUT_WR);
 			close(pc->pc_fd);
 		}
 	}
@@ -292,6 +318,9 @@ write_out(struct rp *rp, uint32_t slot, int n)
 	struct shmpipe_conn *cn = ctl_conn(rp->rp_ctl, slot);
 	ssize_t w;
 
+	/* Relaxed: only a successor reads it, once we are dead. */
+	if (!pc->pc_regular)
+		atomic_store_explicit(&cn->out_busy, 1, memory_order_relaxed);
 	do
 		w = pc->pc_regular ? pwritev(pc->pc_fd, rp->rp_wiov, n,
 		    (off_t)atomic_load_explicit(&cn->out_total,
@@ -329,6 +358,7 @@ flush_conn(struct rp *rp, uint32_t slot)
 			advance(rp, slot, (size_t)w);
 			pc->pc_stall_ns = 0;
 		}
+		atomic_store_explicit(&cn->out_busy, 0, memory_order_relaxed);
 		if (w < 0 || (size_t)w < bytes) {
 			if (pc->pc_stall_ns == 0)
 				pc->pc_stall_ns = stage_coarse_ns();
@@ -352,6 +382,73 @@ flush_dirty(struct rp *rp)
 	rp->rp_ndirty = 0;
 }
 
+/*
+ * The bytes a TCP socket took from us, ever: those acked plus those still
+ * queued, read again until no ack came in between.  -1 if it cannot say
+ * (not TCP).
+ */
+static int64_t
+tcp_sent(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	uint64_t acked;
+	int queued;
+
+	for (int i = 0; i < 16; i++) {
+		if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
+		    len < offsetof(struct tcp_info, tcpi_bytes_acked) +
+		    sizeof(ti.tcpi_bytes_acked))
+			return -1;
+		acked = ti.tcpi_bytes_acked;
+		if (ioctl(fd, SIOCOUTQ, &queued) != 0 || getsockopt(fd,
+		    IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+			return -1;
+		if (ti.tcpi_bytes_acked == acked)
+			return (int64_t)(acked + (uint64_t)queued);
+	}
+	return -1;
+}
+
+/*
+ * Count the bytes a dead predecessor sent on slot and did not count; close
+ * a Unix socket it was writing to, as no one can know how much went out.
+ */
+static void
+recount(struct rp *rp, uint32_t slot)
+{
+	struct shmpipe_conn *cn = ctl_conn(rp->rp_ctl, slot);
+	uint64_t total = atomic_load_explicit(&cn->out_total,
+	    memory_order_relaxed);
+	int64_t sent = tcp_sent(rp->rp_conns[slot].pc_fd);
+	bool busy = atomic_load_explicit(&cn->out_busy, memory_order_relaxed);
+	size_t held;
+
+	atomic_store_explicit(&cn->out_busy, 0, memory_order_relaxed);
+	if (sent < 0 && busy) {
+		log_event("connection %u: a reply process died writing to it, "
+		    "and its socket cannot say how much went out; closing it",
+		    slot);
+		finish(rp, slot, true);
+		return;
+	}
+	if (sent < 0 || (uint64_t)sent <= total)
+		return;
+	gather(rp, slot, atomic_load_explicit(&cn->reply_seq,
+	    memory_order_relaxed), atomic_load_explicit(&cn->out_off,
+	    memory_order_relaxed), &held);
+	if ((uint64_t)sent - total > held) {
+		log_event("connection %u: its socket took %llu bytes we have "
+		    "no replies for; closing it", slot,
+		    (unsigned long long)((uint64_t)sent - total - held));
+		finish(rp, slot, true);
+		return;
+	}
+	log_event("connection %u: %llu bytes a dead reply process sent "
+	    "counted", slot, (unsigned long long)((uint64_t)sent - total));
+	advance(rp, slot, (size_t)((uint64_t)sent - total));
+}
+
 /* A connection's fd arrived from the supervisor. */
 static void
 adopt(struct rp *rp, uint32_t slot, uint32_t gen, int fd)
@@ -372,6 +469,8 @@ adopt(struct rp *rp, uint32_t slot, uint32_t gen, int fd)
 	pc->pc_gen = gen;
 	pc->pc_stall_ns = 0;
 	pc->pc_regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+	if (S_ISSOCK(st.st_mode))
+		recount(rp, slot);
 	mark_dirty(rp, slot);
 }
 
@@ -411,9 +510,7 @@ rebuild(struct rp *rp)
 		    SHMPIPE_SLAB_FILLED)
 			continue;
 		if (!conn_live(rp, id) || *pend(rp, slot, seq) != 0 ||
-		    ((seq - atomic_load_explicit(&ctl_conn(rp->rp_ctl,
-		    slot)->reply_seq, memory_order_relaxed)) &
-		    SHMPIPE_SEQ_MASK) >= rp->rp_window) {
+		    !in_window(rp, slot, seq)) {
 			slab_free(rp, s, SHMPIPE_SLAB_FILLED);
 			continue;
 		}
@@ -432,7 +529,7 @@ rp_setup(struct rp *rp, struct stage *st)
 	rp->rp_ctl = st->st_ctl;
 	rp->rp_nconns = c->max_conns;
 	rp->rp_window = c->conn_window;
-	rp->rp_msg_size = sizeof(struct msg_hdr) + c->reply_max;
+	rp->rp_msg_size = MSG_STRIDE(sizeof(struct msg_hdr) + c->reply_max);
 	rp->rp_conns = calloc(c->max_conns, sizeof(*rp->rp_conns));
 	rp->rp_pend = calloc((size_t)c->max_conns * c->conn_window,
 	    sizeof(*rp->rp_pend));

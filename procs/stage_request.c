@@ -9,9 +9,14 @@
  * moves only after the lines before it are on the queue.  So a new request
  * process resumes every connection where the dead one left it: a line put
  * but not yet committed is put again under the same number, and the reply
- * stage drops the second reply.  The one window is a read(2) that returned
- * before in_total was stored; a regular input file is read with pread at
- * in_total, so file mode has none.
+ * stage drops the second reply.
+ *
+ * A read(2) that returned before in_total was stored would leave bytes in
+ * the ring that no one counts.  We never peek, so a socket's SO_PEEK_OFF
+ * is free to count for us: each read lowers it by what it took, in the
+ * same step, and a new process reads the count back (recount()).  A
+ * regular input file is read with pread at in_total, so file mode has no
+ * window; a pipe (--input -) keeps it.
  *
  * Back-pressure: a connection is not read while it has conn_window requests
  * in flight, and nothing is read while the slab (the pipeline's window) or
@@ -37,6 +42,9 @@
 
 #define RQ_BATCH	64		/* requests per put */
 #define RQ_READ_MAX	65536		/* bytes per read */
+#define RQ_PEEK_ARM	(1 << 30)	/* SO_PEEK_OFF armed: ARM - bytes read */
+#define RQ_PEEK_MOD	(1u << 28)	/* ... counted modulo this; re-armed
+					 * after as many, so never below 0 */
 #define RQ_LISTEN	(UINT32_MAX - 16) /* epoll tags above conn slots */
 #define RQ_CHAN		(UINT32_MAX - 1)
 
@@ -53,6 +61,7 @@ struct rq_conn {
 	bool		 rc_waiting;	/* in rq_wait */
 	bool		 rc_ending;	/* in rq_eof */
 	uint32_t	 rc_staged;	/* messages in the batch */
+	uint64_t	 rc_armed;	/* in_total when SO_PEEK_OFF was set */
 };
 
 struct rq_commit {
@@ -207,9 +216,12 @@ over_window(const struct rq *rq, uint32_t slot)
 	/* Acquire: pairs with the reply stage's release of reply_seq. */
 	uint32_t done = atomic_load_explicit(&conn(rq, slot)->reply_seq,
 	    memory_order_acquire);
+	uint32_t flight = (rc->rc_seq - done) & SHMPIPE_SEQ_MASK;
 
-	return ((rc->rc_seq - done) & SHMPIPE_SEQ_MASK) >=
-	    rq->rq_c->conn_window;
+	/* Behind the replies (lines a dead predecessor put but did not
+	 * commit, now put again): nothing of ours is in flight. */
+	return flight >= rq->rq_c->conn_window &&
+	    flight < SHMPIPE_SEQ_MASK / 2;
 }
 
 /*
@@ -336,6 +348,47 @@ watch(struct rq *rq, uint32_t slot, bool on)
 		rc->rc_watched = on;
 }
 
+/* Set the socket's SO_PEEK_OFF to count the bytes read from total on. */
+static void
+peek_arm(struct rq_conn *rc, uint64_t total)
+{
+	int off = RQ_PEEK_ARM - (int)(total % RQ_PEEK_MOD);
+
+	(void)setsockopt(rc->rc_fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof(off));
+	rc->rc_armed = total;		/* not a socket: try again much later */
+}
+
+/*
+ * Bytes a dead predecessor read into the ring after it last stored
+ * in_total are counted in the socket: take them as read.  Then (re)arm.
+ */
+static void
+recount(struct rq *rq, uint32_t slot)
+{
+	struct rq_conn *rc = &rq->rq_conns[slot];
+	struct shmpipe_conn *cn = conn(rq, slot);
+	uint64_t total = atomic_load_explicit(&cn->in_total,
+	    memory_order_acquire);
+	socklen_t len = sizeof(int);
+	uint32_t lost;
+	int off;
+
+	if (getsockopt(rc->rc_fd, SOL_SOCKET, SO_PEEK_OFF, &off, &len) == 0 &&
+	    off >= 0 && off <= RQ_PEEK_ARM) {
+		lost = ((uint32_t)(RQ_PEEK_ARM - off) - (uint32_t)(total %
+		    RQ_PEEK_MOD)) % RQ_PEEK_MOD;
+		if (lost > 0 && lost <= RQ_READ_MAX) {
+			log_event("connection %u: %u bytes read by a dead "
+			    "request process taken up", slot, lost);
+			total += lost;
+			/* Release: as in fill(). */
+			atomic_store_explicit(&cn->in_total, total,
+			    memory_order_release);
+		}
+	}
+	peek_arm(rc, total);
+}
+
 /* Take up a connection (new, or handed back after a restart). */
 static void
 adopt(struct rq *rq, uint32_t slot, uint32_t gen, int fd)
@@ -343,6 +396,7 @@ adopt(struct rq *rq, uint32_t slot, uint32_t gen, int fd)
 	struct rq_conn *rc = &rq->rq_conns[slot];
 	uint64_t pos = atomic_load_explicit(&conn(rq, slot)->in_pos,
 	    memory_order_acquire);
+	bool waiting = rc->rc_waiting;	/* it may still be in rq_wait */
 	struct stat st;
 
 	if (rc->rc_fd >= 0 && !(conn_flags(rq, slot) & SHMPIPE_CONN_FILE)) {
@@ -356,8 +410,19 @@ adopt(struct rq *rq, uint32_t slot, uint32_t gen, int fd)
 	rc->rc_seq = SHMPIPE_IN_SEQ(pos);
 	rc->rc_disc = SHMPIPE_IN_DISC(pos);
 	rc->rc_regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+	rc->rc_waiting = waiting;
+	if (S_ISSOCK(st.st_mode))
+		recount(rq, slot);
 	watch(rq, slot, true);
-	parse(rq, slot);		/* lines a dead predecessor left */
+	/*
+	 * Lines a dead predecessor read are in the ring, and the client may
+	 * send nothing more to wake us for them: serve it next round.
+	 */
+	if (!rc->rc_waiting && rc->rc_head != (uint32_t)atomic_load_explicit(
+	    &conn(rq, slot)->in_total, memory_order_acquire)) {
+		rc->rc_waiting = true;
+		rq->rq_wait[rq->rq_nwait++] = slot;
+	}
 }
 
 /*
@@ -414,6 +479,8 @@ fill(struct rq *rq, uint32_t slot)
 	    memory_order_release);
 	atomic_store_explicit(&cn->last_in_ns, stage_coarse_ns(),
 	    memory_order_relaxed);
+	if (total + (uint64_t)n - rc->rc_armed >= RQ_PEEK_MOD)
+		peek_arm(rc, total + (uint64_t)n);
 	return true;
 }
 
@@ -517,6 +584,7 @@ conn_claim(struct rq *rq, bool is_unix)
 		atomic_store_explicit(&cn->final_seq, 0, memory_order_relaxed);
 		atomic_store_explicit(&cn->reply_seq, 0, memory_order_relaxed);
 		atomic_store_explicit(&cn->out_off, 0, memory_order_relaxed);
+		atomic_store_explicit(&cn->out_busy, 0, memory_order_relaxed);
 		atomic_store_explicit(&cn->opened_ns, stage_coarse_ns(),
 		    memory_order_relaxed);
 		atomic_store_explicit(&cn->last_in_ns, stage_coarse_ns(),
@@ -617,7 +685,8 @@ rq_setup(struct rq *rq, struct stage *st)
 	rq->rq_c = st->st_ctl->c_hdr;
 	rq->rq_nconns = c->max_conns;
 	rq->rq_mask = c->in_size - 1;
-	rq->rq_msg_size = sizeof(struct msg_hdr) + c->max_line + 1;
+	rq->rq_msg_size = MSG_STRIDE(sizeof(struct msg_hdr) + c->max_line +
+	    1);
 	rq->rq_accepted = atomic_load(&c->accepted);
 	rq->rq_reserved = atomic_load(&c->reserved);
 	rq->rq_conns = calloc(c->max_conns, sizeof(*rq->rq_conns));

@@ -123,6 +123,8 @@ conns_gc(struct sv *sv, uint64_t now)
 		uint64_t w = atomic_load_explicit(&cn->state,
 		    memory_order_acquire);
 		uint32_t f = SHMPIPE_CONN_FLAGS(w);
+		/* The request stage may have stored a later time than now. */
+		uint64_t last = atomic_load(&cn->last_in_ns);
 
 		if (!(f & SHMPIPE_CONN_OPEN) || (f & SHMPIPE_CONN_FILE))
 			continue;
@@ -134,8 +136,8 @@ conns_gc(struct sv *sv, uint64_t now)
 			atomic_compare_exchange_strong(&cn->state, &w,
 			    SHMPIPE_CONN_ID(SHMPIPE_CONN_GEN(w), 0));
 		} else if (idle > 0 && !(f & SHMPIPE_CONN_RD_DONE) &&
-		    sv->sv_keep[i] >= 0 && now - atomic_load(&cn->last_in_ns) >
-		    idle && atomic_load(&cn->reply_seq) ==
+		    sv->sv_keep[i] >= 0 && now > last && now - last > idle &&
+		    atomic_load(&cn->reply_seq) ==
 		    SHMPIPE_IN_SEQ(atomic_load(&cn->in_pos))) {
 			log_info("connection %u idle for %u ms; closing it", i,
 			    sv->sv_opt->idle_timeout_ms);
@@ -322,8 +324,9 @@ unlink_segments(const char *pipeline)
  * them.  If that supervisor is in fact alive, refuse.
  */
 static void
-clear_stale(const struct options *o)
+clear_stale(struct sv *sv)
 {
+	const struct options *o = sv->sv_opt;
 	struct ctl c;
 	char name[64];
 	struct stat st;
@@ -333,9 +336,11 @@ clear_stale(const struct options *o)
 		pid_t pid = (pid_t)c.c_hdr->supervisor_pid;
 		bool alive = shmq_pid_alive(pid, c.c_hdr->supervisor_start);
 		ctl_close(&c);
-		if (alive)
+		if (alive) {
+			pidfile_remove(sv->sv_pfh);	/* ours, not its */
 			errx(1, "pipeline %s is already running (supervisor "
 			    "pid %d)", o->name, (int)pid);
+		}
 		log_event("removing stale segments of pipeline %s (its "
 		    "supervisor, pid %d, is gone)", o->name, (int)pid);
 	} else if (r != -ENOENT) {
@@ -388,8 +393,10 @@ open_listeners(struct sv *sv)
 	for (int i = 0; i < sv->sv_opt->nlisten; i++) {
 		sv->sv_listen[i] = listen_open(&sv->sv_opt->listen[i], why,
 		    sizeof(why));
-		if (sv->sv_listen[i] < 0)
+		if (sv->sv_listen[i] < 0) {
+			pidfile_remove(sv->sv_pfh);
 			errx(EX_OSERR, "%s", why);
+		}
 		sv->sv_listen_unix[i] = sv->sv_opt->listen[i].ls_unix;
 	}
 }
@@ -448,7 +455,7 @@ setup(struct sv *sv)
 			    "pidfile %s)", o->name, (int)other, path);
 		err(EX_OSERR, "cannot create pidfile %s", path);
 	}
-	clear_stale(o);
+	clear_stale(sv);
 	if (o->input != NULL)
 		open_files(sv);
 	else
