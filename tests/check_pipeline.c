@@ -1,0 +1,1191 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * check_pipeline.c - integration tests of shmpipe: each test starts a
+ * pipeline of its own (build/shmpipe, or $SHMPIPE_BUILD/shmpipe) on a Unix
+ * socket in a temporary directory, talks to it with plain sockets and
+ * shmpipe-bench, kills and signals its processes, and stops it leaving
+ * nothing behind.
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check_pipeline_util.h"
+#include "proto.h"
+#include "supervisor.h"
+
+Suite	*pipeline_suite(void);
+
+#define LINE_MAX_TEST	8192
+/* FIPS 180-2 test vectors. */
+#define SHA_EMPTY	"e3b0c44298fc1c149afbf4c8996fb924" \
+			"27ae41e4649b934ca495991b7852b855"
+#define SHA_ABC		"ba7816bf8f01cfea414140de5dae2223" \
+			"b00361a396177a9cb410ff61f20015ad"
+#define SHA_448		"248d6a61d20638b8e5c026930c3e6039" \
+			"a33ce45964ff2167f6ecedd419db06c1"
+#define MSG_448		"abcdbcdecdefdefgefghfghighijhijk" \
+			"ijkljklmklmnlmnomnopnopq"
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void
+nap_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* Wait until a counter of the control segment reaches at least n. */
+static void
+wait_counter(struct cp_pipe *p, _Atomic uint64_t *what, uint64_t n,
+    const char *name)
+{
+	uint64_t end = now_ms() + CP_WAIT_S * 1000u;
+
+	while (atomic_load(what) < n) {
+		CP_ASSERT(p, now_ms() < end, "%s stayed at %" PRIu64 ", below "
+		    "%" PRIu64, name, (uint64_t)atomic_load(what), n);
+		nap_ms(1);
+	}
+}
+
+/* Wait until row runs a process other than old, and it is READY. */
+static pid_t
+wait_row_replaced(struct cp_pipe *p, const struct ctl *c, uint32_t row,
+    pid_t old)
+{
+	uint64_t end = now_ms() + CP_WAIT_S * 1000u;
+	pid_t pid;
+
+	for (;;) {
+		pid = cp_row_pid(c, row);
+		if (pid != 0 && pid != old && atomic_load(&ctl_proc(c,
+		    row)->state) == SHMPIPE_PROC_READY)
+			return pid;
+		CP_ASSERT(p, now_ms() < end, "row %u not running a new process "
+		    "after %d s", row, CP_WAIT_S);
+		nap_ms(1);
+	}
+}
+
+/*
+ * SIGKILL the process in `row` once the pipeline has answered `at`
+ * requests, check that the load b was still under way then, and wait for
+ * its successor to be ready.  Returns the pid killed.
+ */
+static pid_t
+kill_under_load(struct cp_pipe *p, struct cp_bench *b, uint32_t row,
+    uint64_t at)
+{
+	uint64_t end = now_ms() + CP_WAIT_S * 1000u;
+	struct ctl c;
+	pid_t pid;
+
+	cp_ctl(p, &c);
+	while (atomic_load(&c.c_hdr->answered) < at) {
+		CP_ASSERT(p, !cp_bench_done(b), "the load ended before %"
+		    PRIu64 " requests were answered: %s", at, b->b_json);
+		CP_ASSERT(p, now_ms() < end, "fewer than %" PRIu64 " requests "
+		    "answered in %d s", at, CP_WAIT_S);
+		nap_ms(1);
+	}
+	pid = cp_row_pid(&c, row);
+	CP_ASSERT(p, pid > 0 && kill(pid, SIGKILL) == 0, "cannot kill row %u "
+	    "(pid %d)", row, (int)pid);
+	CP_ASSERT(p, !cp_bench_done(b), "the load ended before the kill "
+	    "landed; the test proved nothing: %s", b->b_json);
+	wait_row_replaced(p, &c, row, pid);
+	ctl_close(&c);
+	return pid;
+}
+
+/* "who (pid N) killed by signal 9 (SIGKILL)" is in the log. */
+static void
+assert_logged_kill(struct cp_pipe *p, const char *who, pid_t pid)
+{
+	char want[128];
+
+	snprintf(want, sizeof(want), "%s (pid %d) killed by signal 9 "
+	    "(SIGKILL)", who, (int)pid);
+	CP_ASSERT(p, cp_log_has(p, want), "'%s' not logged", want);
+}
+
+/*
+ * Write buf to fd from a child process, so that the test can read the
+ * replies meanwhile (a client that only writes would stall the server).
+ */
+static pid_t
+send_async(int fd, const void *buf, size_t len)
+{
+	const char *s = buf;
+	pid_t pid = fork();
+	ssize_t n;
+
+	ck_assert_int_ge(pid, 0);
+	if (pid != 0)
+		return pid;
+	while (len > 0) {
+		n = send(fd, s, len, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			_exit(1);
+		s += n;
+		len -= (size_t)n;
+	}
+	_exit(0);
+}
+
+static void
+wait_writer(pid_t pid)
+{
+	int st;
+
+	ck_assert_int_eq(cp_waitpid(pid, &st, CP_WAIT_S * 1000), 1);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the writer "
+	    "could not send everything (status %#x)", st);
+}
+
+/* Wait until needle is in the log at least n times. */
+static void
+wait_log_count(struct cp_pipe *p, const char *needle, size_t n)
+{
+	uint64_t end = now_ms() + CP_WAIT_S * 1000u;
+
+	while (cp_log_count(p, needle) < n) {
+		CP_ASSERT(p, now_ms() < end, "'%s' logged %zu times, not %zu",
+		    needle, cp_log_count(p, needle), n);
+		nap_ms(1);
+	}
+}
+
+/* Read n replies on fd; each must be want. */
+static void
+expect_n(int fd, unsigned n, const char *want)
+{
+	char got[LINE_MAX_TEST];
+
+	for (unsigned i = 0; i < n; i++) {
+		ck_assert_msg(cp_line(fd, got, sizeof(got)) >= 0, "reply %u of "
+		    "%u: the connection closed", i + 1, n);
+		ck_assert_msg(strcmp(got, want) == 0, "reply %u: got '%s', "
+		    "expected '%s'", i + 1, got, want);
+	}
+}
+
+/* Assert that argv exits with code and one line on stderr naming what. */
+static void
+expect_refusal(struct cp_pipe *p, const char *const *argv, int code,
+    const char *what)
+{
+	char *log;
+	size_t before = 0, len;
+	FILE *f;
+	int st;
+
+	if ((f = fopen(p->cp_log, "re")) != NULL) {
+		fseek(f, 0, SEEK_END);
+		before = (size_t)ftell(f);
+		fclose(f);
+	}
+	p->cp_pid = cp_spawnv(p, argv, -1);
+	st = cp_wait_exit(p, CP_WAIT_S);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == code, "%s %s: %s "
+	    "%d, expected exit %d", argv[1], argv[2] ? argv[2] : "",
+	    WIFEXITED(st) ? "exit" : "signal", WIFEXITED(st) ?
+	    WEXITSTATUS(st) : WTERMSIG(st), code);
+	f = fopen(p->cp_log, "re");
+	ck_assert_ptr_nonnull(f);
+	fseek(f, 0, SEEK_END);
+	len = (size_t)ftell(f) - before;
+	ck_assert_ptr_nonnull(log = calloc(1, len + 1));
+	fseek(f, (long)before, SEEK_SET);
+	ck_assert_uint_eq(fread(log, 1, len, f), len);
+	fclose(f);
+	ck_assert_msg(len > 0 && strchr(log, '\n') == log + len - 1, "%s: "
+	    "expected one line on stderr, got '%s'", argv[1], log);
+	ck_assert_msg(strstr(log, what) != NULL, "%s: '%s' does not name "
+	    "'%s'", argv[1], log, what);
+	free(log);
+}
+
+/* ---- Core: the verbs and the protocol ---------------------------------- */
+
+START_TEST(test_pipeline_verbs)
+{
+	struct cp_pipe p;
+	int fd;
+
+	cp_start(&p, 2, NULL);
+	fd = cp_connect(&p);
+	cp_expect(fd, "echo hello world", "OK hello world");
+	cp_expect(fd, "echo", "OK");
+	cp_expect(fd, "echo  two  spaces ", "OK  two  spaces ");
+	cp_expect(fd, "ECHO Case", "OK Case");
+	cp_expect(fd, "upper MiXeD 123 äb", "OK MIXED 123 äB");
+	cp_expect(fd, "rev abc def", "OK fed cba");
+	cp_expect(fd, "rev", "OK");
+	cp_expect(fd, "sha256 abc", "OK " SHA_ABC);
+	cp_expect(fd, "sha256 ", "OK " SHA_EMPTY);
+	cp_expect(fd, "sha256", "OK " SHA_EMPTY);
+	cp_expect(fd, "sha256 " MSG_448, "OK " SHA_448);
+	cp_expect(fd, "fib 0", "OK 0");
+	cp_expect(fd, "fib 1", "OK 1");
+	cp_expect(fd, "fib 10", "OK 55");
+	cp_expect(fd, "fib 25", "OK 75025");
+	cp_expect(fd, "fib 41", "ERR fib needs a whole number 0..40, got "
+	    "'41'");
+	cp_expect(fd, "fib", "ERR fib needs a whole number 0..40, got "
+	    "nothing");
+	cp_expect(fd, "sleep 20", "OK 20");
+	cp_expect(fd, "sleep 0", "OK 0");
+	cp_expect(fd, "sleep -1", "ERR sleep needs a whole number of "
+	    "milliseconds 0..60000, got '-1'");
+	cp_expect(fd, "crash", "ERR crash is disabled (start shmpipe with "
+	    "--enable-crash to allow it)");
+	cp_expect(fd, "frobnicate x", "ERR unknown verb 'frobnicate' "
+	    "(expected echo, upper, rev, sha256, fib, sleep)");
+	cp_expect(fd, "", "ERR empty request (expected VERB [ARG])");
+	cp_expect(fd, " echo", "ERR missing verb before the first space "
+	    "(expected VERB [ARG])");
+	/* '\r' before the '\n' is stripped, once. */
+	cp_expect(fd, "echo crlf\r", "OK crlf");
+	cp_expect(fd, "upper x\r\r", "OK X\r");
+	cp_expect(fd, "\r", "ERR empty request (expected VERB [ARG])");
+	cp_close(fd);
+	cp_stop(&p);
+}
+END_TEST
+
+START_TEST(test_pipeline_crash_verb)
+{
+	struct cp_pipe p;
+	int fd, other;
+
+	cp_start(&p, 2, CP_ARGS("--enable-crash"));
+	fd = cp_connect(&p);
+	other = cp_connect(&p);
+	cp_expect(fd, "echo before", "OK before");
+	cp_expect(fd, "crash now", "ERR crash takes no argument, got 'now'");
+	cp_expect(fd, "crash", "ERR request crashed the processor 2 times");
+	cp_expect(fd, "echo after", "OK after");
+	cp_expect(other, "upper still here", "OK STILL HERE");
+	cp_expect(fd, "frob", "ERR unknown verb 'frob' (expected echo, upper, "
+	    "rev, sha256, fib, sleep, crash)");
+	CP_ASSERT(&p, cp_log_count(&p, "killed by signal 11 (SIGSEGV)") == 2,
+	    "expected two processors killed by SIGSEGV");
+	CP_ASSERT(&p, cp_log_has(&p, "quarantined request"), "no quarantine "
+	    "logged");
+	cp_close(fd);
+	cp_close(other);
+	cp_stop(&p);
+}
+END_TEST
+
+/* Mixed work pipelined on one connection comes back in request order. */
+START_TEST(test_pipeline_in_order)
+{
+	static const char *const want[] = { "OK 30", "OK 75025", "OK A",
+	    "OK 5", "OK cba", "OK " SHA_ABC };
+	char buf[LINE_MAX_TEST], got[LINE_MAX_TEST];
+	struct cp_bench sl, fb;
+	struct cp_pipe p;
+	size_t len = 0;
+	int fd;
+
+	cp_start(&p, 4, NULL);
+	cp_bench_start(&sl, &p, CP_ARGS("-c", "4", "-d", "16", "-v", "sleep",
+	    "-a", "1", "-n", "3000"));
+	cp_bench_start(&fb, &p, CP_ARGS("-c", "8", "-d", "16", "-v", "fib",
+	    "-n", "20000"));
+	fd = cp_connect(&p);
+	for (int round = 0; round < 20; round++) {
+		len = (size_t)snprintf(buf, sizeof(buf), "sleep 30\nfib 25\n"
+		    "upper a\nsleep 5\nrev abc\nsha256 abc\n");
+		for (int i = 0; i < 40; i++)
+			len += (size_t)snprintf(buf + len, sizeof(buf) - len,
+			    "echo %d.%d\n", round, i);
+		cp_send(fd, buf, len);
+		for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+			ck_assert_int_ge(cp_line(fd, got, sizeof(got)), 0);
+			ck_assert_str_eq(got, want[i]);
+		}
+		for (int i = 0; i < 40; i++) {
+			snprintf(buf, sizeof(buf), "OK %d.%d", round, i);
+			ck_assert_int_ge(cp_line(fd, got, sizeof(got)), 0);
+			ck_assert_str_eq(got, buf);
+		}
+	}
+	cp_close(fd);
+	cp_bench_wait(&sl);
+	cp_bench_assert_clean(&p, &sl, 3000);
+	cp_bench_wait(&fb);
+	cp_bench_assert_clean(&p, &fb, 20000);
+	cp_stop(&p);
+}
+END_TEST
+
+START_TEST(test_pipeline_long_lines)
+{
+	char line[LINE_MAX_TEST], big[100000];
+	struct cp_pipe p;
+	int fd;
+
+	cp_start(&p, 2, CP_ARGS("--max-line", "64"));
+	fd = cp_connect(&p);
+	/* Exactly 64 bytes is fine; 65 is one too many. */
+	memset(line, 'x', sizeof(line));
+	memcpy(line, "echo ", 5);
+	line[64] = '\0';
+	memcpy(big, "OK ", 3);
+	memcpy(big + 3, line + 5, 60);
+	cp_expect(fd, line, big);
+	line[64] = 'x';
+	line[65] = '\0';
+	cp_expect(fd, line, "ERR request too long (expected at most 64 "
+	    "bytes)");
+	cp_expect(fd, "echo next", "OK next");
+	/* Far longer than the input ring, in pieces, then more lines. */
+	memset(big, 'y', sizeof(big));
+	for (int i = 0; i < 10; i++)
+		cp_send(fd, big, sizeof(big));
+	cp_sends(fd, "\necho after\n\n");
+	expect_n(fd, 1, "ERR request too long (expected at most 64 bytes)");
+	expect_n(fd, 1, "OK after");
+	expect_n(fd, 1, "ERR empty request (expected VERB [ARG])");
+	/* A long line whose '\n' ends a later read. */
+	cp_send(fd, big, 70);
+	cp_expect(fd, "", "ERR request too long (expected at most 64 bytes)");
+	cp_expect(fd, "echo last", "OK last");
+	cp_close(fd);
+	cp_stop(&p);
+}
+END_TEST
+
+START_TEST(test_pipeline_garbage)
+{
+	static unsigned char junk[1 << 18];
+	char got[LINE_MAX_TEST], want[LINE_MAX_TEST], err[256];
+	struct proto_handlers *h = proto_load(NULL, false, err, sizeof(err));
+	unsigned char *line = junk, *nl;
+	unsigned lines = 0, seed = 12345;
+	struct cp_pipe p;
+	pid_t writer;
+	ssize_t len;
+	size_t n;
+	int fd;
+
+	/* Random bytes, a newline now and then; the last byte ends a line. */
+	for (size_t i = 0; i < sizeof(junk); i++) {
+		seed = seed * 1103515245u + 12345u;
+		junk[i] = (seed >> 8) % 40 == 0 ? '\n' :
+		    (unsigned char)(seed >> 16);
+	}
+	junk[sizeof(junk) - 1] = '\n';
+	ck_assert_ptr_nonnull(h);
+	cp_start(&p, 2, CP_ARGS("--max-line", "256"));
+	fd = cp_connect(&p);
+	writer = send_async(fd, junk, sizeof(junk));
+	/* Each line gets the reply the protocol gives it, in order. */
+	for (; line < junk + sizeof(junk); line = nl + 1, lines++) {
+		nl = memchr(line, '\n', (size_t)(junk + sizeof(junk) - line));
+		n = (size_t)(nl - line) > 256 ? proto_err_too_long(256, want,
+		    sizeof(want)) : proto_handle(h, (const char *)line,
+		    (size_t)(nl - line), 1, want, sizeof(want));
+		want[n] = '\0';
+		len = cp_line(fd, got, sizeof(got));
+		ck_assert_msg(len >= 0, "reply %u: the connection closed",
+		    lines + 1);
+		ck_assert_msg((size_t)len == n && memcmp(got, want, n) == 0,
+		    "reply %u: got '%s', expected '%s'", lines + 1, got, want);
+	}
+	proto_unload(h);
+	wait_writer(writer);
+	cp_sends(fd, "\n\n\necho done\n");
+	expect_n(fd, 3, "ERR empty request (expected VERB [ARG])");
+	expect_n(fd, 1, "OK done");
+	CP_ASSERT(&p, !cp_log_has(&p, "killed by"), "a stage died");
+	cp_close(fd);
+	cp_stop(&p);
+}
+END_TEST
+
+/* Wait until all connection slots but `busy` are free again. */
+static void
+wait_conns_free(struct cp_pipe *p, const struct ctl *c, uint32_t busy)
+{
+	uint64_t end = now_ms() + CP_WAIT_S * 1000u;
+	uint32_t used;
+
+	for (;;) {
+		used = 0;
+		for (uint32_t i = 0; i < c->c_hdr->max_conns; i++)
+			used += SHMPIPE_CONN_FLAGS(atomic_load(&ctl_conn(c,
+			    i)->state)) != 0;
+		if (used == busy)
+			return;
+		CP_ASSERT(p, now_ms() < end, "%u connection slots in use after "
+		    "%d s, expected %u", used, CP_WAIT_S, busy);
+		nap_ms(1);
+	}
+}
+
+START_TEST(test_pipeline_disconnect_mid_line)
+{
+	static const char *const partial[] = { "echo never ended",
+	    "sleep 50\necho half", "sleep 20\n", "ech" };
+	struct pollfd pf = { .events = POLLIN };
+	struct cp_pipe p;
+	struct ctl c;
+	int fd, keep, more[3];
+
+	cp_start(&p, 2, CP_ARGS("--max-connections", "4"));
+	cp_ctl(&p, &c);
+	keep = cp_connect(&p);
+	cp_expect(keep, "echo kept", "OK kept");
+	for (int i = 0; i < 24; i++) {
+		fd = cp_connect(&p);
+		if (i % 3 == 0) {
+			/* A reply left unread: the server sees a reset. */
+			cp_sends(fd, "echo unread\n");
+			pf.fd = fd;
+			ck_assert_int_eq(poll(&pf, 1, CP_WAIT_S * 1000), 1);
+		}
+		cp_sends(fd, partial[i % 4]);
+		cp_close(fd);
+		cp_expect(keep, "upper k", "OK K");
+		/* Every slot a dropped client held comes free. */
+		wait_conns_free(&p, &c, 1);
+	}
+	for (int i = 0; i < 3; i++)
+		more[i] = cp_connect(&p);
+	for (int i = 0; i < 3; i++)
+		cp_expect(more[i], "rev 123", "OK 321");
+	cp_expect(keep, "echo still", "OK still");
+	for (int i = 0; i < 3; i++)
+		cp_close(more[i]);
+	cp_close(keep);
+	ctl_close(&c);
+	cp_stop(&p);
+}
+END_TEST
+
+START_TEST(test_pipeline_many_connections)
+{
+	struct cp_pipe p;
+
+	cp_start(&p, 2, NULL);
+	cp_bench_run(&p, 10000, CP_ARGS("-c", "500", "-d", "4", "-n",
+	    "10000"));
+	cp_stop(&p);
+}
+END_TEST
+
+START_TEST(test_pipeline_max_connections)
+{
+	char got[LINE_MAX_TEST];
+	struct cp_pipe p;
+	struct ctl c;
+	int fd[16], extra;
+
+	cp_start(&p, 2, CP_ARGS("--max-connections", "16"));
+	cp_ctl(&p, &c);
+	for (int i = 0; i < 16; i++) {
+		fd[i] = cp_connect(&p);
+		cp_expect(fd[i], "echo in", "OK in");
+	}
+	for (int k = 0; k < 3; k++) {
+		extra = cp_connect(&p);
+		ck_assert_int_ge(cp_line(extra, got, sizeof(got)), 0);
+		ck_assert_str_eq(got, "ERR too many connections (max 16); try "
+		    "again later");
+		cp_expect_eof(extra);
+		cp_close(extra);
+	}
+	for (int i = 0; i < 16; i++)
+		cp_expect(fd[i], "upper fine", "OK FINE");
+	/* A slot given back is taken by the next client. */
+	cp_close(fd[0]);
+	wait_conns_free(&p, &c, 15);
+	fd[0] = cp_connect(&p);
+	cp_expect(fd[0], "echo again", "OK again");
+	for (int i = 0; i < 16; i++)
+		cp_close(fd[i]);
+	ctl_close(&c);
+	cp_stop(&p);
+}
+END_TEST
+
+START_TEST(test_pipeline_idle_timeout)
+{
+	struct cp_pipe p;
+	int quiet, busy;
+
+	cp_start(&p, 2, CP_ARGS("--idle-timeout", "300"));
+	quiet = cp_connect(&p);
+	busy = cp_connect(&p);
+	cp_expect(quiet, "echo then nothing", "OK then nothing");
+	/* A request in flight longer than the timeout is not cut off. */
+	cp_expect(busy, "sleep 1000", "OK 1000");
+	cp_expect_eof(quiet);
+	cp_expect_eof(busy);
+	CP_ASSERT(&p, cp_log_count(&p, "idle for 300 ms; closing it") == 2,
+	    "expected two idle connections closed");
+	cp_close(quiet);
+	cp_close(busy);
+	cp_stop(&p);
+}
+END_TEST
+
+/* ---- Files ------------------------------------------------------------- */
+
+#define FILE_LINES	3000
+
+/* A line of mixed work for request i. */
+static size_t
+file_line(unsigned i, char *buf, size_t size)
+{
+	switch (i % 9) {
+	case 0: return (size_t)snprintf(buf, size, "echo line %u", i);
+	case 1: return (size_t)snprintf(buf, size, "upper up%u", i);
+	case 2: return (size_t)snprintf(buf, size, "rev %u-abc", i);
+	case 3: return (size_t)snprintf(buf, size, "sha256 %u", i);
+	case 4: return (size_t)snprintf(buf, size, "fib %u", i % 23);
+	case 5: return (size_t)snprintf(buf, size, "%s", "");
+	case 6: return (size_t)snprintf(buf, size, "nope %u", i);
+	case 7: return (size_t)snprintf(buf, size, "sleep %u", i % 2);
+	default: return (size_t)snprintf(buf, size, "echo crlf %u\r", i);
+	}
+}
+
+/*
+ * Write the requests to fd, the last without its '\n' (the end of the
+ * input ends it); the expected replies to want.
+ */
+static void
+file_requests(int fd, FILE *want)
+{
+	char err[256], line[256], reply[LINE_MAX_TEST];
+	struct proto_handlers *h = proto_load(NULL, false, err, sizeof(err));
+
+	ck_assert_ptr_nonnull(h);
+	for (unsigned i = 0; i < FILE_LINES; i++) {
+		size_t n = file_line(i, line, sizeof(line));
+		size_t r = proto_handle(h, line, n, 1, reply, sizeof(reply));
+
+		line[n++] = '\n';
+		cp_send(fd, line, n);
+		fprintf(want, "%.*s\n", (int)r, reply);
+	}
+	cp_sends(fd, "echo no newline");
+	fprintf(want, "OK no newline\n");
+	proto_unload(h);
+}
+
+/* The output file must be exactly the expected replies. */
+static void
+file_compare(struct cp_pipe *p, const char *out, FILE *want)
+{
+	char a[LINE_MAX_TEST], b[LINE_MAX_TEST];
+	FILE *got = fopen(out, "re");
+	unsigned n = 0;
+
+	CP_ASSERT(p, got != NULL, "no output file %s", out);
+	rewind(want);
+	while (fgets(a, sizeof(a), want) != NULL) {
+		n++;
+		CP_ASSERT(p, fgets(b, sizeof(b), got) != NULL, "output ends "
+		    "after %u of %u lines", n - 1, FILE_LINES + 1);
+		CP_ASSERT(p, strcmp(a, b) == 0, "line %u: got '%s', expected "
+		    "'%s'", n, b, a);
+	}
+	CP_ASSERT(p, fgets(b, sizeof(b), got) == NULL, "extra output line "
+	    "'%s'", b);
+	ck_assert_uint_eq(n, FILE_LINES + 1);
+	fclose(got);
+}
+
+/* Run shmpipe in file mode: --input in (or - with in_fd). */
+static pid_t
+file_spawn(struct cp_pipe *p, const char *in, const char *out, int in_fd)
+{
+	char prog[CP_PATH_LEN];
+
+	cp_prog(prog, sizeof(prog), "shmpipe");
+	p->cp_pid = cp_spawnv(p, CP_ARGS(prog, "--name", p->cp_name,
+	    "--pidfile", p->cp_pidfile, "--processors", "3", "--input", in,
+	    "--output", out), in_fd);
+	return p->cp_pid;
+}
+
+START_TEST(test_pipeline_file_mode)
+{
+	char in[CP_PATH_LEN + 8], out[CP_PATH_LEN + 8];
+	struct cp_pipe p;
+	FILE *want = tmpfile();
+	int fd, st;
+
+	cp_prepare(&p, 3);
+	snprintf(in, sizeof(in), "%s/in", p.cp_dir);
+	snprintf(out, sizeof(out), "%s/out.txt", p.cp_dir);
+	ck_assert_ptr_nonnull(want);
+	fd = open(in, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	ck_assert_int_ge(fd, 0);
+	file_requests(fd, want);
+	close(fd);
+	file_spawn(&p, in, out, -1);
+	st = cp_wait_exit(&p, CP_WAIT_S);
+	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 0, "file mode: "
+	    "status %#x, expected exit 0", st);
+	file_compare(&p, out, want);
+	cp_assert_gone(&p);
+	fclose(want);
+}
+END_TEST
+
+START_TEST(test_pipeline_file_mode_pipe)
+{
+	char out[CP_PATH_LEN + 8];
+	struct cp_pipe p;
+	FILE *want = tmpfile();
+	int pfd[2], st;
+
+	cp_prepare(&p, 3);
+	snprintf(out, sizeof(out), "%s/out.txt", p.cp_dir);
+	ck_assert_ptr_nonnull(want);
+	ck_assert_int_eq(pipe2(pfd, O_CLOEXEC), 0);
+	file_spawn(&p, "-", out, pfd[0]);
+	close(pfd[0]);
+	file_requests(pfd[1], want);
+	close(pfd[1]);
+	st = cp_wait_exit(&p, CP_WAIT_S);
+	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 0, "file mode from "
+	    "a pipe: status %#x, expected exit 0", st);
+	file_compare(&p, out, want);
+	cp_assert_gone(&p);
+	fclose(want);
+}
+END_TEST
+
+/* ---- Crash: processes killed under load -------------------------------- */
+
+#define KILL_LOAD	100000		/* requests of a load killed into */
+#define KILL_TIMES	5		/* SIGKILLs of a stage during it */
+#define KILL_PROC	3		/* of a processor (the others go on
+					 * meanwhile: fewer fit in the load) */
+#define KILL_EVERY	15000		/* answered requests between them */
+
+/*
+ * Under a load of KILL_LOAD requests (16 connections, 16 deep), SIGKILL
+ * the process in `row` `times` times, each once the pipeline has answered
+ * another KILL_EVERY and its last successor is ready.  Leaves the bench's
+ * run for the caller to judge; the deaths and restarts must be logged.
+ */
+static void
+kill_stage(struct cp_pipe *p, struct cp_bench *b, uint32_t row,
+    const char *who, bool tcp, int times)
+{
+	char started[64];
+	pid_t pid;
+
+	cp_prepare(p, 4);
+	if (tcp)
+		cp_use_tcp(p);
+	cp_spawn(p, NULL);
+	cp_wait_ready(p);
+	cp_bench_start(b, p, CP_ARGS("-c", "16", "-d", "16", "-n", "100000"));
+	for (int k = 0; k < times; k++) {
+		pid = kill_under_load(p, b, row, 10000 + KILL_EVERY *
+		    (uint64_t)k);
+		assert_logged_kill(p, who, pid);
+	}
+	cp_bench_wait(b);
+	snprintf(started, sizeof(started), "started %s (pid", who);
+	CP_ASSERT(p, cp_log_count(p, started) == 1 + (size_t)times, "%s was "
+	    "not restarted %d times", who, times);
+}
+
+START_TEST(test_pipeline_kill_processor)
+{
+	struct cp_pipe p;
+	struct cp_bench b;
+
+	kill_stage(&p, &b, SV_ROW_PROC0 + 1, "processor 1", false, KILL_PROC);
+	cp_bench_assert_clean(&p, &b, KILL_LOAD);
+	cp_stop(&p);
+}
+END_TEST
+
+START_TEST(test_pipeline_kill_request)
+{
+	struct cp_pipe p;
+	struct cp_bench b;
+
+	kill_stage(&p, &b, SV_ROW_REQUEST, "request", false, KILL_TIMES);
+	cp_bench_assert_clean(&p, &b, KILL_LOAD);
+	cp_stop(&p);
+}
+END_TEST
+
+START_TEST(test_pipeline_kill_request_tcp)
+{
+	struct cp_pipe p;
+	struct cp_bench b;
+
+	kill_stage(&p, &b, SV_ROW_REQUEST, "request", true, KILL_TIMES);
+	cp_bench_assert_clean(&p, &b, KILL_LOAD);
+	cp_stop(&p);
+}
+END_TEST
+
+START_TEST(test_pipeline_kill_reply)
+{
+	struct cp_pipe p;
+	struct cp_bench b;
+
+	kill_stage(&p, &b, SV_ROW_REPLY, "reply", true, KILL_TIMES);
+	cp_bench_assert_clean(&p, &b, KILL_LOAD);
+	cp_stop(&p);
+}
+END_TEST
+
+/*
+ * The same over a Unix socket, which cannot tell a new reply process how
+ * much of the writev(2) the dead one was killed in went out: rather than
+ * send replies twice, or half of one, it closes that connection (see
+ * stage_reply.c).  So nothing wrong, repeated or out of order, ever; at
+ * most one connection closed per kill, with only its own requests in
+ * flight unanswered.
+ */
+START_TEST(test_pipeline_kill_reply_unix)
+{
+	static const char *const none[] = { "wrong", "out_of_order",
+	    "duplicated", "timeouts" };
+	struct cp_pipe p;
+	struct cp_bench b;
+	uint64_t dropped, missing;
+
+	kill_stage(&p, &b, SV_ROW_REPLY, "reply", false, KILL_TIMES);
+	for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++)
+		CP_ASSERT(&p, cp_bench_u64(&b, none[i]) == 0, "%s: %s",
+		    none[i], b.b_json);
+	dropped = cp_bench_u64(&b, "connections_dropped");
+	missing = cp_bench_u64(&b, "missing");
+	CP_ASSERT(&p, dropped <= KILL_TIMES && missing <= 16 * dropped &&
+	    cp_bench_u64(&b, "ok") + missing == cp_bench_u64(&b, "sent"),
+	    "%s", b.b_json);
+	CP_ASSERT(&p, cp_log_count(&p, "cannot say how much went out; "
+	    "closing it") == dropped, "%" PRIu64 " connections dropped, not "
+	    "as logged", dropped);
+	if (dropped > 0)
+		fprintf(stderr, "kill_reply_unix: %" PRIu64 " connection(s) "
+		    "closed (a kill inside writev)\n", dropped);
+	cp_stop(&p);
+}
+END_TEST
+
+START_TEST(test_pipeline_poison)
+{
+	struct cp_pipe p;
+	struct cp_bench b;
+	int fd;
+
+	cp_start(&p, 4, CP_ARGS("--enable-crash"));
+	cp_bench_start(&b, &p, CP_ARGS("-c", "8", "-d", "8", "-n", "40000",
+	    "--crash-at", "200"));
+	fd = cp_connect(&p);
+	cp_expect(fd, "echo a", "OK a");
+	cp_expect(fd, "crash", "ERR request crashed the processor 2 times");
+	cp_expect(fd, "echo b", "OK b");
+	cp_bench_wait(&b);
+	cp_bench_assert_clean(&p, &b, 40000);
+	ck_assert_uint_eq(cp_bench_u64(&b, "err"), 1);
+	CP_ASSERT(&p, cp_log_count(&p, "quarantined request") == 2,
+	    "expected two requests quarantined");
+	cp_close(fd);
+	cp_stop(&p);
+}
+END_TEST
+
+START_TEST(test_pipeline_request_timeout)
+{
+	struct cp_pipe p;
+	struct ctl c;
+	int fd, other;
+
+	cp_start(&p, 2, CP_ARGS("--request-timeout", "200"));
+	cp_ctl(&p, &c);
+	fd = cp_connect(&p);
+	other = cp_connect(&p);
+	cp_sends(fd, "sleep 5000\necho behind\n");
+	cp_wait_log(&p, "spent over 200 ms on request 0 of connection");
+	cp_expect(other, "echo meanwhile", "OK meanwhile");
+	expect_n(fd, 1, "ERR timeout: the request ran longer than 200 ms");
+	expect_n(fd, 1, "OK behind");
+	cp_expect(fd, "sleep 10", "OK 10");
+	CP_ASSERT(&p, cp_log_count(&p, "killed by signal 9 (SIGKILL) holding "
+	    "request 0") == 1, "the processor was not killed");
+	/* It is replaced, and all serve. */
+	wait_log_count(&p, "started processor", 3);
+	for (uint32_t r = SV_ROW_PROC0; r < SV_ROW_PROC0 + 2; r++)
+		wait_row_replaced(&p, &c, r, 0);
+	cp_bench_run(&p, 5000, CP_ARGS("-c", "4", "-d", "8", "-n", "5000"));
+	ctl_close(&c);
+	cp_close(fd);
+	cp_close(other);
+	cp_stop(&p);
+}
+END_TEST
+
+START_TEST(test_pipeline_supervisor_killed)
+{
+	struct cp_pipe p, q;
+	pid_t rows[SV_ROW_PROC0 + 2], old;
+	char want[160];
+	struct ctl c;
+	int fd, st;
+
+	cp_start(&p, 2, NULL);
+	cp_ctl(&p, &c);
+	for (uint32_t r = 0; r < SV_ROW_PROC0 + 2; r++)
+		rows[r] = cp_row_pid(&c, r);
+	ctl_close(&c);
+	fd = cp_connect(&p);
+	cp_expect(fd, "echo up", "OK up");
+	old = p.cp_pid;
+	kill(old, SIGKILL);
+	st = cp_wait_exit(&p, CP_WAIT_S);
+	ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	for (uint32_t r = 0; r < SV_ROW_PROC0 + 2; r++)
+		CP_ASSERT(&p, cp_pid_gone(rows[r], CP_WAIT_S), "stage pid %d "
+		    "outlived its supervisor", (int)rows[r]);
+	cp_expect_eof(fd);
+	cp_close(fd);
+	CP_ASSERT(&p, cp_segments(p.cp_name) == 3, "expected the 3 segments "
+	    "of the killed supervisor");
+	/* The same name, pidfile and socket: it cleans up and serves. */
+	q = p;
+	cp_spawn(&q, NULL);
+	cp_wait_ready(&q);
+	snprintf(want, sizeof(want), "removing stale segments of pipeline %s "
+	    "(its supervisor, pid %d, is gone)", q.cp_name, (int)old);
+	CP_ASSERT(&q, cp_log_has(&q, want), "'%s' not logged", want);
+	fd = cp_connect(&q);
+	cp_expect(fd, "echo again", "OK again");
+	cp_close(fd);
+	cp_bench_run(&q, 5000, CP_ARGS("-c", "4", "-d", "8", "-n", "5000"));
+	cp_stop(&q);
+}
+END_TEST
+
+/* ---- Signals ----------------------------------------------------------- */
+
+#define DRAIN_CONNS	8
+#define DRAIN_DEPTH	8
+
+START_TEST(test_pipeline_drain)
+{
+	char got[LINE_MAX_TEST];
+	struct cp_pipe p;
+	struct cp_bench b;
+	struct ctl c;
+	int fd[DRAIN_CONNS], st;
+
+	cp_start(&p, 4, NULL);
+	cp_ctl(&p, &c);
+	for (int i = 0; i < DRAIN_CONNS; i++) {
+		fd[i] = cp_connect(&p);
+		for (int k = 0; k < DRAIN_DEPTH; k++)
+			cp_sends(fd[i], "sleep 50\n");
+	}
+	/* Every one of them read and on the queue; a load behind them. */
+	wait_counter(&p, &c.c_hdr->accepted, DRAIN_CONNS * DRAIN_DEPTH,
+	    "accepted");
+	cp_bench_start(&b, &p, CP_ARGS("-c", "4", "-d", "8", "-v", "sleep",
+	    "-a", "50", "-n", "100000", "-q"));
+	wait_counter(&p, &c.c_hdr->accepted, DRAIN_CONNS * DRAIN_DEPTH +
+	    16, "accepted");
+	ctl_close(&c);
+	kill(p.cp_pid, SIGTERM);
+	for (int i = 0; i < DRAIN_CONNS; i++) {
+		char req[64], rep[64];
+		int late = 0;
+
+		snprintf(req, sizeof(req), "echo late %d\n", i);
+		snprintf(rep, sizeof(rep), "OK late %d", i);
+		/* The server may have closed its side already. */
+		(void)!send(fd[i], req, strlen(req), MSG_NOSIGNAL);
+		expect_n(fd[i], DRAIN_DEPTH, "OK 50");
+		/* The late line was read in time, or not at all. */
+		while (cp_line(fd[i], got, sizeof(got)) >= 0) {
+			ck_assert_int_eq(late++, 0);
+			ck_assert_str_eq(got, rep);
+		}
+		cp_close(fd[i]);
+	}
+	st = cp_wait_exit(&p, CP_WAIT_S);
+	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 0, "drained: "
+	    "status %#x, expected exit 0", st);
+	cp_assert_gone(&p);
+	/* The bench's connections closed; what it got was right. */
+	ck_assert_int_eq(cp_bench_wait(&b), 1);
+	ck_assert_uint_eq(cp_bench_u64(&b, "wrong"), 0);
+	ck_assert_uint_eq(cp_bench_u64(&b, "out_of_order"), 0);
+	ck_assert_uint_eq(cp_bench_u64(&b, "duplicated"), 0);
+	ck_assert_uint_eq(cp_bench_u64(&b, "timeouts"), 0);
+	ck_assert_uint_gt(cp_bench_u64(&b, "ok"), 0);
+	CP_ASSERT(&p, cp_log_has(&p, "terminating: answering the"),
+	    "no drain logged");
+}
+END_TEST
+
+START_TEST(test_pipeline_second_signal)
+{
+	struct cp_pipe p;
+	struct ctl c;
+	int fd, st;
+
+	cp_start(&p, 2, CP_ARGS("--request-timeout", "0"));
+	cp_ctl(&p, &c);
+	fd = cp_connect(&p);
+	cp_sends(fd, "sleep 60000\nsleep 60000\nsleep 60000\n");
+	wait_counter(&p, &c.c_hdr->accepted, 3, "accepted");
+	ctl_close(&c);
+	kill(p.cp_pid, SIGTERM);
+	cp_wait_log(&p, "terminating: answering the 3 request(s) in flight");
+	kill(p.cp_pid, SIGTERM);
+	st = cp_wait_exit(&p, 20);
+	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 1, "second signal: "
+	    "status %#x, expected exit 1", st);
+	CP_ASSERT(&p, cp_log_has(&p, "second signal: stopping now"),
+	    "the second signal was not logged");
+	cp_assert_gone(&p);
+	cp_expect_eof(fd);
+	cp_close(fd);
+}
+END_TEST
+
+START_TEST(test_pipeline_reload)
+{
+	struct cp_pipe p;
+	uint64_t end = now_ms() + CP_WAIT_S * 1000u;
+	struct cp_bench b;
+	struct ctl c;
+
+	cp_start(&p, 4, NULL);
+	cp_ctl(&p, &c);
+	cp_bench_start(&b, &p, CP_ARGS("-c", "16", "-d", "8", "-n", "50000"));
+	wait_counter(&p, &c.c_hdr->answered, 2000, "answered");
+	CP_ASSERT(&p, !cp_bench_done(&b), "the load ended before SIGHUP");
+	kill(p.cp_pid, SIGHUP);
+	/* Load, one run after another, until the reload is done. */
+	for (;;) {
+		cp_bench_wait(&b);
+		cp_bench_assert_clean(&p, &b, 50000);
+		if (cp_log_has(&p, "reload done"))
+			break;
+		CP_ASSERT(&p, now_ms() < end, "no reload done in %d s",
+		    CP_WAIT_S);
+		cp_bench_start(&b, &p, CP_ARGS("-c", "16", "-d", "8", "-n",
+		    "50000"));
+	}
+	CP_ASSERT(&p, cp_log_has(&p, "reload: replacing 4 processors"),
+	    "no reload logged");
+	CP_ASSERT(&p, !cp_log_has(&p, "killed by"), "a stage was killed");
+	for (uint32_t i = 0; i < 4; i++) {
+		char want[64];
+
+		snprintf(want, sizeof(want), "started processor %u (pid", i);
+		CP_ASSERT(&p, cp_log_count(&p, want) == 2, "processor %u was "
+		    "not replaced once", i);
+	}
+	cp_bench_run(&p, 5000, CP_ARGS("-c", "4", "-d", "8", "-n", "5000"));
+	ctl_close(&c);
+	cp_stop(&p);
+}
+END_TEST
+
+START_TEST(test_pipeline_crash_loop)
+{
+	static const char src[] =
+	    "#include \"shmpipe_handler.h\"\n"
+	    "static int no(void) { return 7; }\n"
+	    "static int h(const struct shmpipe_request *q,\n"
+	    "    struct shmpipe_result *r) { (void)q; (void)r;\n"
+	    "    return SHMPIPE_PASS; }\n"
+	    "const struct shmpipe_handler shmpipe_handler = {\n"
+	    "    SHMPIPE_HANDLER_ABI, \"refuser\", no, 0, h };\n";
+	char so[CP_PATH_LEN + 16], c_src[CP_PATH_LEN + 16], cmd[600];
+	char want[CP_PATH_LEN + 80];
+	struct cp_pipe p;
+	FILE *f;
+	int st;
+
+	cp_prepare(&p, 2);
+	snprintf(c_src, sizeof(c_src), "%s/refuser.c", p.cp_dir);
+	snprintf(so, sizeof(so), "%s/refuser.so", p.cp_dir);
+	ck_assert_ptr_nonnull(f = fopen(c_src, "we"));
+	fputs(src, f);
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), "cc -std=c11 -fPIC -shared -Iinclude -o %s "
+	    "%s", so, c_src);
+	ck_assert_msg(system(cmd) == 0, "failed: %s", cmd);
+	cp_spawn(&p, CP_ARGS("--handler", so));
+	st = cp_wait_exit(&p, CP_WAIT_S);
+	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 70, "crash loop: "
+	    "status %#x, expected exit 70", st);
+	CP_ASSERT(&p, cp_log_has(&p, "crash loop: stages failed to start 5 "
+	    "times in 30 s"), "no crash loop message");
+	snprintf(want, sizeof(want), "handler object '%s' refused to start: "
+	    "its init() returned 7", so);
+	CP_ASSERT(&p, cp_log_has(&p, want), "the reason was not logged");
+	cp_assert_gone(&p);
+}
+END_TEST
+
+START_TEST(test_pipeline_pidfile_refusal)
+{
+	char prog[CP_PATH_LEN], listen[CP_PATH_LEN + 8], want[400];
+	char other[CP_PATH_LEN + 8], name[64];
+	struct cp_pipe p, q;
+	int fd;
+
+	cp_start(&p, 1, NULL);
+	fd = cp_connect(&p);
+	cp_prog(prog, sizeof(prog), "shmpipe");
+	snprintf(listen, sizeof(listen), "unix:%s", p.cp_sock);
+	q = p;
+	snprintf(q.cp_log, sizeof(q.cp_log), "%s/log2", p.cp_dir);
+	snprintf(want, sizeof(want), "pipeline %s is already running (pid %d, "
+	    "pidfile %s)", p.cp_name, (int)p.cp_pid, p.cp_pidfile);
+	expect_refusal(&q, CP_ARGS(prog, "--name", p.cp_name, "--listen",
+	    listen, "--pidfile", p.cp_pidfile), 1, want);
+	/* Another pidfile: the live segments still refuse it. */
+	snprintf(other, sizeof(other), "%s/other.pid", p.cp_dir);
+	snprintf(want, sizeof(want), "pipeline %s is already running "
+	    "(supervisor pid %d)", p.cp_name, (int)p.cp_pid);
+	expect_refusal(&q, CP_ARGS(prog, "--name", p.cp_name, "--listen",
+	    listen, "--pidfile", other), 1, want);
+	CP_ASSERT(&p, access(other, F_OK) != 0, "the refused one left its "
+	    "pidfile %s", other);
+	/* Another name on its socket: refused, and nothing left of it. */
+	snprintf(want, sizeof(want), "cannot listen on %s: a server is "
+	    "answering there", listen);
+	snprintf(name, sizeof(name), "%s-b", p.cp_name);
+	expect_refusal(&q, CP_ARGS(prog, "--name", name, "--listen", listen,
+	    "--pidfile", other), 71, want);
+	CP_ASSERT(&p, access(other, F_OK) != 0, "the refused one left its "
+	    "pidfile %s", other);
+	CP_ASSERT(&p, cp_segments(name) == 0, "the refused one left "
+	    "segments");
+	/* The first one was not disturbed. */
+	cp_expect(fd, "echo still mine", "OK still mine");
+	cp_close(fd);
+	fd = cp_connect(&p);
+	cp_expect(fd, "echo new client", "OK new client");
+	cp_close(fd);
+	cp_stop(&p);
+}
+END_TEST
+
+START_TEST(test_pipeline_bad_flags)
+{
+	static const struct {
+		const char *a, *b, *what;
+	} bad[] = {
+		{ "--processors", "0", "--processors" },
+		{ "--processors", "lots", "--processors" },
+		{ "--max-line", "8", "--max-line" },
+		{ "--capacity", "1", "--capacity" },
+		{ "--listen", "nowhere", "--listen" },
+		{ "--listen", "tcp:127.0.0.1:99999", "port" },
+		{ "--name", "a/b", "--name" },
+		{ "--output", "x", "--output needs --input" },
+		{ "--window", "64", "--conn-window" },
+		{ "--frobnicate", NULL, "--frobnicate" },
+		{ "--name", NULL, "--name" },
+		{ "stray", NULL, "stray" },
+	};
+	char prog[CP_PATH_LEN];
+	struct cp_pipe p;
+
+	cp_prepare(&p, 1);
+	cp_prog(prog, sizeof(prog), "shmpipe");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		expect_refusal(&p, CP_ARGS(prog, bad[i].a, bad[i].b), 64,
+		    bad[i].what);
+	CP_ASSERT(&p, cp_segments(p.cp_name) == 0, "a refused start left "
+	    "segments");
+}
+END_TEST
+
+Suite *
+pipeline_suite(void)
+{
+	Suite *s = suite_create("pipeline");
+	TCase *tc;
+
+	cp_init();
+	tc = cp_tcase("Core", 120);
+	tcase_add_test(tc, test_pipeline_verbs);
+	tcase_add_test(tc, test_pipeline_crash_verb);
+	tcase_add_test(tc, test_pipeline_in_order);
+	tcase_add_test(tc, test_pipeline_long_lines);
+	tcase_add_test(tc, test_pipeline_garbage);
+	suite_add_tcase(s, tc);
+
+	tc = cp_tcase("Limits", 120);
+	tcase_add_test(tc, test_pipeline_disconnect_mid_line);
+	tcase_add_test(tc, test_pipeline_many_connections);
+	tcase_add_test(tc, test_pipeline_max_connections);
+	tcase_add_test(tc, test_pipeline_idle_timeout);
+	suite_add_tcase(s, tc);
+
+	tc = cp_tcase("Files", 120);
+	tcase_add_test(tc, test_pipeline_file_mode);
+	tcase_add_test(tc, test_pipeline_file_mode_pipe);
+	suite_add_tcase(s, tc);
+
+	tc = cp_tcase("Crash", 180);
+	tcase_add_test(tc, test_pipeline_kill_processor);
+	tcase_add_test(tc, test_pipeline_kill_request);
+	tcase_add_test(tc, test_pipeline_kill_request_tcp);
+	tcase_add_test(tc, test_pipeline_kill_reply);
+	tcase_add_test(tc, test_pipeline_kill_reply_unix);
+	tcase_add_test(tc, test_pipeline_poison);
+	tcase_add_test(tc, test_pipeline_request_timeout);
+	tcase_add_test(tc, test_pipeline_supervisor_killed);
+	suite_add_tcase(s, tc);
+
+	tc = cp_tcase("Signals", 180);
+	tcase_add_test(tc, test_pipeline_drain);
+	tcase_add_test(tc, test_pipeline_second_signal);
+	tcase_add_test(tc, test_pipeline_reload);
+	tcase_add_test(tc, test_pipeline_crash_loop);
+	tcase_add_test(tc, test_pipeline_pidfile_refusal);
+	tcase_add_test(tc, test_pipeline_bad_flags);
+	suite_add_tcase(s, tc);
+	return s;
+}

@@ -1,0 +1,1448 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * check_shmq_tool.c - tests of shmq(1), run as a program ($SHMPIPE_BUILD/
+ * shmq) against live queues and a live pipeline: every command and every
+ * output format (JSON parsed back), exit codes, gc, and segments that are
+ * mutated, truncated under it or hammered by producers and consumers.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check_json.h"
+#include "check_pipeline_util.h"
+#include "check_util.h"
+#include "shmq_layout.h"
+#include "shmq_int.h"
+
+Suite	*shmq_tool_suite(void);
+
+#define ST_ARGS		32
+#define ST_WAIT_S	30
+#define ST_MUTATIONS	300	/* random mutations of a real segment */
+#define ST_SAMPLES	1000000	/* stats samples under MPMC load */
+
+/* One run of the tool. */
+struct st_run {
+	int		 r_code;	/* exit status, or 128 + signal */
+	bool		 r_signaled;
+	char		*r_out;		/* stdout, NUL-terminated */
+	size_t		 r_len;
+	char		*r_err;		/* stderr */
+};
+
+static const char *
+st_prog(void)
+{
+	static char prog[256];
+	const char *b = getenv("SHMPIPE_BUILD");
+
+	snprintf(prog, sizeof(prog), "%s/shmq", b != NULL && *b ? b : "build");
+	return prog;
+}
+
+static uint64_t
+st_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void
+st_sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* The child's side: stdin, stdout and stderr, a clean mask, exec. */
+static void __attribute__((noreturn))
+st_exec(const char *const *argv, int in, int out, int err)
+{
+	sigset_t none;
+
+	dup2(in, STDIN_FILENO);
+	dup2(out, STDOUT_FILENO);
+	dup2(err, STDERR_FILENO);
+	close_range(3, ~0u, 0);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	execv(argv[0], (char *const *)argv);
+	_exit(127);
+}
+
+/* Append what fd has to *buf; false at end of file. */
+static bool
+st_drain(int fd, char **buf, size_t *len, size_t *cap)
+{
+	ssize_t n;
+
+	if (*len + 65536 + 1 > *cap) {
+		*cap = (*len + 65536 + 1) * 2;
+		ck_assert_ptr_nonnull(*buf = realloc(*buf, *cap));
+	}
+	do
+		n = read(fd, *buf + *len, *cap - *len - 1);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0)
+		return false;
+	*len += (size_t)n;
+	(*buf)[*len] = '\0';
+	return true;
+}
+
+/* Read both pipes to their ends (poll: neither may fill and block). */
+static void
+st_collect(struct st_run *r, int out, int err)
+{
+	struct pollfd pf[2] = { { out, POLLIN, 0 }, { err, POLLIN, 0 } };
+	size_t ocap = 0, ecap = 0, elen = 0;
+	uint64_t end = st_now_ms() + ST_WAIT_S * 1000u;
+
+	ck_assert_ptr_nonnull(r->r_out = calloc(1, 1));
+	ck_assert_ptr_nonnull(r->r_err = calloc(1, 1));
+	while (pf[0].fd >= 0 || pf[1].fd >= 0) {
+		ck_assert_msg(st_now_ms() < end, "shmq ran for over %d s",
+		    ST_WAIT_S);
+		if (poll(pf, 2, 1000) <= 0)
+			continue;
+		if (pf[0].revents && !st_drain(out, &r->r_out, &r->r_len,
+		    &ocap))
+			pf[0].fd = -1;
+		if (pf[1].revents && !st_drain(err, &r->r_err, &elen, &ecap))
+			pf[1].fd = -1;
+	}
+}
+
+/* Run shmq with args (and input on its stdin, if not NULL). */
+static void
+st_run_in(struct st_run *r, const char *input, const char *const *args)
+{
+	const char *argv[ST_ARGS];
+	int out[2], err[2], in, n = 0, status;
+	pid_t pid;
+
+	memset(r, 0, sizeof(*r));
+	argv[n++] = st_prog();
+	for (int i = 0; args[i] != NULL && n < ST_ARGS - 1; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	ck_assert_int_ge(in = memfd_create("shmq-in", MFD_CLOEXEC), 0);
+	if (input != NULL)
+		ck_assert_int_eq(write(in, input, strlen(input)),
+		    (ssize_t)strlen(input));
+	lseek(in, 0, SEEK_SET);
+	ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(err, O_CLOEXEC), 0);
+	ck_assert_int_ge(pid = fork(), 0);
+	if (pid == 0)
+		st_exec(argv, in, out[1], err[1]);
+	close(in);
+	close(out[1]);
+	close(err[1]);
+	st_collect(r, out[0], err[0]);
+	close(out[0]);
+	close(err[0]);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	r->r_signaled = WIFSIGNALED(status);
+	r->r_code = WIFEXITED(status) ? WEXITSTATUS(status) :
+	    128 + WTERMSIG(status);
+}
+
+#define ST_RUN(r, ...) \
+	st_run_in((r), NULL, (const char *const[]){ __VA_ARGS__, NULL })
+#define ST_RUN_IN(r, in, ...) \
+	st_run_in((r), (in), (const char *const[]){ __VA_ARGS__, NULL })
+
+static void
+st_free(struct st_run *r)
+{
+	free(r->r_out);
+	free(r->r_err);
+	memset(r, 0, sizeof(*r));
+}
+
+/* Assert the exit status, showing what the tool said if it is not. */
+static void
+st_expect(const struct st_run *r, int code, const char *what)
+{
+	ck_assert_msg(!r->r_signaled && r->r_code == code, "%s: exit %d%s, "
+	    "expected %d\n--- stdout:\n%s--- stderr:\n%s", what, r->r_code,
+	    r->r_signaled ? " (signal)" : "", code, r->r_out, r->r_err);
+}
+
+/* Parse the output as JSON; it must be an object of schema 1. */
+static struct cj *
+st_json(const struct st_run *r, const char *command)
+{
+	const char *why = NULL;
+	size_t at = 0;
+	struct cj *v = cj_parse(r->r_out, &why, &at);
+
+	ck_assert_msg(v != NULL, "shmq %s: bad JSON (%s at byte %zu):\n%s",
+	    command, why, at, r->r_out);
+	ck_assert_msg(cj_num(cj_get(v, "schema")) == 1, "no schema 1 in %s",
+	    r->r_out);
+	ck_assert_str_eq(cj_str(cj_get(v, "command")), command);
+	return v;
+}
+
+/* The object in array key of v whose "name" is name, or NULL. */
+static const struct cj *
+st_find(const struct cj *v, const char *key, const char *name)
+{
+	const struct cj *arr = cj_get(v, key), *it;
+
+	for (size_t i = 0; (it = cj_at(arr, i)) != NULL; i++)
+		if (cj_str(cj_get(it, "name")) != NULL &&
+		    strcmp(cj_str(cj_get(it, "name")), name) == 0)
+			return it;
+	return NULL;
+}
+
+/* A number member that must be there. */
+static double
+st_num(const struct cj *o, const char *key)
+{
+	double v = cj_num(cj_get(o, key));
+
+	ck_assert_msg(!isnan(v), "no number %s", key);
+	return v;
+}
+
+/* Fields of one CSV line (RFC 4180); the line is consumed from *p. */
+static int
+st_csv_fields(const char **p)
+{
+	const char *s = *p;
+	bool quoted = false;
+	int n = 1;
+
+	for (; *s && (quoted || *s != '\r'); s++) {
+		if (*s == '"')
+			quoted = !quoted;
+		else if (*s == ',' && !quoted)
+			n++;
+	}
+	ck_assert_msg(s[0] == '\r' && s[1] == '\n', "CSV line without CRLF");
+	*p = s + 2;
+	return n;
+}
+
+/* Every CSV line has as many fields as the header; lines counted. */
+static int
+st_csv(const char *text)
+{
+	const char *p = text;
+	int head = st_csv_fields(&p), lines = 1;
+
+	while (*p) {
+		ck_assert_int_eq(st_csv_fields(&p), head);
+		lines++;
+	}
+	return lines;
+}
+
+/* Prometheus text format: HELP and TYPE before a family's samples, each
+ * sample "name{k="v",...} value".  Samples counted. */
+static int
+st_prom(const char *text)
+{
+	char fam[128] = "", line[1024], name[128];
+	const char *p = text, *nl;
+	int samples = 0;
+
+	for (; *p; p = nl + 1) {
+		ck_assert_ptr_nonnull(nl = strchr(p, '\n'));
+		ck_assert_int_lt(nl - p, (long)sizeof(line));
+		memcpy(line, p, (size_t)(nl - p));
+		line[nl - p] = '\0';
+		if (sscanf(line, "# HELP %127s", name) == 1) {
+			strlcpy(fam, name, sizeof(fam));
+			continue;
+		}
+		if (strncmp(line, "# TYPE ", 7) == 0) {
+			ck_assert_msg(strncmp(line + 7, fam, strlen(fam)) == 0,
+			    "TYPE without HELP: %s", line);
+			continue;
+		}
+		size_t n = strcspn(line, "{ ");
+		ck_assert_msg(n == strlen(fam) && strncmp(line, fam, n) == 0,
+		    "sample outside its family %s: %s", fam, line);
+		const char *v = strrchr(line, ' ');
+		char *end;
+		ck_assert_ptr_nonnull(v);
+		(void)strtod(v + 1, &end);
+		ck_assert_msg(*end == '\0' && end != v + 1, "bad value: %s",
+		    line);
+		ck_assert_msg(line[n] == ' ' || strchr(line, '}') == v - 1,
+		    "bad labels: %s", line);
+		samples++;
+	}
+	return samples;
+}
+
+/* "shmqt-...-tag-pid" of a cu_name(), without the slash. */
+static const char *
+st_bare(const char *name)
+{
+	return name[0] == '/' ? name + 1 : name;
+}
+
+/* A glob for every segment this test makes: the names with its tag. */
+static void
+st_glob(char *buf, size_t len, const char *name)
+{
+	snprintf(buf, len, "%s*", st_bare(name));
+}
+
+static void
+st_put_n(struct shmq *q, int n)
+{
+	for (int i = 0; i < n; i++)
+		QASSERT_EQ(q, shmq_put(q, "message", 7, 0), 0);
+}
+
+/* The JSON row of queue name in "shmq ls -o json NAME". */
+static struct cj *
+st_ls_json(const char *name, const char *const *extra)
+{
+	const char *argv[ST_ARGS] = { "ls", "-o", "json" };
+	struct st_run r;
+	struct cj *v;
+	int n = 3;
+
+	for (int i = 0; extra != NULL && extra[i] != NULL; i++)
+		argv[n++] = extra[i];
+	argv[n++] = st_bare(name);
+	argv[n] = NULL;
+	st_run_in(&r, NULL, argv);
+	st_expect(&r, 0, "ls -o json");
+	v = st_json(&r, "ls");
+	st_free(&r);
+	return v;
+}
+
+static const char *
+st_state(const char *name, const char *const *extra)
+{
+	static char state[32];
+	struct cj *v = st_ls_json(name, extra);
+	const struct cj *q = st_find(v, "queues", st_bare(name));
+
+	ck_assert_ptr_nonnull(q);
+	strlcpy(state, cj_str(cj_get(q, "state")), sizeof(state));
+	cj_free(v);
+	return state;
+}
+
+/* A child attached to name that waits in shmq_get until killed. */
+static pid_t
+st_sleeper(struct shmq *q, const char *name)
+{
+	pid_t pid = cu_fork();
+	char buf[64];
+
+	if (pid == 0) {
+		struct shmq *c = shmq_open(name);
+		if (c == NULL)
+			_exit(1);
+		for (;;)
+			(void)shmq_get(c, buf, sizeof(buf), -1);
+	}
+	cu_wait_asleep(q, pid, SHMQ_ASLEEP_GET);
+	return pid;
+}
+
+static void
+st_kill(pid_t pid)
+{
+	kill(pid, SIGKILL);
+	cu_wait(pid, NULL, ST_WAIT_S);
+}
+
+/* A child that attaches (creating the queue if cfg) and dies attached. */
+static void
+st_die_attached(const char *name, bool create)
+{
+	pid_t pid = cu_fork();
+
+	if (pid == 0) {
+		struct shmq *c = create ? shmq_create(name, &(struct
+		    shmq_config){ .capacity = 16, .msg_max = 64 }) :
+		    shmq_open(name);
+		if (c == NULL)
+			_exit(1);
+		if (create)
+			(void)shmq_put(c, "left", 4, 0);
+		_exit(0);			/* no shmq_close */
+	}
+	cu_wait_exit(NULL, pid, 0);
+}
+
+/* ---- Core -------------------------------------------------------------- */
+
+START_TEST(test_shmq_tool_usage)
+{
+	struct st_run r;
+
+	ST_RUN(&r, "--help");
+	st_expect(&r, 0, "--help");
+	ck_assert_ptr_nonnull(strstr(r.r_out, "usage: shmq"));
+	ck_assert_ptr_nonnull(strstr(r.r_out, "gc"));
+	st_free(&r);
+	ST_RUN(&r, "help", "peek");
+	st_expect(&r, 0, "help peek");
+	ck_assert_ptr_nonnull(strstr(r.r_out, "shmq peek"));
+	st_free(&r);
+	ST_RUN(&r, "-V");
+	st_expect(&r, 0, "-V");
+	ck_assert_ptr_nonnull(strstr(r.r_out, SHMQ_VERSION));
+	st_free(&r);
+	ST_RUN(&r, "frobnicate");
+	st_expect(&r, 64, "unknown command");
+	st_free(&r);
+	ST_RUN(&r, "ls", "-o", "xml");
+	st_expect(&r, 64, "ls -o xml");
+	st_free(&r);
+	ST_RUN(&r, "ls", "-w", "9");
+	st_expect(&r, 64, "ls -w 9");
+	st_free(&r);
+	ST_RUN(&r, "peek");
+	st_expect(&r, 64, "peek without a name");
+	st_free(&r);
+	ST_RUN(&r, "show", "a/b");
+	st_expect(&r, 64, "show a/b");
+	st_free(&r);
+	ST_RUN(&r, "get", "-n", "0", "q");
+	st_expect(&r, 64, "get -n 0");
+	st_free(&r);
+	ST_RUN(&r, "check", "--fill-warn", "500");
+	st_expect(&r, 3, "check with a bad threshold is UNKNOWN");
+	ck_assert_ptr_nonnull(strstr(r.r_err, "usage"));
+	st_free(&r);
+}
+END_TEST
+
+START_TEST(test_shmq_tool_put_get)
+{
+	char name[CU_NAME_LEN];
+	struct st_run r;
+
+	cu_name(name, "io");
+	ST_RUN(&r, "create", "-c", "16", "-m", "64", name);
+	st_expect(&r, 0, "create");
+	st_free(&r);
+	ST_RUN(&r, "create", name);
+	st_expect(&r, 73, "create again");
+	st_free(&r);
+	ST_RUN(&r, "put", name, "one", "-two", "three");
+	st_expect(&r, 0, "put arguments");
+	st_free(&r);
+	ST_RUN_IN(&r, "four\nfive\n", "put", name);
+	st_expect(&r, 0, "put from stdin");
+	st_free(&r);
+	ST_RUN(&r, "get", "-n", "4", name);
+	st_expect(&r, 0, "get -n 4");
+	ck_assert_str_eq(r.r_out, "one\n-two\nthree\nfour\n");
+	st_free(&r);
+	ST_RUN(&r, "get", "-n", "3", "-t", "100", name);
+	st_expect(&r, 0, "get -n 3 with only one there");
+	ck_assert_str_eq(r.r_out, "five\n");
+	st_free(&r);
+	ST_RUN(&r, "get", "-t", "0", name);
+	st_expect(&r, 75, "get from an empty queue");
+	st_free(&r);
+	ST_RUN_IN(&r, "0123456789012345678901234567890123456789012345678901"
+	    "234567890123456789\n", "put", name);
+	st_expect(&r, 65, "put of a message too long");
+	st_free(&r);
+	ST_RUN(&r, "rm", name);
+	st_expect(&r, 0, "rm");
+	st_free(&r);
+	ST_RUN(&r, "rm", name);
+	st_expect(&r, 66, "rm of what is gone");
+	st_free(&r);
+	ST_RUN(&r, "put", name, "x");
+	st_expect(&r, 66, "put to what is gone");
+	st_free(&r);
+}
+END_TEST
+
+START_TEST(test_shmq_tool_put_full_timeout)
+{
+	char name[CU_NAME_LEN];
+	struct shmq *q;
+	struct st_run r;
+
+	cu_name(name, "full");
+	q = cu_create(name, 4, 64, 0, 0);
+	st_put_n(q, 4);
+	ST_RUN(&r, "put", "-t", "50", name, "more");
+	st_expect(&r, 75, "put to a full queue");
+	st_free(&r);
+	ST_RUN(&r, "rm", name);
+	st_expect(&r, 75, "rm of a queue in use");
+	st_free(&r);
+	shmq_close(q);
+}
+END_TEST
+
+/* A child that takes one message under a lease and holds it. */
+static pid_t
+st_holder(const char *name)
+{
+	int pfd[2];
+	pid_t pid;
+	char c;
+
+	ck_assert_int_eq(pipe(pfd), 0);
+	if ((pid = cu_fork()) == 0) {
+		struct shmq *h = shmq_open(name);
+		struct shmq_lease lease;
+		char buf[64];
+		if (h == NULL || shmq_take(h, buf, sizeof(buf), &lease,
+		    -1) < 0)
+			_exit(1);
+		(void)!write(pfd[1], "t", 1);
+		for (;;)
+			pause();
+	}
+	close(pfd[1]);
+	ck_assert_int_eq(read(pfd[0], &c, 1), 1);
+	close(pfd[0]);
+	return pid;
+}
+
+START_TEST(test_shmq_tool_ls_formats)
+{
+	char name[CU_NAME_LEN], pat[CU_NAME_LEN + 2];
+	const struct cj *row;
+	struct shmq *q;
+	struct st_run r;
+	struct cj *v;
+	pid_t holder;
+
+	cu_name(name, "ls");
+	st_glob(pat, sizeof(pat), name);
+	q = cu_create(name, 16, 64, 0, 0);
+	st_put_n(q, 1);
+	holder = st_holder(name);	/* a consumer: takes it, holds it */
+	st_put_n(q, 2);
+	st_sleep_ms(20);		/* rates need a coarse clock tick */
+	ST_RUN(&r, "ls", pat);
+	st_expect(&r, 0, "ls");
+	ck_assert_ptr_nonnull(strstr(r.r_out, st_bare(name)));
+	ck_assert_ptr_nonnull(strstr(r.r_out, "IN/s"));
+	ck_assert_ptr_nonnull(strstr(r.r_out, "over the last 5 s"));
+	st_free(&r);
+
+	v = st_ls_json(name, NULL);
+	ck_assert_ptr_nonnull(row = st_find(v, "queues", st_bare(name)));
+	ck_assert_str_eq(cj_str(cj_get(row, "state")), "OK");
+	ck_assert(st_num(row, "depth") == 2);
+	ck_assert(st_num(row, "capacity") == 16);
+	ck_assert(st_num(row, "fill_pct") == 200.0 / 16);
+	ck_assert(st_num(row, "high_water") >= 2);
+	ck_assert(st_num(row, "leases_held") == 1);
+	ck_assert(st_num(row, "enq_per_s") > 0);
+	ck_assert(st_num(row, "rate_window_ms") > 0);
+	ck_assert(st_num(row, "oldest_age_ms") >= 0);
+	ck_assert(st_num(row, "consumers") == 1);
+	ck_assert(st_num(row, "consumers_alive") == 1);
+	ck_assert(st_num(row, "producers") == 1);
+	ck_assert(st_num(row, "attached_alive") == 2);
+	ck_assert(cj_get(row, "reason")->cj_type == CJ_NULL);
+	ck_assert(cj_num(cj_get(v, "window_s")) == 5);
+	cj_free(v);
+
+	ST_RUN(&r, "ls", "-o", "csv", pat);
+	st_expect(&r, 0, "ls -o csv");
+	ck_assert_int_eq(st_csv(r.r_out), 2);
+	ck_assert(strncmp(r.r_out, "name,state,", 11) == 0);
+	st_free(&r);
+	ST_RUN(&r, "ls", "-o", "prom", pat);
+	st_expect(&r, 0, "ls -o prom");
+	ck_assert_int_ge(st_prom(r.r_out), 10);
+	ck_assert_ptr_nonnull(strstr(r.r_out, "# TYPE shmq_queue_depth gauge"));
+	ck_assert_ptr_nonnull(strstr(r.r_out, "shmq_queue_depth{queue=\""));
+	st_free(&r);
+	ST_RUN(&r, "ls", "nothing-matches-this-*");
+	st_expect(&r, 66, "ls of nothing");
+	st_free(&r);
+	st_kill(holder);
+	shmq_close(q);
+}
+END_TEST
+
+static const struct cj *
+st_proc(const struct cj *v, pid_t pid)
+{
+	const struct cj *it;
+
+	for (size_t i = 0; (it = cj_at(cj_get(v, "procs"), i)) != NULL; i++)
+		if (cj_num(cj_get(it, "pid")) == pid)
+			return it;
+	ck_abort_msg("pid %d not in show's procs", (int)pid);
+	return NULL;
+}
+
+START_TEST(test_shmq_tool_show)
+{
+	char name[CU_NAME_LEN], layout[16];
+	const struct cj *qo, *p;
+	struct shmq *q;
+	struct st_run r;
+	struct cj *v;
+	pid_t sleeper, holder;
+
+	cu_name(name, "show");
+	q = cu_create(name, 16, 64, 0, 0);
+	st_put_n(q, 2);
+	holder = st_holder(name);	/* takes one under a lease */
+	sleeper = st_sleeper(q, name);	/* gets the other, sleeps */
+	st_die_attached(name, false);
+	ST_RUN(&r, "show", "-o", "json", name);
+	st_expect(&r, 0, "show -o json");
+	v = st_json(&r, "show");
+	qo = cj_get(v, "queue");
+	ck_assert_str_eq(cj_str(cj_get(qo, "name")), st_bare(name));
+	ck_assert(st_num(qo, "depth") == 0);
+	ck_assert(st_num(qo, "dequeued") == 2);
+	ck_assert(st_num(qo, "leases_held") == 1);
+	ck_assert(st_num(qo, "attached") == 4);
+	ck_assert(st_num(qo, "attached_alive") == 3);
+	ck_assert(st_num(qo, "creator_pid") == getpid());
+	snprintf(layout, sizeof(layout), "%d.%d", SHMQ_LAYOUT_MAJOR,
+	    SHMQ_LAYOUT_MINOR);
+	ck_assert_str_eq(cj_str(cj_get(qo, "layout")), layout);
+	p = st_proc(v, sleeper);
+	ck_assert_str_eq(cj_str(cj_get(p, "doing")), "asleep-get");
+	ck_assert(cj_get(p, "alive")->cj_bool);
+	ck_assert_str_eq(cj_str(cj_get(p, "roles")), "consumer");
+	p = st_proc(v, holder);
+	ck_assert(st_num(p, "leases_held") == 1);
+	ck_assert(st_num(cj_at(cj_get(p, "leases"), 0), "deliveries") == 1);
+	ck_assert(st_num(p, "last_op_age_ms") >= 0);
+	p = st_proc(v, getpid());
+	ck_assert_str_eq(cj_str(cj_get(p, "roles")), "producer");
+	ck_assert_str_eq(cj_str(cj_get(p, "doing")), "sleeping");
+	cj_free(v);
+	st_free(&r);
+
+	ST_RUN(&r, "show", name);
+	st_expect(&r, 0, "show");
+	ck_assert_ptr_nonnull(strstr(r.r_out, "asleep-get"));
+	ck_assert_ptr_nonnull(strstr(r.r_out, "dead"));
+	ck_assert_ptr_nonnull(strstr(r.r_out, "high_water"));
+	st_free(&r);
+	ST_RUN(&r, "show", "-o", "csv", name);
+	st_expect(&r, 0, "show -o csv");
+	ck_assert_int_gt(st_csv(r.r_out), 30);
+	ck_assert_ptr_nonnull(strstr(r.r_out, "\r\ndepth,0\r\n"));
+	st_free(&r);
+	ST_RUN(&r, "show", "-o", "prom", name);
+	st_expect(&r, 0, "show -o prom");
+	ck_assert_int_gt(st_prom(r.r_out), 20);
+	ck_assert_ptr_nonnull(strstr(r.r_out, "shmq_proc_asleep{"));
+	st_free(&r);
+	ST_RUN(&r, "show", "/dev/shm/no-such-queue-here");
+	st_expect(&r, 66, "show of nothing");
+	st_free(&r);
+	st_kill(sleeper);
+	st_kill(holder);
+	shmq_close(q);
+}
+END_TEST
+
+START_TEST(test_shmq_tool_peek)
+{
+	static const unsigned char bin[] = { 0, 1, 2, 0xff, 'a' };
+	char name[CU_NAME_LEN];
+	struct shmq_stats a, b;
+	struct shmq *q;
+	struct st_run r;
+
+	cu_name(name, "peek");
+	q = cu_create(name, 16, 64, 0, 0);
+	QASSERT_EQ(q, shmq_put(q, "hello world", 11, 0), 0);
+	QASSERT_EQ(q, shmq_put(q, bin, sizeof(bin), 0), 0);
+	QASSERT_EQ(q, shmq_put(q, "third", 5, 0), 0);
+	QASSERT_EQ(q, shmq_stats(q, &a), 0);
+	ST_RUN(&r, "peek", "-n", "2", name);
+	st_expect(&r, 0, "peek -n 2");
+	ck_assert_ptr_nonnull(strstr(r.r_out, "#0 11 bytes: hello world\n"));
+	ck_assert_ptr_nonnull(strstr(r.r_out, "binary"));
+	ck_assert_ptr_nonnull(strstr(r.r_out, "00 01 02 ff 61"));
+	ck_assert_ptr_null(strstr(r.r_out, "third"));
+	st_free(&r);
+	ST_RUN(&r, "peek", name);
+	st_expect(&r, 0, "peek");
+	ck_assert_ptr_nonnull(strstr(r.r_out, "#2 5 bytes: third"));
+	st_free(&r);
+	QASSERT_EQ(q, shmq_stats(q, &b), 0);
+	QASSERT_EQ(q, b.depth, 3);
+	QASSERT_EQ(q, b.dequeued, a.dequeued);
+	QASSERT_EQ(q, b.enqueued, a.enqueued);
+	shmq_close(q);
+}
+END_TEST
+
+START_TEST(test_shmq_tool_states)
+{
+	static const char *const stall1[] = { "--stall", "1", NULL };
+	char name[CU_NAME_LEN], dead[CU_NAME_LEN];
+	struct shmq *q;
+
+	cu_name(name, "st");
+	cu_name(dead, "stdead");
+	q = cu_create(name, 16, 64, 0, 0);
+	ck_assert_str_eq(st_state(name, NULL), "IDLE");
+	st_put_n(q, 1);
+	ck_assert_str_eq(st_state(name, NULL), "OK");
+	st_put_n(q, 12);
+	ck_assert_str_eq(st_state(name, NULL), "BACKLOG");
+	st_put_n(q, 3);
+	ck_assert_str_eq(st_state(name, NULL), "FULL");
+	st_sleep_ms(1100);
+	ck_assert_str_eq(st_state(name, stall1), "STALLED");
+	ck_assert_str_eq(st_state(name, NULL), "FULL");
+	st_die_attached(dead, true);
+	ck_assert_str_eq(st_state(dead, NULL), "STALE");
+	shmq_close(q);
+}
+END_TEST
+
+START_TEST(test_shmq_tool_check)
+{
+	char name[CU_NAME_LEN], pat[CU_NAME_LEN + 2];
+	struct shmq *q;
+	struct st_run r;
+	struct cj *v;
+
+	cu_name(name, "chk");
+	st_glob(pat, sizeof(pat), name);
+	q = cu_create(name, 16, 64, 0, 0);
+	ST_RUN(&r, "check", pat);
+	st_expect(&r, 0, "check of an idle queue");
+	ck_assert(strncmp(r.r_out, "SHMQ OK - 1 queue", 17) == 0);
+	st_free(&r);
+	st_put_n(q, 13);
+	ST_RUN(&r, "check", "--stall", "3600", pat);
+	st_expect(&r, 1, "check of a queue 81% full");
+	ck_assert(strncmp(r.r_out, "SHMQ WARNING", 12) == 0);
+	ck_assert_ptr_nonnull(strstr(r.r_out, "| '"));
+	st_free(&r);
+	ST_RUN(&r, "check", "--fill-crit", "80", "--fill-warn", "50", pat);
+	st_expect(&r, 2, "check above --fill-crit");
+	st_free(&r);
+	st_put_n(q, 3);
+	ST_RUN(&r, "check", "-o", "json", pat);
+	st_expect(&r, 2, "check of a full queue");
+	v = st_json(&r, "check");
+	ck_assert_str_eq(cj_str(cj_get(v, "status")), "CRITICAL");
+	ck_assert(st_num(v, "code") == 2);
+	ck_assert_str_eq(cj_str(cj_get(cj_at(cj_get(v, "segments"), 0),
+	    "state")), "FULL");
+	cj_free(v);
+	st_free(&r);
+	ST_RUN(&r, "check", "-o", "csv", pat);
+	st_expect(&r, 2, "check -o csv");
+	ck_assert_int_eq(st_csv(r.r_out), 2);
+	st_free(&r);
+	ST_RUN(&r, "check", "-o", "prom", pat);
+	st_expect(&r, 2, "check -o prom");
+	ck_assert_int_eq(st_prom(r.r_out), 2);
+	ck_assert_ptr_nonnull(strstr(r.r_out, "shmq_check_status 2\n"));
+	st_free(&r);
+	ST_RUN(&r, "check", "nothing-matches-this-*");
+	st_expect(&r, 3, "check of nothing is UNKNOWN");
+	ck_assert(strncmp(r.r_out, "SHMQ UNKNOWN", 12) == 0);
+	st_free(&r);
+	shmq_close(q);
+}
+END_TEST
+
+/* Overwrite bytes of a segment file. */
+static void
+st_poke(const char *name, off_t off, const void *bytes, size_t len)
+{
+	char path[CU_NAME_LEN + 16];
+	int fd;
+
+	snprintf(path, sizeof(path), "/dev/shm/%s", st_bare(name));
+	ck_assert_int_ge(fd = open(path, O_RDWR | O_CLOEXEC), 0);
+	ck_assert_int_eq(pwrite(fd, bytes, len, off), (ssize_t)len);
+	close(fd);
+}
+
+/* A file of len bytes in /dev/shm with head at its start. */
+static void
+st_file(const char *name, const void *head, size_t hlen, size_t len)
+{
+	char path[CU_NAME_LEN + 16];
+	int fd;
+
+	snprintf(path, sizeof(path), "/dev/shm/%s", st_bare(name));
+	ck_assert_int_ge(fd = open(path, O_RDWR | O_CREAT | O_TRUNC |
+	    O_CLOEXEC, 0600), 0);
+	ck_assert_int_eq(ftruncate(fd, (off_t)len), 0);
+	ck_assert_int_eq(pwrite(fd, head, hlen, 0), (ssize_t)hlen);
+	close(fd);
+}
+
+START_TEST(test_shmq_tool_bad_segments)
+{
+	char corrupt[CU_NAME_LEN], incompat[CU_NAME_LEN], foreign[CU_NAME_LEN];
+	char trunc[CU_NAME_LEN], pat[CU_NAME_LEN + 2];
+	uint16_t major = 9;
+	uint32_t huge = 0x7fffffff;
+	const struct cj *row;
+	struct st_run r;
+	struct cj *v;
+
+	cu_name(corrupt, "bad-corrupt");
+	cu_name(incompat, "bad-incompat");
+	cu_name(foreign, "bad-foreign");
+	cu_name(trunc, "bad-trunc");
+	snprintf(pat, sizeof(pat), "shmqt-*-bad-*-%d", (int)getpid());
+	shmq_close(cu_create(corrupt, 16, 64, 0, 0));
+	st_poke(corrupt, offsetof(struct shmq_seg_header, capacity), &huge,
+	    sizeof(huge));
+	shmq_close(cu_create(incompat, 16, 64, 0, 0));
+	st_poke(incompat, offsetof(struct shmq_seg_header, version_major),
+	    &major, sizeof(major));
+	st_file(foreign, "NOTSHMQ!", 8, 4096);
+	shmq_close(cu_create(trunc, 16, 64, 0, 0));
+	{
+		char path[CU_NAME_LEN + 16];
+		snprintf(path, sizeof(path), "/dev/shm/%s", st_bare(trunc));
+		ck_assert_int_eq(truncate(path, 100), 0);
+	}
+
+	ST_RUN(&r, "ls", "-o", "json", pat);
+	st_expect(&r, 65, "ls of corrupt segments");
+	v = st_json(&r, "ls");
+	ck_assert_ptr_nonnull(row = st_find(v, "queues", st_bare(corrupt)));
+	ck_assert_str_eq(cj_str(cj_get(row, "state")), "CORRUPT");
+	ck_assert(cj_get(row, "depth")->cj_type == CJ_NULL);
+	ck_assert_ptr_nonnull(row = st_find(v, "queues", st_bare(incompat)));
+	ck_assert_str_eq(cj_str(cj_get(row, "state")), "INCOMPATIBLE");
+	ck_assert_ptr_nonnull(row = st_find(v, "queues", st_bare(trunc)));
+	ck_assert_str_eq(cj_str(cj_get(row, "state")), "CORRUPT");
+	ck_assert_ptr_null(st_find(v, "queues", st_bare(foreign)));
+	cj_free(v);
+	st_free(&r);
+	ST_RUN(&r, "show", corrupt);
+	st_expect(&r, 65, "show of a corrupt queue");
+	ck_assert_ptr_nonnull(strstr(r.r_out, "CORRUPT"));
+	st_free(&r);
+	ST_RUN(&r, "peek", incompat);
+	st_expect(&r, 65, "peek of an incompatible queue");
+	st_free(&r);
+	ST_RUN(&r, "show", foreign);
+	st_expect(&r, 65, "show of a foreign file");
+	ck_assert_ptr_nonnull(strstr(r.r_err, "not a libshmq queue"));
+	st_free(&r);
+	ST_RUN(&r, "check", pat);
+	st_expect(&r, 2, "check of corrupt segments");
+	st_free(&r);
+	ST_RUN(&r, "gc", pat);
+	st_expect(&r, 0, "gc of corrupt segments");
+	ck_assert_ptr_null(strstr(r.r_out, "removed"));
+	st_free(&r);
+	ST_RUN(&r, "rm", corrupt);
+	st_expect(&r, 65, "rm of a corrupt queue without -f");
+	st_free(&r);
+	ST_RUN(&r, "rm", "-f", corrupt);
+	st_expect(&r, 0, "rm -f of a corrupt queue");
+	st_free(&r);
+}
+END_TEST
+
+START_TEST(test_shmq_tool_permission)
+{
+	char name[CU_NAME_LEN];
+	struct st_run r;
+
+	cu_name(name, "perm");
+	shmq_close(cu_create(name, 16, 64, 0, 0));
+	if (geteuid() == 0) {
+		/* As nobody: the segment is root's, mode 0600. */
+		const char *argv[] = { st_prog(), "show", name, NULL };
+		int status;
+		pid_t pid = cu_fork();
+		if (pid == 0) {
+			int null = open("/dev/null", O_WRONLY);
+			if (setgid(65534) != 0 || setuid(65534) != 0)
+				_exit(99);
+			st_exec(argv, 0, null, null);
+		}
+		ck_assert_int_eq(cu_wait(pid, &status, ST_WAIT_S), pid);
+		if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
+			return;		/* nobody may not run it here */
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 77,
+		    "show as nobody: status %#x, expected exit 77", status);
+		return;
+	}
+	{
+		char path[CU_NAME_LEN + 16];
+		snprintf(path, sizeof(path), "/dev/shm/%s", st_bare(name));
+		ck_assert_int_eq(chmod(path, 0), 0);
+	}
+	ST_RUN(&r, "show", name);
+	st_expect(&r, 77, "show of an unreadable queue");
+	ck_assert_ptr_nonnull(strstr(r.r_err, "permission denied"));
+	st_free(&r);
+}
+END_TEST
+
+START_TEST(test_shmq_tool_top)
+{
+	char name[CU_NAME_LEN], pat[CU_NAME_LEN + 2];
+	struct st_run r;
+	struct shmq *q;
+	pid_t pid;
+
+	cu_name(name, "top");
+	st_glob(pat, sizeof(pat), name);
+	/* Meanwhile the queue appears, disappears, is re-created. */
+	if ((pid = cu_fork()) == 0) {
+		for (int i = 0; i < 200; i++) {
+			struct shmq *c = shmq_create(name, &(struct
+			    shmq_config){ .capacity = 16, .msg_max = 64 });
+			if (c != NULL)
+				(void)shmq_put(c, "x", 1, 0);
+			st_sleep_ms(3);
+			shmq_close(c);
+			shmq_unlink(name);
+			st_sleep_ms(2);
+		}
+		_exit(0);
+	}
+	ST_RUN(&r, "top", "-n", "40", "-i", "0.02", pat);
+	st_expect(&r, 0, "top");
+	ck_assert_ptr_null(strchr(r.r_out, '\033'));
+	{
+		int n = 0;
+		for (const char *s = r.r_out; (s = strstr(s, "shmq top - ")) !=
+		    NULL; s++)
+			n++;
+		ck_assert_int_eq(n, 40);
+	}
+	st_free(&r);
+	cu_wait_exit(NULL, pid, 0);
+	q = cu_create(name, 16, 64, 0, 0);
+	ST_RUN(&r, "top", "-n", "2", "-i", "0.01", pat);
+	st_expect(&r, 0, "top");
+	ck_assert_ptr_nonnull(strstr(r.r_out, st_bare(name)));
+	st_free(&r);
+	shmq_close(q);
+}
+END_TEST
+
+/* A magic-0 header by creator pid (start time start). */
+static void
+st_half(const char *name, pid_t pid, uint64_t start)
+{
+	struct shmq_seg_header h;
+
+	memset(&h, 0, sizeof(h));
+	h.version_major = SHMQ_LAYOUT_MAJOR;
+	h.header_size = sizeof(h);
+	h.creator_pid = (uint32_t)pid;
+	h.creator_start = start;
+	st_file(name, &h, sizeof(h), 65536);
+}
+
+static bool
+st_exists(const char *name)
+{
+	char path[CU_NAME_LEN + 16];
+
+	snprintf(path, sizeof(path), "/dev/shm/%s", st_bare(name));
+	return access(path, F_OK) == 0;
+}
+
+START_TEST(test_shmq_tool_gc_queues)
+{
+	char mine[CU_NAME_LEN], live[CU_NAME_LEN], dead[CU_NAME_LEN];
+	char half_dead[CU_NAME_LEN], half_live[CU_NAME_LEN];
+	char pat[CU_NAME_LEN + 2];
+	struct shmq *q;
+	struct st_run r;
+	uint64_t start;
+	pid_t gone;
+
+	cu_name(mine, "gc-mine");
+	cu_name(live, "gc-live");
+	cu_name(dead, "gc-dead");
+	cu_name(half_dead, "gc-halfdead");
+	cu_name(half_live, "gc-halflive");
+	snprintf(pat, sizeof(pat), "shmqt-*-gc-*-%d", (int)getpid());
+	ST_RUN(&r, "create", mine);
+	st_expect(&r, 0, "create");
+	st_free(&r);
+	q = cu_create(live, 16, 64, 0, 0);
+	st_die_attached(dead, true);
+	if ((gone = cu_fork()) == 0)
+		_exit(0);
+	start = cu_start_ticks(gone);
+	cu_wait_exit(NULL, gone, 0);
+	st_half(half_dead, gone, start);
+	st_half(half_live, getpid(), cu_start_ticks(getpid()));
+
+	ST_RUN(&r, "gc", "-n", pat);
+	st_expect(&r, 0, "gc -n");
+	ck_assert_ptr_nonnull(strstr(r.r_out, "would remove"));
+	st_free(&r);
+	ck_assert(st_exists(dead));
+	ST_RUN(&r, "gc", pat);
+	st_expect(&r, 0, "gc");
+	st_free(&r);
+	ck_assert_msg(!st_exists(dead), "a queue of dead owners was kept");
+	ck_assert_msg(!st_exists(half_dead), "a dead creator's half segment "
+	    "was kept");
+	ck_assert_msg(st_exists(mine), "a queue with nobody attached went");
+	ck_assert_msg(st_exists(live), "a live queue went");
+	ck_assert_msg(st_exists(half_live), "a segment being created went");
+	ck_assert_str_eq(st_state(half_live, NULL), "INIT");
+	shmq_close(q);
+}
+END_TEST
+
+/* ---- Pipeline ---------------------------------------------------------- */
+
+/* ps -o json of p until a processor is BUSY; the parsed output. */
+static struct cj *
+st_ps_busy(struct cp_pipe *p)
+{
+	uint64_t end = st_now_ms() + ST_WAIT_S * 1000u;
+	const struct cj *pipe, *it;
+	struct st_run r;
+	struct cj *v;
+
+	for (;;) {
+		ST_RUN(&r, "ps", "-o", "json", p->cp_name);
+		st_expect(&r, 0, "ps -o json");
+		v = st_json(&r, "ps");
+		st_free(&r);
+		pipe = cj_at(cj_get(v, "pipelines"), 0);
+		for (size_t i = 0; (it = cj_at(cj_get(pipe, "procs"), i)) !=
+		    NULL; i++)
+			if (strcmp(cj_str(cj_get(it, "state")), "BUSY") == 0)
+				return v;
+		cj_free(v);
+		CP_ASSERT(p, st_now_ms() < end, "no processor became BUSY");
+		st_sleep_ms(20);
+	}
+}
+
+START_TEST(test_shmq_tool_ps)
+{
+	char req[96], pat[96], busy_pid[16];
+	const struct cj *pipe, *it, *busy = NULL;
+	struct cp_pipe p;
+	struct st_run r;
+	struct cj *v;
+	int fd;
+
+	cp_start(&p, 2, NULL);
+	fd = cp_connect(&p);
+	cp_sends(fd, "sleep 3000\n");
+	v = st_ps_busy(&p);
+	pipe = cj_at(cj_get(v, "pipelines"), 0);
+	ck_assert_str_eq(cj_str(cj_get(pipe, "name")), p.cp_name);
+	ck_assert_str_eq(cj_str(cj_get(pipe, "state")), "OK");
+	ck_assert(cj_get(pipe, "supervisor_alive")->cj_bool);
+	ck_assert(st_num(pipe, "supervisor_pid") == p.cp_pid);
+	ck_assert_str_eq(cj_str(cj_get(pipe, "phase")), "running");
+	for (size_t i = 0; (it = cj_at(cj_get(pipe, "procs"), i)) != NULL; i++)
+		if (strcmp(cj_str(cj_get(it, "state")), "BUSY") == 0)
+			busy = it;
+	ck_assert_str_eq(cj_str(cj_get(busy, "role")), "processor");
+	ck_assert(st_num(cj_get(busy, "request"), "seq") == 0);
+	ck_assert(st_num(busy, "request_age_ms") >= 0);
+	ck_assert(cj_get(busy, "alive")->cj_bool);
+	ck_assert_str_eq(cj_str(cj_get(cj_at(cj_get(pipe, "procs"), 0),
+	    "role")), "request");
+	snprintf(busy_pid, sizeof(busy_pid), "%.0f", st_num(busy, "pid"));
+	cj_free(v);
+
+	ST_RUN(&r, "ps", p.cp_name);
+	st_expect(&r, 0, "ps");
+	ck_assert_ptr_nonnull(strstr(r.r_out, "BUSY"));
+	ck_assert_ptr_nonnull(strstr(r.r_out, "c0#0"));
+	ck_assert_ptr_nonnull(strstr(r.r_out, busy_pid));
+	st_free(&r);
+	ST_RUN(&r, "ps", "-o", "csv", p.cp_name);
+	st_expect(&r, 0, "ps -o csv");
+	ck_assert_int_eq(st_csv(r.r_out), 1 + 2 + 2);
+	st_free(&r);
+	ST_RUN(&r, "ps", "-o", "prom", p.cp_name);
+	st_expect(&r, 0, "ps -o prom");
+	ck_assert_int_ge(st_prom(r.r_out), 6 + 4 * 3);
+	ck_assert_ptr_nonnull(strstr(r.r_out, "shmpipe_proc_busy_seconds{"));
+	st_free(&r);
+
+	snprintf(pat, sizeof(pat), "shmpipe.%s.*", p.cp_name);
+	snprintf(req, sizeof(req), "shmpipe.%s.req", p.cp_name);
+	ST_RUN(&r, "ls", "-o", "json", pat);
+	st_expect(&r, 0, "ls of a pipeline's queues");
+	v = st_json(&r, "ls");
+	ck_assert_ptr_nonnull(it = st_find(v, "queues", req));
+	ck_assert(st_num(it, "consumers_alive") >= 1);
+	ck_assert(st_num(it, "producers_alive") == 1);
+	ck_assert(st_num(it, "leases_held") == 1);
+	cj_free(v);
+	st_free(&r);
+	ST_RUN(&r, "show", req);
+	st_expect(&r, 0, "show of a pipeline's queue");
+	ck_assert_ptr_nonnull(strstr(r.r_out, busy_pid));
+	st_free(&r);
+	ST_RUN(&r, "check", pat);
+	st_expect(&r, 0, "check of a live pipeline");
+	ck_assert_ptr_nonnull(strstr(r.r_out, "2 queues, 1 pipeline"));
+	st_free(&r);
+	ST_RUN(&r, "ps", "no-such-pipeline");
+	st_expect(&r, 66, "ps of no pipeline");
+	st_free(&r);
+	cp_close(fd);
+	cp_stop(&p);
+}
+END_TEST
+
+START_TEST(test_shmq_tool_gc_pipeline)
+{
+	char pat[96];
+	struct cp_pipe dead, live;
+	pid_t rows[8];
+	struct st_run r;
+	struct ctl c;
+
+	cp_start(&dead, 2, NULL);
+	cp_start(&live, 1, NULL);
+	cp_ctl(&dead, &c);
+	for (uint32_t i = 0; i < 4; i++)
+		rows[i] = cp_row_pid(&c, i);
+	ctl_close(&c);
+	snprintf(pat, sizeof(pat), "shmpipe.ckp*-%d-*", (int)getpid());
+	ST_RUN(&r, "gc", pat);
+	st_expect(&r, 0, "gc of live pipelines");
+	ck_assert_ptr_null(strstr(r.r_out, "removed"));
+	st_free(&r);
+
+	kill(dead.cp_pid, SIGKILL);
+	cp_wait_exit(&dead, ST_WAIT_S);
+	for (uint32_t i = 0; i < 4; i++)
+		CP_ASSERT(&dead, cp_pid_gone(rows[i], ST_WAIT_S), "stage %d "
+		    "outlived its supervisor", (int)rows[i]);
+	ST_RUN(&r, "check", pat);
+	st_expect(&r, 2, "check of a dead pipeline");
+	ck_assert_ptr_nonnull(strstr(r.r_out, "STALE"));
+	st_free(&r);
+	ST_RUN(&r, "ps", dead.cp_name);
+	st_expect(&r, 0, "ps of a dead pipeline");
+	ck_assert_ptr_nonnull(strstr(r.r_out, "STALE"));
+	st_free(&r);
+	ST_RUN(&r, "gc", pat);
+	st_expect(&r, 0, "gc");
+	ck_assert_ptr_nonnull(strstr(r.r_out, "removed"));
+	st_free(&r);
+	CP_ASSERT(&dead, cp_segments(dead.cp_name) == 0, "gc left segments "
+	    "of the dead pipeline");
+	CP_ASSERT(&live, cp_segments(live.cp_name) == 3, "gc touched the "
+	    "live pipeline");
+	cp_stop(&live);
+}
+END_TEST
+
+/* ---- Crash ------------------------------------------------------------- */
+
+static uint64_t st_rng;
+
+static uint32_t
+st_rand(void)
+{
+	st_rng ^= st_rng << 13;
+	st_rng ^= st_rng >> 7;
+	st_rng ^= st_rng << 17;
+	return (uint32_t)(st_rng >> 16);
+}
+
+/* The bytes of a segment file. */
+static unsigned char *
+st_slurp(const char *name, size_t *len)
+{
+	char path[CU_NAME_LEN + 16];
+	struct stat st;
+	unsigned char *buf;
+	int fd;
+
+	snprintf(path, sizeof(path), "/dev/shm/%s", st_bare(name));
+	ck_assert_int_ge(fd = open(path, O_RDONLY | O_CLOEXEC), 0);
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	ck_assert_ptr_nonnull(buf = malloc((size_t)st.st_size));
+	ck_assert_int_eq(read(fd, buf, (size_t)st.st_size), st.st_size);
+	close(fd);
+	*len = (size_t)st.st_size;
+	return buf;
+}
+
+/* A copy of orig with a few random bytes (mostly in the header and the
+ * records, where they matter most), sometimes cut short. */
+static size_t
+st_mutate(unsigned char *buf, const unsigned char *orig, size_t len)
+{
+	size_t hot = sizeof(struct shmq_seg_header) + 4 *
+	    sizeof(struct shmq_seg_proc);
+	unsigned n = 1 + st_rand() % 8;
+
+	memcpy(buf, orig, len);
+	for (unsigned i = 0; i < n; i++) {
+		size_t at = st_rand() % 4 ? st_rand() % hot : st_rand() % len;
+		buf[at] = st_rand() % 3 ? (unsigned char)st_rand() :
+		    (unsigned char)(buf[at] ^ (1u << (st_rand() % 8)));
+	}
+	return st_rand() % 10 == 0 ? st_rand() % len : len;
+}
+
+/* The tool on a damaged segment: any verdict, but never a crash. */
+static void
+st_survives(const char *const *args, const char *what, unsigned iter)
+{
+	struct st_run r;
+	struct cj *v;
+
+	st_run_in(&r, NULL, args);
+	ck_assert_msg(!r.r_signaled, "%s (mutation %u): killed by signal "
+	    "%d\n%s", what, iter, r.r_code - 128, r.r_err);
+	ck_assert_msg(r.r_code == 0 || r.r_code == 1 || r.r_code == 2 ||
+	    r.r_code == 3 || r.r_code == 65 || r.r_code == 66 ||
+	    r.r_code == 75, "%s (mutation %u): exit %d\n%s", what, iter,
+	    r.r_code, r.r_err);
+	if (strstr(what, "json") != NULL && r.r_len > 0) {
+		v = cj_parse(r.r_out, NULL, NULL);
+		ck_assert_msg(v != NULL, "%s (mutation %u): bad JSON\n%s",
+		    what, iter, r.r_out);
+		cj_free(v);
+	}
+	st_free(&r);
+}
+
+START_TEST(test_shmq_tool_mutations)
+{
+	char name[CU_NAME_LEN], mut[CU_NAME_LEN];
+	unsigned char *orig, *buf;
+	struct shmq_lease lease;
+	struct shmq *q, *c;
+	size_t len;
+	char tmp[64];
+
+	cu_name(name, "mut-orig");
+	cu_name(mut, "mut");
+	q = cu_create(name, 16, 64, 4, 2);
+	st_put_n(q, 9);
+	ck_assert_ptr_nonnull(c = shmq_open(name));
+	QASSERT(q, shmq_take(c, tmp, sizeof(tmp), &lease, 0) > 0);
+	QASSERT(q, shmq_get(c, tmp, sizeof(tmp), 0) > 0);
+	orig = st_slurp(name, &len);
+	ck_assert_ptr_nonnull(buf = malloc(len));
+	st_rng = 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
+	fprintf(stderr, "mutations: seed %#" PRIx64 "\n", st_rng);
+	for (unsigned i = 0; i < ST_MUTATIONS; i++) {
+		size_t n = st_mutate(buf, orig, len);
+		st_file(mut, buf, n, n);
+		st_survives((const char *const[]){ "show", "-o",
+		    "json", mut, NULL }, "show -o json", i);
+		st_survives((const char *const[]){ "ls", "-o",
+		    "json", st_bare(mut), NULL }, "ls -o json", i);
+		st_survives((const char *const[]){ "peek", mut,
+		    NULL }, "peek", i);
+		if (i % 4 == 0)
+			st_survives((const char *const[]){ "check",
+			    st_bare(mut), NULL }, "check", i);
+	}
+	free(buf);
+	free(orig);
+	shmq_close(c);
+	shmq_close(q);
+}
+END_TEST
+
+START_TEST(test_shmq_tool_truncate_while_mapped)
+{
+	char name[CU_NAME_LEN], path[CU_NAME_LEN + 16];
+	unsigned sigbus = 0, runs = 0;
+	struct shmq *q;
+	struct st_run r;
+	volatile int *stop = cu_shared(sizeof(int));
+	struct stat st;
+	pid_t pid;
+
+	cu_name(name, "trunc");
+	q = cu_create(name, 4096, 4096, 0, 0);
+	st_put_n(q, 3);
+	shmq_close(q);
+	snprintf(path, sizeof(path), "/dev/shm/%s", st_bare(name));
+	ck_assert_int_eq(stat(path, &st), 0);
+	if ((pid = cu_fork()) == 0) {
+		int fd = open(path, O_RDWR);
+		/* Whole for a moment (so that the tool maps it whole), then
+		 * cut inside the attachment records, which every reader
+		 * reads (a read-only open leaves most ring pages alone). */
+		while (fd >= 0 && !*stop) {
+			(void)!ftruncate(fd, st.st_size);
+			st_sleep_ms(1);
+			(void)!ftruncate(fd, 4096);
+		}
+		_exit(fd >= 0 ? 0 : 1);
+	}
+	for (uint64_t end = st_now_ms() + 20000; st_now_ms() < end &&
+	    (runs < 20 || sigbus == 0); runs++) {
+		ST_RUN(&r, "ls", "-o", "json", st_bare(name));
+		ck_assert_msg(!r.r_signaled, "ls killed by signal %d",
+		    r.r_code - 128);
+		sigbus += strstr(r.r_out, "SIGBUS") != NULL;
+		st_free(&r);
+	}
+	ST_RUN(&r, "top", "-n", "50", "-i", "0.01", st_bare(name));
+	st_expect(&r, 0, "top while truncated");
+	st_free(&r);
+	*stop = 1;
+	cu_wait_exit(NULL, pid, 0);
+	fprintf(stderr, "truncation: %u of %u runs read across a truncation "
+	    "(SIGBUS caught)\n", sigbus, runs);
+	ck_assert_msg(sigbus > 0, "no run was caught by a truncation in %u",
+	    runs);
+	cu_unshare((void *)stop, sizeof(int));
+}
+END_TEST
+
+/* A producer or consumer that runs flat out until *stop. */
+static void __attribute__((noreturn))
+st_worker(const char *name, bool producer, volatile int *stop)
+{
+	struct shmq *q = shmq_open(name);
+	char buf[16] = "payload";
+
+	if (q == NULL)
+		_exit(1);
+	while (!*stop)
+		if (producer)
+			(void)shmq_put(q, buf, 8, 10);
+		else
+			(void)shmq_get(q, buf, sizeof(buf), 10);
+	shmq_close(q);
+	_exit(0);
+}
+
+static void
+st_sample(struct shmq *ro, uint32_t cap, uint64_t *moved)
+{
+	struct shmq_stats st;
+	uint64_t first = 0;
+
+	for (long i = 0; i < ST_SAMPLES; i++) {
+		QASSERT_EQ(ro, shmq_stats(ro, &st), 0);
+		QASSERT_MSG(ro, st.depth <= cap && st.high_water <= cap &&
+		    st.oldest_age_ms >= -1, "sample %ld: depth %u, high water "
+		    "%u, capacity %u", i, st.depth, st.high_water, cap);
+		if (i == 0)
+			first = st.dequeued;
+	}
+	*moved = st.dequeued - first;
+}
+
+START_TEST(test_shmq_tool_mpmc_consistency)
+{
+	char name[CU_NAME_LEN];
+	volatile int *stop = cu_shared(sizeof(int));
+	struct shmq *q, *ro;
+	uint64_t moved;
+	pid_t pids[4];
+	struct cj *v;
+
+	cu_name(name, "mpmc");
+	q = cu_create(name, 8, 16, 8, 1);
+	for (int i = 0; i < 4; i++)
+		if ((pids[i] = cu_fork()) == 0)
+			st_worker(name, i < 2, stop);
+	ck_assert_ptr_nonnull(ro = shmq_open_flags(name, SHMQ_OPEN_RDONLY));
+	st_sample(ro, 8, &moved);
+	ck_assert_msg(moved > 1000, "only %" PRIu64 " messages moved: no "
+	    "load", moved);
+	for (int i = 0; i < 100; i++) {
+		const struct cj *row;
+		v = st_ls_json(name, NULL);
+		row = st_find(v, "queues", st_bare(name));
+		ck_assert_ptr_nonnull(row);
+		ck_assert(st_num(row, "depth") >= 0 &&
+		    st_num(row, "depth") <= 8);
+		ck_assert(st_num(row, "high_water") <= 8);
+		ck_assert(st_num(row, "fill_pct") <= 100);
+		ck_assert(st_num(row, "producers_alive") == 2);
+		cj_free(v);
+	}
+	*stop = 1;
+	for (int i = 0; i < 4; i++)
+		cu_wait_exit(q, pids[i], 0);
+	shmq_close(ro);
+	shmq_close(q);
+	cu_unshare((void *)stop, sizeof(int));
+}
+END_TEST
+
+Suite *
+shmq_tool_suite(void)
+{
+	Suite *s = suite_create("shmq_tool");
+	TCase *tc;
+
+	cp_init();
+	tc = cu_tcase("Core");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_shmq_tool_usage);
+	tcase_add_test(tc, test_shmq_tool_put_get);
+	tcase_add_test(tc, test_shmq_tool_put_full_timeout);
+	tcase_add_test(tc, test_shmq_tool_ls_formats);
+	tcase_add_test(tc, test_shmq_tool_show);
+	tcase_add_test(tc, test_shmq_tool_peek);
+	tcase_add_test(tc, test_shmq_tool_states);
+	tcase_add_test(tc, test_shmq_tool_check);
+	tcase_add_test(tc, test_shmq_tool_bad_segments);
+	tcase_add_test(tc, test_shmq_tool_permission);
+	tcase_add_test(tc, test_shmq_tool_top);
+	tcase_add_test(tc, test_shmq_tool_gc_queues);
+	suite_add_tcase(s, tc);
+
+	tc = cp_tcase("Pipeline", 120);
+	tcase_add_test(tc, test_shmq_tool_ps);
+	tcase_add_test(tc, test_shmq_tool_gc_pipeline);
+	suite_add_tcase(s, tc);
+
+	tc = cu_tcase("Crash");
+	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, test_shmq_tool_mutations);
+	tcase_add_test(tc, test_shmq_tool_truncate_while_mapped);
+	tcase_add_test(tc, test_shmq_tool_mpmc_consistency);
+	suite_add_tcase(s, tc);
+	return s;
+}
