@@ -14,6 +14,7 @@
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "chan.h"
@@ -145,6 +146,15 @@ child_main(struct sv *sv, uint32_t row, int chan, pid_t parent)
 
 /* ---- forking ---------------------------------------------------------- */
 
+static uint64_t
+realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /*
  * Set row's slot up for the process about to be forked: STARTING, its pid
  * to follow.  Before the fork, so that it never overwrites the READY the
@@ -161,7 +171,7 @@ row_reset(struct sv *sv, uint32_t row)
 	/* Relaxed: tools read these as a snapshot; state is last. */
 	atomic_store_explicit(&p->busy_since_ns, 0, memory_order_relaxed);
 	atomic_store_explicit(&p->served, 0, memory_order_relaxed);
-	atomic_store_explicit(&p->started_ns, stage_now_ns(),
+	atomic_store_explicit(&p->started_ns, realtime_ns(),
 	    memory_order_relaxed);
 	atomic_fetch_add_explicit(&p->generation, 1, memory_order_relaxed);
 	atomic_store_explicit(&p->pid, 0, memory_order_relaxed);
@@ -285,14 +295,18 @@ recover(struct sv *sv, pid_t pid, const char *who)
 	if (n > 0) {
 		atomic_fetch_add_explicit(&sv->sv_ctl.c_hdr->redelivered,
 		    (uint64_t)n, memory_order_relaxed);
-		log_event("redelivered %d message%s %s (pid %d) held", n,
+		log_event("redelivered %d message%s that %s (pid %d) held", n,
 		    n == 1 ? "" : "s", who, (int)pid);
 	}
 }
 
-/* The request a dead processor was on, and what it deserves now. */
-static void
-held_request(struct sv *sv, uint32_t row, int status, char *buf, size_t len)
+/*
+ * The request a dead processor was on, and what it deserves now: any death
+ * in the middle of a request counts against it, an exit(0) from a handler
+ * as much as a SIGSEGV.  True if it was on one.
+ */
+static bool
+held_request(struct sv *sv, uint32_t row, char *buf, size_t len)
 {
 	struct shmpipe_proc *p = ctl_proc(&sv->sv_ctl, row);
 	struct child *ch = &sv->sv_child[row];
@@ -303,17 +317,18 @@ held_request(struct sv *sv, uint32_t row, int status, char *buf, size_t len)
 	/* Acquire: pairs with the processor's release of busy_since. */
 	if (ch->ch_role != SHMPIPE_ROLE_PROCESSOR ||
 	    atomic_load_explicit(&p->busy_since_ns, memory_order_acquire) == 0)
-		return;
+		return false;
 	conn = atomic_load(&p->cur_conn);
 	seq = (uint32_t)atomic_load(&p->cur_seq);
 	snprintf(buf, len, " holding request %u of connection %u", seq,
 	    SHMPIPE_CONN_SLOT(conn));
-	if (ch->ch_timed_out || !WIFSIGNALED(status))
-		return;
+	if (ch->ch_timed_out)
+		return true;		/* a timeout, not a crash */
 	crashes = verdict_note(sv, conn, seq, false);
 	if (crashes >= sv->sv_ctl.c_hdr->max_deliveries)
 		snprintf(buf + strlen(buf), len - strlen(buf), "; it has now "
 		    "crashed %u processors and will be answered ERR", crashes);
+	return true;
 }
 
 /* Startup failures in a row are a crash loop: stop instead of spinning. */
@@ -347,10 +362,10 @@ backoff_ns(struct child *ch, uint64_t now)
 
 /* Decide whether and when a dead child comes back. */
 static void
-schedule(struct sv *sv, uint32_t row, int status, uint32_t was, uint64_t now)
+schedule(struct sv *sv, uint32_t row, bool clean, int status, uint32_t was,
+    uint64_t now)
 {
 	struct child *ch = &sv->sv_child[row];
-	bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
 	char who[32], why[64];
 	uint64_t delay;
 
@@ -386,13 +401,15 @@ on_death(struct sv *sv, uint32_t row, int status)
 	uint32_t was = atomic_load(&p->state);
 	char who[32], why[64], held[160];
 	pid_t pid = ch->ch_pid;
+	bool busy, clean;
 
 	child_name(ch, who, sizeof(who));
 	describe(status, why, sizeof(why));
-	held_request(sv, row, status, held, sizeof(held));
+	busy = held_request(sv, row, held, sizeof(held));
+	clean = WIFEXITED(status) && WEXITSTATUS(status) == 0 && !busy;
 	atomic_store(&p->last_status, status);
 	strlcpy(p->last_exit, why, sizeof(p->last_exit));
-	if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0) || held[0])
+	if (!clean)
 		log_event("%s (pid %d) %s%s", who, (int)pid, why, held);
 	else
 		log_info("%s (pid %d) %s", who, (int)pid, why);
@@ -405,9 +422,9 @@ on_death(struct sv *sv, uint32_t row, int status)
 	ch->ch_pid = 0;
 	atomic_store(&p->pid, 0);
 	atomic_store(&p->state, SHMPIPE_PROC_DOWN);
-	if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+	if (!clean)
 		atomic_fetch_add(&p->restarts, 1);
-	schedule(sv, row, status, was, stage_now_ns());
+	schedule(sv, row, clean, status, was, stage_now_ns());
 	if ((int)row == sv->sv_reload_new && was == SHMPIPE_PROC_STARTING) {
 		log_event("reload stopped: the new processor did not start; "
 		    "keeping the others");

@@ -109,3 +109,18 @@ listen_cleanup(const struct listen_spec *ls)
 	if (ls->ls_unix)
 		unlink(ls->ls_path);
 }
+
+void
+listen_bound_port(int fd, struct listen_spec *ls)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	unsigned port;
+
+	if (ls->ls_unix || getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+		return;
+	port = ntohs(ss.ss_family == AF_INET6 ?
+	    ((struct sockaddr_in6 *)&ss)->sin6_port :
+	    ((struct sockaddr_in *)&ss)->sin_port);
+	snprintf(ls->ls_port, sizeof(ls->ls_port), "%u", port);
+}

@@ -14,6 +14,9 @@
  */
 int	listen_open(const struct listen_spec *ls, char *err, size_t errlen);
 
+/* Put the port a TCP socket got (for port 0) into ls, for log lines. */
+void	listen_bound_port(int fd, struct listen_spec *ls);
+
 /* Remove a Unix socket's path at shutdown. */
 void	listen_cleanup(const struct listen_spec *ls);
 

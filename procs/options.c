@@ -234,6 +234,9 @@ options_parse(struct options *o, int argc, char **argv, bool threaded)
 		bad("--output needs --input (file mode)");
 	if (o->input != NULL && o->output == NULL)
 		o->output = "-";
+	if (o->nlisten > 0 && o->input != NULL)
+		bad("--listen and --input: file mode serves no clients; "
+		    "expected one or the other");
 	if (o->nlisten == 0 && o->input == NULL)
 		parse_listen(o, "tcp:127.0.0.1:7878");
 	o->conn_window = pow2_at_least(o->conn_window);

@@ -230,15 +230,19 @@ drained(struct pr *pr)
 	    stage_queue_drained(pr->pr_st->st_req);
 }
 
-/* Take a batch; 0 when there is nothing to do this round. */
+/* Take a batch, no more than max_requests leaves room for. */
 static int
 take(struct pr *pr)
 {
-	for (unsigned i = 0; i < PR_BATCH; i++)
+	uint64_t max = pr->pr_st->st_opt->max_requests;
+	unsigned n = max != 0 && max - pr->pr_served < PR_BATCH ?
+	    (unsigned)(max - pr->pr_served) : PR_BATCH;
+
+	for (unsigned i = 0; i < n; i++)
 		pr->pr_in_iov[i] = (struct iovec){ pr->pr_in + i *
 		    pr->pr_in_size, pr->pr_in_size };
 	return shmq_take_batch(pr->pr_st->st_req, pr->pr_in_iov,
-	    pr->pr_lease, PR_BATCH, stage_draining(pr->pr_st) ? 100 : -1);
+	    pr->pr_lease, n, stage_draining(pr->pr_st) ? 100 : -1);
 }
 
 int

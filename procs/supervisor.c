@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -192,14 +193,14 @@ static void
 start_drain(struct sv *sv, const char *why)
 {
 	struct shmpipe_ctl *c = sv->sv_ctl.c_hdr;
+	uint64_t in = atomic_load(&c->accepted), out = atomic_load(&c->answered);
 
 	if (sv->sv_draining)
 		return;
 	sv->sv_draining = true;
 	sv->sv_reload_idx = sv->sv_reload_new = -1;
 	log_event("%s: answering the %llu request(s) in flight", why,
-	    (unsigned long long)(atomic_load(&c->accepted) -
-	    atomic_load(&c->answered)));
+	    (unsigned long long)(in > out ? in - out : 0));
 	/* Release: stages that see DRAINING see everything before it. */
 	atomic_store_explicit(&c->phase, SHMPIPE_PHASE_DRAINING,
 	    memory_order_release);
@@ -319,6 +320,20 @@ unlink_segments(const char *pipeline)
 			shmq_unlink(name);
 }
 
+/* Does the pipeline's queue `suffix` exist (in /dev/shm)? */
+static bool
+queue_left(const char *pipeline, const char *suffix)
+{
+	char name[64];
+	int fd;
+
+	if (ctl_seg_name(name, sizeof(name), pipeline, suffix) != 0 ||
+	    (fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0)) < 0)
+		return false;
+	close(fd);
+	return true;
+}
+
 /*
  * Segments of this name left by a supervisor that was killed: remove
  * them.  If that supervisor is in fact alive, refuse.
@@ -328,8 +343,6 @@ clear_stale(struct sv *sv)
 {
 	const struct options *o = sv->sv_opt;
 	struct ctl c;
-	char name[64];
-	struct stat st;
 	int r = ctl_open(&c, o->name, true);
 
 	if (r == 0) {
@@ -346,11 +359,11 @@ clear_stale(struct sv *sv)
 	} else if (r != -ENOENT) {
 		log_event("removing unreadable segments of pipeline %s (%s)",
 		    o->name, strerror(-r));
+	} else if (!queue_left(o->name, "req") && !queue_left(o->name, "rep")) {
+		return;
 	} else {
-		ctl_seg_name(name, sizeof(name), o->name, "req");
-		snprintf(name + sizeof(name) - 1, 1, "%s", "");
-		if (stat(name, &st) != 0)
-			return;
+		log_event("removing queues of pipeline %s left without their "
+		    "control segment", o->name);
 	}
 	unlink_segments(o->name);
 }
@@ -398,7 +411,47 @@ open_listeners(struct sv *sv)
 			errx(EX_OSERR, "%s", why);
 		}
 		sv->sv_listen_unix[i] = sv->sv_opt->listen[i].ls_unix;
+		listen_bound_port(sv->sv_listen[i], &sv->sv_opt->listen[i]);
 	}
+}
+
+/* A file's offset where shmpipe starts, 0 for what has none (a pipe). */
+static uint64_t
+offset_of(int fd)
+{
+	off_t off = lseek(fd, 0, SEEK_CUR);
+
+	return off > 0 ? (uint64_t)off : 0;
+}
+
+/*
+ * File mode is connection 0, reading and writing the files from their
+ * current offsets (the stages use pread/pwrite at in_total/out_total).
+ */
+static void
+file_conn(struct sv *sv)
+{
+	struct shmpipe_conn *cn = conn(sv, 0);
+	uint64_t in = offset_of(sv->sv_in_fd);
+
+	atomic_store(&cn->in_total, in);
+	atomic_store(&cn->in_pos, SHMPIPE_IN_POS((uint32_t)in, 0, 0));
+	atomic_store(&cn->out_total, offset_of(sv->sv_out_fd));
+	atomic_store(&cn->state, SHMPIPE_CONN_ID(1, SHMPIPE_CONN_OPEN |
+	    SHMPIPE_CONN_FILE));
+}
+
+/*
+ * Leave the files' offsets past what was read and written, as a program
+ * that used read(2) and write(2) would: the stages used positioned I/O.
+ */
+static void
+file_offsets(struct sv *sv)
+{
+	struct shmpipe_conn *cn = conn(sv, 0);
+
+	lseek(sv->sv_in_fd, (off_t)atomic_load(&cn->in_total), SEEK_SET);
+	lseek(sv->sv_out_fd, (off_t)atomic_load(&cn->out_total), SEEK_SET);
 }
 
 static void
@@ -415,9 +468,8 @@ make_control(struct sv *sv)
 
 	if ((r = ctl_create(&sv->sv_ctl, o->name, &p)) != 0)
 		errc(EX_OSERR, -r, "cannot create the control segment");
-	if (o->input != NULL)		/* file mode: connection 0 */
-		atomic_store(&conn(sv, 0)->state, SHMPIPE_CONN_ID(1,
-		    SHMPIPE_CONN_OPEN | SHMPIPE_CONN_FILE));
+	if (o->input != NULL)
+		file_conn(sv);
 }
 
 static void
@@ -484,6 +536,9 @@ static void
 teardown(struct sv *sv)
 {
 	const struct options *o = sv->sv_opt;
+
+	if (o->input != NULL)
+		file_offsets(sv);
 
 	for (uint32_t i = 0; sv->sv_keep != NULL && i < o->max_conns; i++)
 		if (sv->sv_keep[i] >= 0)
