@@ -17,6 +17,8 @@
 
 enum { O_ENABLE_CRASH = 256, O_WINDOW, O_CONN_WINDOW };
 
+static bool	conn_window_set;	/* given: file mode keeps it */
+
 static const struct option longopts[] = {
 	{ "name",		required_argument,	NULL, 'n' },
 	{ "listen",		required_argument,	NULL, 'l' },
@@ -65,7 +67,8 @@ usage(FILE *f, bool threaded)
 "  -I, --idle-timeout MS      close clients silent this long; 0 = never\n"
 "                             (300000)\n"
 "      --window N             requests in flight in all (4096)\n"
-"      --conn-window N        requests in flight per client (256)\n"
+"      --conn-window N        requests in flight per client (256; file\n"
+"                             mode: the whole window)\n"
 "  -i, --input FILE|-         file mode: read requests from FILE\n"
 "  -o, --output FILE|-        file mode: write replies to FILE (-)\n"
 "  -P, --pidfile PATH         (/run/shmpipe.NAME.pid as root, else\n"
@@ -191,7 +194,9 @@ option(struct options *o, int c, const char *arg, bool threaded)
 	case O_WINDOW: o->window = (uint32_t)number("--window", arg, 16,
 		    1 << 20); break;
 	case O_CONN_WINDOW: o->conn_window = (uint32_t)number("--conn-window",
-		    arg, 1, 1 << 16); break;
+		    arg, 1, 1 << 16);
+		conn_window_set = true;
+		break;
 	case 'i': o->input = arg; break;
 	case 'o': o->output = arg; break;
 	case 'P': o->pidfile = arg; break;
@@ -239,7 +244,11 @@ options_parse(struct options *o, int argc, char **argv, bool threaded)
 		    "expected one or the other");
 	if (o->nlisten == 0 && o->input == NULL)
 		parse_listen(o, "tcp:127.0.0.1:7878");
+	if (o->input != NULL && !conn_window_set)
+		o->conn_window = o->window;	/* one connection: all of it */
 	o->conn_window = pow2_at_least(o->conn_window);
+	if (o->input != NULL && !conn_window_set && o->conn_window > o->window)
+		o->conn_window >>= 1;
 	if (o->conn_window > o->window)
 		bad("--conn-window %u is larger than --window %u",
 		    o->conn_window, o->window);
