@@ -16,7 +16,11 @@
  *   of one handle are taken in the order it put them, unless one is
  *   redelivered after a consumer died.  Blocking calls spin briefly, then
  *   sleep on a process-shared semaphore; a call that does not need to wait
- *   makes no system call.
+ *   makes no system call.  Whoever publishes must see a sleeper that is
+ *   about to sleep: by default a sleeper forces a barrier on every CPU
+ *   (membarrier), so puts and gets cost no fence; a queue created with
+ *   SHMQ_CREATE_FENCES puts a fence in every put and get instead, which is
+ *   cheaper when consumers sleep often (more processes than CPUs).
  *
  * CRASH SAFETY
  *   Any attached process may die at any instruction, inside any call.  The
@@ -64,7 +68,11 @@ struct shmq_config {
 	uint32_t	max_procs;	/* attachments at once (32), <= 256 */
 	uint32_t	lease_max;	/* leases one handle may hold (4) */
 	mode_t		mode;		/* segment permissions (0600) */
+	uint32_t	flags;		/* SHMQ_CREATE_* */
 };
+
+#define SHMQ_CREATE_FENCES	0x1u	/* fence each op; sleeps interrupt
+					 * no other CPU (see CONCURRENCY) */
 
 /* A message taken under a lease; hand it back to shmq_ack(). */
 struct shmq_lease {

@@ -30,7 +30,7 @@
 
 #define SHMQ_SEG_MAGIC		UINT64_C(0x00474553514d4853) /* "SHMQSEG\0" */
 #define SHMQ_LAYOUT_MAJOR	2	/* 2: rate history in the header */
-#define SHMQ_LAYOUT_MINOR	0
+#define SHMQ_LAYOUT_MINOR	1	/* 1: SHMQ_SEG_FENCES */
 #define SHMQ_CACHELINE		64
 
 /* Limits a valid segment respects; anything outside is corrupt. */
@@ -41,6 +41,10 @@
 #define SHMQ_LEASE_LIMIT	256	/* leases per attachment */
 #define SHMQ_BITMAP_WORDS	(SHMQ_PROCS_LIMIT / 64)
 #define SHMQ_RATE_SLOTS		8	/* seconds of rate history */
+
+/* Header flags. */
+#define SHMQ_SEG_FENCES		0x1u	/* every process fences each publish;
+					 * sleepers interrupt no other CPU */
 
 /*
  * Ring slot state word: | position tag (48) | state (4) | owner (12) |.
@@ -116,7 +120,7 @@ struct shmq_seg_header {
 	uint16_t	version_major;
 	uint16_t	version_minor;
 	uint32_t	header_size;	/* sizeof(struct shmq_seg_header) */
-	uint32_t	flags;		/* none defined; must be 0 */
+	uint32_t	flags;		/* SHMQ_SEG_*; others must be 0 */
 	uint32_t	capacity;	/* ring slots, a power of two */
 	uint32_t	msg_max;	/* largest message, bytes */
 	uint32_t	slot_size;	/* bytes per ring slot */

@@ -34,7 +34,7 @@ static uint64_t self_start;	/* its start time, 0 until read */
 
 /* Everything derived from the four free parameters of a segment. */
 struct geom {
-	uint32_t capacity, msg_max, max_procs, lease_max;
+	uint32_t capacity, msg_max, max_procs, lease_max, flags;
 	uint32_t slot_size, entry_size;
 	uint64_t procs_off, entries_off, ring_off, seg_size;
 };
@@ -110,8 +110,10 @@ geom_from_config(const struct shmq_config *cfg, struct geom *g)
 
 	if (cfg == NULL)
 		cfg = &zero;
-	if (cfg->capacity > SHMQ_CAPACITY_MAX)
+	if (cfg->capacity > SHMQ_CAPACITY_MAX ||
+	    (cfg->flags & ~SHMQ_CREATE_FENCES) != 0)
 		return -EINVAL;
+	g->flags = cfg->flags & SHMQ_CREATE_FENCES ? SHMQ_SEG_FENCES : 0;
 	g->capacity = pow2_at_least(cfg->capacity ? cfg->capacity :
 	    DEF_CAPACITY);
 	g->msg_max = cfg->msg_max ? cfg->msg_max : DEF_MSG_MAX;
@@ -164,6 +166,7 @@ handle_new(const char *name, void *base, size_t size, const struct geom *g)
 	q->spin_ns = SHMQ_DEFAULT_SPIN_NS;
 	q->pid = shmq__pid;
 	q->fd = -1;
+	q->wake = shmq__wake_mode(g->flags);
 	strcpy(q->name, name);
 	return q;
 }
@@ -180,6 +183,7 @@ segment_init(struct shmq *q, const struct geom *g)
 	h->version_major = SHMQ_LAYOUT_MAJOR;
 	h->version_minor = SHMQ_LAYOUT_MINOR;
 	h->header_size = sizeof(*h);
+	h->flags = g->flags;
 	h->capacity = g->capacity;
 	h->msg_max = g->msg_max;
 	h->slot_size = g->slot_size;
@@ -390,7 +394,8 @@ header_check(const struct shmq_seg_header *h, size_t file_size,
 	g->msg_max = h->msg_max;
 	g->max_procs = h->max_procs;
 	g->lease_max = h->lease_max;
-	if (h->header_size != sizeof(*h) || h->flags != 0 ||
+	g->flags = h->flags;
+	if (h->header_size != sizeof(*h) || (h->flags & ~SHMQ_SEG_FENCES) != 0 ||
 	    geom_compute(g) != 0 || h->slot_size != g->slot_size ||
 	    h->entry_size != g->entry_size ||
 	    h->proc_size != sizeof(struct shmq_seg_proc) ||

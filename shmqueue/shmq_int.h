@@ -48,6 +48,7 @@ struct shmq {
 	uint32_t	 leases_held;	/* leases this handle holds */
 	_Atomic int	 wakeup;	/* shmq_wakeup() pending */
 	bool		 spinning;	/* in the spin phase of a wait */
+	uint8_t		 wake;		/* SHMQ__WAKE_*: how sleepers are seen */
 	pid_t		 pid;		/* process that opened the handle */
 	int		 fd;		/* anonymous queues: the memfd, else -1 */
 	bool		 rdonly;
@@ -56,6 +57,12 @@ struct shmq {
 
 /* Kinds of wait: what a sleeper waits for. */
 enum shmq__kind { SHMQ__GET, SHMQ__PUT };
+
+/* How a publisher and a sleeper see each other (wait.c). */
+#define SHMQ__WAKE_MB		0	/* light fence; sleeper: membarrier */
+#define SHMQ__WAKE_FENCE	1	/* full fences (SHMQ_SEG_FENCES) */
+#define SHMQ__WAKE_POLL		2	/* no membarrier here: fences, and
+					 * sleep in slices */
 
 static inline struct shmq_seg_slot *
 shmq__slot(const struct shmq *q, uint64_t pos)
@@ -181,6 +188,7 @@ void		shmq__wake(struct shmq *q, enum shmq__kind kind, unsigned n);
 void		shmq__wake_all(struct shmq *q);
 void		shmq__sem_drain(struct shmq_seg_proc *p);
 extern bool	shmq__membarrier_ok;
+uint8_t		shmq__wake_mode(uint32_t seg_flags);
 
 /*
  * After making something another process may sleep on (a message, a free
@@ -188,9 +196,9 @@ extern bool	shmq__membarrier_ok;
  * then wake up to n sleepers.  Pairs with shmq__wait()'s heavy fence.
  */
 static inline void
-shmq__fence_light(void)
+shmq__fence_light(const struct shmq *q)
 {
-	if (likely(shmq__membarrier_ok))
+	if (likely(q->wake == SHMQ__WAKE_MB))
 		/* F1: pairs with membarrier() in the sleeper (F2). */
 		atomic_signal_fence(memory_order_seq_cst);
 	else
@@ -204,7 +212,7 @@ shmq__notify(struct shmq *q, enum shmq__kind kind, unsigned n)
 	_Atomic uint64_t *map = kind == SHMQ__GET ? q->hdr->get_sleepers :
 	    q->hdr->put_sleepers;
 
-	shmq__fence_light();
+	shmq__fence_light(q);
 	if (unlikely(shmq__bitmap_any(q, map)))
 		shmq__wake(q, kind, n);
 }

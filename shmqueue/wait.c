@@ -9,11 +9,14 @@
  * the light fence F1 and reads the bitmap.  Either the sleeper's re-check
  * sees the message or the peer sees the bit, so nobody sleeps through it.
  *
- * F1 runs on every operation, F2 only before sleeping, so F1 is made free:
- * with membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) the sleeper forces a full
- * barrier on every CPU running a registered process, and F1 needs only to
- * stop the compiler from reordering.  Without membarrier both are seq_cst
- * fences, and a process that could not register sleeps in 1 ms slices,
+ * F1 runs on every operation, F2 only before sleeping, so by default F1 is
+ * made free: with membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) the sleeper
+ * forces a full barrier on every CPU running a registered process, and F1
+ * needs only to stop the compiler from reordering.  That interrupt costs
+ * the sleeper microseconds (more in a VM), so a queue whose consumers sleep
+ * often is better created with SHMQ_SEG_FENCES: both fences are then plain
+ * seq_cst fences, in every process.  A process that cannot register for
+ * membarrier on a default queue fences as well and sleeps in 1 ms slices,
  * because its peers' F1 is then not enough to order against its F2.
  *
  * A peer wakes a sleeper by clearing its bit (so each sleeper is woken once)
@@ -80,14 +83,23 @@ shmq__fence_init(void)
 	pthread_once(&once, fence_register);
 }
 
+/* This process's mode on a segment with these flags. */
+uint8_t
+shmq__wake_mode(uint32_t seg_flags)
+{
+	if (seg_flags & SHMQ_SEG_FENCES)
+		return SHMQ__WAKE_FENCE;
+	return shmq__membarrier_ok ? SHMQ__WAKE_MB : SHMQ__WAKE_POLL;
+}
+
 /* F2: pairs with shmq__fence_light() (F1) in every publishing peer. */
 static void
-fence_heavy(void)
+fence_heavy(struct shmq *q)
 {
 	atomic_thread_fence(memory_order_seq_cst);
-	if (shmq__membarrier_ok &&
+	if (q->wake == SHMQ__WAKE_MB &&
 	    membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0) != 0)
-		shmq__membarrier_ok = false;	/* peers still covered: slices */
+		q->wake = SHMQ__WAKE_POLL;	/* peers still covered: slices */
 }
 
 static inline void
@@ -162,7 +174,7 @@ sem_sleep(struct shmq *q, uint64_t deadline)
 	struct timespec ts;
 	uint64_t until = deadline;
 
-	if (!shmq__membarrier_ok) {
+	if (q->wake == SHMQ__WAKE_POLL) {
 		uint64_t slice = shmq__now_ns() + SLICE_NS;
 		if (slice < until)
 			until = slice;
@@ -191,7 +203,7 @@ sleep_once(struct shmq *q, enum shmq__kind kind, shmq__try_fn try, void *arg,
 	atomic_store_explicit(&q->rec->asleep,
 	    kind == SHMQ__GET ? SHMQ_ASLEEP_GET : SHMQ_ASLEEP_PUT,
 	    memory_order_relaxed);
-	fence_heavy();				/* F2 */
+	fence_heavy(q);				/* F2 */
 	*result = try(q, arg);
 	if (*result != -EAGAIN) {
 		sleep_cancel(q, kind);

@@ -1011,6 +1011,7 @@ START_TEST(test_crash_sigkill_storm)
 	struct shmq_stats s;
 	struct shmq *q;
 
+	cu_create_flags = _i ? SHMQ_CREATE_FENCES : 0;
 	srandom((unsigned)getpid());
 	st = cu_shared(sizeof(*st));
 	cu_name(st_name, "storm");
@@ -1064,7 +1065,7 @@ crash_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = cu_tcase("Crash storm");
-	tcase_add_test(tc, test_crash_sigkill_storm);
+	tcase_add_loop_test(tc, test_crash_sigkill_storm, 0, 2); /* both modes */
 	tcase_set_timeout(tc, 400);
 	suite_add_tcase(s, tc);
 	return s;

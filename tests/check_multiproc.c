@@ -193,6 +193,7 @@ START_TEST(test_multiproc_blocked_get_woken)
 	uint32_t id = 42;
 	pid_t pid;
 
+	cu_create_flags = _i ? SHMQ_CREATE_FENCES : 0;
 	cu_name(qname, "wakeget");
 	q = cu_create(qname, 8, 64, 4, 2);
 	pid = cu_fork();
@@ -229,6 +230,7 @@ START_TEST(test_multiproc_blocked_put_woken)
 	uint32_t v;
 	pid_t pid;
 
+	cu_create_flags = _i ? SHMQ_CREATE_FENCES : 0;
 	cu_name(qname, "wakeput");
 	q = cu_create(qname, 4, 64, 4, 2);
 	for (v = 1; v <= 4; v++)
@@ -298,6 +300,7 @@ START_TEST(test_multiproc_pingpong_no_lost_wakeup)
 	struct shmq *b;
 	pid_t pid;
 
+	cu_create_flags = _i ? SHMQ_CREATE_FENCES : 0;
 	cu_name(qname, "pinga");
 	cu_name(bname, "pingb");
 	q = cu_create(qname, 4, 16, 4, 2);
@@ -331,9 +334,9 @@ multiproc_suite(void)
 	Suite *s = suite_create("multiproc");
 	TCase *tc = cu_tcase("Multi-process");
 
-	tcase_add_test(tc, test_multiproc_blocked_get_woken);
-	tcase_add_test(tc, test_multiproc_blocked_put_woken);
-	tcase_add_test(tc, test_multiproc_pingpong_no_lost_wakeup);
+	tcase_add_loop_test(tc, test_multiproc_blocked_get_woken, 0, 2);	/* both wake modes */
+	tcase_add_loop_test(tc, test_multiproc_blocked_put_woken, 0, 2);	/* both wake modes */
+	tcase_add_loop_test(tc, test_multiproc_pingpong_no_lost_wakeup, 0, 2);	/* both wake modes */
 	tcase_add_test(tc, test_multiproc_exactly_once_fifo);
 	tcase_set_timeout(tc, 300);
 	suite_add_tcase(s, tc);

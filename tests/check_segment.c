@@ -162,11 +162,12 @@ END_TEST
 START_TEST(test_segment_bad_config)
 {
 	static const struct shmq_config bad[] = {
-		{ SHMQ_CAPACITY_MAX + 1, 0, 0, 0, 0 },
-		{ 0, SHMQ_MSG_MAX_LIMIT + 1, 0, 0, 0 },
-		{ 0, 0, SHMQ_PROCS_LIMIT + 1, 0, 0 },
-		{ 0, 0, 0, SHMQ_LEASE_LIMIT + 1, 0 },
-		{ 0, 0, 0, 0, 01600 },
+		{ SHMQ_CAPACITY_MAX + 1, 0, 0, 0, 0, 0 },
+		{ 0, SHMQ_MSG_MAX_LIMIT + 1, 0, 0, 0, 0 },
+		{ 0, 0, SHMQ_PROCS_LIMIT + 1, 0, 0, 0 },
+		{ 0, 0, 0, SHMQ_LEASE_LIMIT + 1, 0, 0 },
+		{ 0, 0, 0, 0, 01600, 0 },
+		{ 0, 0, 0, 0, 0, 0x80 },		/* unknown flag */
 	};
 	char name[CU_NAME_LEN];
 
@@ -519,7 +520,7 @@ START_TEST(test_segment_bad_geometry)
 	    cases[] = {
 		{ HOFF(header_size), 0, b.geo.header_size + 64, "header_size" },
 		{ HOFF(header_size), 0, 0, "header_size 0" },
-		{ HOFF(flags), 0, 1, "flags" },
+		{ HOFF(flags), 0, 0x80000000u, "unknown flag" },
 		{ HOFF(capacity), 0, 0, "capacity 0" },
 		{ HOFF(capacity), 0, 3, "capacity 3" },
 		{ HOFF(capacity), 0, 1, "capacity 1" },

@@ -90,11 +90,14 @@ cu_tcase(const char *name)
 	return tc;
 }
 
+uint32_t cu_create_flags;
+
 struct shmq *
 cu_create(const char *name, uint32_t capacity, uint32_t msg_max,
     uint32_t max_procs, uint32_t lease_max)
 {
-	struct shmq_config cfg = { capacity, msg_max, max_procs, lease_max, 0 };
+	struct shmq_config cfg = { capacity, msg_max, max_procs, lease_max, 0,
+	    cu_create_flags };
 	struct shmq *q = shmq_create(name, &cfg);
 
 	ck_assert_msg(q != NULL, "shmq_create(%s): %s", name, strerror(errno));

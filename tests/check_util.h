@@ -44,6 +44,9 @@ int	 cu_left_behind(void);
 TCase	*cu_tcase(const char *name);
 
 /* shmq_create() that must succeed; 0 for a field takes its default. */
+/* SHMQ_CREATE_* flags cu_create() passes on (loop tests set it per mode). */
+extern uint32_t cu_create_flags;
+
 struct shmq *cu_create(const char *name, uint32_t capacity, uint32_t msg_max,
 	    uint32_t max_procs, uint32_t lease_max);
 
