@@ -15,9 +15,10 @@
 
 #define EX_USAGE	64
 
-enum { O_ENABLE_CRASH = 256, O_WINDOW, O_CONN_WINDOW };
+enum { O_ENABLE_CRASH = 256, O_WINDOW, O_CONN_WINDOW, O_SPIN };
 
 static bool	conn_window_set;	/* given: file mode keeps it */
+static bool	spin_set;		/* given: not guessed */
 
 static const struct option longopts[] = {
 	{ "name",		required_argument,	NULL, 'n' },
@@ -33,6 +34,7 @@ static const struct option longopts[] = {
 	{ "idle-timeout",	required_argument,	NULL, 'I' },
 	{ "window",		required_argument,	NULL, O_WINDOW },
 	{ "conn-window",	required_argument,	NULL, O_CONN_WINDOW },
+	{ "spin-us",		required_argument,	NULL, O_SPIN },
 	{ "input",		required_argument,	NULL, 'i' },
 	{ "output",		required_argument,	NULL, 'o' },
 	{ "pidfile",		required_argument,	NULL, 'P' },
@@ -67,6 +69,9 @@ usage(FILE *f, bool threaded)
 "  -I, --idle-timeout MS      close clients silent this long; 0 = never\n"
 "                             (300000)\n"
 "      --window N             requests in flight in all (4096)\n"
+"      --spin-us US           how long a stage spins before it sleeps\n"
+"                             (20 if every stage has a CPU of its own,\n"
+"                             else 0)\n"
 "      --conn-window N        requests in flight per client (256; file\n"
 "                             mode: the whole window)\n"
 "  -i, --input FILE|-         file mode: read requests from FILE\n"
@@ -197,6 +202,10 @@ option(struct options *o, int c, const char *arg, bool threaded)
 		    arg, 1, 1 << 16);
 		conn_window_set = true;
 		break;
+	case O_SPIN: o->spin_ns = (uint32_t)number("--spin-us", arg, 0,
+		    1000000) * 1000;
+		spin_set = true;
+		break;
 	case 'i': o->input = arg; break;
 	case 'o': o->output = arg; break;
 	case 'P': o->pidfile = arg; break;
@@ -206,6 +215,19 @@ option(struct options *o, int c, const char *arg, bool threaded)
 	case 'V': printf("%s %s\n", getprogname(), SHMQ_VERSION); exit(0);
 	default: bad("unknown option");
 	}
+}
+
+/*
+ * A stage that spins waiting takes the CPU from the stage it waits for
+ * unless each has one of its own: spin only when there are more CPUs than
+ * stage processes (processors, request, reply and a client or two).
+ */
+static uint32_t
+default_spin(uint32_t processors)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return cpus > (long)processors + 3 ? 20000 : 0;
 }
 
 static uint32_t
@@ -244,6 +266,8 @@ options_parse(struct options *o, int argc, char **argv, bool threaded)
 		    "expected one or the other");
 	if (o->nlisten == 0 && o->input == NULL)
 		parse_listen(o, "tcp:127.0.0.1:7878");
+	if (!spin_set)
+		o->spin_ns = default_spin(o->processors);
 	if (o->input != NULL && !conn_window_set)
 		o->conn_window = o->window;	/* one connection: all of it */
 	o->conn_window = pow2_at_least(o->conn_window);

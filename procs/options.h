@@ -31,6 +31,7 @@ struct options {
 	uint32_t	 idle_timeout_ms;	/* 0 = none */
 	uint32_t	 window;		/* requests in flight, in all */
 	uint32_t	 conn_window;		/* per connection */
+	uint32_t	 spin_ns;		/* how long a stage spins */
 	const char	*input;			/* file mode, "-" = stdin */
 	const char	*output;
 	const char	*pidfile;

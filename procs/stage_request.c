@@ -158,6 +158,8 @@ ring_copy(const struct rq *rq, uint32_t slot, uint32_t head, size_t len,
 	}
 }
 
+static int	flush(struct rq *rq, int timeout_ms);
+
 /*
  * Stage the request whose line is ring [head, head + len) (or a too-long
  * marker), the connection's state after it being next_head/disc.  False if
@@ -172,9 +174,11 @@ stage_line(struct rq *rq, uint32_t slot, uint32_t head, size_t len,
 	struct msg_hdr *h;
 	uint32_t k;
 
+	if (rq->rq_n == RQ_BATCH)
+		flush(rq, 0);		/* a full batch goes now, not later */
 	if (rq->rq_n == RQ_BATCH ||
 	    (k = slab_reserve(rq, id, rc->rc_seq)) == UINT32_MAX)
-		return false;
+		return false;		/* the queue or the slab is full */
 	h = (struct msg_hdr *)(rq->rq_buf + rq->rq_n * rq->rq_msg_size);
 	*h = (struct msg_hdr){ .mh_conn = id, .mh_seq = rc->rc_seq,
 	    .mh_slot = k, .mh_flags = too_long ? MSG_TOO_LONG : 0 };

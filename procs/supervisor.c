@@ -372,8 +372,11 @@ static struct shmq *
 make_queue(const struct options *o, const char *suffix, uint32_t msg_max,
     uint32_t procs, uint32_t leases)
 {
+	/* Stages sleep often (there are more of them than CPUs, as a rule):
+	 * a fence per operation is cheaper than interrupting a CPU per sleep. */
 	struct shmq_config cfg = { .capacity = o->capacity, .msg_max = msg_max,
-	    .max_procs = procs, .lease_max = leases };
+	    .max_procs = procs, .lease_max = leases,
+	    .flags = SHMQ_CREATE_FENCES };
 	char name[64];
 	struct shmq *q;
 
