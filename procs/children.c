@@ -79,18 +79,18 @@ child_close_fds(struct sv *sv, const struct child *me, int keep_chan)
 		if (sv->sv_child[i].ch_sock >= 0 && sv->sv_child[i].ch_sock !=
 		    keep_chan)
 			close(sv->sv_child[i].ch_sock);
-	for (uint32_t i = 0; i < sv->sv_ctl.c_hdr->max_conns; i++)
-		if (sv->sv_keep[i] >= 0)
-			close(sv->sv_keep[i]);
+	for (uint32_t i = 0; i < sv->sv_pl.pl_ctl.c_hdr->max_conns; i++)
+		if (sv->sv_pl.pl_keep[i] >= 0)
+			close(sv->sv_pl.pl_keep[i]);
 	if (me->ch_role != SHMPIPE_ROLE_REQUEST)
 		for (int i = 0; i < sv->sv_opt->nlisten; i++)
-			close(sv->sv_listen[i]);
+			close(sv->sv_pl.pl_listen[i]);
 	close(sv->sv_ep);
 	close(sv->sv_sigfd);
 	if (sv->sv_pfh != NULL)
 		pidfile_close(sv->sv_pfh);
-	shmq_close(sv->sv_req);		/* forked: only unmaps */
-	shmq_close(sv->sv_rep);
+	shmq_close(sv->sv_pl.pl_req);		/* forked: only unmaps */
+	shmq_close(sv->sv_pl.pl_rep);
 }
 
 static struct shmq *
@@ -123,14 +123,14 @@ child_main(struct sv *sv, uint32_t row, int chan, pid_t parent)
 	setproctitle("%s [%s]", who, sv->sv_opt->name);
 	log_init(sv->sv_opt->name, who);
 	st.st_opt = sv->sv_opt;
-	st.st_ctl = &sv->sv_ctl;
+	st.st_ctl = &sv->sv_pl.pl_ctl;
 	st.st_chan = chan;
 	st.st_slot = row;
-	st.st_listen = sv->sv_listen;
-	st.st_listen_unix = sv->sv_listen_unix;
+	st.st_listen = sv->sv_pl.pl_listen;
+	st.st_listen_unix = sv->sv_pl.pl_listen_unix;
 	st.st_nlisten = sv->sv_opt->nlisten;
-	st.st_in_fd = sv->sv_in_fd;
-	st.st_out_fd = sv->sv_out_fd;
+	st.st_in_fd = sv->sv_pl.pl_in_fd;
+	st.st_out_fd = sv->sv_pl.pl_out_fd;
 	st.st_req = child_queue(sv, "req");
 	st.st_rep = child_queue(sv, "rep");
 	shmq_set_spin(st.st_req, sv->sv_opt->spin_ns);
@@ -166,7 +166,7 @@ static void
 row_reset(struct sv *sv, uint32_t row)
 {
 	struct child *ch = &sv->sv_child[row];
-	struct shmpipe_proc *p = ctl_proc(&sv->sv_ctl, row);
+	struct shmpipe_proc *p = ctl_proc(&sv->sv_pl.pl_ctl, row);
 
 	p->role = ch->ch_role;
 	p->index = ch->ch_index;
@@ -213,18 +213,20 @@ sv_spawn(struct sv *sv, uint32_t row)
 		if (pair[0] >= 0)
 			close(pair[0]);
 		ch->ch_restart_ns = stage_now_ns() + 1000000000ull;
-		atomic_store(&ctl_proc(&sv->sv_ctl, row)->state,
+		atomic_store(&ctl_proc(&sv->sv_pl.pl_ctl, row)->state,
 		    SHMPIPE_PROC_DOWN);
 		return;
 	}
 	ch->ch_pid = pid;
 	ch->ch_sock = pair[0];
 	/* Relaxed: tools read it as a snapshot. */
-	atomic_store_explicit(&ctl_proc(&sv->sv_ctl, row)->pid, (uint32_t)pid,
+	atomic_store_explicit(&ctl_proc(&sv->sv_pl.pl_ctl, row)->pid, (uint32_t)pid,
 	    memory_order_relaxed);
 	if (ch->ch_sock >= 0) {
 		epoll_ctl(sv->sv_ep, EPOLL_CTL_ADD, ch->ch_sock, &ev);
-		sv_send_conns(sv, row);
+		pipeline_send_conns(&sv->sv_pl, ch->ch_sock, ch->ch_role ==
+		    SHMPIPE_ROLE_REQUEST ? SHMPIPE_CONN_RD_DONE :
+		    SHMPIPE_CONN_RP_DONE);	/* false: it died, we will hear */
 	}
 	log_info("started %s (pid %d)", who, (int)pid);
 }
@@ -255,8 +257,8 @@ verdict_note(struct sv *sv, uint64_t conn, uint32_t seq, bool timeout)
 	struct shmpipe_verdict *v = NULL, *oldest = NULL;
 	uint32_t crashes;
 
-	for (uint32_t i = 0; i < sv->sv_ctl.c_hdr->nverdicts; i++) {
-		struct shmpipe_verdict *x = ctl_verdict(&sv->sv_ctl, i);
+	for (uint32_t i = 0; i < sv->sv_pl.pl_ctl.c_hdr->nverdicts; i++) {
+		struct shmpipe_verdict *x = ctl_verdict(&sv->sv_pl.pl_ctl, i);
 		if (atomic_load(&x->conn) == conn && atomic_load(&x->seq) == seq)
 			v = x;
 		if (oldest == NULL || atomic_load(&x->when_ns) <
@@ -287,15 +289,15 @@ verdict_note(struct sv *sv, uint64_t conn, uint32_t seq, bool timeout)
 static void
 recover(struct sv *sv, pid_t pid, const char *who)
 {
-	int a = shmq_recover(sv->sv_req, pid);
-	int b = shmq_recover(sv->sv_rep, pid);
+	int a = shmq_recover(sv->sv_pl.pl_req, pid);
+	int b = shmq_recover(sv->sv_pl.pl_rep, pid);
 	int n = (a > 0 ? a : 0) + (b > 0 ? b : 0);
 
 	if (a < 0 || b < 0)
 		log_event("cannot recover %s (pid %d): %s", who, (int)pid,
 		    strerror(a < 0 ? -a : -b));
 	if (n > 0) {
-		atomic_fetch_add_explicit(&sv->sv_ctl.c_hdr->redelivered,
+		atomic_fetch_add_explicit(&sv->sv_pl.pl_ctl.c_hdr->redelivered,
 		    (uint64_t)n, memory_order_relaxed);
 		log_event("redelivered %d message%s that %s (pid %d) held", n,
 		    n == 1 ? "" : "s", who, (int)pid);
@@ -310,7 +312,7 @@ recover(struct sv *sv, pid_t pid, const char *who)
 static bool
 held_request(struct sv *sv, uint32_t row, char *buf, size_t len)
 {
-	struct shmpipe_proc *p = ctl_proc(&sv->sv_ctl, row);
+	struct shmpipe_proc *p = ctl_proc(&sv->sv_pl.pl_ctl, row);
 	struct child *ch = &sv->sv_child[row];
 	uint64_t conn;
 	uint32_t seq, crashes;
@@ -327,7 +329,7 @@ held_request(struct sv *sv, uint32_t row, char *buf, size_t len)
 	if (ch->ch_timed_out)
 		return true;		/* a timeout, not a crash */
 	crashes = verdict_note(sv, conn, seq, false);
-	if (crashes >= sv->sv_ctl.c_hdr->max_deliveries)
+	if (crashes >= sv->sv_pl.pl_ctl.c_hdr->max_deliveries)
 		snprintf(buf + strlen(buf), len - strlen(buf), "; it has now "
 		    "crashed %u processors and will be answered ERR", crashes);
 	return true;
@@ -374,8 +376,8 @@ schedule(struct sv *sv, uint32_t row, bool clean, int status, uint32_t was,
 	child_name(ch, who, sizeof(who));
 	if (ch->ch_retire || (clean && sv->sv_draining) || (clean &&
 	    ch->ch_role == SHMPIPE_ROLE_REQUEST && atomic_load(
-	    &sv->sv_ctl.c_hdr->req_closed))) {
-		atomic_store(&ctl_proc(&sv->sv_ctl, row)->state,
+	    &sv->sv_pl.pl_ctl.c_hdr->req_closed))) {
+		atomic_store(&ctl_proc(&sv->sv_pl.pl_ctl, row)->state,
 		    SHMPIPE_PROC_RETIRED);
 		return;
 	}
@@ -399,7 +401,7 @@ static void
 on_death(struct sv *sv, uint32_t row, int status)
 {
 	struct child *ch = &sv->sv_child[row];
-	struct shmpipe_proc *p = ctl_proc(&sv->sv_ctl, row);
+	struct shmpipe_proc *p = ctl_proc(&sv->sv_pl.pl_ctl, row);
 	uint32_t was = atomic_load(&p->state);
 	char who[32], why[64], held[160];
 	pid_t pid = ch->ch_pid;
@@ -458,11 +460,11 @@ sv_restarts(struct sv *sv, uint64_t now)
 
 		if (ch->ch_pid == 0 && ch->ch_restart_ns != 0 &&
 		    ch->ch_restart_ns <= now && !sv->sv_giving_up) {
-			atomic_fetch_add(&sv->sv_ctl.c_hdr->restarts, 1);
+			atomic_fetch_add(&sv->sv_pl.pl_ctl.c_hdr->restarts, 1);
 			sv_spawn(sv, i);
 		}
 		if (ch->ch_pid != 0 && ch->ch_ready_ns == 0 &&
-		    atomic_load(&ctl_proc(&sv->sv_ctl, i)->state) >=
+		    atomic_load(&ctl_proc(&sv->sv_pl.pl_ctl, i)->state) >=
 		    SHMPIPE_PROC_READY)
 			ch->ch_ready_ns = now;
 	}
@@ -477,7 +479,7 @@ sv_timeouts(struct sv *sv, uint64_t now)
 
 	for (uint32_t i = SV_ROW_PROC0; limit > 0 && i < sv->sv_nrows; i++) {
 		struct child *ch = &sv->sv_child[i];
-		struct shmpipe_proc *p = ctl_proc(&sv->sv_ctl, i);
+		struct shmpipe_proc *p = ctl_proc(&sv->sv_pl.pl_ctl, i);
 		uint64_t since = atomic_load_explicit(&p->busy_since_ns,
 		    memory_order_acquire);
 
@@ -486,7 +488,7 @@ sv_timeouts(struct sv *sv, uint64_t now)
 			continue;
 		verdict_note(sv, atomic_load(&p->cur_conn),
 		    (uint32_t)atomic_load(&p->cur_seq), true);
-		atomic_fetch_add(&sv->sv_ctl.c_hdr->timeouts, 1);
+		atomic_fetch_add(&sv->sv_pl.pl_ctl.c_hdr->timeouts, 1);
 		log_event("processor %u (pid %d) spent over %u ms on request "
 		    "%u of connection %u; killing it", ch->ch_index,
 		    (int)ch->ch_pid, sv->sv_opt->request_timeout_ms,
@@ -575,7 +577,7 @@ sv_reload_step(struct sv *sv)
 		if (sv->sv_child[old].ch_pid != 0)
 			kill(sv->sv_child[old].ch_pid, SIGTERM);
 		else
-			atomic_store(&ctl_proc(&sv->sv_ctl, (uint32_t)old)->state,
+			atomic_store(&ctl_proc(&sv->sv_pl.pl_ctl, (uint32_t)old)->state,
 			    SHMPIPE_PROC_RETIRED);
 	}
 	sv->sv_reload_idx++;

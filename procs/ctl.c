@@ -119,31 +119,22 @@ header_fill(struct shmpipe_ctl *h, const char *pipeline,
 	    memory_order_relaxed);
 }
 
-int
-ctl_create(struct ctl *c, const char *pipeline, const struct ctl_params *p)
+/* Size, map and fill the segment behind fd; magic last.  0 or -errno. */
+static int
+create_on_fd(struct ctl *c, int fd, const char *pipeline,
+    const struct ctl_params *p)
 {
-	char path[64];
 	struct geom g;
 	void *base;
-	int fd, r;
+	int r;
 
-	if ((r = ctl_seg_name(path, sizeof(path), pipeline, "ctl")) != 0)
-		return r;
 	geom_compute(&g, p->nprocs, p->max_conns, p->max_line, p->window);
-	fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	if ((r = posix_fallocate(fd, 0, (off_t)g.seg_size)) != 0) {
-		r = -r;
-		goto out_unlink;
-	}
+	if ((r = posix_fallocate(fd, 0, (off_t)g.seg_size)) != 0)
+		return -r;
 	base = mmap(NULL, g.seg_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
 	    0);
-	if (base == MAP_FAILED) {
-		r = -errno;
-		goto out_unlink;
-	}
-	close(fd);
+	if (base == MAP_FAILED)
+		return -errno;
 	c->c_base = base;
 	c->c_hdr = base;
 	c->c_size = g.seg_size;
@@ -155,9 +146,36 @@ ctl_create(struct ctl *c, const char *pipeline, const struct ctl_params *p)
 	atomic_store_explicit(&c->c_hdr->magic, SHMPIPE_CTL_MAGIC,
 	    memory_order_release);
 	return 0;
-out_unlink:
+}
+
+int
+ctl_create(struct ctl *c, const char *pipeline, const struct ctl_params *p)
+{
+	char path[64];
+	int fd, r;
+
+	if ((r = ctl_seg_name(path, sizeof(path), pipeline, "ctl")) != 0)
+		return r;
+	fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	r = create_on_fd(c, fd, pipeline, p);
 	close(fd);
-	shm_unlink(path);
+	if (r != 0)
+		shm_unlink(path);
+	return r;
+}
+
+int
+ctl_create_anon(struct ctl *c, const char *pipeline,
+    const struct ctl_params *p)
+{
+	int fd = memfd_create("shmpipe-ctl", MFD_CLOEXEC), r;
+
+	if (fd < 0)
+		return -errno;
+	r = create_on_fd(c, fd, pipeline, p);
+	close(fd);			/* the mapping keeps the memory */
 	return r;
 }
 

@@ -44,6 +44,10 @@ bool	ctl_name_ok(const char *pipeline);
 int	ctl_create(struct ctl *c, const char *pipeline,
 	    const struct ctl_params *p);
 
+/* The same in anonymous memory, for one process's threads. */
+int	ctl_create_anon(struct ctl *c, const char *pipeline,
+	    const struct ctl_params *p);
+
 /*
  * Map an existing control segment after checking magic, version and every
  * size and offset: 0, or -ENOENT, -EACCES, -EAGAIN (not initialised),

@@ -1,13 +1,10 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * supervisor.c - set a pipeline up, watch over it, take it down.
- *
- * The supervisor holds a copy of every client connection: the request
- * stage sends it each one it accepts, and it passes them on to the reply
- * stage, and back to either when it is restarted.  That is what lets a
- * stage process die without its clients noticing.  It also frees the
- * connection slots both stages are done with, and collects slab slots a
- * dead request process reserved but never used.
+ * supervisor.c - the parent of a pipeline of processes: set it up (with
+ * pipeline.c), watch over it, take it down.  It holds the pidfile, removes
+ * what a killed predecessor left, relays client connections from the
+ * request stage to the reply stage, and turns signals into a drain, a
+ * reload or a stop.  Forking, reaping and restarting are in children.c.
  */
 #define _GNU_SOURCE
 #include <err.h>
@@ -21,58 +18,21 @@
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "chan.h"
-#include "listen.h"
 #include "log.h"
-#include "msg.h"
 #include "stage.h"
 #include "supervisor.h"
 
 #define TICK_NS		20000000ull	/* housekeeping every 20 ms */
 #define SLAB_GC_TICKS	50
 #define EP_SIGNAL	UINT32_MAX
-#define EX_SOFTWARE	70
 #define EX_OSERR	71
 
-/* ---- connections kept for the stages ---------------------------------- */
-
-static struct shmpipe_conn *
-conn(const struct sv *sv, uint32_t slot)
-{
-	return ctl_conn(&sv->sv_ctl, slot);
-}
-
-static uint32_t
-conn_flags(const struct sv *sv, uint32_t slot)
-{
-	/* Acquire: pairs with the stages' release of their flags. */
-	return SHMPIPE_CONN_FLAGS(atomic_load_explicit(&conn(sv, slot)->state,
-	    memory_order_acquire));
-}
-
-/* Send row's stage every connection it still has work on, then SYNCED. */
-void
-sv_send_conns(struct sv *sv, uint32_t row)
-{
-	struct child *ch = &sv->sv_child[row];
-	uint32_t done = ch->ch_role == SHMPIPE_ROLE_REQUEST ?
-	    SHMPIPE_CONN_RD_DONE : SHMPIPE_CONN_RP_DONE;
-
-	for (uint32_t i = 0; i < sv->sv_ctl.c_hdr->max_conns; i++) {
-		if (sv->sv_keep[i] < 0 || (conn_flags(sv, i) & done))
-			continue;
-		if (chan_send(ch->ch_sock, &(struct chan_msg){ CHAN_CONN, i,
-		    sv->sv_keep_gen[i], 0 }, sv->sv_keep[i]) != 0)
-			return;			/* it died; we will hear of it */
-	}
-	chan_send(ch->ch_sock, &(struct chan_msg){ CHAN_SYNCED, 0, 0, 0 }, -1);
-}
+/* ---- connections ------------------------------------------------------ */
 
 /* A connection the request stage accepted: keep it, pass it on. */
 static void
@@ -80,16 +40,9 @@ keep_conn(struct sv *sv, const struct chan_msg *m, int fd)
 {
 	struct child *rp = &sv->sv_child[SV_ROW_REPLY];
 
-	if (m->cm_slot >= sv->sv_ctl.c_hdr->max_conns) {
-		close(fd);
-		return;
-	}
-	if (sv->sv_keep[m->cm_slot] >= 0)
-		close(sv->sv_keep[m->cm_slot]);
-	sv->sv_keep[m->cm_slot] = fd;
-	sv->sv_keep_gen[m->cm_slot] = m->cm_gen;
-	if (rp->ch_pid != 0 && rp->ch_sock >= 0 &&
-	    chan_send(rp->ch_sock, m, fd) == 0)
+	pipeline_keep(&sv->sv_pl, m, fd);
+	if (m->cm_slot < sv->sv_pl.pl_ctl.c_hdr->max_conns && rp->ch_pid != 0 &&
+	    rp->ch_sock >= 0 && chan_send(rp->ch_sock, m, fd) == 0)
 		kill(rp->ch_pid, SIGUSR1);	/* doorbell: a take waits */
 }
 
@@ -109,101 +62,16 @@ read_chan(struct sv *sv, uint32_t row)
 	}
 }
 
-/*
- * Free connection slots both stages have let go of; close clients that
- * were silent longer than the idle timeout with nothing in flight.
- */
-static void
-conns_gc(struct sv *sv, uint64_t now)
-{
-	uint64_t idle = (uint64_t)sv->sv_opt->idle_timeout_ms * 1000000u;
-	const uint32_t both = SHMPIPE_CONN_RD_DONE | SHMPIPE_CONN_RP_DONE;
-
-	for (uint32_t i = 0; i < sv->sv_ctl.c_hdr->max_conns; i++) {
-		struct shmpipe_conn *cn = conn(sv, i);
-		uint64_t w = atomic_load_explicit(&cn->state,
-		    memory_order_acquire);
-		uint32_t f = SHMPIPE_CONN_FLAGS(w);
-		/* The request stage may have stored a later time than now. */
-		uint64_t last = atomic_load(&cn->last_in_ns);
-
-		if (!(f & SHMPIPE_CONN_OPEN) || (f & SHMPIPE_CONN_FILE))
-			continue;
-		if ((f & both) == both) {
-			if (sv->sv_keep[i] >= 0)
-				close(sv->sv_keep[i]);
-			sv->sv_keep[i] = -1;
-			/* Release: the request stage may claim it again. */
-			atomic_compare_exchange_strong(&cn->state, &w,
-			    SHMPIPE_CONN_ID(SHMPIPE_CONN_GEN(w), 0));
-		} else if (idle > 0 && !(f & SHMPIPE_CONN_RD_DONE) &&
-		    sv->sv_keep[i] >= 0 && now > last && now - last > idle &&
-		    atomic_load(&cn->reply_seq) ==
-		    SHMPIPE_IN_SEQ(atomic_load(&cn->in_pos))) {
-			log_info("connection %u idle for %u ms; closing it", i,
-			    sv->sv_opt->idle_timeout_ms);
-			shutdown(sv->sv_keep[i], SHUT_RD);
-			atomic_store(&cn->last_in_ns, now);
-		}
-	}
-}
-
-/* Is slab slot s reserved for a request nobody will answer into it? */
-static bool
-slab_orphan(const struct sv *sv, struct shmpipe_slab *s)
-{
-	uint64_t id = atomic_load(&s->conn);
-	uint32_t slot = SHMPIPE_CONN_SLOT(id), seq = atomic_load(&s->seq);
-	uint64_t w;
-	uint32_t f, ahead;
-
-	if (slot >= sv->sv_ctl.c_hdr->max_conns)
-		return true;
-	w = atomic_load(&conn(sv, slot)->state);
-	f = SHMPIPE_CONN_FLAGS(w);
-	if (SHMPIPE_CONN_GEN(w) != (uint32_t)(id >> 32) ||
-	    !(f & SHMPIPE_CONN_OPEN) || (f & SHMPIPE_CONN_RP_DONE))
-		return true;
-	/* Answered through another slot already (a re-put request)? */
-	ahead = (atomic_load(&conn(sv, slot)->reply_seq) - seq) &
-	    SHMPIPE_SEQ_MASK;
-	return ahead != 0 && ahead < SHMPIPE_SEQ_MASK / 2;
-}
-
-static void
-slab_gc(struct sv *sv)
-{
-	struct shmpipe_ctl *c = sv->sv_ctl.c_hdr;
-
-	for (uint32_t i = 0; i < c->slab_slots; i++) {
-		struct shmpipe_slab *s = ctl_slab(&sv->sv_ctl, i);
-		uint32_t reserved = SHMPIPE_SLAB_RESERVED;
-
-		if (atomic_load_explicit(&s->stage, memory_order_acquire) ==
-		    SHMPIPE_SLAB_RESERVED && slab_orphan(sv, s) &&
-		    atomic_compare_exchange_strong(&s->stage, &reserved,
-		    SHMPIPE_SLAB_FREE))
-			atomic_fetch_add(&c->gc_freed, 1);
-	}
-}
-
 /* ---- draining --------------------------------------------------------- */
 
 static void
 start_drain(struct sv *sv, const char *why)
 {
-	struct shmpipe_ctl *c = sv->sv_ctl.c_hdr;
-	uint64_t in = atomic_load(&c->accepted), out = atomic_load(&c->answered);
-
 	if (sv->sv_draining)
 		return;
 	sv->sv_draining = true;
 	sv->sv_reload_idx = sv->sv_reload_new = -1;
-	log_event("%s: answering the %llu request(s) in flight", why,
-	    (unsigned long long)(in > out ? in - out : 0));
-	/* Release: stages that see DRAINING see everything before it. */
-	atomic_store_explicit(&c->phase, SHMPIPE_PHASE_DRAINING,
-	    memory_order_release);
+	pipeline_drain(&sv->sv_pl, why);
 	sv_kill_all(sv, SIGUSR1);	/* wake blocked stages to look */
 	if (sv->sv_child[SV_ROW_REQUEST].ch_pid != 0)
 		kill(sv->sv_child[SV_ROW_REQUEST].ch_pid, SIGTERM);
@@ -227,7 +95,7 @@ revive_processor(struct sv *sv)
 static bool
 drain_step(struct sv *sv)
 {
-	struct shmpipe_ctl *c = sv->sv_ctl.c_hdr;
+	struct shmpipe_ctl *c = sv->sv_pl.pl_ctl.c_hdr;
 
 	if (!sv->sv_draining || sv_alive(sv, SHMPIPE_ROLE_REQUEST))
 		return false;
@@ -235,7 +103,7 @@ drain_step(struct sv *sv)
 		atomic_store(&c->req_closed, 1);	/* it died draining */
 	if (!sv_alive(sv, SHMPIPE_ROLE_PROCESSOR) &&
 	    !atomic_load(&c->procs_closed)) {
-		if (!stage_queue_drained(sv->sv_req)) {
+		if (!stage_queue_drained(sv->sv_pl.pl_req)) {
 			revive_processor(sv);
 			return false;
 		}
@@ -308,18 +176,6 @@ pidfile_path(const struct options *o, char *buf, size_t len)
 		    "/tmp", o->name);
 }
 
-static void
-unlink_segments(const char *pipeline)
-{
-	static const char *suffix[] = { "req", "rep", "ctl" };
-	char name[64];
-
-	for (size_t i = 0; i < 3; i++)
-		if (ctl_seg_name(name, sizeof(name), pipeline,
-		    suffix[i]) == 0)
-			shmq_unlink(name);
-}
-
 /* Does the pipeline's queue `suffix` exist (in /dev/shm)? */
 static bool
 queue_left(const char *pipeline, const char *suffix)
@@ -339,9 +195,8 @@ queue_left(const char *pipeline, const char *suffix)
  * them.  If that supervisor is in fact alive, refuse.
  */
 static void
-clear_stale(struct sv *sv)
+clear_stale(const struct options *o)
 {
-	const struct options *o = sv->sv_opt;
 	struct ctl c;
 	int r = ctl_open(&c, o->name, true);
 
@@ -349,11 +204,9 @@ clear_stale(struct sv *sv)
 		pid_t pid = (pid_t)c.c_hdr->supervisor_pid;
 		bool alive = shmq_pid_alive(pid, c.c_hdr->supervisor_start);
 		ctl_close(&c);
-		if (alive) {
-			pidfile_remove(sv->sv_pfh);	/* ours, not its */
+		if (alive)
 			errx(1, "pipeline %s is already running (supervisor "
 			    "pid %d)", o->name, (int)pid);
-		}
 		log_event("removing stale segments of pipeline %s (its "
 		    "supervisor, pid %d, is gone)", o->name, (int)pid);
 	} else if (r != -ENOENT) {
@@ -365,114 +218,7 @@ clear_stale(struct sv *sv)
 		log_event("removing queues of pipeline %s left without their "
 		    "control segment", o->name);
 	}
-	unlink_segments(o->name);
-}
-
-static struct shmq *
-make_queue(const struct options *o, const char *suffix, uint32_t msg_max,
-    uint32_t procs, uint32_t leases)
-{
-	/* Stages sleep often (there are more of them than CPUs, as a rule):
-	 * a fence per operation is cheaper than interrupting a CPU per sleep. */
-	struct shmq_config cfg = { .capacity = o->capacity, .msg_max = msg_max,
-	    .max_procs = procs, .lease_max = leases,
-	    .flags = SHMQ_CREATE_FENCES };
-	char name[64];
-	struct shmq *q;
-
-	ctl_seg_name(name, sizeof(name), o->name, suffix);
-	if ((q = shmq_create(name, &cfg)) == NULL)
-		err(EX_OSERR, "cannot create queue %s", name);
-	return q;
-}
-
-static void
-open_files(struct sv *sv)
-{
-	const struct options *o = sv->sv_opt;
-
-	sv->sv_in_fd = strcmp(o->input, "-") == 0 ? STDIN_FILENO :
-	    open(o->input, O_RDONLY | O_CLOEXEC);
-	if (sv->sv_in_fd < 0)
-		err(66, "cannot read %s", o->input);
-	sv->sv_out_fd = strcmp(o->output, "-") == 0 ? STDOUT_FILENO :
-	    open(o->output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (sv->sv_out_fd < 0)
-		err(73, "cannot write %s", o->output);
-}
-
-static void
-open_listeners(struct sv *sv)
-{
-	char why[512];
-
-	for (int i = 0; i < sv->sv_opt->nlisten; i++) {
-		sv->sv_listen[i] = listen_open(&sv->sv_opt->listen[i], why,
-		    sizeof(why));
-		if (sv->sv_listen[i] < 0) {
-			pidfile_remove(sv->sv_pfh);
-			errx(EX_OSERR, "%s", why);
-		}
-		sv->sv_listen_unix[i] = sv->sv_opt->listen[i].ls_unix;
-		listen_bound_port(sv->sv_listen[i], &sv->sv_opt->listen[i]);
-	}
-}
-
-/* A file's offset where shmpipe starts, 0 for what has none (a pipe). */
-static uint64_t
-offset_of(int fd)
-{
-	off_t off = lseek(fd, 0, SEEK_CUR);
-
-	return off > 0 ? (uint64_t)off : 0;
-}
-
-/*
- * File mode is connection 0, reading and writing the files from their
- * current offsets (the stages use pread/pwrite at in_total/out_total).
- */
-static void
-file_conn(struct sv *sv)
-{
-	struct shmpipe_conn *cn = conn(sv, 0);
-	uint64_t in = offset_of(sv->sv_in_fd);
-
-	atomic_store(&cn->in_total, in);
-	atomic_store(&cn->in_pos, SHMPIPE_IN_POS((uint32_t)in, 0, 0));
-	atomic_store(&cn->out_total, offset_of(sv->sv_out_fd));
-	atomic_store(&cn->state, SHMPIPE_CONN_ID(1, SHMPIPE_CONN_OPEN |
-	    SHMPIPE_CONN_FILE));
-}
-
-/*
- * Leave the files' offsets past what was read and written, as a program
- * that used read(2) and write(2) would: the stages used positioned I/O.
- */
-static void
-file_offsets(struct sv *sv)
-{
-	struct shmpipe_conn *cn = conn(sv, 0);
-
-	lseek(sv->sv_in_fd, (off_t)atomic_load(&cn->in_total), SEEK_SET);
-	lseek(sv->sv_out_fd, (off_t)atomic_load(&cn->out_total), SEEK_SET);
-}
-
-static void
-make_control(struct sv *sv)
-{
-	const struct options *o = sv->sv_opt;
-	struct ctl_params p = { .nprocs = sv->sv_nrows,
-	    .max_conns = o->max_conns, .max_line = o->max_line,
-	    .window = o->window, .conn_window = o->conn_window,
-	    .max_deliveries = o->max_deliveries,
-	    .request_timeout_ms = o->request_timeout_ms,
-	    .flags = o->input != NULL ? SHMPIPE_CONN_FILE : 0 };
-	int r;
-
-	if ((r = ctl_create(&sv->sv_ctl, o->name, &p)) != 0)
-		errc(EX_OSERR, -r, "cannot create the control segment");
-	if (o->input != NULL)
-		file_conn(sv);
+	pipeline_unlink(o->name);
 }
 
 static void
@@ -494,11 +240,21 @@ rows_init(struct sv *sv)
 	}
 }
 
+static struct pidfh *pidfh;		/* for remove_pidfile() */
+static pid_t	pidfh_owner;
+
+/* A supervisor that exits early (err(3)) takes its pidfile with it. */
+static void
+remove_pidfile(void)
+{
+	if (pidfh != NULL && getpid() == pidfh_owner)
+		pidfile_remove(pidfh);
+}
+
 static void
 setup(struct sv *sv)
 {
 	const struct options *o = sv->sv_opt;
-	uint32_t reply_max = ctl_reply_max(o->max_line);
 	struct epoll_event ev = { .events = EPOLLIN, .data.u32 = EP_SIGNAL };
 	char path[PATH_MAX];
 	pid_t other;
@@ -510,23 +266,12 @@ setup(struct sv *sv)
 			    "pidfile %s)", o->name, (int)other, path);
 		err(EX_OSERR, "cannot create pidfile %s", path);
 	}
-	clear_stale(sv);
-	if (o->input != NULL)
-		open_files(sv);
-	else
-		open_listeners(sv);
+	pidfh = sv->sv_pfh;
+	pidfh_owner = getpid();
+	atexit(remove_pidfile);
+	clear_stale(o);
 	rows_init(sv);
-	sv->sv_req = make_queue(o, "req", sizeof(struct msg_hdr) +
-	    o->max_line + 1, sv->sv_nrows + 8, 16);
-	sv->sv_rep = make_queue(o, "rep", sizeof(struct msg_hdr) + reply_max,
-	    sv->sv_nrows + 8, 64);
-	make_control(sv);
-	sv->sv_keep = malloc(o->max_conns * sizeof(*sv->sv_keep));
-	sv->sv_keep_gen = calloc(o->max_conns, sizeof(*sv->sv_keep_gen));
-	if (sv->sv_keep == NULL || sv->sv_keep_gen == NULL)
-		err(EX_OSERR, "malloc");
-	for (uint32_t i = 0; i < o->max_conns; i++)
-		sv->sv_keep[i] = -1;
+	pipeline_open(&sv->sv_pl, o, sv->sv_nrows, false);
 	sv->sv_sigfd = signals_open();
 	sv->sv_ep = epoll_create1(EPOLL_CLOEXEC);
 	if (sv->sv_sigfd < 0 || sv->sv_ep < 0 ||
@@ -538,43 +283,10 @@ setup(struct sv *sv)
 static void
 teardown(struct sv *sv)
 {
-	const struct options *o = sv->sv_opt;
-
-	if (o->input != NULL)
-		file_offsets(sv);
-
-	for (uint32_t i = 0; sv->sv_keep != NULL && i < o->max_conns; i++)
-		if (sv->sv_keep[i] >= 0)
-			close(sv->sv_keep[i]);
-	for (int i = 0; o->input == NULL && i < o->nlisten; i++) {
-		close(sv->sv_listen[i]);
-		listen_cleanup(&o->listen[i]);
-	}
-	shmq_close(sv->sv_req);
-	shmq_close(sv->sv_rep);
-	ctl_close(&sv->sv_ctl);
-	unlink_segments(o->name);
+	pipeline_close(&sv->sv_pl);
 	pidfile_remove(sv->sv_pfh);
+	pidfh = NULL;
 	free(sv->sv_child);
-	free(sv->sv_keep);
-	free(sv->sv_keep_gen);
-}
-
-static void
-log_start(const struct sv *sv)
-{
-	const struct options *o = sv->sv_opt;
-	char where[600] = "", one[300];
-
-	for (int i = 0; i < o->nlisten && o->input == NULL; i++) {
-		options_listen_str(&o->listen[i], one, sizeof(one));
-		strlcat(where, i ? ", " : "", sizeof(where));
-		strlcat(where, one, sizeof(where));
-	}
-	log_event("started %u processor%s%s%s%s (%s)", o->processors,
-	    o->processors == 1 ? "" : "s", o->input ? ", file mode: " :
-	    ", listening on ", o->input ? o->input : where,
-	    o->handler ? ", handler loaded per processor" : "", SHMQ_VERSION);
 }
 
 /* ---- the loop --------------------------------------------------------- */
@@ -596,12 +308,9 @@ static bool
 tick(struct sv *sv, uint64_t now, unsigned n)
 {
 	sv_timeouts(sv, now);
-	conns_gc(sv, stage_coarse_ns());
-	if (n % SLAB_GC_TICKS == 0)
-		slab_gc(sv);
+	pipeline_gc(&sv->sv_pl, n % SLAB_GC_TICKS == 0);
 	sv_reload_step(sv);
-	if (sv->sv_opt->input != NULL &&
-	    atomic_load(&sv->sv_ctl.c_hdr->req_closed))
+	if (pipeline_input_done(&sv->sv_pl))
 		start_drain(sv, "input read to the end");
 	return drain_step(sv);
 }
@@ -646,22 +355,24 @@ kill_and_reap(struct sv *sv)
 int
 supervisor_run(struct options *opt)
 {
-	struct sv sv = { .sv_opt = opt, .sv_in_fd = -1, .sv_out_fd = -1,
-	    .sv_reload_idx = -1, .sv_reload_new = -1 };
+	struct sv sv = { .sv_opt = opt, .sv_reload_idx = -1,
+	    .sv_reload_new = -1 };
+	struct shmpipe_ctl *c;
 
 	log_init(opt->name, "supervisor");
 	log_quiet(opt->quiet);
 	setup(&sv);
 	setproctitle("supervisor [%s]", opt->name);
-	log_start(&sv);
+	pipeline_log_start(&sv.sv_pl, "processes");
 	for (uint32_t i = 0; i < SV_ROW_PROC0 + opt->processors; i++)
 		sv_spawn(&sv, i);
 	loop(&sv);
 	if (sv.sv_giving_up)
 		kill_and_reap(&sv);
+	c = sv.sv_pl.pl_ctl.c_hdr;
 	log_event("stopped: %llu requests answered, %llu restarts",
-	    (unsigned long long)atomic_load(&sv.sv_ctl.c_hdr->answered),
-	    (unsigned long long)atomic_load(&sv.sv_ctl.c_hdr->restarts));
+	    (unsigned long long)atomic_load(&c->answered),
+	    (unsigned long long)atomic_load(&c->restarts));
 	teardown(&sv);
 	return sv.sv_exit;
 }

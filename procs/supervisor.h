@@ -14,6 +14,7 @@
 
 #include "ctl.h"
 #include "options.h"
+#include "pipeline.h"
 #include "shmq.h"
 
 #define SV_ROW_REQUEST	0u		/* process table rows */
@@ -38,18 +39,10 @@ struct child {
 
 struct sv {
 	struct options	*sv_opt;
-	struct ctl	 sv_ctl;
-	struct shmq	*sv_req;
-	struct shmq	*sv_rep;
+	struct pipeline	 sv_pl;		/* I/O, control area, queues, clients */
 	struct pidfh	*sv_pfh;
-	int		 sv_listen[OPT_MAX_LISTEN];
-	bool		 sv_listen_unix[OPT_MAX_LISTEN];
-	int		 sv_in_fd;	/* file mode */
-	int		 sv_out_fd;
 	struct child	*sv_child;	/* one per process table row */
 	uint32_t	 sv_nrows;
-	int		*sv_keep;	/* client fd per connection slot */
-	uint32_t	*sv_keep_gen;
 	int		 sv_ep;
 	int		 sv_sigfd;
 	int		 sv_signals;	/* stop signals received */
@@ -76,8 +69,5 @@ void	sv_reload_step(struct sv *sv);
 void	sv_kill_all(struct sv *sv, int sig);
 bool	sv_alive(const struct sv *sv, uint32_t role);
 const char *sv_role_name(uint32_t role);
-
-/* supervisor.c: connections kept for the stages. */
-void	sv_send_conns(struct sv *sv, uint32_t row);
 
 #endif /* SUPERVISOR_H */

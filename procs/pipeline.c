@@ -1,0 +1,380 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * pipeline.c - setting a pipeline up and keeping it, for the supervisor of
+ * stage processes and for the main thread of the threaded build alike.
+ *
+ * The parent holds a copy of every client connection: the request stage
+ * sends it each one it accepts, and it passes them on to the reply stage
+ * (and back to either when it is restarted).  It frees the connection
+ * slots both stages are done with, closes clients silent past the idle
+ * timeout, and collects slab slots reserved for requests nobody will
+ * answer into them (a request process that died between reserving a slot
+ * and putting its request).
+ */
+#define _GNU_SOURCE
+#include <err.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "listen.h"
+#include "log.h"
+#include "msg.h"
+#include "pipeline.h"
+#include "stage.h"
+
+#define EX_NOINPUT	66
+#define EX_OSERR	71
+#define EX_CANTCREAT	73
+
+static struct shmpipe_conn *
+conn(const struct pipeline *pl, uint32_t slot)
+{
+	return ctl_conn(&pl->pl_ctl, slot);
+}
+
+static uint32_t
+conn_flags(const struct pipeline *pl, uint32_t slot)
+{
+	/* Acquire: pairs with the stages' release of their flags. */
+	return SHMPIPE_CONN_FLAGS(atomic_load_explicit(&conn(pl, slot)->state,
+	    memory_order_acquire));
+}
+
+/* ---- setting up ------------------------------------------------------- */
+
+static void
+open_files(struct pipeline *pl)
+{
+	const struct options *o = pl->pl_opt;
+
+	pl->pl_in_fd = strcmp(o->input, "-") == 0 ? STDIN_FILENO :
+	    open(o->input, O_RDONLY | O_CLOEXEC);
+	if (pl->pl_in_fd < 0)
+		err(EX_NOINPUT, "cannot read %s", o->input);
+	pl->pl_out_fd = strcmp(o->output, "-") == 0 ? STDOUT_FILENO :
+	    open(o->output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (pl->pl_out_fd < 0)
+		err(EX_CANTCREAT, "cannot write %s", o->output);
+}
+
+static void
+open_listeners(struct pipeline *pl, struct options *o)
+{
+	char why[512];
+
+	for (int i = 0; i < o->nlisten; i++) {
+		pl->pl_listen[i] = listen_open(&o->listen[i], why, sizeof(why));
+		if (pl->pl_listen[i] < 0)
+			errx(EX_OSERR, "%s", why);
+		pl->pl_listen_unix[i] = o->listen[i].ls_unix;
+		listen_bound_port(pl->pl_listen[i], &o->listen[i]);
+	}
+}
+
+/*
+ * The stages sleep often (there are more of them than CPUs, as a rule):
+ * a fence per operation is cheaper than interrupting a CPU per sleep.
+ */
+static struct shmq *
+make_queue(const struct pipeline *pl, const char *suffix, uint32_t msg_max,
+    uint32_t procs, uint32_t leases)
+{
+	struct shmq_config cfg = { .capacity = pl->pl_opt->capacity,
+	    .msg_max = msg_max, .max_procs = procs, .lease_max = leases,
+	    .flags = SHMQ_CREATE_FENCES };
+	char name[64];
+	struct shmq *q;
+
+	ctl_seg_name(name, sizeof(name), pl->pl_opt->name, suffix);
+	q = pl->pl_anon ? shmq_create_anon(&cfg) : shmq_create(name, &cfg);
+	if (q == NULL)
+		err(EX_OSERR, "cannot create queue %s", pl->pl_anon ? suffix :
+		    name);
+	return q;
+}
+
+/* A file's offset where shmpipe starts, 0 for what has none (a pipe). */
+static uint64_t
+offset_of(int fd)
+{
+	off_t off = lseek(fd, 0, SEEK_CUR);
+
+	return off > 0 ? (uint64_t)off : 0;
+}
+
+/*
+ * File mode is connection 0, reading and writing the files from their
+ * current offsets (the stages use pread/pwrite at in_total/out_total).
+ */
+static void
+file_conn(struct pipeline *pl)
+{
+	struct shmpipe_conn *cn = conn(pl, 0);
+	uint64_t in = offset_of(pl->pl_in_fd);
+
+	atomic_store(&cn->in_total, in);
+	atomic_store(&cn->in_pos, SHMPIPE_IN_POS((uint32_t)in, 0, 0));
+	atomic_store(&cn->out_total, offset_of(pl->pl_out_fd));
+	atomic_store(&cn->state, SHMPIPE_CONN_ID(1, SHMPIPE_CONN_OPEN |
+	    SHMPIPE_CONN_FILE));
+}
+
+static void
+make_control(struct pipeline *pl, uint32_t nrows)
+{
+	const struct options *o = pl->pl_opt;
+	struct ctl_params p = { .nprocs = nrows,
+	    .max_conns = o->max_conns, .max_line = o->max_line,
+	    .window = o->window, .conn_window = o->conn_window,
+	    .max_deliveries = o->max_deliveries,
+	    .request_timeout_ms = o->request_timeout_ms,
+	    .flags = o->input != NULL ? SHMPIPE_CONN_FILE : 0 };
+	int r = pl->pl_anon ? ctl_create_anon(&pl->pl_ctl, o->name, &p) :
+	    ctl_create(&pl->pl_ctl, o->name, &p);
+
+	if (r != 0)
+		errc(EX_OSERR, -r, "cannot create the control segment");
+	if (o->input != NULL)
+		file_conn(pl);
+}
+
+void
+pipeline_open(struct pipeline *pl, const struct options *o, uint32_t nrows,
+    bool anon)
+{
+	memset(pl, 0, sizeof(*pl));
+	pl->pl_opt = o;
+	pl->pl_anon = anon;
+	pl->pl_in_fd = pl->pl_out_fd = -1;
+	if (o->input != NULL)
+		open_files(pl);
+	else
+		open_listeners(pl, (struct options *)(uintptr_t)o);
+	pl->pl_req = make_queue(pl, "req", sizeof(struct msg_hdr) +
+	    o->max_line + 1, nrows + 8, 16);
+	pl->pl_rep = make_queue(pl, "rep", sizeof(struct msg_hdr) +
+	    ctl_reply_max(o->max_line), nrows + 8, 64);
+	make_control(pl, nrows);
+	pl->pl_keep = malloc(o->max_conns * sizeof(*pl->pl_keep));
+	pl->pl_keep_gen = calloc(o->max_conns, sizeof(*pl->pl_keep_gen));
+	if (pl->pl_keep == NULL || pl->pl_keep_gen == NULL)
+		err(EX_OSERR, "malloc");
+	for (uint32_t i = 0; i < o->max_conns; i++)
+		pl->pl_keep[i] = -1;
+}
+
+void
+pipeline_unlink(const char *name)
+{
+	static const char *suffix[] = { "req", "rep", "ctl" };
+	char seg[64];
+
+	for (size_t i = 0; i < 3; i++)
+		if (ctl_seg_name(seg, sizeof(seg), name, suffix[i]) == 0)
+			shmq_unlink(seg);
+}
+
+/*
+ * Leave the files' offsets past what was read and written, as a program
+ * that used read(2) and write(2) would: the stages used positioned I/O.
+ */
+static void
+file_offsets(struct pipeline *pl)
+{
+	struct shmpipe_conn *cn = conn(pl, 0);
+
+	lseek(pl->pl_in_fd, (off_t)atomic_load(&cn->in_total), SEEK_SET);
+	lseek(pl->pl_out_fd, (off_t)atomic_load(&cn->out_total), SEEK_SET);
+}
+
+void
+pipeline_close(struct pipeline *pl)
+{
+	const struct options *o = pl->pl_opt;
+
+	if (o->input != NULL && pl->pl_ctl.c_hdr != NULL)
+		file_offsets(pl);
+	for (uint32_t i = 0; pl->pl_keep != NULL && i < o->max_conns; i++)
+		if (pl->pl_keep[i] >= 0)
+			close(pl->pl_keep[i]);
+	for (int i = 0; o->input == NULL && i < o->nlisten; i++) {
+		close(pl->pl_listen[i]);
+		listen_cleanup(&o->listen[i]);
+	}
+	shmq_close(pl->pl_req);
+	shmq_close(pl->pl_rep);
+	ctl_close(&pl->pl_ctl);
+	if (!pl->pl_anon)
+		pipeline_unlink(o->name);
+	free(pl->pl_keep);
+	free(pl->pl_keep_gen);
+	pl->pl_keep = NULL;
+}
+
+/* ---- connections kept for the stages ---------------------------------- */
+
+void
+pipeline_keep(struct pipeline *pl, const struct chan_msg *m, int fd)
+{
+	if (m->cm_slot >= pl->pl_ctl.c_hdr->max_conns) {
+		close(fd);
+		return;
+	}
+	if (pl->pl_keep[m->cm_slot] >= 0)
+		close(pl->pl_keep[m->cm_slot]);
+	pl->pl_keep[m->cm_slot] = fd;
+	pl->pl_keep_gen[m->cm_slot] = m->cm_gen;
+}
+
+bool
+pipeline_send_conns(struct pipeline *pl, int sock, uint32_t done)
+{
+	for (uint32_t i = 0; i < pl->pl_ctl.c_hdr->max_conns; i++) {
+		if (pl->pl_keep[i] < 0 || (conn_flags(pl, i) & done))
+			continue;
+		if (chan_send(sock, &(struct chan_msg){ CHAN_CONN, i,
+		    pl->pl_keep_gen[i], 0 }, pl->pl_keep[i]) != 0)
+			return false;
+	}
+	return chan_send(sock, &(struct chan_msg){ CHAN_SYNCED, 0, 0, 0 },
+	    -1) == 0;
+}
+
+/* ---- housekeeping ----------------------------------------------------- */
+
+/* Is the client on slot i silent past the idle timeout, nothing in flight? */
+static bool
+idle(const struct pipeline *pl, uint32_t i, uint32_t f, uint64_t now)
+{
+	struct shmpipe_conn *cn = conn(pl, i);
+	uint64_t limit = (uint64_t)pl->pl_opt->idle_timeout_ms * 1000000u;
+	/* The request stage may have stored a later time than now. */
+	uint64_t last = atomic_load(&cn->last_in_ns);
+
+	return limit > 0 && !(f & SHMPIPE_CONN_RD_DONE) && pl->pl_keep[i] >= 0 &&
+	    now > last && now - last > limit &&
+	    atomic_load(&cn->reply_seq) == SHMPIPE_IN_SEQ(atomic_load(
+	    &cn->in_pos));
+}
+
+/*
+ * Free connection slots both stages have let go of; close clients that
+ * were silent longer than the idle timeout with nothing in flight.
+ */
+static void
+conns_gc(struct pipeline *pl, uint64_t now)
+{
+	const uint32_t both = SHMPIPE_CONN_RD_DONE | SHMPIPE_CONN_RP_DONE;
+
+	for (uint32_t i = 0; i < pl->pl_ctl.c_hdr->max_conns; i++) {
+		struct shmpipe_conn *cn = conn(pl, i);
+		uint64_t w = atomic_load_explicit(&cn->state,
+		    memory_order_acquire);
+		uint32_t f = SHMPIPE_CONN_FLAGS(w);
+
+		if (!(f & SHMPIPE_CONN_OPEN) || (f & SHMPIPE_CONN_FILE))
+			continue;
+		if ((f & both) == both) {
+			if (pl->pl_keep[i] >= 0)
+				close(pl->pl_keep[i]);
+			pl->pl_keep[i] = -1;
+			/* Release: the request stage may claim it again. */
+			atomic_compare_exchange_strong(&cn->state, &w,
+			    SHMPIPE_CONN_ID(SHMPIPE_CONN_GEN(w), 0));
+		} else if (idle(pl, i, f, now)) {
+			log_info("connection %u idle for %u ms; closing it", i,
+			    pl->pl_opt->idle_timeout_ms);
+			shutdown(pl->pl_keep[i], SHUT_RD);
+			atomic_store(&cn->last_in_ns, now);
+		}
+	}
+}
+
+/* Is slab slot s reserved for a request nobody will answer into it? */
+static bool
+slab_orphan(const struct pipeline *pl, struct shmpipe_slab *s)
+{
+	uint64_t id = atomic_load(&s->conn);
+	uint32_t slot = SHMPIPE_CONN_SLOT(id), seq = atomic_load(&s->seq);
+	uint64_t w;
+	uint32_t f, ahead;
+
+	if (slot >= pl->pl_ctl.c_hdr->max_conns)
+		return true;
+	w = atomic_load(&conn(pl, slot)->state);
+	f = SHMPIPE_CONN_FLAGS(w);
+	if (SHMPIPE_CONN_GEN(w) != (uint32_t)(id >> 32) ||
+	    !(f & SHMPIPE_CONN_OPEN) || (f & SHMPIPE_CONN_RP_DONE))
+		return true;
+	/* Answered through another slot already (a re-put request)? */
+	ahead = (atomic_load(&conn(pl, slot)->reply_seq) - seq) &
+	    SHMPIPE_SEQ_MASK;
+	return ahead != 0 && ahead < SHMPIPE_SEQ_MASK / 2;
+}
+
+static void
+slab_gc(struct pipeline *pl)
+{
+	struct shmpipe_ctl *c = pl->pl_ctl.c_hdr;
+
+	for (uint32_t i = 0; i < c->slab_slots; i++) {
+		struct shmpipe_slab *s = ctl_slab(&pl->pl_ctl, i);
+		uint32_t reserved = SHMPIPE_SLAB_RESERVED;
+
+		if (atomic_load_explicit(&s->stage, memory_order_acquire) ==
+		    SHMPIPE_SLAB_RESERVED && slab_orphan(pl, s) &&
+		    atomic_compare_exchange_strong(&s->stage, &reserved,
+		    SHMPIPE_SLAB_FREE))
+			atomic_fetch_add(&c->gc_freed, 1);
+	}
+}
+
+void
+pipeline_gc(struct pipeline *pl, bool slab)
+{
+	conns_gc(pl, stage_coarse_ns());
+	if (slab)
+		slab_gc(pl);
+}
+
+void
+pipeline_drain(struct pipeline *pl, const char *why)
+{
+	struct shmpipe_ctl *c = pl->pl_ctl.c_hdr;
+	uint64_t in = atomic_load(&c->accepted), out = atomic_load(&c->answered);
+
+	log_event("%s: answering the %llu request(s) in flight", why,
+	    (unsigned long long)(in > out ? in - out : 0));
+	/* Release: stages that see DRAINING see everything before it. */
+	atomic_store_explicit(&c->phase, SHMPIPE_PHASE_DRAINING,
+	    memory_order_release);
+}
+
+bool
+pipeline_input_done(const struct pipeline *pl)
+{
+	return pl->pl_opt->input != NULL &&
+	    atomic_load(&pl->pl_ctl.c_hdr->req_closed);
+}
+
+void
+pipeline_log_start(const struct pipeline *pl, const char *what)
+{
+	const struct options *o = pl->pl_opt;
+	char where[600] = "", one[300];
+
+	for (int i = 0; i < o->nlisten && o->input == NULL; i++) {
+		options_listen_str(&o->listen[i], one, sizeof(one));
+		strlcat(where, i ? ", " : "", sizeof(where));
+		strlcat(where, one, sizeof(where));
+	}
+	log_event("started %u processor%s (%s)%s%s%s (%s)", o->processors,
+	    o->processors == 1 ? "" : "s", what, o->input ? ", file mode: " :
+	    ", listening on ", o->input ? o->input : where,
+	    o->handler ? ", handler loaded per processor" : "", SHMQ_VERSION);
+}

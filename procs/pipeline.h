@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * pipeline.h - what a pipeline's parent sets up and keeps, whether its
+ * stages are processes (shmpipe's supervisor) or threads (shmpipe-threaded):
+ * the listening sockets or the files, the control area and the queues, a
+ * copy of every client connection, and the housekeeping of both.
+ */
+#ifndef PIPELINE_H
+#define PIPELINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "chan.h"
+#include "ctl.h"
+#include "options.h"
+#include "shmq.h"
+
+struct pipeline {
+	const struct options *pl_opt;
+	bool		 pl_anon;	/* threads: anonymous memory, no names */
+	struct ctl	 pl_ctl;
+	struct shmq	*pl_req;	/* the parent's handles */
+	struct shmq	*pl_rep;
+	int		 pl_listen[OPT_MAX_LISTEN];
+	bool		 pl_listen_unix[OPT_MAX_LISTEN];
+	int		 pl_in_fd;	/* file mode */
+	int		 pl_out_fd;
+	int		*pl_keep;	/* client fd per connection slot, -1 */
+	uint32_t	*pl_keep_gen;
+};
+
+/*
+ * Open the listening sockets (or the files, in file mode), create the
+ * control area for nrows stage rows and the two queues (named after the
+ * pipeline, or anonymous).  Exits with one line on failure, through
+ * err(3): callers that hold a pidfile remove it with atexit(3).
+ */
+void	pipeline_open(struct pipeline *pl, const struct options *o,
+	    uint32_t nrows, bool anon);
+
+/* Leave file offsets past what was done, close everything, remove the
+ * segments and Unix socket paths. */
+void	pipeline_close(struct pipeline *pl);
+
+/* "/shmpipe.NAME.*" segments of a pipeline, removed. */
+void	pipeline_unlink(const char *name);
+
+/* Keep a connection the request stage accepted (fd is ours now). */
+void	pipeline_keep(struct pipeline *pl, const struct chan_msg *m, int fd);
+
+/*
+ * Send sock every kept connection whose `done` flag (SHMPIPE_CONN_RD_DONE
+ * for a request stage, RP_DONE for a reply stage) is not set, then
+ * CHAN_SYNCED.  False if the stage went away meanwhile.
+ */
+bool	pipeline_send_conns(struct pipeline *pl, int sock, uint32_t done);
+
+/*
+ * Housekeeping, a few dozen times a second: free the connection slots both
+ * stages are done with (closing our copy), close clients silent past the
+ * idle timeout, and when `slab` collect slab slots reserved for requests
+ * nobody will answer into them.
+ */
+void	pipeline_gc(struct pipeline *pl, bool slab);
+
+/* Enter DRAINING and say so; the caller stops the request stage. */
+void	pipeline_drain(struct pipeline *pl, const char *why);
+
+/* File mode's input read to the end? */
+bool	pipeline_input_done(const struct pipeline *pl);
+
+void	pipeline_log_start(const struct pipeline *pl, const char *what);
+
+#endif /* PIPELINE_H */
