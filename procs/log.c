@@ -9,7 +9,7 @@
 #include "log.h"
 
 static char	log_pipeline[64] = "shmpipe";
-static char	log_role[32] = "main";
+static _Thread_local char log_role[32] = "main";	/* threaded: each stage */
 static bool	log_is_quiet;
 
 void

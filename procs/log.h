@@ -5,7 +5,8 @@
 
 #include <stdbool.h>
 
-/* Name this process in its log lines: "supervisor", "processor 2", ... */
+/* Name this process (this thread, in shmpipe-threaded) in its log lines:
+ * "supervisor", "processor 2", ... */
 void	log_init(const char *pipeline, const char *role);
 
 /* Log one event (printf format, no newline).  Safe to call from several

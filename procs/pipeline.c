@@ -169,6 +169,20 @@ pipeline_open(struct pipeline *pl, const struct options *o, uint32_t nrows,
 }
 
 void
+pipeline_pidfile_path(const struct options *o, char *buf, size_t len)
+{
+	const char *dir = getenv("XDG_RUNTIME_DIR");
+
+	if (o->pidfile != NULL)
+		strlcpy(buf, o->pidfile, len);
+	else if (geteuid() == 0)
+		snprintf(buf, len, "/run/shmpipe.%s.pid", o->name);
+	else
+		snprintf(buf, len, "%s/shmpipe.%s.pid", dir != NULL ? dir :
+		    "/tmp", o->name);
+}
+
+void
 pipeline_unlink(const char *name)
 {
 	static const char *suffix[] = { "req", "rep", "ctl" };

@@ -43,6 +43,10 @@ void	pipeline_open(struct pipeline *pl, const struct options *o,
  * segments and Unix socket paths. */
 void	pipeline_close(struct pipeline *pl);
 
+/* --pidfile, or /run/shmpipe.NAME.pid as root, else under
+ * $XDG_RUNTIME_DIR or /tmp. */
+void	pipeline_pidfile_path(const struct options *o, char *buf, size_t len);
+
 /* "/shmpipe.NAME.*" segments of a pipeline, removed. */
 void	pipeline_unlink(const char *name);
 

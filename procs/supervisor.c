@@ -162,20 +162,6 @@ on_signals(struct sv *sv)
 
 /* ---- setup and teardown ----------------------------------------------- */
 
-static void
-pidfile_path(const struct options *o, char *buf, size_t len)
-{
-	const char *dir = getenv("XDG_RUNTIME_DIR");
-
-	if (o->pidfile != NULL)
-		strlcpy(buf, o->pidfile, len);
-	else if (geteuid() == 0)
-		snprintf(buf, len, "/run/shmpipe.%s.pid", o->name);
-	else
-		snprintf(buf, len, "%s/shmpipe.%s.pid", dir != NULL ? dir :
-		    "/tmp", o->name);
-}
-
 /* Does the pipeline's queue `suffix` exist (in /dev/shm)? */
 static bool
 queue_left(const char *pipeline, const char *suffix)
@@ -259,7 +245,7 @@ setup(struct sv *sv)
 	char path[PATH_MAX];
 	pid_t other;
 
-	pidfile_path(o, path, sizeof(path));
+	pipeline_pidfile_path(o, path, sizeof(path));
 	if ((sv->sv_pfh = pidfile_open(path, 0600, &other)) == NULL) {
 		if (errno == EEXIST)
 			errx(1, "pipeline %s is already running (pid %d, "
