@@ -154,8 +154,9 @@ test check: $(CHECK) headers-check
 
 bench: $(BENCH)
 	$(BENCH)
-	$(MAKE) --no-print-directory $(BUILD)/shmq
+	$(MAKE) --no-print-directory $(BUILD)/shmq $(BUILD)/shmpipe $(BUILD)/shmpipe-bench
 	SHMPIPE_BUILD=$(BUILD) scripts/bench-shmq-tool.sh
+	SHMPIPE_BUILD=$(BUILD) scripts/bench-pipeline.sh
 
 # The pipeline in the foreground with its defaults (^C drains and stops it).
 run: all
