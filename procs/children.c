@@ -148,14 +148,6 @@ child_main(struct sv *sv, uint32_t row, int chan, pid_t parent)
 
 /* ---- forking ---------------------------------------------------------- */
 
-static uint64_t
-realtime_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /*
  * Set row's slot up for the process about to be forked: STARTING, its pid
@@ -173,7 +165,7 @@ row_reset(struct sv *sv, uint32_t row)
 	/* Relaxed: tools read these as a snapshot; state is last. */
 	atomic_store_explicit(&p->busy_since_ns, 0, memory_order_relaxed);
 	atomic_store_explicit(&p->served, 0, memory_order_relaxed);
-	atomic_store_explicit(&p->started_ns, realtime_ns(),
+	atomic_store_explicit(&p->started_ns, stage_clock_ns(CLOCK_REALTIME),
 	    memory_order_relaxed);
 	atomic_fetch_add_explicit(&p->generation, 1, memory_order_relaxed);
 	atomic_store_explicit(&p->pid, 0, memory_order_relaxed);

@@ -58,8 +58,8 @@ handlers_put(struct shmpipe_result *res, const void *s, size_t n)
 	res->len += n;
 }
 
-void
-handlers_put_u64(struct shmpipe_result *res, uint64_t v)
+size_t
+handlers_u64(char *p, uint64_t v)
 {
 	char d[20];
 	size_t i = sizeof(d);
@@ -68,7 +68,16 @@ handlers_put_u64(struct shmpipe_result *res, uint64_t v)
 		d[--i] = (char)('0' + v % 10);
 		v /= 10;
 	} while (v != 0);
-	handlers_put(res, d + i, sizeof(d) - i);
+	memcpy(p, d + i, sizeof(d) - i);
+	return sizeof(d) - i;
+}
+
+void
+handlers_put_u64(struct shmpipe_result *res, uint64_t v)
+{
+	char d[20];
+
+	handlers_put(res, d, handlers_u64(d, v));
 }
 
 /* Escape byte i of s into esc (8 bytes); returns the length.  Printable

@@ -43,6 +43,9 @@ void	handlers_put(struct shmpipe_result *res, const void *s, size_t n);
 /* Append v in decimal. */
 void	handlers_put_u64(struct shmpipe_result *res, uint64_t v);
 
+/* v in decimal at p (room for 20 bytes); returns the length. */
+size_t	handlers_u64(char *p, uint64_t v);
+
 /*
  * Append the n bytes at s between single quotes, bytes that are not
  * printable escaped with vis(3) (C style, else octal), and cut with "..."

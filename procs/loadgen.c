@@ -39,6 +39,7 @@
 
 #include "loadgen_opts.h"
 #include "loadgen_stats.h"
+#include "handlers.h"
 #include "proto.h"
 
 #define EXIT_WRONG	1	/* a reply was not right */
@@ -170,20 +171,6 @@ xcalloc(size_t n, size_t size)
 	return p;
 }
 
-/* v in decimal at p; returns the length. */
-static size_t
-put_u64(char *p, uint64_t v)
-{
-	char d[20];
-	size_t i = sizeof(d);
-
-	do {
-		d[--i] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v != 0);
-	memcpy(p, d + i, sizeof(d) - i);
-	return sizeof(d) - i;
-}
 
 /* The bytes of s, printable, quoted and cut short, for a message. */
 static const char *
@@ -228,9 +215,9 @@ entry_arg(const struct plan *pl, unsigned i, char *out)
 		return n;
 	}
 	if (o->lo_kind == LOADGEN_FIB)
-		return put_u64(out, i);
+		return handlers_u64(out, i);
 	out[0] = '#';
-	n = 1 + put_u64(out + 1, i);
+	n = 1 + handlers_u64(out + 1, i);
 	out[n++] = ':';
 	if (n < o->lo_size) {
 		memcpy(out + n, pl->pl_pad + n, o->lo_size - n);
@@ -245,9 +232,9 @@ unique_arg(const struct plan *pl, unsigned id, uint64_t seq, char *out)
 {
 	size_t n, size = pl->pl_opts->lo_size;
 
-	n = put_u64(out, id);
+	n = handlers_u64(out, id);
 	out[n++] = ':';
-	n += put_u64(out + n, seq);
+	n += handlers_u64(out + n, seq);
 	out[n++] = ':';
 	if (n < size) {
 		memcpy(out + n, pl->pl_pad + n, size - n);
@@ -302,7 +289,7 @@ sleep_reply(const struct plan *pl, char *out)
 
 	ms = strtonum(pl->pl_opts->lo_arg, 0, PROTO_SLEEP_MAX, &errstr);
 	memcpy(out, "OK ", 3);
-	return 3 + put_u64(out + 3, (uint64_t)ms);
+	return 3 + handlers_u64(out + 3, (uint64_t)ms);
 }
 
 /* The expected reply of table entry i, computed the first time. */

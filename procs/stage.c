@@ -58,19 +58,22 @@ stage_queue_drained(struct shmq *q)
 }
 
 uint64_t
-stage_now_ns(void)
+stage_clock_ns(clockid_t clk)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(clk, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t
+stage_now_ns(void)
+{
+	return stage_clock_ns(CLOCK_MONOTONIC);
 }
 
 uint64_t
 stage_coarse_ns(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	return stage_clock_ns(CLOCK_MONOTONIC_COARSE);
 }

@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "ctl.h"
 #include "options.h"
@@ -59,6 +60,7 @@ void	stage_poke(struct stage *st, bool stop);
 /* A queue that has nothing left for anyone: empty, no redeliveries. */
 bool	stage_queue_drained(struct shmq *q);
 
+uint64_t stage_clock_ns(clockid_t clk);	/* that clock, in ns */
 uint64_t stage_now_ns(void);		/* CLOCK_MONOTONIC */
 uint64_t stage_coarse_ns(void);		/* CLOCK_MONOTONIC_COARSE */
 
