@@ -26,19 +26,13 @@ lease_new(const char *tag)
 static void
 lease_done(void)
 {
-	shmq_close(q);
-	q = NULL;
-	cu_assert_all_closed(qname);
-	ck_assert_int_eq(shmq_unlink(qname), 0);
+	cu_finish(&q, qname);
 }
 
 static void
 put_id(uint32_t id)
 {
-	unsigned char buf[MSG_MAX];
-	size_t len = cu_msg_make(buf, id, cu_msg_len(id, MSG_MAX));
-
-	QASSERT_EQ(q, shmq_put(q, buf, len, 0), 0);
+	cu_put_id(q, id, MSG_MAX);
 }
 
 /* Take the next message on handle h: it must be id, delivered deliv times. */
@@ -59,13 +53,7 @@ take_id(struct shmq *h, uint32_t id, uint32_t deliv, struct shmq_lease *l)
 static void
 get_id(uint32_t id)
 {
-	unsigned char buf[MSG_MAX];
-	ssize_t n = shmq_get(q, buf, sizeof(buf), 0);
-	uint32_t got = 0;
-
-	QASSERT_EQ(q, n, (ssize_t)cu_msg_len(id, MSG_MAX));
-	QASSERT_MSG(q, cu_msg_check(buf, (size_t)n, &got) && got == id,
-	    "expected message %u, got %u", id, got);
+	cu_get_id(q, id, MSG_MAX);
 }
 
 static void

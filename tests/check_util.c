@@ -436,3 +436,33 @@ cu_assert_all_closed(const char *name)
 	QASSERT_EQ(q, st.procs_draining, 0);
 	shmq_close(q);
 }
+
+void
+cu_put_id(struct shmq *q, uint32_t id, uint32_t msg_max)
+{
+	unsigned char buf[CU_MSG_MAX_TEST];
+	size_t len = cu_msg_make(buf, id, cu_msg_len(id, msg_max));
+
+	QASSERT_EQ(q, shmq_put(q, buf, len, 0), 0);
+}
+
+void
+cu_get_id(struct shmq *q, uint32_t id, uint32_t msg_max)
+{
+	unsigned char buf[CU_MSG_MAX_TEST];
+	ssize_t n = shmq_get(q, buf, msg_max, 0);
+	uint32_t got = 0;
+
+	QASSERT_EQ(q, n, (ssize_t)cu_msg_len(id, msg_max));
+	QASSERT_MSG(q, cu_msg_check(buf, (size_t)n, &got) && got == id,
+	    "expected message %u, got %u (or a damaged one)", id, got);
+}
+
+void
+cu_finish(struct shmq **q, const char *name)
+{
+	shmq_close(*q);
+	*q = NULL;
+	cu_assert_all_closed(name);
+	ck_assert_int_eq(shmq_unlink(name), 0);
+}

@@ -56,9 +56,17 @@ struct shmq *cu_create(const char *name, uint32_t capacity, uint32_t msg_max,
  * cu_msg_len() is the length used for id (>= CU_MSG_MIN, <= msg_max).
  */
 #define CU_MSG_MIN	12
+#define CU_MSG_MAX_TEST	4096	/* largest msg_max cu_put_id() handles */
 size_t	 cu_msg_len(uint32_t id, uint32_t msg_max);
 size_t	 cu_msg_make(void *buf, uint32_t id, size_t len);
 bool	 cu_msg_check(const void *buf, size_t len, uint32_t *idp);
+
+/* Put message id (timeout 0); get the next one, which must be id, whole. */
+void	 cu_put_id(struct shmq *q, uint32_t id, uint32_t msg_max);
+void	 cu_get_id(struct shmq *q, uint32_t id, uint32_t msg_max);
+
+/* Close *q, check every record of name is free, unlink it. */
+void	 cu_finish(struct shmq **q, const char *name);
 
 /* A shared anonymous mapping, zeroed; cu_unshare() unmaps it. */
 void	*cu_shared(size_t len);
