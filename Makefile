@@ -21,6 +21,8 @@ BUILD    := build$(if $(SANITIZER),-$(subst $(comma),-,$(SANITIZER)))
 # Debian packages that provide what pkg-config looks for.
 DEB_PKGS := pkg-config libbsd-dev libmd-dev check
 PC_PKGS  := libbsd-overlay libmd check
+# What the installed programs link: Check is for the tests alone.
+PC_PROG  := libbsd-overlay libmd
 
 WARN     := -std=c11 -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes \
             -Wshadow -Wpointer-arith $(if $(WERROR),-Werror)
@@ -37,7 +39,8 @@ endif
 ALL_CFLAGS = $(WARN) $(CFLAGS) $(SANFLAGS) -fPIC -pthread -Iinclude -Ishmqueue
 LDLIBS_LIB := -pthread
 PC_CFLAGS   = $(shell pkg-config --cflags $(PC_PKGS) 2>/dev/null)
-PC_LIBS     = $(shell pkg-config --libs $(PC_PKGS) 2>/dev/null)
+PC_LIBS     = $(shell pkg-config --libs $(PC_PROG) 2>/dev/null)
+PC_TESTLIBS = $(shell pkg-config --libs $(PC_PKGS) 2>/dev/null)
 
 LIB_SRCS := $(addprefix shmqueue/,segment.c ring.c lease.c wait.c recover.c stats.c)
 
@@ -145,7 +148,7 @@ $(BUILD)/handler_example.so: procs/handler_example.c include/shmpipe_handler.h
 	$(CC) $(WARN) $(CFLAGS) -fPIC -shared -Iinclude -o $@ $<
 
 $(CHECK): $(TEST_OBJS) $(LIBFI) $(LIBPIPE) $(PROGS)
-	$(CC) $(SANFLAGS) -o $@ $(TEST_OBJS) $(LIBPIPE) $(LIBFI) $(PC_LIBS) -pthread -ldl
+	$(CC) $(SANFLAGS) -o $@ $(TEST_OBJS) $(LIBPIPE) $(LIBFI) $(PC_TESTLIBS) -pthread -ldl
 
 $(BENCH): $(BUILD)/shmqueue/bench.o $(LIBA)
 	$(CC) $(SANFLAGS) -o $@ $^ -pthread -lrt
