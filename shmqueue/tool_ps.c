@@ -136,8 +136,10 @@ read_ctl(void *arg)
 	p->p_sup_alive = tool_pid_alive(p->p_sup, h->supervisor_start);
 	p->p_phase = ld32(&h->phase);
 	p->p_window = h->slab_slots;
-	p->p_accepted = ld64(&h->accepted);
+	/* Answered first: both only grow, so a request answered between
+	 * the two loads cannot show as answered and not accepted. */
 	p->p_answered = ld64(&h->answered);
+	p->p_accepted = ld64(&h->accepted);
 	freed = ld64(&h->freed) + ld64(&h->gc_freed);
 	p->p_in_flight = ld64(&h->reserved);
 	p->p_in_flight = p->p_in_flight > freed ? p->p_in_flight - freed : 0;
