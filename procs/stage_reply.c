@@ -43,6 +43,7 @@
 #define RP_IOV		512		/* replies per writev, two iovecs each */
 #define RP_OUT		65536		/* replies copied together per write */
 #define RP_EV_CHAN	UINT32_MAX	/* epoll: the supervisor's channel */
+#define RP_POLL_NS	1000000u	/* busy: epoll at least this often */
 #define RP_STALL_NS	10000000000ull	/* a client that reads nothing 10 s */
 
 struct rp_conn {
@@ -72,6 +73,8 @@ struct rp {
 	struct iovec	 rp_wiov[2 * RP_IOV];
 	char		*rp_out;	/* RP_OUT bytes: replies to write */
 	bool		 rp_chan_ready;	/* the channel has something */
+	bool		 rp_fd_wanted;	/* replies wait for a connection */
+	uint64_t	 rp_poll_ns;	/* last epoll_wait */
 	uint64_t	 rp_answered, rp_freed;
 };
 
@@ -373,8 +376,10 @@ flush_conn(struct rp *rp, uint32_t slot)
 	ssize_t w;
 	int n;
 
-	if (pc->pc_fd < 0)
-		return;				/* its fd is on the way */
+	if (pc->pc_fd < 0) {
+		rp->rp_fd_wanted = true;	/* its fd is on the way */
+		return;
+	}
 	if (!conn_live(rp, SHMPIPE_CONN_ID(pc->pc_gen, slot))) {
 		finish(rp, slot, true);
 		return;
@@ -635,15 +640,23 @@ take(struct rp *rp, int timeout_ms)
 
 /*
  * What epoll says: connections handed over on the channel, sockets
- * writable again.  One epoll_wait(2) a round, and the channel is read only
- * when it has something.  False when the supervisor has gone.
+ * writable again; the channel is read only when it has something.  While
+ * replies flow and nothing waits on epoll, it is asked once per RP_POLL_NS
+ * rather than once a round (a system call per writev or two).  False when
+ * the supervisor has gone.
  */
 static bool
-poll_events(struct rp *rp)
+poll_events(struct rp *rp, bool idle)
 {
 	struct epoll_event ev[64];
-	int n = epoll_wait(rp->rp_ep, ev, 64, 0);
+	uint64_t now = stage_coarse_ns();
+	int n;
 
+	if (!idle && rp->rp_nstalled == 0 && !rp->rp_fd_wanted &&
+	    now - rp->rp_poll_ns < RP_POLL_NS)
+		return true;
+	rp->rp_poll_ns = now;
+	n = epoll_wait(rp->rp_ep, ev, 64, 0);
 	for (int i = 0; i < n; i++) {
 		if (ev[i].data.u32 == RP_EV_CHAN)
 			rp->rp_chan_ready = true;
@@ -652,6 +665,7 @@ poll_events(struct rp *rp)
 	}
 	if (rp->rp_chan_ready) {
 		rp->rp_chan_ready = false;
+		rp->rp_fd_wanted = false;
 		return read_chan(rp, NULL);
 	}
 	return true;
@@ -718,7 +732,7 @@ stage_reply(struct stage *st)
 			r = STAGE_EX_SOFTWARE;
 			break;
 		}
-		if (!poll_events(&rp))
+		if (!poll_events(&rp, n <= 0))
 			break;			/* the supervisor is gone */
 		flush_dirty(&rp);
 		reap_stalled(&rp);
