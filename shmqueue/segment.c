@@ -60,6 +60,7 @@ lib_init(void)
 
 	pthread_once(&once, process_init);
 	shmq__fence_init();
+	shmq__sem_init();
 	if (self_start == 0)
 		self_start = shmq__self_start();
 }

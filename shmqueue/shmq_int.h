@@ -186,6 +186,7 @@ int		shmq__wait(struct shmq *q, enum shmq__kind kind,
 		    int timeout_ms, shmq__try_fn try, void *arg);
 void		shmq__wake(struct shmq *q, enum shmq__kind kind, unsigned n);
 void		shmq__wake_all(struct shmq *q);
+void		shmq__sem_init(void);
 void		shmq__sem_drain(struct shmq_seg_proc *p);
 extern bool	shmq__membarrier_ok;
 uint8_t		shmq__wake_mode(uint32_t seg_flags);

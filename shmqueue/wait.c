@@ -24,12 +24,22 @@
  * counts: the ring is the truth, every waker re-checks it, and a stray token
  * costs one spurious wake-up.  A waker that dies between clearing a bit and
  * posting is covered by recovery, which posts to every record marked asleep.
+ *
+ * A semaphore in the segment is memory another process may have scribbled
+ * on, and libc trusts it: glibc's sem_post(3) and sem_wait(3) build their
+ * futex call from a word of the sem_t that says whether it is
+ * process-shared, and an impossible value there makes glibc abort the
+ * caller.  So that word is checked before every post and sleep (see
+ * sem_probe()); a peer's semaphore that fails is not posted to, our own is
+ * made again before we sleep on it, and a count no waker could have left
+ * is reset rather than drained one token at a time.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/membarrier.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -39,6 +49,12 @@
 bool shmq__membarrier_ok;
 
 #define SLICE_NS	1000000u	/* sleep slice without membarrier */
+#define SEM_TOKENS_MAX	4096	/* more stray tokens than any waker leaves */
+
+/* Where a sem_t says it is process-shared, and what it says; see
+ * sem_probe().  SIZE_MAX: this libc keeps no such word apart. */
+static size_t	sem_flag_off = SIZE_MAX;
+static uint32_t	sem_flag_val;
 
 uint64_t
 shmq__now_ns(void)
@@ -118,11 +134,80 @@ proc_sem(struct shmq_seg_proc *p)
 	return (sem_t *)(void *)p->wake_sem;
 }
 
-/* Consume stray wake-ups; only the record's owner (or its recoverer) may. */
+/*
+ * Find the word of a sem_t that records process-sharing: the one that
+ * differs between a shared and a private semaphore made alike on zeroed
+ * memory (in glibc, the futex "private" flag that sem_post passes on).
+ */
+static void
+sem_probe(void)
+{
+	union {
+		sem_t		s;
+		unsigned char	b[sizeof(sem_t)];
+	} shared, private;
+
+	memset(&shared, 0, sizeof(shared));
+	memset(&private, 0, sizeof(private));
+	if (sem_init(&shared.s, 1, 0) != 0 || sem_init(&private.s, 0, 0) != 0)
+		return;
+	for (size_t off = 0; off + 4 <= sizeof(sem_t); off += 4)
+		if (memcmp(shared.b + off, private.b + off, 4) != 0) {
+			memcpy(&sem_flag_val, shared.b + off, 4);
+			sem_flag_off = off;
+			break;
+		}
+	sem_destroy(&shared.s);
+	sem_destroy(&private.s);
+}
+
+void
+shmq__sem_init(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, sem_probe);
+}
+
+/* May libc be handed this record's semaphore? */
+static bool
+sem_sane(struct shmq_seg_proc *p)
+{
+	_Atomic uint32_t *flag;
+
+	if (sem_flag_off == SIZE_MAX)
+		return true;
+	flag = (_Atomic uint32_t *)(void *)(p->wake_sem + sem_flag_off);
+	/* Relaxed: only sem_init writes it, before the record is used. */
+	return atomic_load_explicit(flag, memory_order_relaxed) ==
+	    sem_flag_val;
+}
+
+/* Post to a record's semaphore if libc can take it. */
+static void
+sem_wake(struct shmq_seg_proc *p)
+{
+	if (sem_sane(p))
+		(void)sem_post(proc_sem(p));
+}
+
+/*
+ * Consume stray wake-ups; only the record's owner (or its recoverer) may.
+ * A semaphore libc cannot take, or with more tokens than wakers leave, is
+ * made again instead.
+ */
 void
 shmq__sem_drain(struct shmq_seg_proc *p)
 {
-	while (sem_trywait(proc_sem(p)) == 0)
+	sem_t *sem = proc_sem(p);
+	int v;
+
+	if (!sem_sane(p) || sem_getvalue(sem, &v) != 0 ||
+	    v > SEM_TOKENS_MAX) {
+		(void)sem_init(sem, 1, 0);
+		return;
+	}
+	while (sem_trywait(sem) == 0)
 		;
 }
 
@@ -198,6 +283,9 @@ sleep_once(struct shmq *q, enum shmq__kind kind, shmq__try_fn try, void *arg,
 {
 	int r;
 
+	/* Before the bit: a post that finds the bit must not be undone. */
+	if (!sem_sane(q->rec))
+		(void)sem_init(proc_sem(q->rec), 1, 0);
 	shmq__bit_set(sleepers(q, kind), q->me);
 	/* Relaxed: only tools and recovery read it, as a hint. */
 	atomic_store_explicit(&q->rec->asleep,
@@ -277,7 +365,7 @@ shmq_wakeup(struct shmq *q)
 		return;			/* not ours: a parent's handle */
 	/* Release: pairs with the acquire in woken(). */
 	atomic_store_explicit(&q->wakeup, 1, memory_order_release);
-	sem_post(proc_sem(q->rec));	/* async-signal-safe */
+	sem_wake(q->rec);		/* async-signal-safe */
 }
 
 /* Wake up to n sleepers of this kind; call after shmq__fence_light(). */
@@ -299,7 +387,7 @@ shmq__wake(struct shmq *q, enum shmq__kind kind, unsigned n)
 				uint32_t idx = w * 64 + (uint32_t)__builtin_ctzll(bit);
 				SHMQ_FAULT("wake.claimed");
 				if (idx < q->max_procs)
-					sem_post(proc_sem(shmq__proc(q, idx)));
+					sem_wake(shmq__proc(q, idx));
 				n--;
 			}
 			bits = old & ~bit;
@@ -332,6 +420,6 @@ shmq__wake_all(struct shmq *q)
 		    ~bit, memory_order_acq_rel);
 		if ((old & bit) || atomic_load_explicit(&p->asleep,
 		    memory_order_relaxed) != 0)
-			sem_post(proc_sem(p));
+			sem_wake(p);
 	}
 }

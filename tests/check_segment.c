@@ -664,6 +664,43 @@ START_TEST(test_segment_bad_proc_record)
 }
 END_TEST
 
+/*
+ * Wake-up semaphores are written by whoever is attached, so any bytes may
+ * be there, and glibc trusts them: found by fuzz_segment, a garbage
+ * "process-shared" word made a waker's sem_post() abort the process, and
+ * attaching drained a garbage count one token at a time (4e9 of them).
+ */
+START_TEST(test_segment_bad_wake_sems)
+{
+	size_t off = offsetof(struct shmq_seg_proc, wake_sem);
+	struct shmq_seg_proc *p;
+	struct shmq *q;
+	struct bad b;
+	char buf[64];
+
+	bad_open(&b, "wake");
+	for (uint32_t i = 0; i < b.geo.max_procs; i++)
+		memset(b.map + b.geo.procs_off + i * sizeof(*p) + off, 0xff,
+		    sizeof(p->wake_sem));
+	/* Record 1: a dead process asleep in get, its sleeper bit set. */
+	p = (struct shmq_seg_proc *)(void *)(b.map + b.geo.procs_off +
+	    sizeof(*p));
+	atomic_store(&p->state, SHMQ_PROC_WORD(0x7ffffff0, SHMQ_PROC_ALIVE,
+	    1));
+	atomic_store(&p->asleep, SHMQ_ASLEEP_GET);
+	atomic_store(&bad_hdr(&b)->get_sleepers[0], UINT64_C(1) << 1);
+	q = shmq_open(b.name);
+	ck_assert_msg(q != NULL, "open: %s", strerror(errno));
+	QASSERT_EQ(q, shmq_put(q, "woken", 5, 0), 0);	/* posts to record 1 */
+	QASSERT_EQ(q, shmq_recover_dead(q), 0);		/* posts to all asleep */
+	QASSERT_EQ(q, shmq_get(q, buf, sizeof(buf), 0), 5);
+	/* Sleeps on our own semaphore, made again, and wakes at the end. */
+	QASSERT_EQ(q, shmq_get(q, buf, sizeof(buf), 10), -ETIMEDOUT);
+	shmq_close(q);
+	bad_close(&b);
+}
+END_TEST
+
 START_TEST(test_segment_bad_foreign_file)
 {
 	struct bad b;
@@ -832,6 +869,7 @@ segment_suite(void)
 	tcase_add_test(tc, test_segment_bad_slot_words);
 	tcase_add_test(tc, test_segment_bad_lease_entries);
 	tcase_add_test(tc, test_segment_bad_proc_record);
+	tcase_add_test(tc, test_segment_bad_wake_sems);
 	tcase_add_test(tc, test_segment_bad_foreign_file);
 	tcase_add_test(tc, test_segment_bad_owner);
 	tcase_add_test(tc, test_segment_bad_mode);
