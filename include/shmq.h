@@ -209,10 +209,14 @@ int		 shmq_release(struct shmq *q, const struct shmq_lease *lease);
  *
  * shmq_recover_dead - recover every attachment whose process is gone.
  * Returns the number of messages put up for redelivery, or -EINVAL,
- * -ECHILD, -EBADF, or the error of locking the recovery mutex
- * (-ENOTRECOVERABLE).  shmq_recover returns -EBUSY if pid is alive even
+ * -ECHILD, -EBADF, or the error of locking the recovery mutex:
+ * -ETIMEDOUT (a live process has held it for 5 s: recoveries take
+ * milliseconds, so it is stopped or the segment is corrupt), -EBADMSG (the
+ * segment's mutex is not a robust process-shared one: corrupt),
+ * -ENOTRECOVERABLE.  shmq_recover returns -EBUSY if pid is alive even
  * when it recovered other attachments on the way (their redeliveries are
- * made all the same).
+ * made all the same).  shmq_close() that cannot take the mutex detaches
+ * all the same, leaving its record for a later recovery.
  */
 int		 shmq_recover(struct shmq *q, pid_t pid);
 int		 shmq_recover_dead(struct shmq *q);

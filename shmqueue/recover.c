@@ -71,6 +71,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "shmq_int.h"
@@ -151,12 +152,84 @@ recover_mutex(struct shmq *q)
 	return (pthread_mutex_t *)(void *)q->hdr->recover_lock;
 }
 
-/* 1 if the previous holder died inside a recovery, else 0 or -errno. */
+/*
+ * The recovery mutex is memory another process may have scribbled on, and
+ * libc trusts it: a garbage kind makes pthread_mutex_lock() a different
+ * lock altogether, a garbage owner makes it wait for ever.  So the words
+ * that make a mutex robust and process-shared - found once, as those that
+ * differ from a default mutex made alike on zeroed memory - are checked
+ * before each lock, and no lock waits longer than LOCK_WAIT_S: a recovery
+ * takes milliseconds, so a holder that long is stopped or not a holder.
+ */
+#define LOCK_WAIT_S	5
+#define KIND_WORDS	4
+
+static struct {
+	unsigned	n;
+	size_t		off[KIND_WORDS];
+	uint32_t	val[KIND_WORDS];
+} mutex_kind;
+
+static void
+mutex_probe(void)
+{
+	union {
+		pthread_mutex_t	m;
+		unsigned char	b[sizeof(pthread_mutex_t)];
+	} robust, plain;
+	pthread_mutexattr_t ma;
+
+	memset(&robust, 0, sizeof(robust));
+	memset(&plain, 0, sizeof(plain));
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+	pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
+	if (pthread_mutex_init(&robust.m, &ma) == 0 &&
+	    pthread_mutex_init(&plain.m, NULL) == 0)
+		for (size_t off = 0; off + 4 <= sizeof(pthread_mutex_t) &&
+		    mutex_kind.n < KIND_WORDS; off += 4) {
+			if (memcmp(robust.b + off, plain.b + off, 4) == 0)
+				continue;
+			mutex_kind.off[mutex_kind.n] = off;
+			memcpy(&mutex_kind.val[mutex_kind.n++], robust.b + off,
+			    4);
+		}
+	pthread_mutexattr_destroy(&ma);
+}
+
+/* Is the recovery mutex still a robust process-shared one? */
+static bool
+mutex_sane(struct shmq *q)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, mutex_probe);
+	for (unsigned i = 0; i < mutex_kind.n; i++) {
+		_Atomic uint32_t *w = (_Atomic uint32_t *)(void *)
+		    (q->hdr->recover_lock + mutex_kind.off[i]);
+		/* Relaxed: written by pthread_mutex_init alone, at create. */
+		if (atomic_load_explicit(w, memory_order_relaxed) !=
+		    mutex_kind.val[i])
+			return false;
+	}
+	return true;
+}
+
+/*
+ * 1 if the previous holder died inside a recovery, else 0, or -EBADMSG
+ * (the mutex is not one), -ETIMEDOUT (held LOCK_WAIT_S), other -errno.
+ */
 int
 shmq__lock(struct shmq *q)
 {
-	int r = pthread_mutex_lock(recover_mutex(q));
+	struct timespec until;
+	int r;
 
+	if (!mutex_sane(q))
+		return -EBADMSG;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += LOCK_WAIT_S;
+	r = pthread_mutex_timedlock(recover_mutex(q), &until);
 	if (r == EOWNERDEAD) {
 		pthread_mutex_consistent(recover_mutex(q));
 		return 1;

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <pthread.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -701,6 +702,69 @@ START_TEST(test_segment_bad_wake_sems)
 }
 END_TEST
 
+/*
+ * The recovery mutex is libc's, and libc trusts it: garbage in it once made
+ * pthread_mutex_lock() wait for ever (found by fuzz_segment).  A mutex that
+ * is not robust and process-shared is refused at once.
+ */
+START_TEST(test_segment_bad_recover_lock)
+{
+	size_t off = offsetof(struct shmq_seg_header, recover_lock);
+	struct shmq *q;
+	struct bad b;
+
+	bad_open(&b, "lock");
+	memset(b.map + off, 0xff, sizeof(bad_hdr(&b)->recover_lock));
+	q = shmq_open(b.name);
+	ck_assert_msg(q != NULL, "open: %s", strerror(errno));
+	QASSERT_EQ(q, shmq_recover_dead(q), -EBADMSG);
+	QASSERT_EQ(q, shmq_recover(q, 0x7ffffff0), -EBADMSG);
+	shmq_close(q);				/* detaches all the same */
+	bad_restore(&b);
+	bad_expect_ok(&b, 0, "lock restored");
+	bad_close(&b);
+}
+END_TEST
+
+/*
+ * A live process that holds the recovery mutex and never lets go (stopped,
+ * or spinning) costs a recoverer LOCK_WAIT_S, not for ever; once it dies
+ * the mutex is taken over as it should be.
+ */
+START_TEST(test_segment_recover_lock_held)
+{
+	pthread_mutex_t *m;
+	struct shmq *q;
+	struct bad b;
+	int ready[2], st;
+	pid_t pid;
+	char c;
+
+	bad_open(&b, "held");
+	m = (pthread_mutex_t *)(void *)bad_hdr(&b)->recover_lock;
+	ck_assert_int_eq(pipe(ready), 0);
+	if ((pid = cu_fork()) == 0) {
+		if (pthread_mutex_lock(m) != 0)
+			_exit(1);
+		(void)!write(ready[1], "x", 1);
+		for (;;)
+			pause();
+	}
+	ck_assert_int_eq(read(ready[0], &c, 1), 1);
+	q = shmq_open(b.name);
+	ck_assert_msg(q != NULL, "open: %s", strerror(errno));
+	QASSERT_EQ(q, shmq_recover_dead(q), -ETIMEDOUT);
+	ck_assert_int_eq(kill(pid, SIGKILL), 0);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert(WIFSIGNALED(st));
+	QASSERT_EQ(q, shmq_recover_dead(q), 0);	/* the owner died: ours */
+	shmq_close(q);
+	close(ready[0]);
+	close(ready[1]);
+	bad_close(&b);
+}
+END_TEST
+
 START_TEST(test_segment_bad_foreign_file)
 {
 	struct bad b;
@@ -870,6 +934,8 @@ segment_suite(void)
 	tcase_add_test(tc, test_segment_bad_lease_entries);
 	tcase_add_test(tc, test_segment_bad_proc_record);
 	tcase_add_test(tc, test_segment_bad_wake_sems);
+	tcase_add_test(tc, test_segment_bad_recover_lock);
+	tcase_add_test(tc, test_segment_recover_lock_held);
 	tcase_add_test(tc, test_segment_bad_foreign_file);
 	tcase_add_test(tc, test_segment_bad_owner);
 	tcase_add_test(tc, test_segment_bad_mode);
