@@ -202,12 +202,13 @@ shmq__sem_drain(struct shmq_seg_proc *p)
 	sem_t *sem = proc_sem(p);
 	int v;
 
-	if (!sem_sane(p) || sem_getvalue(sem, &v) != 0 ||
+	/* glibc reports a count above INT_MAX as negative. */
+	if (!sem_sane(p) || sem_getvalue(sem, &v) != 0 || v < 0 ||
 	    v > SEM_TOKENS_MAX) {
 		(void)sem_init(sem, 1, 0);
 		return;
 	}
-	while (sem_trywait(sem) == 0)
+	for (int n = 0; n <= SEM_TOKENS_MAX && sem_trywait(sem) == 0; n++)
 		;
 }
 
