@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-/* tool.c - shmq(1): main, the command table, common options, exit codes
- * and the SIGBUS guard around reads of mappings. */
+/* tool.c - shmq(1): the command table and its dispatch, common options,
+ * exit codes and the SIGBUS guard around reads of mappings. */
 #define _GNU_SOURCE
 #include <err.h>
 #include <errno.h>
@@ -322,7 +322,7 @@ tool_real_ns(void)
 	return clock_ns(CLOCK_REALTIME);
 }
 
-/* ---- main -------------------------------------------------------------- */
+/* ---- running a command --------------------------------------------------- */
 
 /* Output that could not be written is an error too (but not EPIPE). */
 static int
@@ -336,7 +336,7 @@ flush_stdout(int code)
 }
 
 int
-main(int argc, char **argv)
+tool_run(int argc, char **argv)
 {
 	static char *ls_argv[] = { "ls", NULL };
 	const struct tool_cmd *c;

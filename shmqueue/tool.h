@@ -68,6 +68,14 @@ struct tool_opts {
 
 /* ---- tool.c: dispatch, options, errors, the SIGBUS guard ------------- */
 
+/*
+ * The whole of shmq(1) for argv (argv[0] is the program): installs the
+ * SIGBUS guard, runs the command, flushes stdout and returns the exit
+ * code.  main() (tool_main.c) is only this; the fuzzer calls it too, any
+ * number of times in one process.
+ */
+int	 tool_run(int argc, char **argv);
+
 /* Defaults into o. */
 void	 tool_opts_init(struct tool_opts *o);
 
