@@ -26,6 +26,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -123,6 +124,42 @@ check_open_errno(int e)
 	}
 }
 
+/* A get or take returned n for a buffer of cap bytes. */
+static void
+check_len(ssize_t n, size_t cap)
+{
+	if (n > (ssize_t)cap)
+		fuzz_fail("message longer than the buffer", n);
+}
+
+/*
+ * r, returned by call, is a count or length, or -e for one of the errnos
+ * its contract in shmq.h lists for this use (the list ends with 0).
+ * Returns r.
+ */
+static long
+check_rc(const char *call, long r, ...)
+{
+	va_list ap;
+	int e;
+
+	if (r >= 0)
+		return r;
+	va_start(ap, r);
+	while ((e = va_arg(ap, int)) != 0 && -r != e)
+		;
+	va_end(ap);
+	if (e == 0) {
+		fprintf(stderr, "fuzz_segment: %s: %s\n", call,
+		    strerror((int)-r));
+		fuzz_fail("an error its contract does not list", r);
+	}
+	return r;
+}
+#define RC(call, ...)	check_rc(#call, (long)(call), __VA_ARGS__, 0)
+#define GET_ERRS	EAGAIN, EMSGSIZE, EPROTO	/* timeout 0 */
+#define TAKE_ERRS	GET_ERRS, ENOBUFS
+
 static void
 check_stats(struct shmq *q)
 {
@@ -151,21 +188,13 @@ use_rdonly(struct shmq *q, uint8_t *buf, uint32_t cap)
 	    shmq_rates(q, 8, &put_s, &get_s, &win) != 0)
 		fuzz_fail("read-only snapshot", 0);
 	for (unsigned k = 0; k < 3; k++)
-		if (shmq_peek(q, k, buf, cap) > (ssize_t)cap)
-			fuzz_fail("peek longer than cap", k);
+		check_len(RC(shmq_peek(q, k, buf, cap), ENOENT, EAGAIN,
+		    EMSGSIZE), cap);
 	if (shmq_put(q, "x", 1, 0) != -EBADF ||
 	    shmq_get(q, buf, cap, 0) != -EBADF ||
 	    shmq_take(q, buf, cap, &lease, 0) != -EBADF ||
 	    shmq_recover_dead(q) != -EBADF)
 		fuzz_fail("read-only handle changed the queue", 0);
-}
-
-/* A get or take returned n for a buffer of cap bytes. */
-static void
-check_len(ssize_t n, size_t cap)
-{
-	if (n > (ssize_t)cap)
-		fuzz_fail("message longer than the buffer", n);
 }
 
 static void
@@ -183,18 +212,19 @@ use_batches(struct shmq *q, const uint8_t *data, size_t size, uint8_t *buf,
 		out[i].iov_base = buf;		/* overlapping is fine here */
 		out[i].iov_len = cap;
 	}
-	(void)shmq_put_batch(q, in, BATCH, 0);
-	if ((n = shmq_take_batch(q, out, leases, BATCH, 0)) > 0)
-		for (int i = 0; i < n; i++) {
-			check_len((ssize_t)out[i].iov_len, cap);
-			(void)(i % 2 ? shmq_ack(q, &leases[i]) :
-			    shmq_release(q, &leases[i]));
-		}
+	RC(shmq_put_batch(q, in, BATCH, 0), EAGAIN);
+	n = (int)RC(shmq_take_batch(q, out, leases, BATCH, 0), TAKE_ERRS);
+	for (int i = 0; i < n; i++) {
+		check_len((ssize_t)out[i].iov_len, cap);
+		if ((i % 2 ? shmq_ack(q, &leases[i]) :
+		    shmq_release(q, &leases[i])) != 0)
+			fuzz_fail("ack or release of a lease just taken", i);
+	}
 	for (int i = 0; i < BATCH; i++)
 		out[i].iov_len = cap;
-	if ((n = shmq_get_batch(q, out, BATCH, 0)) > 0)
-		for (int i = 0; i < n; i++)
-			check_len((ssize_t)out[i].iov_len, cap);
+	n = (int)RC(shmq_get_batch(q, out, BATCH, 0), GET_ERRS);
+	for (int i = 0; i < n; i++)
+		check_len((ssize_t)out[i].iov_len, cap);
 }
 
 /* One pass over the calls that change the queue, then the snapshots. */
@@ -209,29 +239,31 @@ use_rdwr(struct shmq *q, const uint8_t *data, size_t size, uint8_t *buf,
 	ssize_t n;
 	int np;
 
-	(void)shmq_put(q, data, size < cap ? size : cap, 0);
-	check_len(shmq_get(q, small, sizeof(small), 0), sizeof(small));
-	check_len(shmq_get(q, buf, cap, 0), cap);
-	if ((n = shmq_take(q, buf, cap, &lease, 0)) >= 0) {
+	RC(shmq_put(q, data, size < cap ? size : cap, 0), EAGAIN);
+	check_len(RC(shmq_get(q, small, sizeof(small), 0), GET_ERRS),
+	    sizeof(small));
+	check_len(RC(shmq_get(q, buf, cap, 0), GET_ERRS), cap);
+	if ((n = RC(shmq_take(q, buf, cap, &lease, 0), TAKE_ERRS)) >= 0) {
 		check_len(n, cap);
 		if (shmq_release(q, &lease) != 0 ||
 		    shmq_ack(q, &lease) != -ESTALE)
 			fuzz_fail("release of a lease just taken", 0);
 	}
-	if ((n = shmq_take(q, buf, cap, &lease, 0)) >= 0) {
+	if ((n = RC(shmq_take(q, buf, cap, &lease, 0), TAKE_ERRS)) >= 0) {
 		check_len(n, cap);
 		if (shmq_ack(q, &lease) != 0)
 			fuzz_fail("ack of a lease just taken", 0);
 	}
 	use_batches(q, data, size, buf, cap);
 	check_stats(q);
-	np = shmq_procs(q, pi, SHMQ_PROCS_LIMIT);
-	(void)shmq_leases(q, li, 64);
+	np = (int)RC(shmq_procs(q, pi, SHMQ_PROCS_LIMIT), 0);
+	RC(shmq_leases(q, li, 64), 0);
 	for (int i = 0; i < np && i < SHMQ_PROCS_LIMIT; i++)
 		if (pi[i].pid > 0 && pi[i].pid != getpid())
-			(void)shmq_recover(q, pi[i].pid);
-	(void)shmq_recover_dead(q);
-	(void)shmq_peek(q, 0, buf, cap);
+			RC(shmq_recover(q, pi[i].pid), EBUSY);
+	RC(shmq_recover_dead(q), ENOTRECOVERABLE);
+	check_len(RC(shmq_peek(q, 0, buf, cap), ENOENT, EAGAIN, EMSGSIZE),
+	    cap);
 	check_stats(q);
 }
 
