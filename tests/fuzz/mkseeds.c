@@ -372,26 +372,41 @@ fill_sleeper(struct shmq *q)
 /* ---- regressions: what the fuzzers found, made again by hand -------- */
 
 /*
- * Garbage in every wake word, and record 1 a dead process asleep in get,
- * its sleeper bit set: a put posts to it, recovery posts to it, attaching
- * drains our own.  When wake words were glibc sem_t, sem_post() aborted on
- * the futex operation it read from the garbage (fuzz_segment).
+ * Garbage in every wake-up semaphore, and record 1 a dead process asleep in
+ * get, its sleeper bit set: a put posts to it, recovery posts to it,
+ * attaching drains our own.  Unchecked, glibc's sem_post() aborted on the
+ * futex operation it read from the garbage (fuzz_segment).
  */
 static void
 patch_garbage_wake(uint8_t *seg)
 {
 	struct shmq_seg_header *h = (void *)seg;
-	size_t off = offsetof(struct shmq_seg_proc, wake);
+	size_t off = offsetof(struct shmq_seg_proc, wake_sem);
 	struct shmq_seg_proc *p;
 
 	for (uint32_t i = 0; i < h->max_procs; i++)
 		memset(seg + h->procs_off + i * sizeof(*p) + off, 0xff,
-		    sizeof(*p) - off);
+		    sizeof(p->wake_sem));
 	p = (void *)(seg + h->procs_off + sizeof(*p));
 	atomic_store(&p->state, SHMQ_PROC_WORD(DEAD_PID + 15, SHMQ_PROC_ALIVE,
 	    1));
 	atomic_store(&p->asleep, SHMQ_ASLEEP_GET);
 	atomic_store(&h->get_sleepers[0], UINT64_C(1) << 1);
+}
+
+/*
+ * Garbage in the recovery mutex around an unlocked lock word (bit 0 set:
+ * fuzz_segment keeps such bytes).  Unchecked, pthread_mutex_lock() took it
+ * for another kind of mutex or waited for ever (fuzz_segment).
+ */
+static void
+patch_garbage_lock(uint8_t *seg)
+{
+	struct shmq_seg_header *h = (void *)seg;
+	uint32_t word = 1;
+
+	memset(h->recover_lock, 0xff, sizeof(h->recover_lock));
+	memcpy(h->recover_lock, &word, sizeof(word));
 }
 
 static const struct qseed qseeds[] = {
@@ -412,6 +427,8 @@ static const struct qseed qseeds[] = {
 	{ "q-half-created", 4, 16, 2, 1, 0, fill_none, 2, true, NULL },
 	{ "regress-garbage-wake", 4, 48, 2, 2, 0, fill_msgs, 3, false,
 	    patch_garbage_wake },
+	{ "regress-garbage-lock", 4, 48, 2, 2, 0, fill_msgs, 3, false,
+	    patch_garbage_lock },
 };
 
 static void
