@@ -56,7 +56,7 @@ fuzz-deps: $(FZ_DEPS_OK)
 $(FZ_DEPS_OK):
 	@mkdir -p $(FZ)
 	@ok() { pkg-config --exists $(PC_PKGS) 2>/dev/null && \
-	  echo 'int LLVMFuzzerTestOneInput(const char *d, long n) { return 0; }' | \
+	  echo 'int LLVMFuzzerTestOneInput(const char *d, long n) {return 0;}' | \
 	  $(FUZZ_CC) -fsanitize=fuzzer,address,undefined -x c - \
 	    -o $(FZ)/.deps-probe 2>/dev/null; }; \
 	if ! ok; then \
@@ -89,7 +89,8 @@ $(FZ)/fuzz_tool: $(FZ)/tests/fuzz/fuzz_tool.o $(FZ_SHM) $(FZ_TOOL) $(FZ_LIB)
 	$(FUZZ_CC) $(FZ_SAN) -fsanitize=fuzzer -o $@ $^ $(PC_LIBS) -pthread
 
 $(FZ)/fuzz_proto: $(FZ)/tests/fuzz/fuzz_proto.o $(FZ)/procs/proto.o \
-    $(FZ)/procs/handlers.o $(FZ)/procs/ctl.o $(FZ_LIB) | $(FZ)/handler_example.so
+    $(FZ)/procs/handlers.o $(FZ)/procs/ctl.o $(FZ_LIB) \
+    | $(FZ)/handler_example.so
 	$(FUZZ_CC) $(FZ_SAN) -fsanitize=fuzzer -o $@ $(filter %.o,$^) \
 	  $(PC_LIBS) -pthread -ldl
 

@@ -170,7 +170,8 @@ serve(const struct proto_handlers *h, const struct config *c,
 
 	while (pos < size) {
 		const char *nl = memchr(in + pos, '\n', size - pos);
-		size_t len = nl != NULL ? (size_t)(nl - (in + pos)) : size - pos;
+		size_t len = nl != NULL ? (size_t)(nl - (in + pos)) :
+		    size - pos;
 
 		answer(h, c, in + pos, len, len > c->c_max_line);
 		pos += len + 1;

@@ -37,8 +37,9 @@ static const char *const runs[][ARGS_MAX] = {
 	{ "peek", "-n", "4", "N" }, { "peek", "-x", "-n", "2", "N" },
 	{ "ls", "N" }, { "ls", "-o", "json", "N" }, { "ls", "-o", "csv", "N" },
 	{ "ls", "-o", "prom", "N" }, { "check", "N" },
-	{ "check", "-o", "json", "N" }, { "ps", "P" }, { "ps", "-o", "json", "P" },
-	{ "ps", "-o", "csv", "P" }, { "ps", "-o", "prom", "P" },
+	{ "check", "-o", "json", "N" }, { "ps", "P" },
+	{ "ps", "-o", "json", "P" }, { "ps", "-o", "csv", "P" },
+	{ "ps", "-o", "prom", "P" },
 	{ "gc", "-n", "N" },
 };
 #define NRUNS	(sizeof(runs) / sizeof(runs[0]))

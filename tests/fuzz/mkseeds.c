@@ -183,7 +183,7 @@ struct qseed {
 	void		(*s_fill)(struct shmq *q);
 	unsigned	 s_to;		/* 1: segment corpus, 2: tool, 3 both */
 	bool		 s_half;	/* magic 0: half created */
-	void		(*s_patch)(uint8_t *seg);	/* bytes changed, or NULL */
+	void		(*s_patch)(uint8_t *seg);	/* or NULL */
 };
 
 static void
@@ -570,7 +570,7 @@ ctl_seed(const struct cseed *s)
 	free(p);
 }
 
-/* ---- request lines -------------------------------------------------------- */
+/* ---- request lines ------------------------------------------------------- */
 
 static const struct {
 	const char	*l_name;
