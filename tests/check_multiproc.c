@@ -210,7 +210,10 @@ START_TEST(test_multiproc_blocked_get_woken)
 		shmq_close(h);
 		_exit(0);
 	}
+	/* Asleep is set before the sleeper's last look; the count after it
+	 * failed, so only then is the put below sure to wake it. */
 	cu_wait_asleep(q, pid, SHMQ_ASLEEP_GET);
+	cu_wait_waits(q, SHMQ_ASLEEP_GET, 1);
 	QASSERT_EQ(q, shmq_put(q, &id, sizeof(id), 0), 0);
 	cu_wait_exit(q, pid, 0);
 	QASSERT_EQ(q, atomic_load(got), 42);
@@ -249,6 +252,7 @@ START_TEST(test_multiproc_blocked_put_woken)
 		_exit(0);
 	}
 	cu_wait_asleep(q, pid, SHMQ_ASLEEP_PUT);
+	cu_wait_waits(q, SHMQ_ASLEEP_PUT, 1);
 	QASSERT_EQ(q, shmq_get(q, &v, sizeof(v), 0), sizeof(v));
 	QASSERT_EQ(q, v, 1);
 	cu_wait_exit(q, pid, 0);

@@ -260,6 +260,23 @@ cu_wait_asleep(struct shmq *q, pid_t pid, unsigned kind)
 	}
 }
 
+void
+cu_wait_waits(struct shmq *q, unsigned kind, uint64_t n)
+{
+	struct timespec pause = { 0, 200000 };
+	time_t end = time(NULL) + CU_WAIT_S;
+	struct shmq_stats st;
+
+	for (;;) {
+		QASSERT_EQ(q, shmq_stats(q, &st), 0);
+		if ((kind == SHMQ_ASLEEP_GET ? st.get_waits : st.put_waits) >= n)
+			return;
+		QASSERT_MSG(q, time(NULL) < end, "no %s wait was counted",
+		    kind == SHMQ_ASLEEP_GET ? "get" : "put");
+		nanosleep(&pause, NULL);
+	}
+}
+
 uint64_t
 cu_start_ticks(pid_t pid)
 {

@@ -96,6 +96,10 @@ void	 cu_wait_exit_in(struct shmq *q, pid_t pid, int code, int timeout_s);
  */
 void	 cu_wait_asleep(struct shmq *q, pid_t pid, unsigned kind);
 
+/* Wait until the queue has counted `n` waits of kind (SHMQ_ASLEEP_*): a
+ * sleeper is counted only once its last look before sleeping failed. */
+void	 cu_wait_waits(struct shmq *q, unsigned kind, uint64_t n);
+
 /* Start time of pid in clock ticks (/proc/PID/stat field 22), or 0. */
 uint64_t cu_start_ticks(pid_t pid);
 
