@@ -212,9 +212,39 @@ header_check(const struct shmpipe_ctl *h, size_t file_size)
 	return file_size == g.seg_size ? 0 : -EBADMSG;
 }
 
-int
-ctl_open(struct ctl *c, const char *pipeline, bool rdonly)
+/* Ours alone: our euid's, no permission for group or others. */
+static bool
+owned(const struct stat *st)
 {
+	return st->st_uid == geteuid() && (st->st_mode & 077) == 0;
+}
+
+bool
+ctl_seg_foreign(const char *pipeline, const char *suffix, char *why,
+    size_t len)
+{
+	char path[64];
+	struct stat st;
+	int fd;
+
+	if (ctl_seg_name(path, sizeof(path), pipeline, suffix) != 0)
+		return false;
+	if ((fd = shm_open(path, O_RDONLY | O_CLOEXEC, 0)) < 0) {
+		snprintf(why, len, "%s: %s", path, strerror(errno));
+		return errno == EACCES;		/* there, and not ours */
+	}
+	if (fstat(fd, &st) != 0)
+		st.st_uid = geteuid(), st.st_mode = 0600;
+	close(fd);
+	snprintf(why, len, "%s is owned by uid %u, mode %03o", path,
+	    (unsigned)st.st_uid, (unsigned)(st.st_mode & 0777));
+	return !owned(&st);
+}
+
+int
+ctl_open(struct ctl *c, const char *pipeline, unsigned flags)
+{
+	bool rdonly = flags & CTL_OPEN_RDONLY;
 	char path[64];
 	struct stat st;
 	void *base;
@@ -227,6 +257,10 @@ ctl_open(struct ctl *c, const char *pipeline, bool rdonly)
 		return -errno;
 	if (fstat(fd, &st) != 0) {
 		r = -errno;
+		goto out;
+	}
+	if (!(flags & CTL_OPEN_ANY) && !owned(&st)) {
+		r = -EPERM;
 		goto out;
 	}
 	if ((size_t)st.st_size < sizeof(struct shmpipe_ctl)) {

@@ -48,13 +48,25 @@ int	ctl_create(struct ctl *c, const char *pipeline,
 int	ctl_create_anon(struct ctl *c, const char *pipeline,
 	    const struct ctl_params *p);
 
+#define CTL_OPEN_RDONLY	0x1u	/* map it read-only */
+#define CTL_OPEN_ANY	0x2u	/* accept another user's, or group/other
+				 * permissions (inspection tools) */
+
 /*
- * Map an existing control segment after checking magic, version and every
- * size and offset: 0, or -ENOENT, -EACCES, -EAGAIN (not initialised),
- * -EPROTO (foreign), -EPROTONOSUPPORT (version), -ENODATA (truncated),
- * -EBADMSG (inconsistent).
+ * Map an existing control segment after checking its owner and mode (ours,
+ * 0600, unless CTL_OPEN_ANY), magic, version and every size and offset: 0,
+ * or -ENOENT, -EACCES, -EPERM (another user's, or open to others),
+ * -EAGAIN (not initialised), -EPROTO (foreign), -EPROTONOSUPPORT
+ * (version), -ENODATA (truncated), -EBADMSG (inconsistent).
  */
-int	ctl_open(struct ctl *c, const char *pipeline, bool rdonly);
+int	ctl_open(struct ctl *c, const char *pipeline, unsigned flags);
+
+/*
+ * Is the pipeline's segment `suffix` there and not ours alone (another
+ * user's, or open to group or others)?  Fills why with the owner and mode.
+ */
+bool	ctl_seg_foreign(const char *pipeline, const char *suffix, char *why,
+	    size_t len);
 void	ctl_close(struct ctl *c);
 
 /* Reply capacity for lines of max_line bytes. */

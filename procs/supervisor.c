@@ -183,8 +183,18 @@ queue_left(const char *pipeline, const char *suffix)
 static void
 clear_stale(const struct options *o)
 {
+	static const char *const suffix[] = { "ctl", "req", "rep" };
+	char why[160];
 	struct ctl c;
-	int r = ctl_open(&c, o->name, true);
+	int r;
+
+	/* Another user's, or one others may write: not ours to use or
+	 * remove (shmq rm -f does that, when it is meant). */
+	for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++)
+		if (ctl_seg_foreign(o->name, suffix[i], why, sizeof(why)))
+			errx(1, "pipeline %s: %s; refusing to use or remove a "
+			    "segment that is not ours alone", o->name, why);
+	r = ctl_open(&c, o->name, CTL_OPEN_RDONLY);
 
 	if (r == 0) {
 		pid_t pid = (pid_t)c.c_hdr->supervisor_pid;

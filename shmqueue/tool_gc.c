@@ -83,7 +83,8 @@ look_ctl(void *arg)
 	struct shmpipe_ctl *h;
 	int r;
 
-	if ((r = ctl_open(l->l_ctl, l->l_pipe, true)) != 0)
+	if ((r = ctl_open(l->l_ctl, l->l_pipe, CTL_OPEN_RDONLY |
+	    CTL_OPEN_ANY)) != 0)
 		return r;
 	h = l->l_ctl->c_hdr;
 	l->l_records = 1;

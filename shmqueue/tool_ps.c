@@ -129,7 +129,8 @@ read_ctl(void *arg)
 	uint64_t freed;
 	int r;
 
-	if ((r = ctl_open(x->x_ctl, x->x_name, true)) != 0)
+	if ((r = ctl_open(x->x_ctl, x->x_name, CTL_OPEN_RDONLY |
+	    CTL_OPEN_ANY)) != 0)
 		return r;
 	h = x->x_ctl->c_hdr;
 	p->p_sup = (pid_t)h->supervisor_pid;

@@ -345,7 +345,7 @@ cp_ctl(struct cp_pipe *p, struct ctl *c)
 	int r;
 
 	for (;;) {
-		r = ctl_open(c, p->cp_name, true);
+		r = ctl_open(c, p->cp_name, CTL_OPEN_RDONLY);
 		/* A killed supervisor's segment is not this one's. */
 		if (r == 0 && (p->cp_pid == 0 || c->c_hdr->supervisor_pid ==
 		    (uint32_t)p->cp_pid))
