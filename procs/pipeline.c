@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -80,6 +81,26 @@ open_listeners(struct pipeline *pl, struct options *o)
  * The stages sleep often (there are more of them than CPUs, as a rule):
  * a fence per operation is cheaper than interrupting a CPU per sleep.
  */
+/*
+ * A segment could not be made: remove those made before it (the pidfile
+ * and the O_EXCL creations say the name is ours) and the Unix sockets'
+ * paths, then exit saying why.
+ */
+static void __attribute__((noreturn))
+create_failed(const struct pipeline *pl, int error, const char *what)
+{
+	const struct options *o = pl->pl_opt;
+
+	for (int i = 0; o->input == NULL && i < o->nlisten; i++) {
+		close(pl->pl_listen[i]);
+		listen_cleanup(&o->listen[i]);	/* a Unix socket's path */
+	}
+	if (!pl->pl_anon)
+		pipeline_unlink(o->name);
+	errc(EX_OSERR, error, "cannot create %s%s", what, error == ENOSPC ?
+	    " (/dev/shm is full; see df /dev/shm)" : "");
+}
+
 static struct shmq *
 make_queue(const struct pipeline *pl, const char *suffix, uint32_t msg_max,
     uint32_t procs, uint32_t leases)
@@ -87,14 +108,16 @@ make_queue(const struct pipeline *pl, const char *suffix, uint32_t msg_max,
 	struct shmq_config cfg = { .capacity = pl->pl_opt->capacity,
 	    .msg_max = msg_max, .max_procs = procs, .lease_max = leases,
 	    .flags = SHMQ_CREATE_FENCES };
-	char name[64];
+	char name[64], what[80];
 	struct shmq *q;
 
 	ctl_seg_name(name, sizeof(name), pl->pl_opt->name, suffix);
 	q = pl->pl_anon ? shmq_create_anon(&cfg) : shmq_create(name, &cfg);
-	if (q == NULL)
-		err(EX_OSERR, "cannot create queue %s", pl->pl_anon ? suffix :
+	if (q == NULL) {
+		snprintf(what, sizeof(what), "queue %s", pl->pl_anon ? suffix :
 		    name);
+		create_failed(pl, errno, what);
+	}
 	return q;
 }
 
@@ -138,9 +161,32 @@ make_control(struct pipeline *pl, uint32_t nrows)
 	    ctl_create(&pl->pl_ctl, o->name, &p);
 
 	if (r != 0)
-		errc(EX_OSERR, -r, "cannot create the control segment");
+		create_failed(pl, -r, "the control segment");
 	if (o->input != NULL)
 		file_conn(pl);
+}
+
+/*
+ * Room for a descriptor per connection in the process that keeps them
+ * all (three in one process, for threads): raise the soft limit as far as
+ * needed and the hard one allows; say so when that is not far enough.
+ * The stages inherit it.
+ */
+static void
+fd_limit(const struct options *o, bool anon)
+{
+	rlim_t need = (rlim_t)o->max_conns * (anon ? 3 : 1) + 64;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need)
+		return;
+	rl.rlim_cur = rl.rlim_max < need ? rl.rlim_max : need;
+	(void)setrlimit(RLIMIT_NOFILE, &rl);
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < need)
+		log_event("--max-connections %u needs %ju open files, and the "
+		    "limit is %ju (ulimit -Hn): past it, clients wait or are "
+		    "closed", o->max_conns, (uintmax_t)need,
+		    (uintmax_t)rl.rlim_cur);
 }
 
 void
@@ -155,6 +201,7 @@ pipeline_open(struct pipeline *pl, const struct options *o, uint32_t nrows,
 		open_files(pl);
 	else
 		open_listeners(pl, (struct options *)(uintptr_t)o);
+	fd_limit(o, anon);
 	pl->pl_req = make_queue(pl, "req", sizeof(struct msg_hdr) +
 	    o->max_line + 1, nrows + 8, 16);
 	pl->pl_rep = make_queue(pl, "rep", sizeof(struct msg_hdr) +
@@ -243,6 +290,26 @@ pipeline_keep(struct pipeline *pl, const struct chan_msg *m, int fd)
 		close(pl->pl_keep[m->cm_slot]);
 	pl->pl_keep[m->cm_slot] = fd;
 	pl->pl_keep_gen[m->cm_slot] = m->cm_gen;
+}
+
+void
+pipeline_lost_conn(struct pipeline *pl, const struct chan_msg *m)
+{
+	struct shmpipe_conn *cn;
+	uint64_t w;
+
+	if (m->cm_slot >= pl->pl_ctl.c_hdr->max_conns)
+		return;
+	cn = conn(pl, m->cm_slot);
+	w = atomic_load(&cn->state);
+	log_event("connection %u: its descriptor did not reach us (out of "
+	    "file descriptors?); closing it", m->cm_slot);
+	/* We alone free slots, so the generation cannot change under us.
+	 * Release: pairs with the stages' acquire of the flags. */
+	if (SHMPIPE_CONN_GEN(w) == m->cm_gen &&
+	    (SHMPIPE_CONN_FLAGS(w) & SHMPIPE_CONN_OPEN))
+		atomic_fetch_or_explicit(&cn->state, SHMPIPE_CONN_ABORT,
+		    memory_order_release);
 }
 
 bool

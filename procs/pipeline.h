@@ -54,6 +54,13 @@ void	pipeline_unlink(const char *name);
 void	pipeline_keep(struct pipeline *pl, const struct chan_msg *m, int fd);
 
 /*
+ * The request stage sent connection m, but its descriptor was lost on the
+ * way (no room for it here: MSG_CTRUNC).  Nobody can answer it: say so and
+ * mark it ABORT, so that the request stage closes it.
+ */
+void	pipeline_lost_conn(struct pipeline *pl, const struct chan_msg *m);
+
+/*
  * Send sock every kept connection whose `done` flag (SHMPIPE_CONN_RD_DONE
  * for a request stage, RP_DONE for a reply stage) is not set, then
  * CHAN_SYNCED.  False if the stage went away meanwhile.

@@ -195,6 +195,8 @@ relay(struct tp *tp)
 	int fd;
 
 	while (chan_recv(tp->tp_chan_req[0], &m, &fd, 0) == 1) {
+		if (m.cm_type == CHAN_CONN && fd < 0)
+			pipeline_lost_conn(&tp->tp_pl, &m);
 		if (m.cm_type != CHAN_CONN || fd < 0) {
 			if (fd >= 0)
 				close(fd);

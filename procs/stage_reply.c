@@ -348,6 +348,19 @@ complete(struct rp *rp, uint32_t slot)
 	    atomic_load_explicit(&cn->out_off, memory_order_relaxed) == 0;
 }
 
+/*
+ * A connection given up on before its descriptor reached us (the
+ * supervisor had no room for it): no fd will come; let go of it.
+ */
+static bool
+lost(const struct rp *rp, uint32_t slot)
+{
+	uint32_t f = SHMPIPE_CONN_FLAGS(conn_state(rp, slot));
+
+	return rp->rp_conns[slot].pc_fd < 0 && (f & SHMPIPE_CONN_OPEN) &&
+	    (f & SHMPIPE_CONN_ABORT) && !(f & SHMPIPE_CONN_RP_DONE);
+}
+
 static ssize_t
 write_out(struct rp *rp, uint32_t slot, int n)
 {
@@ -377,7 +390,10 @@ flush_conn(struct rp *rp, uint32_t slot)
 	int n;
 
 	if (pc->pc_fd < 0) {
-		rp->rp_fd_wanted = true;	/* its fd is on the way */
+		if (lost(rp, slot))
+			finish(rp, slot, true);
+		else
+			rp->rp_fd_wanted = true;	/* its fd is on the way */
 		return;
 	}
 	if (!conn_live(rp, SHMPIPE_CONN_ID(pc->pc_gen, slot))) {
@@ -513,6 +529,27 @@ adopt(struct rp *rp, uint32_t slot, uint32_t gen, int fd)
 	mark_dirty(rp, slot);
 }
 
+/*
+ * A connection handed over without its descriptor: we had no room for it
+ * (MSG_CTRUNC).  Its replies could never be written; give it up (ABORT),
+ * and the request stage closes it.
+ */
+static void
+drop(struct rp *rp, const struct chan_msg *m)
+{
+	uint64_t w;
+
+	if (m->cm_slot >= rp->rp_nconns)
+		return;
+	w = conn_state(rp, m->cm_slot);
+	if (SHMPIPE_CONN_GEN(w) != m->cm_gen ||
+	    (SHMPIPE_CONN_FLAGS(w) & SHMPIPE_CONN_RP_DONE))
+		return;
+	log_event("connection %u: its descriptor did not reach us (out of "
+	    "file descriptors?); closing it", m->cm_slot);
+	finish(rp, m->cm_slot, true);
+}
+
 /* Control messages: connections handed over.  False at end of file. */
 static bool
 read_chan(struct rp *rp, bool *synced)
@@ -524,6 +561,8 @@ read_chan(struct rp *rp, bool *synced)
 	    !*synced ? 1000 : 0)) == 1) {
 		if (m.cm_type == CHAN_CONN && fd >= 0)
 			adopt(rp, m.cm_slot, m.cm_gen, fd);
+		else if (m.cm_type == CHAN_CONN)
+			drop(rp, &m);
 		else if (fd >= 0)
 			close(fd);
 		if (m.cm_type == CHAN_SYNCED && synced != NULL)
@@ -701,12 +740,13 @@ drained(struct rp *rp)
 	    stage_queue_drained(rp->rp_st->st_rep) && rp->rp_nstalled == 0;
 }
 
-/* Close every connection whose requests are all answered. */
+/* Close every connection whose requests are all answered, and let go of
+ * those given up on before their descriptor came. */
 static void
 sweep(struct rp *rp)
 {
 	for (uint32_t i = 0; i < rp->rp_nconns; i++)
-		if (rp->rp_conns[i].pc_fd >= 0)
+		if (rp->rp_conns[i].pc_fd >= 0 || lost(rp, i))
 			flush_conn(rp, i);
 }
 

@@ -47,6 +47,9 @@
 					 * after as many, so never below 0 */
 #define RQ_LISTEN	(UINT32_MAX - 16) /* epoll tags above conn slots */
 #define RQ_CHAN		(UINT32_MAX - 1)
+#define RQ_EMFILE_NS	100000000ull	/* out of descriptors: accept again
+					 * after this long */
+#define RQ_SWEEP_NS	100000000ull	/* look for aborted connections */
 
 /* Our side of a connection; the shared side is struct shmpipe_conn. */
 struct rq_conn {
@@ -86,6 +89,8 @@ struct rq {
 	uint32_t	*rq_eof;	/* connections at end of input */
 	uint32_t	 rq_neof;
 	bool		 rq_slab_full;
+	uint64_t	 rq_accept_at;	/* listeners paused until; 0 = not */
+	uint64_t	 rq_sweep_at;	/* next look for aborted connections */
 	/* The batch being built. */
 	unsigned	 rq_n;
 	unsigned char	*rq_buf;
@@ -618,11 +623,44 @@ refuse(struct rq *rq, int fd)
 	    memory_order_relaxed);
 }
 
+/* Watch the listening sockets for clients, or stop watching them. */
+static void
+listeners(struct rq *rq, bool on)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+
+	for (int i = 0; i < rq->rq_st->st_nlisten; i++) {
+		ev.data.u32 = RQ_LISTEN + (uint32_t)i;
+		epoll_ctl(rq->rq_ep, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL,
+		    rq->rq_st->st_listen[i], &ev);
+	}
+}
+
+/*
+ * Out of descriptors: the client stays in the listen backlog (the socket
+ * stays readable, so watching it now would spin).  Say so once in a
+ * while and look again in RQ_EMFILE_NS, by when a client may have left.
+ */
+static void
+accept_pause(struct rq *rq, int error)
+{
+	static uint64_t quiet_until;
+	uint64_t now = stage_coarse_ns();
+
+	if (now > quiet_until) {
+		log_event("cannot accept: %s; clients wait in the backlog",
+		    strerror(error));
+		quiet_until = now + 10000000000ull;
+	}
+	if (rq->rq_accept_at == 0)
+		listeners(rq, false);
+	rq->rq_accept_at = now + RQ_EMFILE_NS;
+}
+
 /* Accept what is waiting on listener i and hand each to the supervisor. */
 static void
 accept_on(struct rq *rq, int i)
 {
-	static uint64_t quiet_until;
 	int lfd = rq->rq_st->st_listen[i], one = 1;
 
 	for (int k = 0; k < 64; k++) {
@@ -630,12 +668,9 @@ accept_on(struct rq *rq, int i)
 		uint32_t slot;
 
 		if (fd < 0) {
-			if ((errno == EMFILE || errno == ENFILE) &&
-			    stage_coarse_ns() > quiet_until) {
-				log_event("cannot accept: %s; clients wait in "
-				    "the backlog", strerror(errno));
-				quiet_until = stage_coarse_ns() + 10000000000ull;
-			}
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM)
+				accept_pause(rq, errno);
 			return;
 		}
 		if ((slot = conn_claim(rq, rq->rq_st->st_listen_unix[i])) ==
@@ -654,6 +689,29 @@ accept_on(struct rq *rq, int i)
 		atomic_fetch_add_explicit(&rq->rq_c->conns_accepted, 1,
 		    memory_order_relaxed);
 		adopt(rq, slot, rq->rq_conns[slot].rc_gen, fd);
+	}
+}
+
+/*
+ * Connections given up on elsewhere (ABORT) while their client is quiet:
+ * the supervisor or the reply stage could not hold the descriptor, and
+ * only we can close it.  A look every RQ_SWEEP_NS.
+ */
+static void
+sweep_aborted(struct rq *rq)
+{
+	uint64_t now = stage_coarse_ns();
+
+	if (now < rq->rq_sweep_at)
+		return;
+	rq->rq_sweep_at = now + RQ_SWEEP_NS;
+	for (uint32_t i = 0; i < rq->rq_nconns; i++)
+		if (rq->rq_conns[i].rc_fd >= 0 && !rq->rq_conns[i].rc_eof &&
+		    (conn_flags(rq, i) & SHMPIPE_CONN_ABORT))
+			serve(rq, i);
+	if (rq->rq_accept_at != 0 && now >= rq->rq_accept_at) {
+		rq->rq_accept_at = 0;
+		listeners(rq, true);
 	}
 }
 
@@ -680,7 +738,7 @@ read_chan(struct rq *rq)
 static int
 rq_setup(struct rq *rq, struct stage *st)
 {
-	struct epoll_event ev = { .events = EPOLLIN };
+	struct epoll_event ev = { .events = EPOLLIN, .data.u32 = RQ_CHAN };
 	const struct shmpipe_ctl *c = st->st_ctl->c_hdr;
 
 	memset(rq, 0, sizeof(*rq));
@@ -703,14 +761,10 @@ rq_setup(struct rq *rq, struct stage *st)
 		return -1;
 	for (uint32_t i = 0; i < c->max_conns; i++)
 		rq->rq_conns[i].rc_fd = -1;
-	for (int i = 0; i < st->st_nlisten && !stage_draining(st); i++) {
-		ev.data.u32 = RQ_LISTEN + (uint32_t)i;
-		epoll_ctl(rq->rq_ep, EPOLL_CTL_ADD, st->st_listen[i], &ev);
-	}
-	if (st->st_chan >= 0) {
-		ev.data.u32 = RQ_CHAN;
+	if (!stage_draining(st))
+		listeners(rq, true);
+	if (st->st_chan >= 0)
 		epoll_ctl(rq->rq_ep, EPOLL_CTL_ADD, st->st_chan, &ev);
-	}
 	return 0;
 }
 
@@ -816,7 +870,8 @@ run_net(struct rq *rq)
 	stage_state(rq->rq_st, SHMPIPE_PROC_READY);
 	while (!stage_stopping(rq->rq_st) && !stage_draining(rq->rq_st)) {
 		bool busy = rq->rq_n > 0 || rq->rq_nwait > 0;
-		int n = epoll_wait(rq->rq_ep, ev, 64, busy ? 1 : 200);
+		int n = epoll_wait(rq->rq_ep, ev, 64, busy ? 1 :
+		    RQ_SWEEP_NS / 1000000);
 
 		rq->rq_slab_full = false;
 		if (n < 0 && errno != EINTR)
@@ -824,6 +879,7 @@ run_net(struct rq *rq)
 		if (!dispatch(rq, ev, n > 0 ? n : 0))
 			return STAGE_EX_OK;
 		unblock(rq);
+		sweep_aborted(rq);
 		if (flush(rq, 0) != 0)
 			return STAGE_EX_SOFTWARE;
 		reap(rq);

@@ -57,6 +57,9 @@ read_chan(struct sv *sv, uint32_t row)
 		if (m.cm_type == CHAN_CONN && fd >= 0 &&
 		    sv->sv_child[row].ch_role == SHMPIPE_ROLE_REQUEST)
 			keep_conn(sv, &m, fd);
+		else if (m.cm_type == CHAN_CONN &&
+		    sv->sv_child[row].ch_role == SHMPIPE_ROLE_REQUEST)
+			pipeline_lost_conn(&sv->sv_pl, &m);
 		else if (fd >= 0)
 			close(fd);
 	}
