@@ -344,6 +344,29 @@ idle(const struct pipeline *pl, uint32_t i, uint32_t f, uint64_t now)
 }
 
 /*
+ * Close an idle client's input: the request stage sees the end and lets
+ * go of it.  Half a line it sent is not a request (the rest may have been
+ * coming): nothing is in flight, so the connection is given up (ABORT)
+ * rather than answer the half as if it were whole.
+ */
+static void
+idle_close(struct pipeline *pl, uint32_t i)
+{
+	struct shmpipe_conn *cn = conn(pl, i);
+	bool partial = (uint32_t)atomic_load(&cn->in_total) !=
+	    SHMPIPE_IN_HEAD(atomic_load(&cn->in_pos));
+
+	log_info("connection %u idle for %u ms; closing it%s", i,
+	    pl->pl_opt->idle_timeout_ms, partial ? " and dropping the partial "
+	    "line it sent" : "");
+	if (partial)
+		/* Release: pairs with the stages' acquire of the flags. */
+		atomic_fetch_or_explicit(&cn->state, SHMPIPE_CONN_ABORT,
+		    memory_order_release);
+	shutdown(pl->pl_keep[i], partial ? SHUT_RDWR : SHUT_RD);
+}
+
+/*
  * Free connection slots both stages have let go of; close clients that
  * were silent longer than the idle timeout with nothing in flight.
  */
@@ -368,9 +391,7 @@ conns_gc(struct pipeline *pl, uint64_t now)
 			atomic_compare_exchange_strong(&cn->state, &w,
 			    SHMPIPE_CONN_ID(SHMPIPE_CONN_GEN(w), 0));
 		} else if (idle(pl, i, f, now)) {
-			log_info("connection %u idle for %u ms; closing it", i,
-			    pl->pl_opt->idle_timeout_ms);
-			shutdown(pl->pl_keep[i], SHUT_RD);
+			idle_close(pl, i);
 			atomic_store(&cn->last_in_ns, now);
 		}
 	}

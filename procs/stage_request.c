@@ -514,10 +514,11 @@ serve(struct rq *rq, uint32_t slot)
 	if (rc->rc_fd < 0)
 		return;
 	if (conn_flags(rq, slot) & SHMPIPE_CONN_ABORT)
-		rc->rc_eof = true;		/* the reply side gave up */
+		rc->rc_eof = true;		/* given up: nothing more to put */
 	else if (!rc->rc_eof && !over_window(rq, slot) && !fill(rq, slot))
 		rc->rc_eof = true;
-	parse(rq, slot);
+	if (!(conn_flags(rq, slot) & SHMPIPE_CONN_ABORT))
+		parse(rq, slot);
 	if (rc->rc_eof && !rc->rc_ending) {
 		rc->rc_ending = true;
 		rq->rq_eof[rq->rq_neof++] = slot;
