@@ -23,3 +23,10 @@ chaos: $(CHAOS_PROGS)
 chaos-ci: $(CHAOS_PROGS)
 	SHMPIPE_BUILD=$(BUILD) scripts/chaos.sh --duration 30 --interval 100 \
 	  --roles processor,request,reply --stop-rate 2 --tcp
+
+# make memcheck: a short pipeline, a processor and the reply process
+# killed and replaced, and the drain, every process under valgrind
+# (scripts/memcheck.sh): no error, no definite or indirect leak.
+.PHONY: memcheck
+memcheck: $(CHAOS_PROGS)
+	SHMPIPE_BUILD=$(BUILD) scripts/memcheck.sh
