@@ -22,6 +22,8 @@
 #     -c, --connections N    shmpipe-bench connections (16)
 #     -d, --depth D          requests in flight per connection (16)
 #     -p, --processors N     processors (4)
+#     -v, --verb VERB        what shmpipe-bench asks (echo); fib or sha256
+#                            keep the processors busy
 #         --tcp | --unix     transport (tcp)
 #         --allow-drops      re-open connections the server closes and
 #                            count the drops instead of failing (a reply
@@ -46,6 +48,7 @@ stop_ms=300
 conns=16
 depth=16
 procs=4
+verb=echo
 transport=tcp
 allow_drops=0
 keep=0
@@ -72,6 +75,7 @@ while [ $# -gt 0 ]; do
 	-c|--connections) conns=$(num "$1" "${2-}"); shift ;;
 	-d|--depth) depth=$(num "$1" "${2-}"); shift ;;
 	-p|--processors) procs=$(num "$1" "${2-}"); shift ;;
+	-v|--verb) verb=${2-}; shift ;;
 	--tcp) transport=tcp ;;
 	--unix) transport=unix ;;
 	--allow-drops) allow_drops=1 ;;
@@ -205,10 +209,10 @@ if [ "$transport" = tcp ]; then
 else
 	target=(--unix "$tmp/sock")
 fi
-bench_args=("${target[@]}" -c "$conns" -d "$depth" -t "${duration%.*}" --json -q)
+bench_args=("${target[@]}" -c "$conns" -d "$depth" -v "$verb" -t "${duration%.*}" --json -q)
 [ "$allow_drops" = 1 ] && bench_args+=(--reconnect)
 
-echo "chaos: pipeline $name ($transport, $procs processors), load ${conns}x$depth for ${duration%.*} s;" \
+echo "chaos: pipeline $name ($transport, $procs processors), $verb ${conns}x$depth for ${duration%.*} s;" \
     "SIGKILL every ~$interval ms of ${roles}; $stop_rate SIGSTOP/s up to $stop_ms ms; seed $seed"
 
 "$build/shmpipe-bench" "${bench_args[@]}" >"$tmp/bench.json" 2>"$tmp/bench.err" &
@@ -307,14 +311,17 @@ restarts=$(echo "$before" | field restarts)
 redelivered=$(echo "$before" | field redelivered)
 lost=$((missing + abandoned))
 deaths=$(grep -c 'killed by signal 9' "$log")
+k_proc=$(grep -c 'processor [0-9]* (pid [0-9]*) killed by signal 9' "$log")
+k_req=$(grep -c 'request (pid [0-9]*) killed by signal 9' "$log")
+k_rep=$(grep -c 'reply (pid [0-9]*) killed by signal 9' "$log")
 redeliver_lines=$(grep -c 'redelivered [0-9]* message' "$log")
 dead_read=$(grep -c 'read by a dead request process taken up' "$log")
 dead_sent=$(grep -c 'a dead reply process sent counted' "$log")
 unix_closed=$(grep -c 'cannot say how much went out; closing it' "$log")
 quarantined=$(grep -c 'quarantined request' "$log")
 
-printf 'chaos: %s s, %s SIGKILLs (%s found no victim up), %s SIGSTOP/SIGCONT\n' \
-    "${duration%.*}" "$kills" "$kill_miss" "$stops"
+printf 'chaos: %s s, %s SIGKILLs (%s processor, %s request, %s reply; %s found no stage up), %s SIGSTOP/SIGCONT\n' \
+    "${duration%.*}" "$kills" "$k_proc" "$k_req" "$k_rep" "$kill_miss" "$stops"
 printf '  requests sent      %s\n' "$sent"
 printf '  replies received   %s (%s OK, %s ERR), %s req/s, p99 %s us, max %s us\n' \
     "$replies" "$ok" "$err" "$rate" "$p99" "$latmax"
@@ -333,8 +340,10 @@ printf '  quarantined        %s requests\n' "$quarantined"
 printf '  shutdown           supervisor exit %s, %s segment(s) left in /dev/shm\n' "$sv_rc" "$left"
 
 if [ "$json" = 1 ]; then
-	printf '{"duration_s":%s,"interval_ms":%s,"roles":"%s","transport":"%s","kills":%s,"stops":%s,' \
-	    "${duration%.*}" "$interval" "$roles" "$transport" "$kills" "$stops"
+	printf '{"duration_s":%s,"interval_ms":%s,"roles":"%s","transport":"%s","kills":%s,"kill_misses":%s,' \
+	    "${duration%.*}" "$interval" "$roles" "$transport" "$kills" "$kill_miss"
+	printf '"kills_processor":%s,"kills_request":%s,"kills_reply":%s,"stops":%s,' \
+	    "$k_proc" "$k_req" "$k_rep" "$stops"
 	printf '"sent":%s,"replies":%s,"ok":%s,"err":%s,"lost":%s,"wrong":%s,"duplicated":%s,' \
 	    "$sent" "$replies" "$ok" "$err" "$lost" "$wrong" "$dup"
 	printf '"out_of_order":%s,"dropped":%s,"timeouts":%s,"restarts":%s,"redelivered":%s,' \
