@@ -340,6 +340,13 @@ crash_loop(struct sv *sv, uint64_t now)
 	    now - sv->sv_fail_ns[SV_LOOP_N - 1] <= SV_LOOP_NS;
 }
 
+/* Jitter: 75% to 125% of ms, so that children do not restart in step. */
+static uint64_t
+jitter_ns(uint64_t ms)
+{
+	return (ms * (75 + arc4random_uniform(51)) / 100) * 1000000u;
+}
+
 static uint64_t
 backoff_ns(struct child *ch, uint64_t now)
 {
@@ -352,8 +359,21 @@ backoff_ns(struct child *ch, uint64_t now)
 	if (ms > BACKOFF_MAX_MS)
 		ms = BACKOFF_MAX_MS;
 	ch->ch_backoff++;
-	/* Jitter: 75% to 125%, so that children do not restart in step. */
-	return (ms * (75 + arc4random_uniform(51)) / 100) * 1000000u;
+	return jitter_ns(ms);
+}
+
+/*
+ * A stage that was up and died by SIGKILL did not fail by itself: an
+ * operator, the OOM killer or our request timeout killed it.  The backoff
+ * is for stages that keep failing on their own; this one comes back after
+ * the shortest delay, without growing it, so that deaths from outside do
+ * not keep the pipeline down for seconds each.
+ */
+static bool
+killed_from_outside(int status, uint32_t was)
+{
+	return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL &&
+	    was != SHMPIPE_PROC_STARTING;
 }
 
 /* Decide whether and when a dead child comes back. */
@@ -382,7 +402,8 @@ schedule(struct sv *sv, uint32_t row, bool clean, int status, uint32_t was,
 		sv->sv_exit = 70;
 		return;
 	}
-	delay = clean ? 0 : backoff_ns(ch, now);
+	delay = clean ? 0 : killed_from_outside(status, was) ?
+	    jitter_ns(BACKOFF_BASE_MS) : backoff_ns(ch, now);
 	ch->ch_restart_ns = now + delay + 1;
 	if (delay > 0)
 		log_info("restarting %s in %llu ms", who,
