@@ -386,7 +386,7 @@ try_client(struct cp_pipe *p, const struct ctl *c, int *fd, const char *tag)
 
 START_TEST(test_limits_emfile_accept)
 {
-	char tag[16], got[LM_LINE];
+	char tag[32], got[LM_LINE];
 	int fd[24], served = 0, waiting, highest;
 	struct rlimit old;
 	struct cp_pipe p;
