@@ -19,7 +19,7 @@
  *	request		conn in_pos/in_total/final_seq, conn OPEN/RD_DONE,
  *			slab slots FREE -> RESERVED, ctl accepted/reserved
  *	processor	its proc slot's cur_conn/cur_seq/busy_since/served
- *	reply		conn reply_seq/out_off/out_total/out_busy, RP_DONE,
+ *	reply		conn reply_seq/out_mark/out_total, RP_DONE,
  *			slab RESERVED -> FILLED -> FREE (CAS), ctl answered/freed
  *	anyone		conn ABORT (fetch_or)
  *
@@ -39,8 +39,8 @@
 #include <stdint.h>
 
 #define SHMPIPE_CTL_MAGIC	UINT64_C(0x004c544350504853) /* "SHPPCTL\0" */
-#define SHMPIPE_LAYOUT_MAJOR	1
-#define SHMPIPE_LAYOUT_MINOR	1
+#define SHMPIPE_LAYOUT_MAJOR	2	/* 2: out_mark for out_off, out_busy */
+#define SHMPIPE_LAYOUT_MINOR	0
 #define SHMPIPE_NAME_MAX	48
 
 /* Roles of processes in the table. */
@@ -82,6 +82,19 @@
 #define SHMPIPE_IN_SEQ(p)	((uint32_t)((p) >> 1) & 0x7fffffffu)
 #define SHMPIPE_IN_DISC(p)	((unsigned)(p) & 1u)
 #define SHMPIPE_SEQ_MASK	0x7fffffffu	/* sequence numbers wrap */
+
+/*
+ * out_mark: | busy (1) | seq (31) | base (32) |: reply seq starts at byte
+ * base (mod 2^32) of the connection's output; busy while a write is in
+ * flight.  out_total alone commits how far the output went; the mark may
+ * lag it (a reply process died between the two stores), never lead it.
+ */
+#define SHMPIPE_OUT_MARK(seq, base, busy) \
+	(((uint64_t)((busy) != 0) << 63) | \
+	 ((uint64_t)((seq) & SHMPIPE_SEQ_MASK) << 32) | (uint32_t)(base))
+#define SHMPIPE_OUT_SEQ(m)	((uint32_t)((m) >> 32) & SHMPIPE_SEQ_MASK)
+#define SHMPIPE_OUT_BASE(m)	((uint32_t)(m))
+#define SHMPIPE_OUT_BUSY(m)	((unsigned)((m) >> 63))
 
 #define SHMPIPE_VERDICT_TIMEOUT	0x1u
 
@@ -172,9 +185,9 @@ struct shmpipe_conn {
 	_Atomic uint64_t in_total;	/* bytes read ever; ring tail = mod */
 	_Atomic uint64_t out_total;	/* bytes written ever (files: offset) */
 	_Atomic uint32_t final_seq;	/* requests in all, once RD_DONE */
-	_Atomic uint32_t reply_seq;	/* next reply to write */
-	_Atomic uint32_t out_off;	/* bytes of it already written */
-	_Atomic uint32_t out_busy;	/* 1 while a write to it is in flight */
+	_Atomic uint32_t reply_seq;	/* next reply to write (may lag the
+					 * mark: the request stage's window) */
+	_Atomic uint64_t out_mark;	/* SHMPIPE_OUT_MARK */
 	_Atomic uint64_t opened_ns;	/* CLOCK_MONOTONIC */
 	_Atomic uint64_t last_in_ns;	/* last bytes from the client */
 	/* in_size bytes of input ring follow */
@@ -210,6 +223,7 @@ static_assert(offsetof(struct shmpipe_ctl, answered) == 384, "layout");
 static_assert(offsetof(struct shmpipe_ctl, seg_size) == 176, "layout");
 static_assert(sizeof(struct shmpipe_proc) == 128, "layout");
 static_assert(sizeof(struct shmpipe_conn) == 64, "layout");
+static_assert(offsetof(struct shmpipe_conn, out_mark) == 40, "layout");
 static_assert(sizeof(struct shmpipe_slab) == 32, "layout");
 static_assert(sizeof(struct shmpipe_verdict) == 32, "layout");
 

@@ -138,11 +138,12 @@ static void
 file_conn(struct pipeline *pl)
 {
 	struct shmpipe_conn *cn = conn(pl, 0);
-	uint64_t in = offset_of(pl->pl_in_fd);
+	uint64_t in = offset_of(pl->pl_in_fd), out = offset_of(pl->pl_out_fd);
 
 	atomic_store(&cn->in_total, in);
 	atomic_store(&cn->in_pos, SHMPIPE_IN_POS((uint32_t)in, 0, 0));
-	atomic_store(&cn->out_total, offset_of(pl->pl_out_fd));
+	atomic_store(&cn->out_total, out);
+	atomic_store(&cn->out_mark, SHMPIPE_OUT_MARK(0, out, 0));
 	atomic_store(&cn->state, SHMPIPE_CONN_ID(1, SHMPIPE_CONN_OPEN |
 	    SHMPIPE_CONN_FILE));
 }

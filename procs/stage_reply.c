@@ -4,18 +4,22 @@
  * slot its request reserved, and write them to each client in request
  * order, several per writev(2).
  *
- * Everything it knows lives in the control segment (slab slots, each
- * connection's reply_seq and out_off), so a new reply process carries on
+ * Everything it knows lives in the control segment (slab slots, and each
+ * connection's out_total and out_mark), so a new reply process carries on
  * where a dead one stopped: a reply is acked only once it is in the slab,
- * and a connection's progress is stored right after each write returns.
+ * and a connection's progress is committed right after each write
+ * returns, by one store of out_total.  The mark - the reply the output is
+ * in, and where it began - follows, and only then are the written
+ * replies' slab slots freed; a successor that finds the mark behind
+ * out_total moves it up over the replies still in the slab (catch_up()).
  * The only window is between a write returning and that store (a SIGKILL
  * during writev(2) lands there): the bytes went out uncounted.  A TCP
  * socket says how many bytes it ever took from us, so the next process
- * counts them (recount()).  A Unix socket cannot say; out_busy marks the
- * connection written to, and rather than send its client some replies
- * twice, or half of one, the next process closes it.  For a regular
- * output file it uses pwrite at the stored offset, so file mode has no
- * window at all (an output pipe keeps it).
+ * counts them (recount()).  A Unix socket cannot say; the mark's busy bit
+ * says the connection was being written to, and rather than send its
+ * client some replies twice, or half of one, the next process closes it.
+ * For a regular output file it uses pwrite at the stored offset, so file
+ * mode has no window at all (an output pipe keeps it).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -35,6 +39,7 @@
 #include <unistd.h>
 
 #include "chan.h"
+#include "fault.h"
 #include "log.h"
 #include "msg.h"
 #include "stage.h"
@@ -102,8 +107,9 @@ slab_free(struct rp *rp, struct shmpipe_slab *s, uint32_t from)
 {
 	/* Release: pairs with the request stage's acquire when it reuses
 	 * the slot; CAS because the supervisor may collect RESERVED ones. */
-	atomic_compare_exchange_strong_explicit(&s->stage, &from,
-	    SHMPIPE_SLAB_FREE, memory_order_release, memory_order_relaxed);
+	if (!atomic_compare_exchange_strong_explicit(&s->stage, &from,
+	    SHMPIPE_SLAB_FREE, memory_order_release, memory_order_relaxed))
+		return;
 	rp->rp_freed++;
 	atomic_store_explicit(&rp->rp_ctl->c_hdr->freed, rp->rp_freed,
 	    memory_order_relaxed);
@@ -222,7 +228,23 @@ gather_one(struct rp *rp, int n, const char *data, uint32_t part,
 	return n;
 }
 
-/* Gather in-order replies of a connection, from out_off on, into iovecs. */
+/*
+ * Where a connection's output stands: seq, the first reply not wholly
+ * written (the mark's), and off, how much of it was.  Ours alone to
+ * change, or a dead predecessor's (relaxed: read after its death).
+ */
+static void
+position(const struct rp *rp, uint32_t slot, uint32_t *seq, uint32_t *off)
+{
+	struct shmpipe_conn *cn = ctl_conn(rp->rp_ctl, slot);
+	uint64_t m = atomic_load_explicit(&cn->out_mark, memory_order_relaxed);
+
+	*seq = SHMPIPE_OUT_SEQ(m);
+	*off = (uint32_t)atomic_load_explicit(&cn->out_total,
+	    memory_order_relaxed) - SHMPIPE_OUT_BASE(m);
+}
+
+/* Gather in-order replies of a connection, from off into seq, into iovecs. */
 static int
 gather(struct rp *rp, uint32_t slot, uint32_t seq, uint32_t off,
     size_t *bytes)
@@ -250,40 +272,91 @@ gather(struct rp *rp, uint32_t slot, uint32_t seq, uint32_t off,
 	return n;
 }
 
-/* Account for `wrote` bytes: retire whole replies, keep the offset. */
+/* Give back the slab slots of replies [from, to) of a connection, written. */
+static void
+retire(struct rp *rp, uint32_t slot, uint32_t from, uint32_t to)
+{
+	for (uint32_t s = from; s != to; s = (s + 1) & SHMPIPE_SEQ_MASK) {
+		uint32_t *p = pend(rp, slot, s);
+
+		if (*p != 0) {
+			slab_free(rp, ctl_slab(rp->rp_ctl, *p - 1),
+			    SHMPIPE_SLAB_FILLED);
+			*p = 0;
+			SHMQ_FAULT("reply.freed");
+		}
+		rp->rp_answered++;
+	}
+	atomic_store_explicit(&rp->rp_ctl->c_hdr->answered, rp->rp_answered,
+	    memory_order_relaxed);
+}
+
+/*
+ * Move a connection's mark up to out_total, past every reply it covers
+ * whole; then free those replies and move reply_seq, in that order.  So
+ * a process that dies anywhere here leaves a mark at or behind out_total
+ * with every reply from the mark on still in the slab, and its successor
+ * calls this to finish the job (and to free what lies behind the mark).
+ * Pipeline crash points (shmpipe-fi): reply.marked, reply.freed.
+ */
+static void
+catch_up(struct rp *rp, uint32_t slot)
+{
+	struct shmpipe_conn *cn = ctl_conn(rp->rp_ctl, slot);
+	uint32_t seq, off, base, from = atomic_load_explicit(&cn->reply_seq,
+	    memory_order_relaxed);
+
+	position(rp, slot, &seq, &off);
+	base = SHMPIPE_OUT_BASE(atomic_load_explicit(&cn->out_mark,
+	    memory_order_relaxed));
+	for (uint32_t k; (k = *pend(rp, slot, seq)) != 0; ) {
+		uint32_t len = atomic_load_explicit(&ctl_slab(rp->rp_ctl,
+		    k - 1)->len, memory_order_relaxed) + 1;
+
+		if (off < len)
+			break;
+		off -= len;
+		base += len;
+		seq = (seq + 1) & SHMPIPE_SEQ_MASK;
+	}
+	/* Release: after out_total, so a successor never finds the mark
+	 * ahead of it. */
+	atomic_store_explicit(&cn->out_mark, SHMPIPE_OUT_MARK(seq, base, 0),
+	    memory_order_release);
+	SHMQ_FAULT("reply.marked");
+	retire(rp, slot, from, seq);
+	/* Release: the request stage reading reply_seq for its window. */
+	atomic_store_explicit(&cn->reply_seq, seq, memory_order_release);
+}
+
+/*
+ * Account for `wrote` bytes: commit them (out_total, one store: all a
+ * successor needs, with the mark and the slab), then catch up.
+ * Pipeline crash point (shmpipe-fi): reply.total.
+ */
 static void
 advance(struct rp *rp, uint32_t slot, size_t wrote)
 {
 	struct shmpipe_conn *cn = ctl_conn(rp->rp_ctl, slot);
-	uint32_t seq = atomic_load_explicit(&cn->reply_seq,
-	    memory_order_relaxed);
-	uint32_t off = atomic_load_explicit(&cn->out_off, memory_order_relaxed);
 
+	/* Release: before the mark moves (catch_up). */
 	atomic_store_explicit(&cn->out_total, atomic_load_explicit(
 	    &cn->out_total, memory_order_relaxed) + wrote,
-	    memory_order_relaxed);
-	while (wrote > 0) {
-		uint32_t *p = pend(rp, slot, seq);
-		struct shmpipe_slab *sl = ctl_slab(rp->rp_ctl, *p - 1);
-		size_t left = atomic_load_explicit(&sl->len,
-		    memory_order_relaxed) + 1 - off;
+	    memory_order_release);
+	SHMQ_FAULT("reply.total");
+	catch_up(rp, slot);
+}
 
-		if (wrote < left) {
-			off += (uint32_t)wrote;
-			break;
-		}
-		wrote -= left;
-		off = 0;
-		*p = 0;
-		slab_free(rp, sl, SHMPIPE_SLAB_FILLED);
-		seq = (seq + 1) & SHMPIPE_SEQ_MASK;
-		rp->rp_answered++;
-	}
-	atomic_store_explicit(&cn->out_off, off, memory_order_relaxed);
-	/* Release: the request stage reading reply_seq for its window. */
-	atomic_store_explicit(&cn->reply_seq, seq, memory_order_release);
-	atomic_store_explicit(&rp->rp_ctl->c_hdr->answered, rp->rp_answered,
-	    memory_order_relaxed);
+/* Set or clear the mark's busy bit: a write to the connection in flight. */
+static void
+busy(struct rp *rp, uint32_t slot, bool on)
+{
+	struct shmpipe_conn *cn = ctl_conn(rp->rp_ctl, slot);
+	uint64_t m = atomic_load_explicit(&cn->out_mark, memory_order_relaxed);
+
+	/* Relaxed: only a successor reads it, once we are dead. */
+	atomic_store_explicit(&cn->out_mark, SHMPIPE_OUT_MARK(
+	    SHMPIPE_OUT_SEQ(m), SHMPIPE_OUT_BASE(m), on), memory_order_relaxed);
 }
 
 static void
@@ -341,11 +414,12 @@ complete(struct rp *rp, uint32_t slot)
 {
 	struct shmpipe_conn *cn = ctl_conn(rp->rp_ctl, slot);
 	uint64_t w = conn_state(rp, slot);
+	uint32_t seq, off;
 
+	position(rp, slot, &seq, &off);
 	return (SHMPIPE_CONN_FLAGS(w) & SHMPIPE_CONN_RD_DONE) &&
 	    atomic_load_explicit(&cn->final_seq, memory_order_relaxed) ==
-	    atomic_load_explicit(&cn->reply_seq, memory_order_relaxed) &&
-	    atomic_load_explicit(&cn->out_off, memory_order_relaxed) == 0;
+	    seq && off == 0;
 }
 
 /*
@@ -368,9 +442,8 @@ write_out(struct rp *rp, uint32_t slot, int n)
 	struct shmpipe_conn *cn = ctl_conn(rp->rp_ctl, slot);
 	ssize_t w;
 
-	/* Relaxed: only a successor reads it, once we are dead. */
 	if (!pc->pc_regular)
-		atomic_store_explicit(&cn->out_busy, 1, memory_order_relaxed);
+		busy(rp, slot, true);
 	do
 		w = pc->pc_regular ? pwritev(pc->pc_fd, rp->rp_wiov, n,
 		    (off_t)atomic_load_explicit(&cn->out_total,
@@ -384,7 +457,7 @@ static void
 flush_conn(struct rp *rp, uint32_t slot)
 {
 	struct rp_conn *pc = &rp->rp_conns[slot];
-	struct shmpipe_conn *cn = ctl_conn(rp->rp_ctl, slot);
+	uint32_t seq, off;
 	size_t bytes;
 	ssize_t w;
 	int n;
@@ -400,9 +473,8 @@ flush_conn(struct rp *rp, uint32_t slot)
 		finish(rp, slot, true);
 		return;
 	}
-	n = gather(rp, slot, atomic_load_explicit(&cn->reply_seq,
-	    memory_order_relaxed), atomic_load_explicit(&cn->out_off,
-	    memory_order_relaxed), &bytes);
+	position(rp, slot, &seq, &off);
+	n = gather(rp, slot, seq, off, &bytes);
 	if (n > 0) {
 		w = write_out(rp, slot, n);
 		if (w < 0 && errno != EAGAIN) {
@@ -410,10 +482,11 @@ flush_conn(struct rp *rp, uint32_t slot)
 			return;
 		}
 		if (w > 0) {
-			advance(rp, slot, (size_t)w);
+			advance(rp, slot, (size_t)w);	/* clears busy */
 			pc->pc_stall_ns = 0;
+		} else {
+			busy(rp, slot, false);
 		}
-		atomic_store_explicit(&cn->out_busy, 0, memory_order_relaxed);
 		if (w < 0 || (size_t)w < bytes) {
 			if (pc->pc_stall_ns == 0)
 				pc->pc_stall_ns = stage_coarse_ns();
@@ -467,20 +540,20 @@ tcp_sent(int fd)
 
 /*
  * Count the bytes a dead predecessor sent on slot and did not count; close
- * a Unix socket it was writing to, as no one can know how much went out.
+ * a Unix socket it was writing to (`was_busy`), as no one can know how
+ * much went out.
  */
 static void
-recount(struct rp *rp, uint32_t slot)
+recount(struct rp *rp, uint32_t slot, bool was_busy)
 {
 	struct shmpipe_conn *cn = ctl_conn(rp->rp_ctl, slot);
 	uint64_t total = atomic_load_explicit(&cn->out_total,
 	    memory_order_relaxed);
 	int64_t sent = tcp_sent(rp->rp_conns[slot].pc_fd);
-	bool busy = atomic_load_explicit(&cn->out_busy, memory_order_relaxed);
+	uint32_t seq, off;
 	size_t held;
 
-	atomic_store_explicit(&cn->out_busy, 0, memory_order_relaxed);
-	if (sent < 0 && busy) {
+	if (sent < 0 && was_busy) {
 		log_event("connection %u: a reply process died writing to it, "
 		    "and its socket cannot say how much went out; closing it",
 		    slot);
@@ -489,9 +562,8 @@ recount(struct rp *rp, uint32_t slot)
 	}
 	if (sent < 0 || (uint64_t)sent <= total)
 		return;
-	gather(rp, slot, atomic_load_explicit(&cn->reply_seq,
-	    memory_order_relaxed), atomic_load_explicit(&cn->out_off,
-	    memory_order_relaxed), &held);
+	position(rp, slot, &seq, &off);
+	gather(rp, slot, seq, off, &held);
 	if ((uint64_t)sent - total > held) {
 		log_event("connection %u: its socket took %llu bytes we have "
 		    "no replies for; closing it", slot,
@@ -510,6 +582,7 @@ adopt(struct rp *rp, uint32_t slot, uint32_t gen, int fd)
 {
 	struct rp_conn *pc;
 	struct stat st;
+	bool was_busy;
 
 	if (slot >= rp->rp_nconns) {
 		close(fd);
@@ -524,8 +597,13 @@ adopt(struct rp *rp, uint32_t slot, uint32_t gen, int fd)
 	pc->pc_gen = gen;
 	pc->pc_stall_ns = 0;
 	pc->pc_regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+	/* Where a predecessor stopped: the busy bit first (catch_up clears
+	 * it), then its mark brought up to what it committed. */
+	was_busy = SHMPIPE_OUT_BUSY(atomic_load_explicit(&ctl_conn(rp->rp_ctl,
+	    slot)->out_mark, memory_order_relaxed));
+	catch_up(rp, slot);
 	if (S_ISSOCK(st.st_mode))
-		recount(rp, slot);
+		recount(rp, slot, was_busy);
 	mark_dirty(rp, slot);
 }
 
@@ -628,10 +706,10 @@ rp_setup(struct rp *rp, struct stage *st)
 	rp->rp_answered = atomic_load_explicit(&c->answered,
 	    memory_order_relaxed);
 	rp->rp_freed = atomic_load_explicit(&c->freed, memory_order_relaxed);
+	rebuild(rp);			/* before adopt() catches up */
 	if (c->flags & SHMPIPE_CONN_FILE)
 		adopt(rp, 0, SHMPIPE_CONN_GEN(conn_state(rp, 0)),
 		    st->st_out_fd);
-	rebuild(rp);
 	return 0;
 }
 

@@ -593,8 +593,8 @@ conn_claim(struct rq *rq, bool is_unix)
 		atomic_store_explicit(&cn->out_total, 0, memory_order_relaxed);
 		atomic_store_explicit(&cn->final_seq, 0, memory_order_relaxed);
 		atomic_store_explicit(&cn->reply_seq, 0, memory_order_relaxed);
-		atomic_store_explicit(&cn->out_off, 0, memory_order_relaxed);
-		atomic_store_explicit(&cn->out_busy, 0, memory_order_relaxed);
+		atomic_store_explicit(&cn->out_mark, SHMPIPE_OUT_MARK(0, 0, 0),
+		    memory_order_relaxed);
 		atomic_store_explicit(&cn->opened_ns, stage_coarse_ns(),
 		    memory_order_relaxed);
 		atomic_store_explicit(&cn->last_in_ns, stage_coarse_ns(),

@@ -806,6 +806,37 @@ START_TEST(test_pipeline_kill_reply_unix)
 }
 END_TEST
 
+/*
+ * The reply process killed at each step of accounting for a write
+ * (build/shmpipe-fi, SHMQ_FAULT=POINT:N: each reply process dies the Nth
+ * time it passes POINT), over TCP: whatever the dead one had stored, its
+ * successor must neither write a reply again nor lose one.  Before
+ * out_total became the one commit, dying between its store and the rest
+ * wedged connections (replies freed, not counted as written).
+ */
+START_TEST(test_pipeline_reply_dies_advancing)
+{
+	static const char *const points[] = { "reply.total:2000",
+	    "reply.marked:2000", "reply.freed:4000" };
+	struct cp_pipe p;
+
+	for (size_t i = 0; i < sizeof(points) / sizeof(points[0]); i++) {
+		cp_prepare(&p, 2);
+		cp_use_tcp(&p);
+		p.cp_binary = "shmpipe-fi";
+		ck_assert_int_eq(setenv("SHMQ_FAULT", points[i], 1), 0);
+		cp_spawn(&p, NULL);
+		unsetenv("SHMQ_FAULT");
+		cp_wait_ready(&p);
+		cp_bench_run(&p, 30000, CP_ARGS("-c", "8", "-d", "16", "-n",
+		    "30000"));
+		CP_ASSERT(&p, cp_log_has(&p, "exited 86"), "the reply "
+		    "process did not die at %s", points[i]);
+		cp_stop(&p);
+	}
+}
+END_TEST
+
 START_TEST(test_pipeline_poison)
 {
 	struct cp_pipe p;
@@ -1174,6 +1205,7 @@ pipeline_suite(void)
 	tcase_add_test(tc, test_pipeline_kill_request_tcp);
 	tcase_add_test(tc, test_pipeline_kill_reply);
 	tcase_add_test(tc, test_pipeline_kill_reply_unix);
+	tcase_add_test(tc, test_pipeline_reply_dies_advancing);
 	tcase_add_test(tc, test_pipeline_poison);
 	tcase_add_test(tc, test_pipeline_request_timeout);
 	tcase_add_test(tc, test_pipeline_supervisor_killed);

@@ -288,7 +288,8 @@ cp_spawn(struct cp_pipe *p, const char *const *extra)
 	char prog[CP_PATH_LEN], listen[CP_PATH_LEN + 8], procs[16], tcp[40];
 	int n = 0;
 
-	cp_prog(prog, sizeof(prog), "shmpipe");
+	cp_prog(prog, sizeof(prog), p->cp_binary != NULL ? p->cp_binary :
+	    "shmpipe");
 	snprintf(listen, sizeof(listen), "unix:%s", p->cp_sock);
 	snprintf(procs, sizeof(procs), "%u", p->cp_procs);
 	argv[n++] = prog;

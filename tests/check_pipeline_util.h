@@ -35,6 +35,7 @@ struct cp_pipe {
 	char		 cp_tcp[32];		/* also tcp:, "HOST:PORT" */
 	bool		 cp_bench_tcp;		/* benches go there */
 	unsigned	 cp_procs;		/* --processors */
+	const char	*cp_binary;		/* in the build; NULL: shmpipe */
 	pid_t		 cp_pid;		/* supervisor; 0 once reaped */
 	int		 cp_status;		/* its wait status, reaped */
 };
