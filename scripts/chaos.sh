@@ -29,7 +29,8 @@
 #                            count the drops instead of failing (a reply
 #                            process killed inside writev(2) on a Unix
 #                            socket closes that connection; see README)
-#         --seed N           for $RANDOM, to replay a run's choices
+#         --seed N           for $RANDOM: the same choices of roles and
+#                            pauses (their timing still varies)
 #         --keep             keep the logs (printed where) even on success
 #         --json             also print the figures as one JSON object
 #
