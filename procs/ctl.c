@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /* ctl.c - create, check and map a pipeline's control segment. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -138,6 +140,7 @@ create_on_fd(struct ctl *c, int fd, const char *pipeline,
 	c->c_base = base;
 	c->c_hdr = base;
 	c->c_size = g.seg_size;
+	c->c_fd = -1;
 	header_fill(c->c_hdr, pipeline, p, &g);
 	for (uint32_t i = 0; i < p->nprocs; i++)
 		atomic_store_explicit(&ctl_proc(c, i)->last_status, -1,
@@ -166,17 +169,28 @@ ctl_create(struct ctl *c, const char *pipeline, const struct ctl_params *p)
 	return r;
 }
 
+/*
+ * The memfd stays open, named like the segment it stands for, so that a
+ * process of the same user can find it through /proc/PID/fd and map it
+ * read-only (ctl_open_pid); it goes with the process, crash or not.
+ */
 int
 ctl_create_anon(struct ctl *c, const char *pipeline,
     const struct ctl_params *p)
 {
-	int fd = memfd_create("shmpipe-ctl", MFD_CLOEXEC), r;
+	char name[64];
+	int fd, r;
 
-	if (fd < 0)
+	if ((r = ctl_seg_name(name, sizeof(name), pipeline, "ctl")) != 0)
+		return r;
+	if ((fd = memfd_create(name + 1, MFD_CLOEXEC)) < 0)
 		return -errno;
-	r = create_on_fd(c, fd, pipeline, p);
-	close(fd);			/* the mapping keeps the memory */
-	return r;
+	if ((r = create_on_fd(c, fd, pipeline, p)) != 0) {
+		close(fd);
+		return r;
+	}
+	c->c_fd = fd;
+	return 0;
 }
 
 /* Every size and offset must be what the counts imply. */
@@ -242,12 +256,39 @@ ctl_seg_foreign(const char *pipeline, const char *suffix, char *why,
 }
 
 int
+ctl_open_fd(struct ctl *c, int fd, unsigned flags)
+{
+	bool rdonly = flags & CTL_OPEN_RDONLY;
+	struct stat st;
+	void *base;
+	int r;
+
+	if (fstat(fd, &st) != 0)
+		return -errno;
+	if (!(flags & CTL_OPEN_ANY) && !owned(&st))
+		return -EPERM;
+	if ((size_t)st.st_size < sizeof(struct shmpipe_ctl))
+		return st.st_size == 0 ? -EAGAIN : -ENODATA;
+	base = mmap(NULL, (size_t)st.st_size, rdonly ? PROT_READ :
+	    PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (base == MAP_FAILED)
+		return -errno;
+	if ((r = header_check(base, (size_t)st.st_size)) != 0) {
+		munmap(base, (size_t)st.st_size);
+		return r;
+	}
+	c->c_base = base;
+	c->c_hdr = base;
+	c->c_size = (size_t)st.st_size;
+	c->c_fd = -1;
+	return 0;
+}
+
+int
 ctl_open(struct ctl *c, const char *pipeline, unsigned flags)
 {
 	bool rdonly = flags & CTL_OPEN_RDONLY;
 	char path[64];
-	struct stat st;
-	void *base;
 	int fd, r;
 
 	if ((r = ctl_seg_name(path, sizeof(path), pipeline, "ctl")) != 0)
@@ -255,32 +296,52 @@ ctl_open(struct ctl *c, const char *pipeline, unsigned flags)
 	fd = shm_open(path, (rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (fstat(fd, &st) != 0) {
-		r = -errno;
-		goto out;
+	r = ctl_open_fd(c, fd, flags);
+	close(fd);
+	return r;
+}
+
+/* The number of pid's fd that is the memfd named want, -ENOENT if none,
+ * -ESRCH if no process pid, or -errno of /proc. */
+static int
+memfd_find(pid_t pid, const char *want)
+{
+	char dir[32], path[300], link[128];
+	struct dirent *de;
+	ssize_t n;
+	DIR *d;
+	int found = -1;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	if ((d = opendir(dir)) == NULL)
+		return errno == ENOENT ? -ESRCH : -errno;
+	while (found < 0 && (de = readdir(d)) != NULL) {
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		n = readlink(path, link, sizeof(link) - 1);
+		link[n > 0 ? n : 0] = '\0';
+		if (strcmp(link, want) == 0)
+			found = atoi(de->d_name);
 	}
-	if (!(flags & CTL_OPEN_ANY) && !owned(&st)) {
-		r = -EPERM;
-		goto out;
-	}
-	if ((size_t)st.st_size < sizeof(struct shmpipe_ctl)) {
-		r = st.st_size == 0 ? -EAGAIN : -ENODATA;
-		goto out;
-	}
-	base = mmap(NULL, (size_t)st.st_size, rdonly ? PROT_READ :
-	    PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (base == MAP_FAILED) {
-		r = -errno;
-		goto out;
-	}
-	if ((r = header_check(base, (size_t)st.st_size)) != 0) {
-		munmap(base, (size_t)st.st_size);
-		goto out;
-	}
-	c->c_base = base;
-	c->c_hdr = base;
-	c->c_size = (size_t)st.st_size;
-out:
+	closedir(d);
+	return found >= 0 ? found : -ENOENT;
+}
+
+int
+ctl_open_pid(struct ctl *c, pid_t pid, const char *pipeline, unsigned flags)
+{
+	bool rdonly = flags & CTL_OPEN_RDONLY;
+	char name[64], want[96], path[64];
+	int fd, n, r;
+
+	if ((r = ctl_seg_name(name, sizeof(name), pipeline, "ctl")) != 0)
+		return r;
+	snprintf(want, sizeof(want), "/memfd:%s (deleted)", name + 1);
+	if ((n = memfd_find(pid, want)) < 0)
+		return n;
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, n);
+	if ((fd = open(path, (rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC)) < 0)
+		return -errno;
+	r = ctl_open_fd(c, fd, flags);
 	close(fd);
 	return r;
 }
@@ -288,8 +349,12 @@ out:
 void
 ctl_close(struct ctl *c)
 {
-	if (c->c_base != NULL)
+	if (c->c_base != NULL) {
 		munmap(c->c_base, c->c_size);
+		if (c->c_fd >= 0)
+			close(c->c_fd);
+	}
+	c->c_fd = -1;
 	c->c_base = NULL;
 	c->c_hdr = NULL;
 }

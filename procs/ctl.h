@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "shmpipe_layout.h"
 
@@ -28,6 +29,7 @@ struct ctl {
 	struct shmpipe_ctl *c_hdr;
 	unsigned char	*c_base;
 	size_t		 c_size;
+	int		 c_fd;		/* ctl_create_anon's memfd, else -1 */
 };
 
 #define CTL_NVERDICTS	64
@@ -44,7 +46,11 @@ bool	ctl_name_ok(const char *pipeline);
 int	ctl_create(struct ctl *c, const char *pipeline,
 	    const struct ctl_params *p);
 
-/* The same in anonymous memory, for one process's threads. */
+/*
+ * The same in a memfd of this process, for its threads: nothing in
+ * /dev/shm, nothing left after a crash.  The memfd stays open (closed by
+ * ctl_close), named "shmpipe.PIPELINE.ctl", for ctl_open_pid.
+ */
 int	ctl_create_anon(struct ctl *c, const char *pipeline,
 	    const struct ctl_params *p);
 
@@ -60,6 +66,19 @@ int	ctl_create_anon(struct ctl *c, const char *pipeline,
  * (version), -ENODATA (truncated), -EBADMSG (inconsistent).
  */
 int	ctl_open(struct ctl *c, const char *pipeline, unsigned flags);
+
+/* The same checks and mapping on an open file (the caller keeps fd). */
+int	ctl_open_fd(struct ctl *c, int fd, unsigned flags);
+
+/*
+ * Map the control area that process pid made with ctl_create_anon (a
+ * shmpipe-threaded), through /proc/PID/fd: needs the right to read that
+ * process's fds (same user, or root).  0, the errors of ctl_open, or
+ * -ENOENT (pid has no such memfd: not yet, or not that pipeline), -ESRCH
+ * (no process pid), -EACCES.
+ */
+int	ctl_open_pid(struct ctl *c, pid_t pid, const char *pipeline,
+	    unsigned flags);
 
 /*
  * Is the pipeline's segment `suffix` there and not ours alone (another
