@@ -141,6 +141,17 @@ refuse_process_only(struct options *o)
 	o->max_requests = 0;
 }
 
+static struct pidfh *exit_pfh;		/* for remove_pidfile() */
+
+/* Exiting early (err(3) in setup) takes the pidfile along, as shmpipe. */
+static void
+remove_pidfile(void)
+{
+	if (exit_pfh != NULL)
+		pidfile_remove(exit_pfh);
+	exit_pfh = NULL;
+}
+
 static void
 setup(struct tp *tp)
 {
@@ -156,6 +167,8 @@ setup(struct tp *tp)
 			    "pidfile %s)", o->name, (int)other, path);
 		err(EX_OSERR, "cannot create pidfile %s", path);
 	}
+	exit_pfh = tp->tp_pfh;
+	atexit(remove_pidfile);
 	refuse_process_only(o);
 	tp->tp_nthr = 2 + o->processors;
 	pipeline_open(&tp->tp_pl, o, tp->tp_nthr, true);
@@ -329,7 +342,7 @@ teardown(struct tp *tp)
 	close(tp->tp_chan_rep[1]);
 	close(tp->tp_ep);
 	close(tp->tp_sigfd);
-	pidfile_remove(tp->tp_pfh);
+	remove_pidfile();
 	free(tp->tp_thr);
 }
 
