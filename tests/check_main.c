@@ -8,6 +8,7 @@
 Suite	*proto_suite(void);	/* check_proto.c */
 Suite	*loadgen_suite(void);	/* check_loadgen.c */
 Suite	*pipeline_suite(void);	/* check_pipeline.c */
+Suite	*pipeline_threaded_suite(void);	/* check_pipeline.c */
 Suite	*shmq_tool_suite(void);	/* check_shmq_tool.c */
 Suite	*limits_suite(void);	/* check_limits.c */
 
@@ -26,6 +27,7 @@ main(void)
 	srunner_add_suite(sr, proto_suite());
 	srunner_add_suite(sr, loadgen_suite());
 	srunner_add_suite(sr, pipeline_suite());
+	srunner_add_suite(sr, pipeline_threaded_suite());
 	srunner_add_suite(sr, shmq_tool_suite());
 	srunner_add_suite(sr, limits_suite());
 	srunner_run_all(sr, CK_NORMAL);

@@ -5,6 +5,11 @@
  * socket in a temporary directory, talks to it with plain sockets and
  * shmpipe-bench, kills and signals its processes, and stops it leaving
  * nothing behind.
+ *
+ * The suite pipeline_threaded runs the same tests against
+ * shmpipe-threaded, but for those that kill, restart, recycle or time out
+ * one stage, which threads cannot do; tests of its own show what a crash
+ * and those requests do to it instead.
  */
 #define _GNU_SOURCE
 #include <check.h>
@@ -26,6 +31,7 @@
 #include "supervisor.h"
 
 Suite	*pipeline_suite(void);
+Suite	*pipeline_threaded_suite(void);
 
 #define LINE_MAX_TEST	8192
 /* FIPS 180-2 test vectors. */
@@ -633,7 +639,7 @@ file_spawn(struct cp_pipe *p, const char *in, const char *out, int in_fd)
 {
 	char prog[CP_PATH_LEN];
 
-	cp_prog(prog, sizeof(prog), "shmpipe");
+	cp_server(prog, sizeof(prog));
 	p->cp_pid = cp_spawnv(p, CP_ARGS(prog, "--name", p->cp_name,
 	    "--pidfile", p->cp_pidfile, "--processors", "3", "--input", in,
 	    "--output", out), in_fd);
@@ -896,6 +902,11 @@ START_TEST(test_pipeline_request_timeout)
 }
 END_TEST
 
+/*
+ * SIGKILL of the supervisor, or of the whole threaded process: the stages
+ * go with it, clients see their streams end, and a new one with the same
+ * name, pidfile and socket cleans up after it and serves.
+ */
 START_TEST(test_pipeline_supervisor_killed)
 {
 	struct cp_pipe p, q;
@@ -920,19 +931,76 @@ START_TEST(test_pipeline_supervisor_killed)
 		    "outlived its supervisor", (int)rows[r]);
 	cp_expect_eof(fd);
 	cp_close(fd);
-	CP_ASSERT(&p, cp_segments(p.cp_name) == 3, "expected the 3 segments "
-	    "of the killed supervisor");
+	/* The threaded build's are memory of the process, gone with it. */
+	CP_ASSERT(&p, cp_segments(p.cp_name) == (p.cp_threads ? 0 : 3),
+	    "expected the %d segments of the killed supervisor",
+	    p.cp_threads ? 0 : 3);
 	/* The same name, pidfile and socket: it cleans up and serves. */
 	q = p;
 	cp_spawn(&q, NULL);
 	cp_wait_ready(&q);
 	snprintf(want, sizeof(want), "removing stale segments of pipeline %s "
 	    "(its supervisor, pid %d, is gone)", q.cp_name, (int)old);
-	CP_ASSERT(&q, cp_log_has(&q, want), "'%s' not logged", want);
+	CP_ASSERT(&q, cp_log_has(&q, want) == !q.cp_threads, "'%s' %slogged",
+	    want, q.cp_threads ? "" : "not ");
 	fd = cp_connect(&q);
 	cp_expect(fd, "echo again", "OK again");
 	cp_close(fd);
 	cp_bench_run(&q, 5000, CP_ARGS("-c", "4", "-d", "8", "-n", "5000"));
+	cp_stop(&q);
+}
+END_TEST
+
+/*
+ * What a crash does to the threaded build, under the load with which
+ * test_pipeline_poison shows the process build answering the crashing
+ * request ERR and every other one right: the handler's SIGSEGV is the
+ * whole process's.  Every connection ends at once, its requests in
+ * flight unanswered and no error line; nothing is left in /dev/shm but
+ * the pidfile and the socket file are, and nobody is served until
+ * something starts it again (which then works, on the same socket).
+ */
+START_TEST(test_pipeline_threaded_crash)
+{
+	struct cp_pipe p, q;
+	struct cp_bench b;
+	int fd, other, st;
+
+	cp_start(&p, 4, CP_ARGS("--enable-crash"));
+	fd = cp_connect(&p);
+	other = cp_connect(&p);
+	cp_expect(fd, "echo a", "OK a");
+	cp_expect(other, "echo b", "OK b");
+	cp_bench_start(&b, &p, CP_ARGS("-c", "8", "-d", "8", "-n", "40000",
+	    "--crash-at", "200"));
+	st = cp_wait_exit(&p, CP_WAIT_S);
+	CP_ASSERT(&p, WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV, "status "
+	    "%#x, expected death by SIGSEGV", st);
+	cp_expect_eof(fd);
+	cp_expect_eof(other);
+	ck_assert_int_eq(cp_bench_wait(&b), 1);
+	/* Every connection dropped; what was answered was right. */
+	ck_assert_uint_eq(cp_bench_u64(&b, "connections_dropped"), 8);
+	ck_assert_uint_eq(cp_bench_u64(&b, "err"), 0);
+	ck_assert_uint_eq(cp_bench_u64(&b, "wrong"), 0);
+	ck_assert_uint_eq(cp_bench_u64(&b, "duplicated"), 0);
+	ck_assert_uint_eq(cp_bench_u64(&b, "out_of_order"), 0);
+	ck_assert_uint_ge(cp_bench_u64(&b, "missing"), 1);
+	ck_assert_uint_lt(cp_bench_u64(&b, "sent"), 40000);
+	ck_assert_uint_eq(cp_bench_u64(&b, "ok") + cp_bench_u64(&b,
+	    "missing"), cp_bench_u64(&b, "sent"));
+	CP_ASSERT(&p, !cp_log_has(&p, "stopped"), "it stopped in order");
+	CP_ASSERT(&p, cp_segments(p.cp_name) == 0, "segments left");
+	CP_ASSERT(&p, access(p.cp_pidfile, F_OK) == 0 && access(p.cp_sock,
+	    F_OK) == 0, "expected its pidfile and socket file left");
+	cp_close(fd);
+	cp_close(other);
+	q = p;
+	cp_spawn(&q, CP_ARGS("--enable-crash"));
+	cp_wait_ready(&q);
+	fd = cp_connect(&q);
+	cp_expect(fd, "echo again", "OK again");
+	cp_close(fd);
 	cp_stop(&q);
 }
 END_TEST
@@ -1064,6 +1132,50 @@ START_TEST(test_pipeline_reload)
 }
 END_TEST
 
+/*
+ * What only processes can do, the threaded build refuses out loud or
+ * simply does not do, and keeps serving: SIGHUP replaces no processor,
+ * --max-requests recycles none, and --request-timeout kills no thread (a
+ * request runs as long as it runs).
+ */
+START_TEST(test_pipeline_threaded_refusals)
+{
+	uint64_t served = 0;
+	struct cp_pipe p;
+	struct ctl c;
+	int fd;
+
+	cp_start(&p, 2, CP_ARGS("--max-requests", "100", "--request-timeout",
+	    "200"));
+	CP_ASSERT(&p, cp_log_has(&p, "--max-requests has no effect in the "
+	    "threaded build"), "--max-requests not refused");
+	fd = cp_connect(&p);
+	cp_expect(fd, "sleep 400", "OK 400");
+	kill(p.cp_pid, SIGHUP);
+	cp_wait_log(&p, "SIGHUP: the threaded build cannot replace its "
+	    "processors");
+	cp_expect(fd, "echo after", "OK after");
+	cp_bench_run(&p, 5000, CP_ARGS("-c", "4", "-d", "8", "-n", "5000"));
+	/* One process, its rows never replaced, a processor past 100. */
+	cp_ctl(&p, &c);
+	for (uint32_t r = 0; r < SV_ROW_PROC0 + 2; r++) {
+		struct shmpipe_proc *pr = ctl_proc(&c, r);
+
+		ck_assert_int_eq(cp_row_pid(&c, r), p.cp_pid);
+		ck_assert_uint_le(atomic_load(&pr->generation), 1);
+		if (r >= SV_ROW_PROC0 && atomic_load(&pr->served) > served)
+			served = atomic_load(&pr->served);
+	}
+	ck_assert_uint_gt(served, 100);
+	ctl_close(&c);
+	CP_ASSERT(&p, !cp_log_has(&p, "timeout") && !cp_log_has(&p,
+	    "recycling") && !cp_log_has(&p, "reload"), "a process-only "
+	    "action was logged");
+	cp_close(fd);
+	cp_stop(&p);
+}
+END_TEST
+
 START_TEST(test_pipeline_crash_loop)
 {
 	static const char src[] =
@@ -1091,10 +1203,14 @@ START_TEST(test_pipeline_crash_loop)
 	ck_assert_msg(system(cmd) == 0, "failed: %s", cmd);
 	cp_spawn(&p, CP_ARGS("--handler", so));
 	st = cp_wait_exit(&p, CP_WAIT_S);
-	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 70, "crash loop: "
-	    "status %#x, expected exit 70", st);
-	CP_ASSERT(&p, cp_log_has(&p, "crash loop: stages failed to start 5 "
-	    "times in 30 s"), "no crash loop message");
+	/* Threads are not restarted: the first that fails stops it all. */
+	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == (p.cp_threads ?
+	    78 : 70), "crash loop: status %#x, expected exit %d", st,
+	    p.cp_threads ? 78 : 70);
+	CP_ASSERT(&p, cp_log_has(&p, p.cp_threads ? "thread stopped (78); "
+	    "the threaded build cannot replace it: stopping" : "crash loop: "
+	    "stages failed to start 5 times in 30 s"), "no crash loop "
+	    "message");
 	snprintf(want, sizeof(want), "handler object '%s' refused to start: "
 	    "its init() returned 7", so);
 	CP_ASSERT(&p, cp_log_has(&p, want), "the reason was not logged");
@@ -1111,7 +1227,7 @@ START_TEST(test_pipeline_pidfile_refusal)
 
 	cp_start(&p, 1, NULL);
 	fd = cp_connect(&p);
-	cp_prog(prog, sizeof(prog), "shmpipe");
+	cp_server(prog, sizeof(prog));
 	snprintf(listen, sizeof(listen), "unix:%s", p.cp_sock);
 	q = p;
 	snprintf(q.cp_log, sizeof(q.cp_log), "%s/log2", p.cp_dir);
@@ -1119,14 +1235,17 @@ START_TEST(test_pipeline_pidfile_refusal)
 	    "pidfile %s)", p.cp_name, (int)p.cp_pid, p.cp_pidfile);
 	expect_refusal(&q, CP_ARGS(prog, "--name", p.cp_name, "--listen",
 	    listen, "--pidfile", p.cp_pidfile), 1, want);
-	/* Another pidfile: the live segments still refuse it. */
+	/* Another pidfile: the live segments still refuse it (the threaded
+	 * build has none; its socket refuses it, as below). */
 	snprintf(other, sizeof(other), "%s/other.pid", p.cp_dir);
-	snprintf(want, sizeof(want), "pipeline %s is already running "
-	    "(supervisor pid %d)", p.cp_name, (int)p.cp_pid);
-	expect_refusal(&q, CP_ARGS(prog, "--name", p.cp_name, "--listen",
-	    listen, "--pidfile", other), 1, want);
-	CP_ASSERT(&p, access(other, F_OK) != 0, "the refused one left its "
-	    "pidfile %s", other);
+	if (!p.cp_threads) {
+		snprintf(want, sizeof(want), "pipeline %s is already running "
+		    "(supervisor pid %d)", p.cp_name, (int)p.cp_pid);
+		expect_refusal(&q, CP_ARGS(prog, "--name", p.cp_name,
+		    "--listen", listen, "--pidfile", other), 1, want);
+		CP_ASSERT(&p, access(other, F_OK) != 0, "the refused one left "
+		    "its pidfile %s", other);
+	}
 	/* Another name on its socket: refused, and nothing left of it. */
 	snprintf(want, sizeof(want), "cannot listen on %s: a server is "
 	    "answering there", listen);
@@ -1169,7 +1288,7 @@ START_TEST(test_pipeline_bad_flags)
 	struct cp_pipe p;
 
 	cp_prepare(&p, 1);
-	cp_prog(prog, sizeof(prog), "shmpipe");
+	cp_server(prog, sizeof(prog));
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		expect_refusal(&p, CP_ARGS(prog, bad[i].a, bad[i].b), 64,
 		    bad[i].what);
@@ -1178,52 +1297,78 @@ START_TEST(test_pipeline_bad_flags)
 }
 END_TEST
 
-Suite *
-pipeline_suite(void)
+/*
+ * The tests of one build.  Threads cannot be killed, restarted, recycled
+ * or timed out one at a time: the threaded suite has what it does instead.
+ */
+static Suite *
+pipeline_suite_of(const char *name, bool threads)
 {
-	Suite *s = suite_create("pipeline");
+	TCase *(*mk)(const char *, int) = threads ? cp_tcase_threads :
+	    cp_tcase;
+	Suite *s = suite_create(name);
 	TCase *tc;
 
 	cp_init();
-	tc = cp_tcase("Core", 120);
+	tc = mk("Core", 120);
 	tcase_add_test(tc, test_pipeline_verbs);
-	tcase_add_test(tc, test_pipeline_crash_verb);
+	if (!threads)
+		tcase_add_test(tc, test_pipeline_crash_verb);
 	tcase_add_test(tc, test_pipeline_in_order);
 	tcase_add_test(tc, test_pipeline_long_lines);
 	tcase_add_test(tc, test_pipeline_garbage);
 	suite_add_tcase(s, tc);
 
-	tc = cp_tcase("Limits", 120);
+	tc = mk("Limits", 120);
 	tcase_add_test(tc, test_pipeline_disconnect_mid_line);
 	tcase_add_test(tc, test_pipeline_many_connections);
 	tcase_add_test(tc, test_pipeline_max_connections);
 	tcase_add_test(tc, test_pipeline_idle_timeout);
 	suite_add_tcase(s, tc);
 
-	tc = cp_tcase("Files", 120);
+	tc = mk("Files", 120);
 	tcase_add_test(tc, test_pipeline_file_mode);
 	tcase_add_test(tc, test_pipeline_file_mode_pipe);
 	suite_add_tcase(s, tc);
 
-	tc = cp_tcase("Crash", 180);
-	tcase_add_test(tc, test_pipeline_kill_processor);
-	tcase_add_test(tc, test_pipeline_kill_request);
-	tcase_add_test(tc, test_pipeline_kill_request_tcp);
-	tcase_add_test(tc, test_pipeline_kill_reply);
-	tcase_add_test(tc, test_pipeline_kill_reply_unix);
-	tcase_add_test(tc, test_pipeline_reply_dies_advancing);
-	tcase_add_test(tc, test_pipeline_poison);
-	tcase_add_test(tc, test_pipeline_request_timeout);
+	tc = mk("Crash", 180);
+	if (threads) {
+		tcase_add_test(tc, test_pipeline_threaded_crash);
+	} else {
+		tcase_add_test(tc, test_pipeline_kill_processor);
+		tcase_add_test(tc, test_pipeline_kill_request);
+		tcase_add_test(tc, test_pipeline_kill_request_tcp);
+		tcase_add_test(tc, test_pipeline_kill_reply);
+		tcase_add_test(tc, test_pipeline_kill_reply_unix);
+		tcase_add_test(tc, test_pipeline_reply_dies_advancing);
+		tcase_add_test(tc, test_pipeline_poison);
+		tcase_add_test(tc, test_pipeline_request_timeout);
+	}
 	tcase_add_test(tc, test_pipeline_supervisor_killed);
 	suite_add_tcase(s, tc);
 
-	tc = cp_tcase("Signals", 180);
+	tc = mk("Signals", 180);
 	tcase_add_test(tc, test_pipeline_drain);
 	tcase_add_test(tc, test_pipeline_second_signal);
-	tcase_add_test(tc, test_pipeline_reload);
+	if (threads)
+		tcase_add_test(tc, test_pipeline_threaded_refusals);
+	else
+		tcase_add_test(tc, test_pipeline_reload);
 	tcase_add_test(tc, test_pipeline_crash_loop);
 	tcase_add_test(tc, test_pipeline_pidfile_refusal);
 	tcase_add_test(tc, test_pipeline_bad_flags);
 	suite_add_tcase(s, tc);
 	return s;
+}
+
+Suite *
+pipeline_suite(void)
+{
+	return pipeline_suite_of("pipeline", false);
+}
+
+Suite *
+pipeline_threaded_suite(void)
+{
+	return pipeline_suite_of("pipeline_threaded", true);
 }

@@ -29,6 +29,7 @@
 
 static pid_t	 cp_runner;
 static unsigned	 cp_seq;
+static bool	 cp_threads_mode;	/* set by each test's fixture */
 
 void
 cp_init(void)
@@ -43,6 +44,18 @@ cp_prog(char *buf, size_t len, const char *prog)
 
 	snprintf(buf, len, "%s/%s", b != NULL && b[0] != '\0' ? b : "build",
 	    prog);
+}
+
+void
+cp_server(char *buf, size_t len)
+{
+	cp_prog(buf, len, cp_threads_mode ? "shmpipe-threaded" : "shmpipe");
+}
+
+bool
+cp_threads(void)
+{
+	return cp_threads_mode;
 }
 
 static uint64_t
@@ -143,14 +156,45 @@ cp_sweep(void)
 	}
 }
 
-TCase *
-cp_tcase(const char *name, int timeout_s)
+static void
+cp_mode_procs(void)
+{
+	cp_threads_mode = false;
+}
+
+static void
+cp_mode_threads(void)
+{
+	cp_threads_mode = true;
+}
+
+/*
+ * The mode is set in each test (a checked fixture), not when the suites
+ * are made: both suites exist before any test runs, and with CK_FORK=no
+ * one process runs them all.
+ */
+static TCase *
+cp_tcase_mode(const char *name, int timeout_s, bool threads)
 {
 	TCase *tc = tcase_create(name);
 
 	tcase_add_unchecked_fixture(tc, NULL, cp_sweep);
+	tcase_add_checked_fixture(tc, threads ? cp_mode_threads :
+	    cp_mode_procs, NULL);
 	tcase_set_timeout(tc, timeout_s);
 	return tc;
+}
+
+TCase *
+cp_tcase(const char *name, int timeout_s)
+{
+	return cp_tcase_mode(name, timeout_s, false);
+}
+
+TCase *
+cp_tcase_threads(const char *name, int timeout_s)
+{
+	return cp_tcase_mode(name, timeout_s, true);
 }
 
 /* ---- processes --------------------------------------------------------- */
@@ -256,6 +300,7 @@ cp_prepare(struct cp_pipe *p, unsigned procs)
 	snprintf(p->cp_log, sizeof(p->cp_log), "%s/log", p->cp_dir);
 	snprintf(p->cp_out, sizeof(p->cp_out), "%s/out", p->cp_dir);
 	p->cp_procs = procs;
+	p->cp_threads = cp_threads_mode;
 }
 
 void
@@ -288,8 +333,10 @@ cp_spawn(struct cp_pipe *p, const char *const *extra)
 	char prog[CP_PATH_LEN], listen[CP_PATH_LEN + 8], procs[16], tcp[40];
 	int n = 0;
 
-	cp_prog(prog, sizeof(prog), p->cp_binary != NULL ? p->cp_binary :
-	    "shmpipe");
+	if (p->cp_binary != NULL)
+		cp_prog(prog, sizeof(prog), p->cp_binary);
+	else
+		cp_server(prog, sizeof(prog));
 	snprintf(listen, sizeof(listen), "unix:%s", p->cp_sock);
 	snprintf(procs, sizeof(procs), "%u", p->cp_procs);
 	argv[n++] = prog;
@@ -346,7 +393,11 @@ cp_ctl(struct cp_pipe *p, struct ctl *c)
 	int r;
 
 	for (;;) {
-		r = ctl_open(c, p->cp_name, CTL_OPEN_RDONLY);
+		if (!p->cp_threads)
+			r = ctl_open(c, p->cp_name, CTL_OPEN_RDONLY);
+		else
+			r = p->cp_pid > 0 ? ctl_open_pid(c, p->cp_pid,
+			    p->cp_name, CTL_OPEN_RDONLY) : -ESRCH;
 		/* A killed supervisor's segment is not this one's. */
 		if (r == 0 && (p->cp_pid == 0 || c->c_hdr->supervisor_pid ==
 		    (uint32_t)p->cp_pid))
@@ -442,6 +493,9 @@ cp_stop(struct cp_pipe *p)
 	CP_ASSERT(p, WIFEXITED(st) && WEXITSTATUS(st) == 0, "shmpipe %s: %s "
 	    "%d, expected exit 0", p->cp_name, WIFEXITED(st) ? "exit" :
 	    "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+	/* ASan, UBSan and TSan all end a report with "SUMMARY: ...". */
+	CP_ASSERT(p, !cp_log_has(p, "Sanitizer"), "a sanitizer reported a "
+	    "problem in %s", p->cp_name);
 	cp_assert_gone(p);
 }
 

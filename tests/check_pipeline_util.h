@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * check_pipeline_util.h - helpers of the pipeline suite: start a shmpipe
- * of its own in a temporary directory, wait for real signs of life (its
- * process table, its log, a process ending), talk to it over its Unix
- * socket, run shmpipe-bench against it, and stop it leaving nothing.
+ * check_pipeline_util.h - helpers of the pipeline suites: start a shmpipe
+ * (or a shmpipe-threaded) of its own in a temporary directory, wait for
+ * real signs of life (its process table, its log, a process ending), talk
+ * to it over its Unix socket, run shmpipe-bench against it, and stop it
+ * leaving nothing.
  *
  * Every process a test starts stays in the test's process group, so Check
  * kills what a failed test left; the runner's sweep (cp_sweep) kills what
@@ -36,6 +37,7 @@ struct cp_pipe {
 	bool		 cp_bench_tcp;		/* benches go there */
 	unsigned	 cp_procs;		/* --processors */
 	const char	*cp_binary;		/* in the build; NULL: shmpipe */
+	bool		 cp_threads;		/* shmpipe-threaded */
 	pid_t		 cp_pid;		/* supervisor; 0 once reaped */
 	int		 cp_status;		/* its wait status, reaped */
 };
@@ -55,11 +57,22 @@ void	 cp_init(void);
 /* The runner's sweep (an unchecked teardown): kill, unlink, remove. */
 void	 cp_sweep(void);
 
-/* A TCase with cp_sweep as its unchecked teardown and a timeout. */
+/*
+ * A TCase with cp_sweep as its unchecked teardown and a timeout, whose
+ * tests run build/shmpipe (cp_tcase) or build/shmpipe-threaded
+ * (cp_tcase_threads): a checked fixture sets which, in each test.
+ */
 TCase	*cp_tcase(const char *name, int timeout_s);
+TCase	*cp_tcase_threads(const char *name, int timeout_s);
+
+/* Does this test run the threaded build? */
+bool	 cp_threads(void);
 
 /* $SHMPIPE_BUILD/prog (default build/prog) into buf. */
 void	 cp_prog(char *buf, size_t len, const char *prog);
+
+/* The server this test runs: shmpipe or shmpipe-threaded, as cp_prog. */
+void	 cp_server(char *buf, size_t len);
 
 /* A fresh temporary directory and unique names for p; nothing runs. */
 void	 cp_prepare(struct cp_pipe *p, unsigned procs);
@@ -68,7 +81,7 @@ void	 cp_prepare(struct cp_pipe *p, unsigned procs);
 void	 cp_use_tcp(struct cp_pipe *p);
 
 /*
- * Start build/shmpipe with --name, --listen unix:, --pidfile, --processors
+ * Start the server (cp_server) with --name, --listen unix:, --pidfile, --processors
  * and the NULL-terminated extra arguments; stderr to cp_log.  cp_spawnv
  * takes an argv of its own (no flags added) and stdin (-1: /dev/null).
  */
@@ -82,13 +95,19 @@ void	 cp_start(struct cp_pipe *p, unsigned procs, const char *const *extra);
 /* Wait until the request, reply and every processor row are READY. */
 void	 cp_wait_ready(struct cp_pipe *p);
 
-/* Map the control segment read-only, waiting for it to exist. */
+/*
+ * Map the control segment read-only, waiting for it to exist: the named
+ * segment of shmpipe, the memfd of a shmpipe-threaded (ctl_open_pid).
+ */
 void	 cp_ctl(struct cp_pipe *p, struct ctl *c);
 
 /* The pid in a process table row (SV_ROW_*), 0 if none. */
 pid_t	 cp_row_pid(const struct ctl *c, uint32_t row);
 
-/* SIGTERM, wait, assert exit 0 and that nothing is left. */
+/*
+ * SIGTERM, wait, assert exit 0, that nothing is left and that no
+ * sanitizer reported anything in its log.
+ */
 void	 cp_stop(struct cp_pipe *p);
 
 /* Wait for the supervisor to end; its wait status. */
