@@ -278,6 +278,19 @@ pipeline_close(struct pipeline *pl)
 	pl->pl_keep = NULL;
 }
 
+void
+pipeline_abandon(struct pipeline *pl)
+{
+	const struct options *o = pl->pl_opt;
+
+	if (o->input != NULL)
+		file_offsets(pl);
+	for (int i = 0; o->input == NULL && i < o->nlisten; i++)
+		listen_cleanup(&o->listen[i]);
+	if (!pl->pl_anon)
+		pipeline_unlink(o->name);
+}
+
 /* ---- connections kept for the stages ---------------------------------- */
 
 void

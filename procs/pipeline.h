@@ -43,6 +43,14 @@ void	pipeline_open(struct pipeline *pl, const struct options *o,
  * segments and Unix socket paths. */
 void	pipeline_close(struct pipeline *pl);
 
+/*
+ * For a caller about to _exit(2) while stages still run on what the
+ * pipeline holds (the threads of shmpipe-threaded): leave file offsets
+ * past what was done and remove the segments' names and Unix socket
+ * paths, but close and unmap nothing under them.
+ */
+void	pipeline_abandon(struct pipeline *pl);
+
 /* --pidfile, or /run/shmpipe.NAME.pid as root, else under
  * $XDG_RUNTIME_DIR or /tmp. */
 void	pipeline_pidfile_path(const struct options *o, char *buf, size_t len);

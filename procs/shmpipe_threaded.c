@@ -249,8 +249,8 @@ on_signals(struct tp *tp)
 			    "terminating");
 		} else {
 			log_event("second signal: stopping now");
-			pipeline_close(&tp->tp_pl);
-			pidfile_remove(tp->tp_pfh);
+			pipeline_abandon(&tp->tp_pl);
+			remove_pidfile();
 			_exit(1);
 		}
 	}
@@ -362,9 +362,10 @@ main(int argc, char **argv)
 	start_threads(&tp);
 	r = loop(&tp);
 	if (r != 0) {
-		/* A stage is gone for good: no orderly drain is possible. */
-		pipeline_close(&tp.tp_pl);
-		pidfile_remove(tp.tp_pfh);
+		/* A stage is gone for good: no orderly drain is possible;
+		 * the others still run on the memory, so unmap nothing. */
+		pipeline_abandon(&tp.tp_pl);
+		remove_pidfile();
 		_exit(r);
 	}
 	log_event("stopped: %llu requests answered", (unsigned long long)
