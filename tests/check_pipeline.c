@@ -990,6 +990,7 @@ START_TEST(test_pipeline_threaded_crash)
 	ck_assert_uint_eq(cp_bench_u64(&b, "ok") + cp_bench_u64(&b,
 	    "missing"), cp_bench_u64(&b, "sent"));
 	CP_ASSERT(&p, !cp_log_has(&p, "stopped"), "it stopped in order");
+	CP_ASSERT(&p, !cp_log_has(&p, "Sanitizer"), "a sanitizer report");
 	CP_ASSERT(&p, cp_segments(p.cp_name) == 0, "segments left");
 	CP_ASSERT(&p, access(p.cp_pidfile, F_OK) == 0 && access(p.cp_sock,
 	    F_OK) == 0, "expected its pidfile and socket file left");
