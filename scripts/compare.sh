@@ -31,11 +31,16 @@ set -u
 usage() {
 	cat <<'EOF'
 usage: scripts/compare.sh [--quick] [--seconds N] [--rounds N] [--out DIR]
+       [--verbs LIST] [--connections LIST] [--depths LIST] [--processors LIST]
+       [--no-faults]
   (default: echo, sha256, fib and sleep at 1, 16 and 64 connections, depth
   1 and 16, 1, 2 and 4 processors; 3 rounds of 1 s: about 10 minutes)
   --quick       echo and fib, 2 processors only, 1 round (under a minute)
   --seconds N   how long each run is (default 1)
   --rounds N    runs of each load on each build (default 3, --quick 1)
+  --verbs "V ..." --connections "N ..." --depths "D ..." --processors "P ..."
+                only these loads (quoted lists)
+  --no-faults   skip the crash under load
   --out DIR     where the CSV, table and plot go ($SHMPIPE_BUILD/compare)
 EOF
 }
@@ -45,11 +50,17 @@ out=
 quick=0
 secs=
 rounds=
+o_verbs='' o_conns='' o_depths='' o_procs='' no_faults=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick) quick=1 ;;
 	--seconds) secs=${2:-}; shift ;;
 	--rounds) rounds=${2:-}; shift ;;
+	--verbs) o_verbs=${2:-}; shift ;;
+	--connections) o_conns=${2:-}; shift ;;
+	--depths) o_depths=${2:-}; shift ;;
+	--processors) o_procs=${2:-}; shift ;;
+	--no-faults) no_faults=1 ;;
 	--out) out=${2:-}; shift ;;
 	-h|--help) usage; exit 0 ;;
 	*) usage >&2; exit 64 ;;
@@ -64,6 +75,8 @@ else
 	verbs="echo sha256 fib sleep"; conns_list="1 16 64"; depths="1 16"
 	procs_list="1 2 4"; secs=${secs:-1}; rounds=${rounds:-3}
 fi
+verbs=${o_verbs:-$verbs}; conns_list=${o_conns:-$conns_list}
+depths=${o_depths:-$depths}; procs_list=${o_procs:-$procs_list}
 case $secs$rounds in ''|*[!0-9]*) usage >&2; exit 64 ;; esac
 
 for p in shmpipe shmpipe-threaded shmpipe-bench shmq; do
@@ -336,8 +349,10 @@ faults() {
 	echo "    by this script as a service manager would, answered (connections refused meanwhile;"
 	echo "    with nobody to restart it, refused for good)."
 }
-faults | tee "$out/faults.txt"
-echo
+if [ "$no_faults" = 0 ]; then
+	faults | tee "$out/faults.txt"
+	echo
+fi
 
 # ---- the table --------------------------------------------------------------
 
