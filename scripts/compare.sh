@@ -361,30 +361,32 @@ table() {
 		k = $2 FS $3 FS $4 FS $5
 		if (!(k in seen)) { seen[k] = 1; order[++nk] = k }
 		b = $1 == "processes" ? "p" : "t"
-		rate[k, b] = $8; p50[k, b] = $11; p99[k, b] = $12
+		rate[k, b] = $8; best[k, b] = $10; p50[k, b] = $11; p99[k, b] = $12
 		sp = $8 > 0 ? ($10 - $9) / $8 * 100 : 0
 		if (sp > spread[k]) spread[k] = sp
 		rss[k, b] = $13 / 1024; pss[k, b] = $14 / 1024; cpu[k, b] = $16
 		rounds = $7
 	}
 	END {
-		printf "%-6s %4s %5s %5s | %10s %10s %5s %6s | %13s | %15s | %11s | %11s | %11s\n",
+		printf "%-6s %4s %5s %5s | %10s %10s %5s %5s %6s | %13s | %15s | %11s | %11s | %11s\n",
 		    "verb", "conn", "depth", "procs", "proc req/s", "thr req/s",
-		    "p/t", "spread", "p50 us p / t", "p99 us p / t", "RSS MiB p/t",
-		    "PSS MiB p/t", "CPU s/100k"
+		    "p/t", "best", "spread", "p50 us p / t", "p99 us p / t",
+		    "RSS MiB p/t", "PSS MiB p/t", "CPU s/100k"
 		short = 0
 		for (i = 1; i <= nk; i++) {
 			k = order[i]; split(k, f, FS)
 			r = rate[k, "t"] > 0 ? rate[k, "p"] / rate[k, "t"] : 0
+			rb = best[k, "t"] > 0 ? best[k, "p"] / best[k, "t"] : 0
 			if (r < 0.9) short++
-			printf "%-6s %4d %5d %5d | %10.0f %10.0f %5.2f%s %5.0f%% | %6.0f/%-6.0f | %7.0f/%-7.0f | %5.1f/%-5.1f | %5.1f/%-5.1f | %5.2f/%-5.2f\n",
+			printf "%-6s %4d %5d %5d | %10.0f %10.0f %5.2f%s %5.2f %5.0f%% | %6.0f/%-6.0f | %7.0f/%-7.0f | %5.1f/%-5.1f | %5.1f/%-5.1f | %5.2f/%-5.2f\n",
 			    f[1], f[2], f[3], f[4], rate[k, "p"], rate[k, "t"], r,
-			    r < 0.9 ? "*" : " ", spread[k], p50[k, "p"], p50[k, "t"],
+			    r < 0.9 ? "*" : " ", rb, spread[k], p50[k, "p"], p50[k, "t"],
 			    p99[k, "p"], p99[k, "t"], rss[k, "p"], rss[k, "t"],
 			    pss[k, "p"], pss[k, "t"], cpu[k, "p"], cpu[k, "t"]
 		}
 		printf "\nreq/s, p50, p99: medians of %d round(s); p/t: processes req/s over threads req/s, * below 0.9\n", rounds
-		printf "(%d of %d rows); spread: (max - min) / median of req/s over the rounds, the larger build'"'"'s.\n", short, nk
+		printf "(%d of %d rows); best: the same ratio of the fastest rounds; spread: (max - min) / median\n", short, nk
+		printf "of req/s over the rounds, the larger of the two builds'"'"'.\n"
 		printf "RSS: sum of VmRSS (a shared page once per mapping); PSS: sum of Pss (shared pages split).\n"
 		printf "CPU: user+system seconds of the pipeline'"'"'s processes per 100k requests answered.\n"
 	}' "$csv"
