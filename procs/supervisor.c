@@ -122,6 +122,13 @@ drain_step(struct sv *sv)
 
 /* ---- signals ---------------------------------------------------------- */
 
+/*
+ * The signals we take through a signalfd, blocked.  SIGUSR1 among them,
+ * though it means nothing to us: a child starts with our mask, and the
+ * doorbell we ring with it must wait, pending, until the child has its
+ * handler (child_signals unblocks it then); unblocked, it would kill a
+ * child we ring the moment it is forked.
+ */
 static int
 signals_open(void)
 {
@@ -132,6 +139,7 @@ signals_open(void)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -149,6 +157,8 @@ on_signals(struct sv *sv)
 			break;
 		case SIGHUP:
 			sv_reload_start(sv);
+			break;
+		case SIGUSR1:		/* blocked for our children's sake */
 			break;
 		default:
 			if (++sv->sv_signals == 1) {

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -307,6 +308,58 @@ START_TEST(test_pipeline_crash_verb)
 	cp_close(fd);
 	cp_close(other);
 	cp_stop(&p);
+}
+END_TEST
+
+/* A client connected the moment the socket accepts (bound is not yet
+ * listening: refused, so try again). */
+static int
+connect_early(struct cp_pipe *p)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	uint64_t end = now_ms() + CP_WAIT_S * 1000u;
+	int fd;
+
+	strlcpy(sun.sun_path, p->cp_sock, sizeof(sun.sun_path));
+	for (;;) {
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		ck_assert_int_ge(fd, 0);
+		if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0)
+			return fd;
+		CP_ASSERT(p, (errno == ENOENT || errno == ECONNREFUSED) &&
+		    now_ms() < end, "connect %s: %s", p->cp_sock,
+		    strerror(errno));
+		close(fd);
+		nap_ms(1);
+	}
+}
+
+/*
+ * Clients there from the first instant wait for the stages to be ready,
+ * and kill none of them: the supervisor rings a stage's doorbell (SIGUSR1)
+ * for each connection, and a stage still setting up once died of it.  A
+ * race, so several starts.
+ */
+START_TEST(test_pipeline_early_clients)
+{
+	int fd[4];
+
+	for (int k = 0; k < 6; k++) {
+		struct cp_pipe p;
+
+		cp_prepare(&p, 2);
+		cp_spawn(&p, NULL);
+		for (int i = 0; i < 4; i++) {
+			fd[i] = connect_early(&p);
+			cp_sends(fd[i], "echo early\n");
+		}
+		for (int i = 0; i < 4; i++) {
+			expect_n(fd[i], 1, "OK early");
+			cp_close(fd[i]);
+		}
+		CP_ASSERT(&p, !cp_log_has(&p, "killed by"), "a stage died");
+		cp_stop(&p);
+	}
 }
 END_TEST
 
@@ -1313,6 +1366,7 @@ pipeline_suite_of(const char *name, bool threads)
 	cp_init();
 	tc = mk("Core", 120);
 	tcase_add_test(tc, test_pipeline_verbs);
+	tcase_add_test(tc, test_pipeline_early_clients);
 	if (!threads)
 		tcase_add_test(tc, test_pipeline_crash_verb);
 	tcase_add_test(tc, test_pipeline_in_order);
