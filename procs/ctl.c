@@ -341,7 +341,9 @@ ctl_open_pid(struct ctl *c, pid_t pid, const char *pipeline, unsigned flags)
 	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, n);
 	if ((fd = open(path, (rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC)) < 0)
 		return -errno;
-	r = ctl_open_fd(c, fd, flags);
+	/* A memfd is always mode 0777; who may reach it through /proc/PID/fd
+	 * is decided by that process's ptrace rules instead. */
+	r = ctl_open_fd(c, fd, flags | CTL_OPEN_ANY);
 	close(fd);
 	return r;
 }
