@@ -14,8 +14,12 @@
  *	struct shmq_seg_proc[max_procs]		procs_off
  *	lease entries[max_procs][lease_max+1]	entries_off, entry_size each:
  *	    struct shmq_seg_entry + msg_max bytes
- *	ring slots[capacity]			ring_off, slot_size each:
- *	    struct shmq_seg_slot + msg_max bytes
+ *	struct shmq_seg_slot[capacity]		ring_off, 16 bytes each
+ *	message bytes[capacity]			data_off, slot_size each
+ *
+ * A slot's state word and its message are apart: slot words are packed four
+ * to a cache line and a message of up to 64 bytes fills one line, so moving
+ * a short message from one CPU to another moves one line of data, not two.
  *
  * Readers must check the file size against seg_size before touching anything
  * past the header, and must treat every field as possibly garbage.
@@ -29,8 +33,8 @@
 #include <stdint.h>
 
 #define SHMQ_SEG_MAGIC		UINT64_C(0x00474553514d4853) /* "SHMQSEG\0" */
-#define SHMQ_LAYOUT_MAJOR	2	/* 2: rate history in the header */
-#define SHMQ_LAYOUT_MINOR	1	/* 1: SHMQ_SEG_FENCES */
+#define SHMQ_LAYOUT_MAJOR	3	/* 3: slot words apart from messages */
+#define SHMQ_LAYOUT_MINOR	0
 #define SHMQ_CACHELINE		64
 
 /* Limits a valid segment respects; anything outside is corrupt. */
@@ -123,7 +127,7 @@ struct shmq_seg_header {
 	uint32_t	flags;		/* SHMQ_SEG_*; others must be 0 */
 	uint32_t	capacity;	/* ring slots, a power of two */
 	uint32_t	msg_max;	/* largest message, bytes */
-	uint32_t	slot_size;	/* bytes per ring slot */
+	uint32_t	slot_size;	/* message bytes per ring slot */
 	uint32_t	entry_size;	/* bytes per lease entry */
 	uint32_t	proc_size;	/* sizeof(struct shmq_seg_proc) */
 	uint32_t	max_procs;	/* attachment records */
@@ -135,8 +139,9 @@ struct shmq_seg_header {
 	uint64_t	seg_size;	/* whole segment, bytes */
 	uint64_t	procs_off;
 	uint64_t	entries_off;
-	uint64_t	ring_off;
-	uint8_t		pad1[SHMQ_CACHELINE * 2 - 104];
+	uint64_t	ring_off;	/* slot words */
+	uint64_t	data_off;	/* the slots' message bytes */
+	uint8_t		pad1[SHMQ_CACHELINE * 2 - 112];
 
 	/* Producers' line. */
 	_Atomic uint64_t prod_pos;	/* next position to claim (a hint) */
@@ -206,12 +211,14 @@ struct shmq_seg_entry {
 	/* message bytes follow */
 };
 
-/* Head of each ring slot, at ring_off + (pos & (capacity-1)) * slot_size. */
+/*
+ * Each ring slot, at ring_off + (pos & (capacity-1)) * 16; its message
+ * bytes are at data_off + (pos & (capacity-1)) * slot_size.
+ */
 struct shmq_seg_slot {
 	_Atomic uint64_t state;		/* SHMQ_SLOT_WORD */
 	_Atomic uint32_t len;
 	_Atomic uint32_t put_ms;	/* CLOCK_MONOTONIC ms at put (wraps) */
-	/* message bytes follow */
 };
 
 #define SHMQ_HWM_SAMPLE		32	/* producers update high_water every N */
@@ -231,6 +238,7 @@ static_assert(offsetof(struct shmq_seg_header, put_waits) == 448, "layout");
 static_assert(offsetof(struct shmq_seg_header, recover_lock) == 512,
     "layout");
 static_assert(offsetof(struct shmq_seg_header, ring_off) == 96, "layout");
+static_assert(offsetof(struct shmq_seg_header, data_off) == 104, "layout");
 static_assert(sizeof(struct shmq_seg_proc) == 2 * SHMQ_CACHELINE, "layout");
 static_assert(offsetof(struct shmq_seg_proc, wake_sem) == 64, "layout");
 static_assert(sizeof(struct shmq_seg_entry) == 32, "layout");

@@ -314,7 +314,7 @@ rescue_reading(struct shmq *q, uint32_t dead, struct shmq_seg_slot *s,
 		return;
 	}
 	e = shmq__entry(q, idx);
-	memcpy(shmq__entry_data(e), shmq__slot_data(s), len);
+	memcpy(shmq__entry_data(e), shmq__slot_data(q, tag), len);
 	/* Relaxed: published by the release store below. */
 	atomic_store_explicit(&e->len, len, memory_order_relaxed);
 	atomic_store_explicit(&e->put_ms, atomic_load_explicit(&s->put_ms,

@@ -59,17 +59,30 @@ next_pos(_Atomic uint64_t *ix, uint64_t pos)
 	return (int64_t)(cur - pos) > 0 ? cur : pos + 1;
 }
 
-/* Pull the lines of the next n slots in for writing, to overlap misses. */
+/*
+ * Pull in the lines of the next n slots, to overlap their misses: the slot
+ * words (four to a line) for writing, the first lines of each message for
+ * writing by a producer, for reading by a consumer.
+ */
 static void
-prefetch(const struct shmq *q, uint64_t pos, unsigned n)
+prefetch(const struct shmq *q, uint64_t pos, unsigned n, bool put)
 {
+	const unsigned per_line = SHMQ_CACHELINE / sizeof(struct shmq_seg_slot);
+
 	if (n > SHMQ_BATCH_PREFETCH)
 		n = SHMQ_BATCH_PREFETCH;
 	for (unsigned k = 0; k < n; k++) {
-		const char *s = (const char *)shmq__slot(q, pos + k);
+		const unsigned char *d = shmq__slot_data(q, pos + k);
+
+		if (k == 0 || ((pos + k) & (per_line - 1)) == 0)
+			__builtin_prefetch(shmq__slot(q, pos + k), 1, 3);
 		for (uint32_t off = 0; off < q->slot_size && off < 256;
-		    off += SHMQ_CACHELINE)
-			__builtin_prefetch(s + off, 1, 3);
+		    off += SHMQ_CACHELINE) {
+			if (put)
+				__builtin_prefetch(d + off, 1, 3);
+			else
+				__builtin_prefetch(d + off, 0, 3);
+		}
 	}
 }
 
@@ -272,7 +285,7 @@ try_put(struct shmq *q, void *arg)
 	if (q->spinning && !gap_open(q, pos))
 		return -EAGAIN;
 	if (a->n > 1)
-		prefetch(q, pos, a->n);
+		prefetch(q, pos, a->n, true);
 	for (i = 0; i < a->n; i++, pos++) {
 		const struct iovec *m = &a->msgs[i];
 		struct shmq_seg_slot *s;
@@ -284,7 +297,8 @@ try_put(struct shmq *q, void *arg)
 			sample_depth(q, pos);
 		s = shmq__slot(q, pos);
 		if (m->iov_len > 0)
-			memcpy(shmq__slot_data(s), m->iov_base, m->iov_len);
+			memcpy(shmq__slot_data(q, pos), m->iov_base,
+			    m->iov_len);
 		/* Relaxed: published by R1. */
 		atomic_store_explicit(&s->len, (uint32_t)m->iov_len,
 		    memory_order_relaxed);
@@ -319,7 +333,7 @@ get_ring(struct shmq *q, struct iovec *buf, uint64_t *posp)
 		return r;
 	SHMQ_FAULT("get.claimed");
 	if (len > 0)		/* buf may be NULL for an empty message */
-		memcpy(buf->iov_base, shmq__slot_data(shmq__slot(q, pos)),
+		memcpy(buf->iov_base, shmq__slot_data(q, pos),
 		    len);
 	buf->iov_len = len;
 	SHMQ_FAULT("get.copied");
@@ -365,7 +379,7 @@ take_ring(struct shmq *q, struct iovec *buf, struct shmq_lease *lease,
 	}
 	SHMQ_FAULT("take.claimed");
 	s = shmq__slot(q, pos);
-	memcpy(shmq__entry_data(e), shmq__slot_data(s), len);
+	memcpy(shmq__entry_data(e), shmq__slot_data(q, pos), len);
 	/* Relaxed: published by R4. */
 	atomic_store_explicit(&e->len, len, memory_order_relaxed);
 	atomic_store_explicit(&e->put_ms, atomic_load_explicit(&s->put_ms,
@@ -409,7 +423,7 @@ try_get(struct shmq *q, void *arg)
 	/* Relaxed: a hint, see index_to(). */
 	pos = atomic_load_explicit(&q->hdr->cons_pos, memory_order_relaxed);
 	if (a->n - i > 1)
-		prefetch(q, pos, a->n - i);
+		prefetch(q, pos, a->n - i, false);
 	if (r == 0 || r == -EAGAIN)
 		for (; i < a->n; i++, from_ring++, pos++) {
 			r = a->leases != NULL ?

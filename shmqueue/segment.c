@@ -36,7 +36,7 @@ static uint64_t self_start;	/* its start time, 0 until read */
 struct geom {
 	uint32_t capacity, msg_max, max_procs, lease_max, flags;
 	uint32_t slot_size, entry_size;
-	uint64_t procs_off, entries_off, ring_off, seg_size;
+	uint64_t procs_off, entries_off, ring_off, data_off, seg_size;
 };
 
 static void
@@ -81,8 +81,11 @@ geom_compute(struct geom *g)
 	    g->max_procs > SHMQ_PROCS_LIMIT || g->lease_max == 0 ||
 	    g->lease_max > SHMQ_LEASE_LIMIT)
 		return -EINVAL;
-	g->slot_size = (uint32_t)round_up(sizeof(struct shmq_seg_slot) +
-	    g->msg_max, SHMQ_CACHELINE);
+	/* An odd number of lines: a power-of-two stride would put the start
+	 * of every message in the same cache sets. */
+	g->slot_size = (uint32_t)round_up(g->msg_max, SHMQ_CACHELINE);
+	if ((g->slot_size / SHMQ_CACHELINE) % 2 == 0)
+		g->slot_size += SHMQ_CACHELINE;
 	g->entry_size = (uint32_t)round_up(sizeof(struct shmq_seg_entry) +
 	    g->msg_max, SHMQ_CACHELINE);
 	g->procs_off = sizeof(struct shmq_seg_header);
@@ -90,7 +93,9 @@ geom_compute(struct geom *g)
 	    sizeof(struct shmq_seg_proc);
 	g->ring_off = g->entries_off + (uint64_t)g->max_procs *
 	    (g->lease_max + 1) * g->entry_size;
-	g->seg_size = g->ring_off + (uint64_t)g->capacity * g->slot_size;
+	g->data_off = g->ring_off + round_up((uint64_t)g->capacity *
+	    sizeof(struct shmq_seg_slot), SHMQ_CACHELINE);
+	g->seg_size = g->data_off + (uint64_t)g->capacity * g->slot_size;
 	return g->seg_size > SIZE_MAX / 2 ? -EINVAL : 0;
 }
 
@@ -155,6 +160,7 @@ handle_new(const char *name, void *base, size_t size, const struct geom *g)
 	q->procs = (unsigned char *)base + g->procs_off;
 	q->entries = (unsigned char *)base + g->entries_off;
 	q->ring = (unsigned char *)base + g->ring_off;
+	q->data = (unsigned char *)base + g->data_off;
 	q->capacity = g->capacity;
 	q->mask = g->capacity - 1;
 	q->msg_max = g->msg_max;
@@ -201,6 +207,7 @@ segment_init(struct shmq *q, const struct geom *g)
 	h->procs_off = g->procs_off;
 	h->entries_off = g->entries_off;
 	h->ring_off = g->ring_off;
+	h->data_off = g->data_off;
 	for (uint32_t i = 0; i < g->max_procs; i++)
 		if (sem_init((sem_t *)(void *)shmq__proc(q, i)->wake_sem, 1,
 		    0) != 0)
@@ -401,7 +408,8 @@ header_check(const struct shmq_seg_header *h, size_t file_size,
 	    h->entry_size != g->entry_size ||
 	    h->proc_size != sizeof(struct shmq_seg_proc) ||
 	    h->procs_off != g->procs_off || h->entries_off != g->entries_off ||
-	    h->ring_off != g->ring_off || h->seg_size != g->seg_size)
+	    h->ring_off != g->ring_off || h->data_off != g->data_off ||
+	    h->seg_size != g->seg_size)
 		return -EBADMSG;
 	if (file_size < g->seg_size)
 		return -ENODATA;

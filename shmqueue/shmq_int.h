@@ -30,7 +30,8 @@ struct shmq {
 	struct shmq_seg_header *hdr;
 	unsigned char	*base;		/* the mapping */
 	size_t		 size;
-	unsigned char	*ring;
+	unsigned char	*ring;		/* slot words */
+	unsigned char	*data;		/* their message bytes */
 	unsigned char	*procs;
 	unsigned char	*entries;
 	uint64_t	 mask;		/* capacity - 1 */
@@ -68,13 +69,13 @@ static inline struct shmq_seg_slot *
 shmq__slot(const struct shmq *q, uint64_t pos)
 {
 	return (struct shmq_seg_slot *)(q->ring + (pos & q->mask) *
-	    q->slot_size);
+	    sizeof(struct shmq_seg_slot));
 }
 
 static inline unsigned char *
-shmq__slot_data(struct shmq_seg_slot *s)
+shmq__slot_data(const struct shmq *q, uint64_t pos)
 {
-	return (unsigned char *)(s + 1);
+	return q->data + (pos & q->mask) * q->slot_size;
 }
 
 static inline struct shmq_seg_proc *

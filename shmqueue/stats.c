@@ -239,7 +239,7 @@ shmq_peek(struct shmq *q, unsigned k, void *buf, size_t cap)
 		    SHMQ_SLOT_STATE(w) != SHMQ_SLOT_FULL || k-- != 0)
 			continue;
 		return copy_stable(&s->state, w, &s->len,
-		    shmq__slot_data(s), buf, cap, q->msg_max);
+		    shmq__slot_data(q, pos), buf, cap, q->msg_max);
 	}
 	return -ENOENT;
 }

@@ -544,6 +544,8 @@ START_TEST(test_segment_bad_geometry)
 		{ HOFF(entries_off), 1, UINT64_MAX - 63, "entries_off" },
 		{ HOFF(ring_off), 1, b.geo.ring_off - 64, "ring_off" },
 		{ HOFF(ring_off), 1, b.size, "ring_off at the end" },
+		{ HOFF(data_off), 1, b.geo.data_off - 64, "data_off" },
+		{ HOFF(data_off), 1, b.size, "data_off at the end" },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -590,7 +592,7 @@ END_TEST
 static size_t
 slot_off(struct bad *b, uint32_t i)
 {
-	return b->geo.ring_off + (size_t)i * b->geo.slot_size;
+	return b->geo.ring_off + (size_t)i * sizeof(struct shmq_seg_slot);
 }
 
 static size_t

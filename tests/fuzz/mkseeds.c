@@ -125,7 +125,7 @@ norm_queue(uint8_t *seg)
 	}
 	for (uint32_t i = 0; i < h->capacity; i++) {
 		struct shmq_seg_slot *s = (void *)(seg + h->ring_off +
-		    (uint64_t)i * h->slot_size);
+		    (uint64_t)i * sizeof(*s));
 		atomic_store(&s->put_ms, 1000);
 	}
 }
