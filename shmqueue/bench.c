@@ -53,6 +53,7 @@ static int	repeats = 5;
 static char	qname[64];
 static uint32_t	create_flags;	/* SHMQ_CREATE_* for the next libshmq queue */
 static const char *only;	/* -f: rows whose queue name contains it */
+static bool only_pp;		/* -p: the ping-pong latencies alone */
 
 static double
 now(void)
@@ -721,15 +722,21 @@ verdict(const char *what, double got, double want)
 }
 
 static void
+print_pingpong(const struct pingpong *pp, int npp)
+{
+	printf("\nping-pong round trip, 64 B\n");
+	for (int i = 0; i < npp; i++)
+		printf("  %-32s p50 %8.2f us   p99 %8.2f us\n", pp[i].name,
+		    pp[i].p50, pp[i].p99);
+}
+
+static void
 print_targets(struct pingpong *pp, int npp, double redeliver_us)
 {
 	struct row *s64 = find_row(I_SHMQ, 64, 1, 1);
 	struct row *p64 = find_row(I_PIPE, 64, 1, 1);
 
-	printf("\nping-pong round trip, 64 B\n");
-	for (int i = 0; i < npp; i++)
-		printf("  %-32s p50 %8.2f us   p99 %8.2f us\n", pp[i].name,
-		    pp[i].p50, pp[i].p99);
+	print_pingpong(pp, npp);
 	printf("\nredelivery: recover() to a sleeping consumer: %.0f us\n",
 	    redeliver_us);
 	printf("\ntargets (2-core machine):\n");
@@ -760,8 +767,9 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: shmq-bench [-q] [-f queue] [-r repeats] "
-	    "[-t seconds]\n"
+	    "[-t seconds] [-p]\n"
 	    "  -f  only rows whose queue name contains this (no targets)\n"
+	    "  -p  only the ping-pong latencies\n"
 	    "  -q  quick: 3 repeats of 0.1 s\n"
 	    "  -r  trials per row, median reported (default 5)\n"
 	    "  -t  seconds per trial (default 0.25)\n");
@@ -781,8 +789,11 @@ main(int argc, char **argv)
 	double redeliver_us;
 	int c;
 
-	while ((c = getopt(argc, argv, "f:qr:t:h")) != -1) {
+	while ((c = getopt(argc, argv, "f:pqr:t:h")) != -1) {
 		switch (c) {
+		case 'p':
+			only_pp = true;
+			break;
 		case 'f':
 			only = optarg;
 			break;
@@ -803,6 +814,11 @@ main(int argc, char **argv)
 	if (repeats < 1 || repeats > MAX_SAMPLES || trial_secs <= 0)
 		usage();
 	snprintf(qname, sizeof(qname), "/shmq-bench-%d", (int)getpid());
+	if (only_pp) {
+		pingpong_rounds(pp, (int)(sizeof(pp) / sizeof(pp[0])));
+		print_pingpong(pp, (int)(sizeof(pp) / sizeof(pp[0])));
+		return 0;
+	}
 	printf("shmq-bench: %d trials of ~%.2f s per row, median\n", repeats,
 	    trial_secs);
 	for (size_t i = 0; i < NROWS; i++)
