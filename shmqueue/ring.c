@@ -145,34 +145,14 @@ claim_get(struct shmq *q, size_t cap, _Atomic uint64_t *intent,
 
 	for (;;) {
 		struct shmq_seg_slot *s = shmq__slot(q, pos);
-		uint64_t w = SHMQ_SLOT_WORD(pos, SHMQ_SLOT_FULL, 0);
-		int64_t d;
+		/* Look before claiming: a consumer that finds nothing leaves
+		 * the line shared instead of taking it from the producer about
+		 * to fill it, and a message too long for cap stays where it
+		 * is.  A2: acquire pairs with R1, the producer's publication. */
+		uint64_t w = atomic_load_explicit(&s->state,
+		    memory_order_acquire);
+		int64_t d = shmq__tag_diff(w, pos);
 		uint32_t len;
-
-		/* With room for any message, claim with a CAS on the word we
-		 * hope for (one trip for the line); else look first, since a
-		 * message too long for cap must stay where it is.  The intent
-		 * goes first: recovery matches it only to a slot READING by
-		 * us, so a stale one is harmless.  A2: acquire pairs with R1,
-		 * the producer's publication; release publishes the intent. */
-		if (cap >= q->msg_max && intent != NULL)
-			atomic_store_explicit(intent, pos, memory_order_relaxed);
-		if (cap >= q->msg_max &&
-		    atomic_compare_exchange_strong_explicit(&s->state, &w,
-		    SHMQ_SLOT_WORD(pos, SHMQ_SLOT_READING, q->me),
-		    memory_order_acq_rel, memory_order_acquire)) {
-			len = atomic_load_explicit(&s->len,
-			    memory_order_relaxed);
-			*posp = pos;
-			if (len > q->msg_max)
-				return drop_corrupt(q, pos);
-			*lenp = len;
-			return 0;
-		}
-		if (cap < q->msg_max)
-			w = atomic_load_explicit(&s->state,
-			    memory_order_acquire);
-		d = shmq__tag_diff(w, pos);
 
 		if (d > 0 || (d == 0 &&
 		    SHMQ_SLOT_STATE(w) == SHMQ_SLOT_READING)) {
@@ -185,11 +165,13 @@ claim_get(struct shmq *q, size_t cap, _Atomic uint64_t *intent,
 		len = atomic_load_explicit(&s->len, memory_order_relaxed);
 		if (len <= q->msg_max && len > cap)
 			return -EMSGSIZE;
+		/* The intent goes first: recovery matches it only to a slot
+		 * READING by us, so a stale one is harmless.  Relaxed:
+		 * published by the CAS's release below. */
 		if (intent != NULL)
-			/* Relaxed: published by the CAS's release below. */
 			atomic_store_explicit(intent, pos, memory_order_relaxed);
 		/* Release: recovery that sees READING sees the intent. */
-		if (!atomic_compare_exchange_weak_explicit(&s->state, &w,
+		if (!atomic_compare_exchange_strong_explicit(&s->state, &w,
 		    SHMQ_SLOT_WORD(pos, SHMQ_SLOT_READING, q->me),
 		    memory_order_acq_rel, memory_order_relaxed))
 			continue;
