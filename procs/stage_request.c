@@ -254,8 +254,10 @@ commit_skip(struct rq *rq, uint32_t slot)
  * Stage the complete lines of a connection, as far as the batch, the slab
  * and its window allow.  A line longer than max_line is answered ERR and
  * the rest of it skipped; at end of input a last line without '\n' counts.
+ * True if lines are left that there was no room for (not just the start
+ * of one still being sent).
  */
-static void
+static bool
 parse(struct rq *rq, uint32_t slot)
 {
 	struct rq_conn *rc = &rq->rq_conns[slot];
@@ -288,6 +290,9 @@ parse(struct rq *rq, uint32_t slot)
 			break;
 	}
 	commit_skip(rq, slot);
+	return rc->rc_head != tail && (over_window(rq, slot) ||
+	    find_nl(rq, slot, rc->rc_head, tail) >= 0 || rc->rc_eof ||
+	    tail - rc->rc_head > max);
 }
 
 /* Commit the connections of messages [0, n) now on the queue. */
@@ -510,6 +515,7 @@ static void
 serve(struct rq *rq, uint32_t slot)
 {
 	struct rq_conn *rc = &rq->rq_conns[slot];
+	bool stuck = false;
 
 	if (rc->rc_fd < 0)
 		return;
@@ -518,13 +524,14 @@ serve(struct rq *rq, uint32_t slot)
 	else if (!rc->rc_eof && !over_window(rq, slot) && !fill(rq, slot))
 		rc->rc_eof = true;
 	if (!(conn_flags(rq, slot) & SHMPIPE_CONN_ABORT))
-		parse(rq, slot);
+		stuck = parse(rq, slot);
 	if (rc->rc_eof && !rc->rc_ending) {
 		rc->rc_ending = true;
 		rq->rq_eof[rq->rq_neof++] = slot;
 	}
-	if (!rc->rc_waiting && (over_window(rq, slot) ||
-	    rc->rc_head != tail_of(rq, slot))) {
+	/* The start of a line still being sent waits for more input, watched
+	 * like any other; only lines there was no room for wait here. */
+	if (!rc->rc_waiting && (over_window(rq, slot) || stuck)) {
 		watch(rq, slot, false);
 		rc->rc_waiting = true;
 		rq->rq_wait[rq->rq_nwait++] = slot;
