@@ -15,6 +15,7 @@
 #include <getopt.h>
 #include <mqueue.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdatomic.h>
@@ -489,17 +490,38 @@ calibrate(struct row *r)
 
 /* ---- latency ---------------------------------------------------------- */
 
+/*
+ * How the two sides of a ping-pong wake each other.  The last two are
+ * yardsticks for where a sleeping round trip's time goes: the wake-up alone,
+ * and the queue's operations without its own way of sleeping.
+ */
+enum pp_wake {
+	PP_OWN,		/* the channel's own blocking calls */
+	PP_SEM_OPS,	/* a bare pair of pshared sem_t; the channel's calls
+			 * then never wait */
+	PP_SEM_ONLY,	/* that pair of sem_t alone, no message at all */
+};
+
 struct pingpong {
 	const char	*name;
 	enum impl	 impl;
 	uint32_t	 spin_ns;	/* libshmq: how long to spin */
 	uint32_t	 flags;		/* libshmq: SHMQ_CREATE_* */
+	enum pp_wake	 wake;
 	double		 p50, p99;
+};
+
+/* The semaphores of PP_SEM_*, and the end of a PP_SEM_ONLY run (read
+ * after a sem_wait that the post following the store pairs with). */
+struct pp_sems {
+	sem_t		 go, back;
+	int		 stop;
 };
 
 /* Server side: echo from a to b until a zero-length message. */
 static void
-pong(struct chan *a, struct chan *b, uint32_t spin_ns)
+pong(struct chan *a, struct chan *b, uint32_t spin_ns, enum pp_wake wake,
+    struct pp_sems *ps)
 {
 	unsigned char buf[64];
 	size_t len[1];
@@ -511,10 +533,21 @@ pong(struct chan *a, struct chan *b, uint32_t spin_ns)
 		shmq_set_spin(b->q, spin_ns);
 	}
 	for (;;) {
-		chan_recv(a, buf, len, 1);
+		if (wake != PP_OWN)
+			while (sem_wait(&ps->go) != 0)
+				;
+		if (wake == PP_SEM_ONLY) {
+			if (ps->stop)
+				break;
+			sem_post(&ps->back);
+			continue;
+		}
+		chan_recv(a, buf, len, 1);	/* here already: no wait */
 		if (len[0] == 0 || buf[0] == 0xff)
 			break;
 		chan_send(b, buf, 64, 1);
+		if (wake != PP_OWN)
+			sem_post(&ps->back);
 	}
 	if (a->impl == I_SHMQ) {
 		shmq_close(a->q);
@@ -529,8 +562,15 @@ ping(struct pingpong *pp, int iters)
 	struct chan a, b;
 	unsigned char buf[64] = { 1 };
 	double *rtt = calloc((size_t)iters, sizeof(*rtt));
+	struct pp_sems *ps = mmap(NULL, sizeof(*ps), PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	size_t len[1];
 	pid_t pid;
+
+	if (rtt == NULL || ps == MAP_FAILED)
+		err(1, "ping");
+	if (sem_init(&ps->go, 1, 0) != 0 || sem_init(&ps->back, 1, 0) != 0)
+		err(1, "sem_init");
 
 	create_flags = pp->flags;
 	chan_open(&a, pp->impl, 64);
@@ -543,17 +583,29 @@ ping(struct pingpong *pp, int iters)
 		shmq_set_spin(b.q, pp->spin_ns);
 	}
 	if ((pid = fork()) == 0)
-		pong(&a, &b, pp->spin_ns);
+		pong(&a, &b, pp->spin_ns, pp->wake, ps);
 	for (int i = -iters / 10; i < iters; i++) {
 		double t0 = now();
-		chan_send(&a, buf, 64, 1);
-		chan_recv(&b, buf, len, 1);
+		if (pp->wake != PP_SEM_ONLY)
+			chan_send(&a, buf, 64, 1);
+		if (pp->wake != PP_OWN) {
+			sem_post(&ps->go);
+			while (sem_wait(&ps->back) != 0)
+				;
+		}
+		if (pp->wake != PP_SEM_ONLY)
+			chan_recv(&b, buf, len, 1);
 		if (i >= 0)
 			rtt[i] = now() - t0;
 	}
 	buf[0] = 0xff;
-	chan_send(&a, buf, pp->impl == I_SHMQ ? 0 : 64, 1);
+	ps->stop = 1;
+	if (pp->wake != PP_SEM_ONLY)
+		chan_send(&a, buf, pp->impl == I_SHMQ ? 0 : 64, 1);
+	if (pp->wake != PP_OWN)
+		sem_post(&ps->go);
 	waitpid(pid, NULL, 0);
+	munmap(ps, sizeof(*ps));
 	chan_close(&a);
 	chan_close(&b);
 	qsort(rtt, (size_t)iters, sizeof(*rtt), cmp_double);
@@ -780,11 +832,16 @@ int
 main(int argc, char **argv)
 {
 	struct pingpong pp[] = {
-		{ "libshmq, spinning", I_SHMQ, 50000, 0, 0, 0 },
-		{ "libshmq, sleeping (spin 0)", I_SHMQ, 0, 0, 0, 0 },
+		{ "libshmq, spinning", I_SHMQ, 50000, 0, PP_OWN, 0, 0 },
+		{ "libshmq, sleeping (spin 0)", I_SHMQ, 0, 0, PP_OWN, 0, 0 },
 		{ "libshmq, sleeping, fences queue", I_SHMQ, 0,
-		    SHMQ_CREATE_FENCES, 0, 0 },
-		{ "pipe", I_PIPE, 0, 0, 0, 0 },
+		    SHMQ_CREATE_FENCES, PP_OWN, 0, 0 },
+		{ "pipe", I_PIPE, 0, 0, PP_OWN, 0, 0 },
+		/* Yardsticks, after the rows print_targets() names. */
+		{ "bare sem_t pair, no message", I_PIPE, 0, 0, PP_SEM_ONLY,
+		    0, 0 },
+		{ "libshmq ops woken by sem_t", I_SHMQ, 0, 0, PP_SEM_OPS,
+		    0, 0 },
 	};
 	double redeliver_us;
 	int c;
