@@ -254,8 +254,9 @@ commit_skip(struct rq *rq, uint32_t slot)
  * Stage the complete lines of a connection, as far as the batch, the slab
  * and its window allow.  A line longer than max_line is answered ERR and
  * the rest of it skipped; at end of input a last line without '\n' counts.
- * True if lines are left that there was no room for (not just the start
- * of one still being sent).
+ * False if a line was left for want of room in the batch or the slab
+ * (not the start of one still being sent, nor the window: the caller
+ * checks that).
  */
 static bool
 parse(struct rq *rq, uint32_t slot)
@@ -265,11 +266,11 @@ parse(struct rq *rq, uint32_t slot)
 	/* Acquire: our own earlier store, or a dead predecessor's. */
 	uint32_t tail = (uint32_t)atomic_load_explicit(&conn(rq,
 	    slot)->in_total, memory_order_acquire);
+	bool ok = true;
 
-	while (rc->rc_head != tail && !over_window(rq, slot)) {
+	while (ok && rc->rc_head != tail && !over_window(rq, slot)) {
 		uint32_t head = rc->rc_head, avail = tail - head;
 		long nl = find_nl(rq, slot, head, tail);
-		bool ok = true;
 
 		if (rc->rc_disc) {		/* the rest of a long line */
 			rc->rc_head = nl < 0 ? tail : head + (uint32_t)nl + 1;
@@ -286,13 +287,9 @@ parse(struct rq *rq, uint32_t slot)
 		} else {
 			break;			/* the line is not complete */
 		}
-		if (!ok)
-			break;
 	}
 	commit_skip(rq, slot);
-	return rc->rc_head != tail && (over_window(rq, slot) ||
-	    find_nl(rq, slot, rc->rc_head, tail) >= 0 || rc->rc_eof ||
-	    tail - rc->rc_head > max);
+	return ok;
 }
 
 /* Commit the connections of messages [0, n) now on the queue. */
@@ -515,7 +512,7 @@ static void
 serve(struct rq *rq, uint32_t slot)
 {
 	struct rq_conn *rc = &rq->rq_conns[slot];
-	bool stuck = false;
+	bool room = true;
 
 	if (rc->rc_fd < 0)
 		return;
@@ -524,14 +521,14 @@ serve(struct rq *rq, uint32_t slot)
 	else if (!rc->rc_eof && !over_window(rq, slot) && !fill(rq, slot))
 		rc->rc_eof = true;
 	if (!(conn_flags(rq, slot) & SHMPIPE_CONN_ABORT))
-		stuck = parse(rq, slot);
+		room = parse(rq, slot);
 	if (rc->rc_eof && !rc->rc_ending) {
 		rc->rc_ending = true;
 		rq->rq_eof[rq->rq_neof++] = slot;
 	}
 	/* The start of a line still being sent waits for more input, watched
 	 * like any other; only lines there was no room for wait here. */
-	if (!rc->rc_waiting && (over_window(rq, slot) || stuck)) {
+	if (!rc->rc_waiting && (over_window(rq, slot) || !room)) {
 		watch(rq, slot, false);
 		rc->rc_waiting = true;
 		rq->rq_wait[rq->rq_nwait++] = slot;

@@ -518,6 +518,13 @@ struct pp_sems {
 	int		 stop;
 };
 
+static void
+sem_take(sem_t *s)
+{
+	while (sem_wait(s) != 0)
+		;			/* EINTR */
+}
+
 /* Server side: echo from a to b until a zero-length message. */
 static void
 pong(struct chan *a, struct chan *b, uint32_t spin_ns, enum pp_wake wake,
@@ -534,8 +541,7 @@ pong(struct chan *a, struct chan *b, uint32_t spin_ns, enum pp_wake wake,
 	}
 	for (;;) {
 		if (wake != PP_OWN)
-			while (sem_wait(&ps->go) != 0)
-				;
+			sem_take(&ps->go);
 		if (wake == PP_SEM_ONLY) {
 			if (ps->stop)
 				break;
@@ -590,8 +596,7 @@ ping(struct pingpong *pp, int iters)
 			chan_send(&a, buf, 64, 1);
 		if (pp->wake != PP_OWN) {
 			sem_post(&ps->go);
-			while (sem_wait(&ps->back) != 0)
-				;
+			sem_take(&ps->back);
 		}
 		if (pp->wake != PP_SEM_ONLY)
 			chan_recv(&b, buf, len, 1);
