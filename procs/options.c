@@ -189,7 +189,8 @@ option(struct options *o, int c, const char *arg, bool threaded)
 	case 'r': o->max_requests = (uint64_t)number("--max-requests", arg, 0,
 		    INT64_MAX); break;
 	case 't': o->request_timeout_ms = (uint32_t)number(
-		    "--request-timeout", arg, 0, 86400000); break;
+		    "--request-timeout", arg, 0, 86400000);
+		o->request_timeout_set = true; break;
 	case 'd': o->max_deliveries = (uint32_t)number("--max-deliveries",
 		    arg, 1, 1000); break;
 	case 'C': o->max_conns = (uint32_t)number("--max-connections", arg, 1,

@@ -138,7 +138,11 @@ refuse_process_only(struct options *o)
 	if (o->max_requests != 0)
 		log_event("--max-requests has no effect in the threaded build: "
 		    "a thread cannot be recycled");
+	if (o->request_timeout_set && o->request_timeout_ms != 0)
+		log_event("--request-timeout has no effect in the threaded "
+		    "build: a thread cannot be killed");
 	o->max_requests = 0;
+	o->request_timeout_ms = 0;
 }
 
 static struct pidfh *exit_pfh;		/* for remove_pidfile() */

@@ -1187,8 +1187,8 @@ START_TEST(test_pipeline_reload)
 END_TEST
 
 /*
- * What only processes can do, the threaded build refuses out loud or
- * simply does not do, and keeps serving: SIGHUP replaces no processor,
+ * What only processes can do, the threaded build refuses out loud and
+ * does not do, and keeps serving: SIGHUP replaces no processor,
  * --max-requests recycles none, and --request-timeout kills no thread (a
  * request runs as long as it runs).
  */
@@ -1203,6 +1203,8 @@ START_TEST(test_pipeline_threaded_refusals)
 	    "200"));
 	CP_ASSERT(&p, cp_log_has(&p, "--max-requests has no effect in the "
 	    "threaded build"), "--max-requests not refused");
+	CP_ASSERT(&p, cp_log_has(&p, "--request-timeout has no effect in the "
+	    "threaded build"), "--request-timeout not refused");
 	fd = cp_connect(&p);
 	cp_expect(fd, "sleep 400", "OK 400");
 	kill(p.cp_pid, SIGHUP);
@@ -1222,7 +1224,7 @@ START_TEST(test_pipeline_threaded_refusals)
 	}
 	ck_assert_uint_gt(served, 100);
 	ctl_close(&c);
-	CP_ASSERT(&p, !cp_log_has(&p, "timeout") && !cp_log_has(&p,
+	CP_ASSERT(&p, !cp_log_has(&p, "killing it") && !cp_log_has(&p,
 	    "recycling") && !cp_log_has(&p, "reload"), "a process-only "
 	    "action was logged");
 	cp_close(fd);
