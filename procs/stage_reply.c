@@ -45,6 +45,8 @@
 #include "stage.h"
 
 #define RP_BATCH	64
+#define RP_HOLD_MAX	1024		/* replies taken before writing at the
+					 * latest, while the queue stays full */
 #define RP_IOV		512		/* replies per writev, two iovecs each */
 #define RP_OUT		65536		/* replies copied together per write */
 #define RP_EV_CHAN	UINT32_MAX	/* epoll: the supervisor's channel */
@@ -834,6 +836,7 @@ stage_reply(struct stage *st)
 	struct rp rp;
 	bool synced = st->st_chan < 0;
 	int r = STAGE_EX_OK;
+	unsigned held = 0;		/* replies taken since the last write */
 
 	if (rp_setup(&rp, st) != 0) {
 		rp_teardown(&rp);
@@ -852,6 +855,11 @@ stage_reply(struct stage *st)
 		}
 		if (!poll_events(&rp, n <= 0))
 			break;			/* the supervisor is gone */
+		/* More replies waiting: take them before writing, so each
+		 * client gets one write for all of its that are ready. */
+		if (n == RP_BATCH && (held += n) < RP_HOLD_MAX)
+			continue;
+		held = 0;
 		flush_dirty(&rp);
 		reap_stalled(&rp);
 		if (n <= 0) {			/* idle: a look at everyone */
