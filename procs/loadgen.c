@@ -41,6 +41,7 @@
 #include "loadgen_stats.h"
 #include "handlers.h"
 #include "proto.h"
+#include "shmq.h"
 
 #define EXIT_WRONG	1	/* a reply was not right */
 #define EXIT_CONNECT	2	/* could not connect */
@@ -1238,9 +1239,13 @@ main(int argc, char **argv)
 	char msg[512];
 	int rc;
 
-	if ((rc = loadgen_opts_parse(&opts, argc, argv, msg, sizeof(msg))) ==
-	    LOADGEN_OPTS_HELP) {
+	rc = loadgen_opts_parse(&opts, argc, argv, msg, sizeof(msg));
+	if (rc == LOADGEN_OPTS_HELP) {
 		fputs(loadgen_opts_usage(), stdout);
+		return 0;
+	}
+	if (rc == LOADGEN_OPTS_VERSION) {
+		printf("%s %s\n", getprogname(), SHMQ_VERSION);
 		return 0;
 	}
 	if (rc != 0)

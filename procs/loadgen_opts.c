@@ -76,6 +76,7 @@ static const char usage[] =
 "  --json                   the summary as one JSON object on stdout\n"
 "  -q, --quiet              no summary (but --json's) and no event lines\n"
 "  -h, --help               this text\n"
+"  -V, --version            the version\n"
 "\n"
 "Exit status: 0 every reply was correct; 1 a reply was wrong, out of order,\n"
 "missing or duplicated, a connection timed out, or one was dropped without\n"
@@ -99,6 +100,7 @@ static const struct option longopts[] = {
 	{ "json",	 no_argument,	    NULL, OPT_JSON },
 	{ "quiet",	 no_argument,	    NULL, 'q' },
 	{ "help",	 no_argument,	    NULL, 'h' },
+	{ "version",	 no_argument,	    NULL, 'V' },
 	{ NULL,		 0,		    NULL, 0 }
 };
 
@@ -331,6 +333,8 @@ parse_one(struct loadgen_opts *o, int c, const char *s, struct seen *se,
 		return 0;
 	case 'h':
 		return LOADGEN_OPTS_HELP;
+	case 'V':
+		return LOADGEN_OPTS_VERSION;
 	default:
 		return parse_number_opt(o, c, s, se, err, errlen);
 	}
@@ -406,7 +410,7 @@ loadgen_opts_parse(struct loadgen_opts *o, int argc, char **argv, char *err,
 	defaults(o);
 	optind = 0;	/* glibc: start over, as for a new argv */
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":c:d:n:t:T:v:s:a:qh", longopts,
+	while ((c = getopt_long(argc, argv, ":c:d:n:t:T:v:s:a:qhV", longopts,
 	    NULL)) != -1) {
 		if (c == '?')
 			return fail(err, errlen, "unknown option %s; see --help",

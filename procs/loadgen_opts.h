@@ -62,13 +62,15 @@ struct loadgen_opts {
 	bool		 lo_quiet;	/* --quiet */
 };
 
-/* loadgen_opts_parse() returns this when --help was asked for. */
+/* loadgen_opts_parse() returns these when --help or --version was asked
+ * for. */
 #define LOADGEN_OPTS_HELP	1
+#define LOADGEN_OPTS_VERSION	2
 
 /*
  * Parse argv into o (defaults for what is not given) and check every value
  * and their combination.  Strings in o point into argv.
- * Returns 0, LOADGEN_OPTS_HELP, or -EINVAL with one line (no newline) in
+ * Returns 0, LOADGEN_OPTS_HELP, LOADGEN_OPTS_VERSION, or -EINVAL with one line (no newline) in
  * err saying what was wrong and what is expected.
  */
 int		loadgen_opts_parse(struct loadgen_opts *o, int argc,

@@ -367,6 +367,8 @@ START_TEST(test_loadgen_opts_help)
 
 	ck_assert_int_eq(PARSE(&o, "--help"), LOADGEN_OPTS_HELP);
 	ck_assert_int_eq(PARSE(&o, "-c", "3", "-h"), LOADGEN_OPTS_HELP);
+	ck_assert_int_eq(PARSE(&o, "--version"), LOADGEN_OPTS_VERSION);
+	ck_assert_int_eq(PARSE(&o, "-V"), LOADGEN_OPTS_VERSION);
 	ck_assert_ptr_nonnull(strstr(loadgen_opts_usage(), "--crash-at"));
 }
 END_TEST
