@@ -301,12 +301,37 @@ ctl_open(struct ctl *c, const char *pipeline, unsigned flags)
 	return r;
 }
 
-/* The number of pid's fd that is the memfd named want, -ENOENT if none,
- * -ESRCH if no process pid, or -errno of /proc. */
-static int
-memfd_find(pid_t pid, const char *want)
+#define MEMFD_PREFIX	"/memfd:shmpipe."
+#define MEMFD_SUFFIX	".ctl (deleted)"
+
+/*
+ * The pipeline whose control memfd a /proc/PID/fd link names, into name
+ * (SHMPIPE_NAME_MAX); false if the link is something else.
+ */
+static bool
+memfd_pipeline(const char *link, char *name)
 {
-	char dir[32], path[300], link[128];
+	size_t n = strlen(link), pre = strlen(MEMFD_PREFIX),
+	    suf = strlen(MEMFD_SUFFIX);
+
+	if (n <= pre + suf || n - pre - suf >= SHMPIPE_NAME_MAX ||
+	    strncmp(link, MEMFD_PREFIX, pre) != 0 ||
+	    strcmp(link + n - suf, MEMFD_SUFFIX) != 0)
+		return false;
+	memcpy(name, link + pre, n - pre - suf);
+	name[n - pre - suf] = '\0';
+	return ctl_name_ok(name);
+}
+
+/*
+ * The number of pid's fd that is the control memfd of pipeline (the first
+ * one if pipeline is NULL, its name then copied there into found), -ENOENT
+ * if none, -ESRCH if no process pid, or -errno of /proc.
+ */
+static int
+memfd_find(pid_t pid, const char *pipeline, char *found_name)
+{
+	char dir[32], path[300], link[128], name[SHMPIPE_NAME_MAX];
 	struct dirent *de;
 	ssize_t n;
 	DIR *d;
@@ -319,24 +344,34 @@ memfd_find(pid_t pid, const char *want)
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
 		n = readlink(path, link, sizeof(link) - 1);
 		link[n > 0 ? n : 0] = '\0';
-		if (strcmp(link, want) == 0)
+		if (memfd_pipeline(link, name) && (pipeline == NULL ||
+		    strcmp(name, pipeline) == 0))
 			found = atoi(de->d_name);
 	}
 	closedir(d);
+	if (found >= 0 && found_name != NULL)
+		strlcpy(found_name, name, SHMPIPE_NAME_MAX);
 	return found >= 0 ? found : -ENOENT;
+}
+
+int
+ctl_pid_pipeline(pid_t pid, char *name)
+{
+	int n = memfd_find(pid, NULL, name);
+
+	return n < 0 ? n : 0;
 }
 
 int
 ctl_open_pid(struct ctl *c, pid_t pid, const char *pipeline, unsigned flags)
 {
 	bool rdonly = flags & CTL_OPEN_RDONLY;
-	char name[64], want[96], path[64];
+	char path[64];
 	int fd, n, r;
 
-	if ((r = ctl_seg_name(name, sizeof(name), pipeline, "ctl")) != 0)
-		return r;
-	snprintf(want, sizeof(want), "/memfd:%s (deleted)", name + 1);
-	if ((n = memfd_find(pid, want)) < 0)
+	if (!ctl_name_ok(pipeline))
+		return -EINVAL;
+	if ((n = memfd_find(pid, pipeline, NULL)) < 0)
 		return n;
 	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, n);
 	if ((fd = open(path, (rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC)) < 0)

@@ -80,6 +80,10 @@ int	ctl_open_fd(struct ctl *c, int fd, unsigned flags);
 int	ctl_open_pid(struct ctl *c, pid_t pid, const char *pipeline,
 	    unsigned flags);
 
+/* The name of the (first) pipeline whose control memfd process pid holds,
+ * into name (SHMPIPE_NAME_MAX bytes): 0, or the errors of ctl_open_pid. */
+int	ctl_pid_pipeline(pid_t pid, char *name);
+
 /*
  * Is the pipeline's segment `suffix` there and not ours alone (another
  * user's, or open to group or others)?  Fills why with the owner and mode.

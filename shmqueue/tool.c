@@ -30,7 +30,7 @@ static const struct tool_cmd cmds[] = {
 	    "[PATTERN]", "queues: state, depth, fill, rates, processes" },
 	{ "show", tool_cmd_show, "[-o FMT] [-w S] [--fill-warn P] [--stall S] "
 	    "NAME", "one queue, every field and every process attached" },
-	{ "ps", tool_cmd_ps, "[-o FMT] [PIPELINE]",
+	{ "ps", tool_cmd_ps, "[-o FMT] [-p PID] [PIPELINE]",
 	    "pipelines' process tables: who is on which request" },
 	{ "top", tool_cmd_top, "[-i S] [-n COUNT] [-w S] [--fill-warn P] "
 	    "[--stall S] [PATTERN]", "ls, refreshed every -i seconds (2)" },

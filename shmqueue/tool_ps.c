@@ -10,7 +10,9 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,6 +57,7 @@ struct ps_list {
 /* A guarded open and read of a control segment. */
 struct ps_read {
 	const char	*x_name;
+	pid_t		 x_pid;		/* > 0: the memfd of this process */
 	struct ctl	*x_ctl;
 	struct ps_pipe	*x_pipe;
 };
@@ -129,8 +132,10 @@ read_ctl(void *arg)
 	uint64_t freed;
 	int r;
 
-	if ((r = ctl_open(x->x_ctl, x->x_name, CTL_OPEN_RDONLY |
-	    CTL_OPEN_ANY)) != 0)
+	r = x->x_pid > 0 ? ctl_open_pid(x->x_ctl, x->x_pid, x->x_name,
+	    CTL_OPEN_RDONLY | CTL_OPEN_ANY) : ctl_open(x->x_ctl, x->x_name,
+	    CTL_OPEN_RDONLY | CTL_OPEN_ANY);
+	if (r != 0)
 		return r;
 	h = x->x_ctl->c_hdr;
 	p->p_sup = (pid_t)h->supervisor_pid;
@@ -174,12 +179,13 @@ pipe_fail(struct ps_pipe *p, int err)
 	    err == EAGAIN ? "being created" : strerror(err);
 }
 
-/* Snapshot pipeline name into p; its rows are malloc'd. */
+/* Snapshot pipeline name (in /dev/shm, or held by process pid if > 0)
+ * into p; its rows are malloc'd. */
 static void
-pipe_read(const char *name, struct ps_pipe *p)
+pipe_read(const char *name, pid_t pid, struct ps_pipe *p)
 {
 	struct ctl c = { 0 };
-	struct ps_read x = { name, &c, p };
+	struct ps_read x = { name, pid, &c, p };
 	int r;
 
 	memset(p, 0, sizeof(*p));
@@ -216,7 +222,7 @@ list_add(const struct tool_ent *e, void *arg)
 		strlcpy(p->p_name, name, sizeof(p->p_name));
 		pipe_fail(p, e->e_err);
 	} else {
-		pipe_read(name, p);
+		pipe_read(name, 0, p);
 	}
 	l->l_n += p->p_state != TOOL_ST_GONE;
 	return 0;
@@ -529,20 +535,47 @@ ps_print(const struct ps_list *l, enum tool_fmt fmt)
 	}
 }
 
-/* "NAME" or "shmpipe.NAME.ctl" (or its path) into a ctl pattern. */
+/* "NAME" or "shmpipe.NAME.ctl" (or its path) into NAME. */
 static int
-ps_pattern(const char *arg, char *pat, size_t len)
+ps_name(const char *arg, char name[SHMPIPE_NAME_MAX])
 {
-	char name[SHMPIPE_NAME_MAX];
-
 	arg = tool_pattern(arg);
-	if (!tool_pipe_name(arg, name, sizeof(name), NULL))
-		strlcpy(name, arg, sizeof(name));
+	if (!tool_pipe_name(arg, name, SHMPIPE_NAME_MAX, NULL))
+		strlcpy(name, arg, SHMPIPE_NAME_MAX);
 	if (!ctl_name_ok(name)) {
 		warnx("%s: not a pipeline name", arg);
 		return TOOL_EX_USAGE;
 	}
-	snprintf(pat, len, "shmpipe.%s.ctl", name);
+	return 0;
+}
+
+/*
+ * -p PID: the pipeline of a shmpipe-threaded, whose control area is a
+ * memfd of that process rather than a segment in /dev/shm; the one named
+ * by arg, or the one it holds.
+ */
+static int
+ps_of_pid(struct ps_list *l, pid_t pid, const char *arg)
+{
+	char name[SHMPIPE_NAME_MAX];
+	int r;
+
+	if (arg != NULL && (r = ps_name(arg, name)) != 0)
+		return r;
+	if (kill(pid, 0) != 0 && errno == ESRCH) {
+		warnx("process %d: no such process", (int)pid);
+		return TOOL_EX_NOINPUT;
+	}
+	if (arg == NULL && (r = ctl_pid_pipeline(pid, name)) != 0) {
+		warnx("process %d: %s", (int)pid, r == -ENOENT ? "holds no "
+		    "pipeline's control area (not a shmpipe-threaded?)" :
+		    strerror(-r));
+		return tool_exit_code(-r);
+	}
+	if ((l->l_pipes = calloc(1, sizeof(*l->l_pipes))) == NULL)
+		err(TOOL_EX_OSERR, "calloc");
+	pipe_read(name, pid, &l->l_pipes[0]);
+	l->l_n = l->l_pipes[0].p_state != TOOL_ST_GONE;
 	return 0;
 }
 
@@ -554,30 +587,45 @@ tool_cmd_ps(int argc, char **argv)
 	};
 	struct tool_opts o;
 	struct ps_list l = { 0 };
-	char pat[TOOL_NAME_LEN] = "shmpipe.*.ctl";
+	char pat[TOOL_NAME_LEN] = "shmpipe.*.ctl", name[SHMPIPE_NAME_MAX];
+	const char *arg;
+	long long pid = 0;
 	unsigned matched;
 	int ch, r;
 
 	tool_opts_init(&o);
-	while ((ch = getopt_long(argc, argv, "ho:", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "ho:p:", longopts, NULL)) != -1) {
 		if (ch == 'h')
 			return tool_help("ps");
-		if (ch != 'o' || tool_opt_common(&o, ch, optarg) <= 0)
+		if (ch == 'p' && !tool_num(optarg, 1, INT_MAX, &pid)) {
+			warnx("-p %s: expected a process id, 1..%d", optarg,
+			    INT_MAX);
+			return TOOL_EX_USAGE;
+		}
+		if (ch != 'p' && (ch != 'o' ||
+		    tool_opt_common(&o, ch, optarg) <= 0))
 			return tool_usage("ps", NULL);
 	}
 	if (argc - optind > 1)
 		return tool_usage("ps", "one PIPELINE at most");
-	if (optind < argc && (r = ps_pattern(argv[optind], pat,
-	    sizeof(pat))) != 0)
-		return r;
+	arg = optind < argc ? argv[optind] : NULL;
 	l.l_now = tool_coarse_ns();
-	r = tool_scan(pat, TOOL_K_PIPE | TOOL_K_PINIT | TOOL_K_DENIED,
-	    list_add, &l, &matched);
-	if (r != 0) {
-		list_free(&l);
-		errno = -r;
-		warn("%s", TOOL_SHM_DIR);
-		return tool_exit_code(-r);
+	if (pid > 0) {
+		if ((r = ps_of_pid(&l, (pid_t)pid, arg)) != 0)
+			return r;
+	} else {
+		if (arg != NULL && (r = ps_name(arg, name)) != 0)
+			return r;
+		if (arg != NULL)
+			snprintf(pat, sizeof(pat), "shmpipe.%s.ctl", name);
+		r = tool_scan(pat, TOOL_K_PIPE | TOOL_K_PINIT |
+		    TOOL_K_DENIED, list_add, &l, &matched);
+		if (r != 0) {
+			list_free(&l);
+			errno = -r;
+			warn("%s", TOOL_SHM_DIR);
+			return tool_exit_code(-r);
+		}
 	}
 	ps_print(&l, o.o_fmt);
 	for (size_t i = 0; i < l.l_n; i++)
@@ -587,8 +635,8 @@ tool_cmd_ps(int argc, char **argv)
 			    tool_state_name(l.l_pipes[i].p_state),
 			    l.l_pipes[i].p_why);
 	r = ps_exit(&l);
-	if (r == 0 && optind < argc && l.l_n == 0) {
-		warnx("no pipeline %s", argv[optind]);
+	if (r == 0 && arg != NULL && l.l_n == 0) {
+		warnx("no pipeline %s", arg);
 		r = TOOL_EX_NOINPUT;
 	}
 	list_free(&l);
@@ -600,7 +648,7 @@ tool_pipe_state(const char *pipeline, const char **why)
 {
 	struct ps_pipe p;
 
-	pipe_read(pipeline, &p);
+	pipe_read(pipeline, 0, &p);
 	free(p.p_rows);
 	*why = p.p_why;
 	return p.p_state;

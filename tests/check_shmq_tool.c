@@ -1055,6 +1055,60 @@ st_ps_busy(struct cp_pipe *p)
 	}
 }
 
+/*
+ * A shmpipe-threaded keeps its process table in a memfd of its own, not
+ * in /dev/shm: ps does not find it by name, ps -p PID does.
+ */
+START_TEST(test_shmq_tool_ps_threaded)
+{
+	char pid[16], self[16];
+	const struct cj *pipe, *procs;
+	struct cp_pipe p;
+	struct st_run r;
+	struct cj *v;
+
+	cp_start(&p, 2, NULL);
+	snprintf(pid, sizeof(pid), "%d", (int)p.cp_pid);
+	snprintf(self, sizeof(self), "%d", (int)getpid());
+	ST_RUN(&r, "ps", p.cp_name);
+	st_expect(&r, 66, "ps by name of a threaded pipeline");
+	st_free(&r);
+
+	ST_RUN(&r, "ps", "-o", "json", "-p", pid);
+	st_expect(&r, 0, "ps -p");
+	v = st_json(&r, "ps");
+	st_free(&r);
+	pipe = cj_at(cj_get(v, "pipelines"), 0);
+	ck_assert_str_eq(cj_str(cj_get(pipe, "name")), p.cp_name);
+	ck_assert_str_eq(cj_str(cj_get(pipe, "state")), "OK");
+	ck_assert(st_num(pipe, "supervisor_pid") == p.cp_pid);
+	procs = cj_get(pipe, "procs");
+	ck_assert_ptr_nonnull(cj_at(procs, 3));	/* request, reply, 2 */
+	ck_assert_ptr_null(cj_at(procs, 4));
+	ck_assert_str_eq(cj_str(cj_get(cj_at(procs, 3), "role")),
+	    "processor");
+	ck_assert(st_num(cj_at(procs, 3), "pid") == p.cp_pid);
+	cj_free(v);
+
+	ST_RUN(&r, "ps", "-p", pid, p.cp_name);
+	st_expect(&r, 0, "ps -p PID PIPELINE");
+	ck_assert_ptr_nonnull(strstr(r.r_out, "READY"));
+	st_free(&r);
+	ST_RUN(&r, "ps", "-p", pid, "no-such-pipeline");
+	st_expect(&r, 66, "ps -p of a pipeline the process does not hold");
+	st_free(&r);
+	ST_RUN(&r, "ps", "-p", self);
+	st_expect(&r, 66, "ps -p of a process without a pipeline");
+	ck_assert_ptr_nonnull(strstr(r.r_err, "holds no pipeline"));
+	st_free(&r);
+	ST_RUN(&r, "ps", "-p", "0");
+	st_expect(&r, 64, "ps -p 0");
+	ck_assert_ptr_nonnull(strstr(r.r_err, "expected a process id"));
+	st_free(&r);
+	cp_stop(&p);
+}
+END_TEST
+
 START_TEST(test_shmq_tool_ps)
 {
 	char req[96], pat[96], busy_pid[16];
@@ -1436,6 +1490,10 @@ shmq_tool_suite(void)
 	tc = cp_tcase("Pipeline", 120);
 	tcase_add_test(tc, test_shmq_tool_ps);
 	tcase_add_test(tc, test_shmq_tool_gc_pipeline);
+	suite_add_tcase(s, tc);
+
+	tc = cp_tcase_threads("Pipeline threaded", 60);
+	tcase_add_test(tc, test_shmq_tool_ps_threaded);
 	suite_add_tcase(s, tc);
 
 	tc = cu_tcase("Crash");
