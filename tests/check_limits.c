@@ -98,29 +98,6 @@ max_flight(const struct ctl *c)
 	return most;
 }
 
-/* Write buf to fd from a child, so that the test may do other things. */
-static pid_t
-send_async(int fd, const void *buf, size_t len)
-{
-	const char *s = buf;
-	pid_t pid = fork();
-	ssize_t n;
-
-	ck_assert_int_ge(pid, 0);
-	if (pid != 0)
-		return pid;
-	while (len > 0) {
-		n = send(fd, s, len, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			_exit(1);
-		s += n;
-		len -= (size_t)n;
-	}
-	_exit(0);
-}
-
 static int
 wait_child(pid_t pid)
 {
@@ -540,7 +517,7 @@ START_TEST(test_limits_queue_full)
 		for (int k = 0; k < FULL_EACH; k++)
 			len += (size_t)sprintf(buf + len, "echo c%d-%d\n", i, k);
 		fd[i] = cp_connect(&p);
-		writer[i] = send_async(fd[i], buf, len);
+		writer[i] = cp_send_async(fd[i], buf, len);
 	}
 	LM_WAIT(&p, depth(req) == shmq_capacity(req), "the request queue "
 	    "never filled");
@@ -605,7 +582,7 @@ START_TEST(test_limits_slow_client)
 		buf[len++] = '\n';
 	}
 	slow = cp_connect(&p);
-	writer = send_async(slow, buf, len);
+	writer = cp_send_async(slow, buf, len);
 	other = cp_connect(&p);
 	/* Its window full of replies nobody reads: held there. */
 	LM_WAIT(&p, max_flight(&c) >= SLOW_WINDOW, "the slow client's window "

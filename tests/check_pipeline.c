@@ -139,32 +139,6 @@ assert_logged_kill(struct cp_pipe *p, const char *who, pid_t pid)
 	CP_ASSERT(p, cp_log_has(p, want), "'%s' not logged", want);
 }
 
-/*
- * Write buf to fd from a child process, so that the test can read the
- * replies meanwhile (a client that only writes would stall the server).
- */
-static pid_t
-send_async(int fd, const void *buf, size_t len)
-{
-	const char *s = buf;
-	pid_t pid = fork();
-	ssize_t n;
-
-	ck_assert_int_ge(pid, 0);
-	if (pid != 0)
-		return pid;
-	while (len > 0) {
-		n = send(fd, s, len, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			_exit(1);
-		s += n;
-		len -= (size_t)n;
-	}
-	_exit(0);
-}
-
 static void
 wait_writer(pid_t pid)
 {
@@ -466,7 +440,7 @@ START_TEST(test_pipeline_garbage)
 	ck_assert_ptr_nonnull(h);
 	cp_start(&p, 2, CP_ARGS("--max-line", "256"));
 	fd = cp_connect(&p);
-	writer = send_async(fd, junk, sizeof(junk));
+	writer = cp_send_async(fd, junk, sizeof(junk));
 	/* Each line gets the reply the protocol gives it, in order. */
 	for (; line < junk + sizeof(junk); line = nl + 1, lines++) {
 		nl = memchr(line, '\n', (size_t)(junk + sizeof(junk) - line));

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "check_pipeline_util.h"
+#include "check_util.h"
 #include "supervisor.h"
 
 #define CP_ARGV_MAX	64
@@ -262,10 +263,9 @@ static pid_t
 cp_exec(const char *dir, const char *const *argv, int in_fd,
     const char *out, const char *err)
 {
-	pid_t pid = fork();
+	pid_t pid = cu_fork();
 	int fd;
 
-	ck_assert_msg(pid >= 0, "fork: %s", strerror(errno));
 	if (pid == 0) {
 		fd = in_fd >= 0 ? in_fd : open("/dev/null", O_RDONLY);
 		dup2(fd, STDIN_FILENO);
@@ -281,6 +281,27 @@ cp_exec(const char *dir, const char *const *argv, int in_fd,
 	}
 	cp_note_pid(dir, pid);
 	return pid;
+}
+
+pid_t
+cp_send_async(int fd, const void *buf, size_t len)
+{
+	const char *s = buf;
+	pid_t pid = cu_fork();
+	ssize_t n;
+
+	if (pid != 0)
+		return pid;
+	while (len > 0) {
+		n = send(fd, s, len, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			_exit(1);
+		s += n;
+		len -= (size_t)n;
+	}
+	_exit(0);
 }
 
 void

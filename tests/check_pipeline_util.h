@@ -87,6 +87,13 @@ void	 cp_use_tcp(struct cp_pipe *p);
  */
 pid_t	 cp_spawn(struct cp_pipe *p, const char *const *extra);
 pid_t	 cp_spawnv(struct cp_pipe *p, const char *const *argv, int in_fd);
+
+/*
+ * Write buf to fd from a child process (exit 0 when all is sent), so that
+ * the test can read the replies meanwhile: a client that only writes
+ * stalls the server.
+ */
+pid_t	 cp_send_async(int fd, const void *buf, size_t len);
 #define CP_ARGS(...)	((const char *const[]){ __VA_ARGS__, NULL })
 
 /* cp_prepare, cp_spawn, then wait until every stage is READY. */

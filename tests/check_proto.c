@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <vis.h>
 
+#include "check_util.h"
 #include "proto.h"
 
 Suite	*proto_suite(void);
@@ -439,8 +440,7 @@ START_TEST(test_proto_crash_enabled)
 	EXPECT(h, "nope", "ERR unknown verb 'nope' "
 	    "(expected echo, upper, rev, sha256, fib, sleep, crash)");
 	proto_unload(h);
-	ck_assert_int_ne(pid = fork(), -1);
-	if (pid == 0)
+	if ((pid = cu_fork()) == 0)
 		crash_child();
 	while (waitpid(pid, &status, 0) == -1)
 		ck_assert_int_eq(errno, EINTR);

@@ -150,8 +150,7 @@ st_run_in(struct st_run *r, const char *input, const char *const *args)
 	lseek(in, 0, SEEK_SET);
 	ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
 	ck_assert_int_eq(pipe2(err, O_CLOEXEC), 0);
-	ck_assert_int_ge(pid = fork(), 0);
-	if (pid == 0)
+	if ((pid = cu_fork()) == 0)
 		st_exec(argv, in, out[1], err[1]);
 	close(in);
 	close(out[1]);
