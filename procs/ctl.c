@@ -324,9 +324,9 @@ memfd_pipeline(const char *link, char *name)
 }
 
 /*
- * The number of pid's fd that is the control memfd of pipeline (the first
- * one if pipeline is NULL, its name then copied there into found), -ENOENT
- * if none, -ESRCH if no process pid, or -errno of /proc.
+ * The number of pid's fd that is the control memfd of pipeline, or of the
+ * first pipeline found if that is NULL (its name then into found_name, if
+ * not NULL); -ENOENT if none, -ESRCH if no process pid, or -errno of /proc.
  */
 static int
 memfd_find(pid_t pid, const char *pipeline, char *found_name)
