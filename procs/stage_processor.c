@@ -90,9 +90,10 @@ verdict_answer(struct pr *pr, const struct msg_hdr *h, char *out, size_t cap)
 	return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 
-/* Tell the supervisor which request we are on, for timeouts and crashes. */
+/* Tell the supervisor which request we are on since now (coarse ns), for
+ * timeouts and crashes. */
 static void
-busy(struct pr *pr, const struct msg_hdr *h)
+busy(struct pr *pr, const struct msg_hdr *h, uint64_t now)
 {
 	/* Relaxed: published by the release store of busy_since. */
 	atomic_store_explicit(&pr->pr_proc->cur_conn, h->mh_conn,
@@ -100,7 +101,7 @@ busy(struct pr *pr, const struct msg_hdr *h)
 	atomic_store_explicit(&pr->pr_proc->cur_seq, h->mh_seq,
 	    memory_order_relaxed);
 	/* Release: pairs with the supervisor's acquire of busy_since. */
-	atomic_store_explicit(&pr->pr_proc->busy_since_ns, stage_coarse_ns(),
+	atomic_store_explicit(&pr->pr_proc->busy_since_ns, now,
 	    memory_order_release);
 }
 
@@ -111,9 +112,10 @@ idle(struct pr *pr)
 	    memory_order_release);
 }
 
-/* Build the reply message for request i into reply slot k. */
+/* Build the reply message for request i into reply slot k, starting at
+ * now (coarse ns). */
 static void
-answer(struct pr *pr, unsigned i, unsigned k)
+answer(struct pr *pr, unsigned i, unsigned k, uint64_t now)
 {
 	const struct msg_hdr *h = pr->pr_in_iov[i].iov_base;
 	const char *line = (const char *)(h + 1);
@@ -131,7 +133,7 @@ answer(struct pr *pr, unsigned i, unsigned k)
 	else if (pr->pr_lease[i].deliveries > 1)
 		n = verdict_answer(pr, h, out, cap);
 	if (n == 0) {
-		busy(pr, h);
+		busy(pr, h, now);
 		n = proto_handle(pr->pr_h, line, len,
 		    pr->pr_lease[i].deliveries, out, cap);
 		idle(pr);
@@ -171,13 +173,13 @@ flush(struct pr *pr, unsigned n)
 static int
 handle_batch(struct pr *pr, unsigned n)
 {
-	uint64_t t0 = stage_coarse_ns();
+	uint64_t t0 = stage_coarse_ns(), now = t0;
 	unsigned i;
 
 	for (i = 0; i < n; i++) {
-		if (i > 0 && stage_coarse_ns() - t0 > PR_SLOW_NS)
+		if (i > 0 && (now = stage_coarse_ns()) - t0 > PR_SLOW_NS)
 			break;
-		answer(pr, i, i);
+		answer(pr, i, i, now);
 	}
 	for (unsigned k = i; k < n; k++)
 		shmq_release(pr->pr_st->st_req, &pr->pr_lease[k]);
