@@ -74,7 +74,7 @@ void	 cu_unshare(void *p, size_t len);
 
 /*
  * fork() with SIGCHLD blocked in the parent (cu_wait waits for it with
- * sigtimedwait), and the child's signal mask restored.  The child must
+ * sigtimedwait), and SIGCHLD unblocked in the child.  The child must
  * leave with _exit() or exec, and call no ck_ function: even a passing
  * check writes to Check's message file.  Every test forks through this.
  */
