@@ -112,16 +112,16 @@ idle(struct pr *pr)
 	    memory_order_release);
 }
 
-/* Build the reply message for request i into reply slot k, starting at
- * now (coarse ns). */
+/* Build the reply to request i of the batch, in reply slot i, starting
+ * at now (coarse ns). */
 static void
-answer(struct pr *pr, unsigned i, unsigned k, uint64_t now)
+answer(struct pr *pr, unsigned i, uint64_t now)
 {
 	const struct msg_hdr *h = pr->pr_in_iov[i].iov_base;
 	const char *line = (const char *)(h + 1);
 	size_t len = pr->pr_in_iov[i].iov_len - sizeof(*h);
 	struct msg_hdr *rh = (struct msg_hdr *)(pr->pr_out +
-	    k * pr->pr_out_size);
+	    i * pr->pr_out_size);
 	char *out = (char *)(rh + 1);
 	size_t cap = pr->pr_st->st_ctl->c_hdr->reply_max, n = 0;
 
@@ -138,7 +138,7 @@ answer(struct pr *pr, unsigned i, unsigned k, uint64_t now)
 		    pr->pr_lease[i].deliveries, out, cap);
 		idle(pr);
 	}
-	pr->pr_out_iov[k] = (struct iovec){ rh, sizeof(*rh) + n };
+	pr->pr_out_iov[i] = (struct iovec){ rh, sizeof(*rh) + n };
 }
 
 /* Put replies [0, n) on the reply queue, then ack their requests. */
@@ -179,7 +179,7 @@ handle_batch(struct pr *pr, unsigned n)
 	for (i = 0; i < n; i++) {
 		if (i > 0 && (now = stage_coarse_ns()) - t0 > PR_SLOW_NS)
 			break;
-		answer(pr, i, i, now);
+		answer(pr, i, now);
 	}
 	for (unsigned k = i; k < n; k++)
 		shmq_release(pr->pr_st->st_req, &pr->pr_lease[k]);
