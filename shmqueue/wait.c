@@ -237,6 +237,23 @@ sleep_cancel(struct shmq *q, enum shmq__kind kind)
 		(void)sem_trywait(proc_sem(q->rec));
 }
 
+/*
+ * Woken.  A waker claimed our bit before posting, but shmq_wakeup() and
+ * a stray token post without claiming it: withdraw it then, or the next
+ * waker would spend its wake-up on us, not on a consumer asleep.
+ */
+static void
+sleep_woken(struct shmq *q, enum shmq__kind kind)
+{
+	uint64_t bit = UINT64_C(1) << (q->me % 64);
+
+	/* Relaxed: only we set our bit, so clear means a waker claimed it;
+	 * a stale set is settled by sleep_cancel's fetch_and. */
+	if (atomic_load_explicit(&sleepers(q, kind)[q->me / 64],
+	    memory_order_relaxed) & bit)
+		sleep_cancel(q, kind);
+}
+
 /* Spin with growing pauses until try() stops saying -EAGAIN or time is up. */
 static int
 spin(struct shmq *q, shmq__try_fn try, void *arg, uint64_t until)
@@ -306,6 +323,8 @@ sleep_once(struct shmq *q, enum shmq__kind kind, shmq__try_fn try, void *arg,
 	r = sem_sleep(q, deadline);
 	if (r != 0)
 		sleep_cancel(q, kind);
+	else
+		sleep_woken(q, kind);
 	if (r == -ETIMEDOUT && shmq__now_ns() < deadline)
 		r = 0;				/* a slice ended */
 out:

@@ -3,6 +3,7 @@
  * once delivery and per-producer order under load, and sleepers woken. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -269,6 +270,95 @@ START_TEST(test_multiproc_blocked_put_woken)
 }
 END_TEST
 
+/* The sleeper of test_multiproc_wakeup_keeps_no_bit, and its signal. */
+static struct shmq	*wk_h;
+
+static void
+wk_on_usr1(int sig)
+{
+	(void)sig;
+	shmq_wakeup(wk_h);
+}
+
+/*
+ * A consumer woken by shmq_wakeup() (no waker claimed its sleeper bit)
+ * must not leave the bit set: the next put would wake it, not the
+ * consumer asleep after it, which would sleep with a message waiting.
+ */
+START_TEST(test_multiproc_wakeup_keeps_no_bit)
+{
+	struct shmq_proc_info pi[4];
+	int up[2], down[2], n;
+	uint32_t v = 7, idx = UINT32_MAX;
+	pid_t first, second;
+	char c = 0;
+
+	cu_create_flags = _i ? SHMQ_CREATE_FENCES : 0;
+	cu_name(qname, "wakeup");
+	q = cu_create(qname, 8, 64, 4, 2);
+	ck_assert_int_eq(pipe(up), 0);
+	ck_assert_int_eq(pipe(down), 0);
+	first = cu_fork();
+	if (first == 0) {
+		char r;
+
+		if ((wk_h = shmq_open(qname)) == NULL ||
+		    signal(SIGUSR1, wk_on_usr1) == SIG_ERR)
+			_exit(1);
+		shmq_set_spin(wk_h, 0);
+		r = shmq_get(wk_h, &v, sizeof(v), -1) == -EINTR ? 'i' : 'x';
+		/* Stay attached, not waiting, until told to go. */
+		if (write(up[1], &r, 1) != 1 || read(down[0], &r, 1) != 1)
+			_exit(2);
+		shmq_close(wk_h);
+		_exit(0);
+	}
+	cu_wait_asleep(q, first, SHMQ_ASLEEP_GET);
+	cu_wait_waits(q, SHMQ_ASLEEP_GET, 1);
+	QASSERT_EQ(q, kill(first, SIGUSR1), 0);
+	QASSERT_EQ(q, read(up[0], &c, 1), 1);
+	QASSERT_EQ(q, c, 'i');
+	n = shmq_procs(q, pi, 4);
+	for (int i = 0; i < n; i++)
+		if (pi[i].pid == first)
+			idx = pi[i].index;
+	QASSERT(q, idx < 64);
+	QASSERT_MSG(q, !(atomic_load(&q->hdr->get_sleepers[0]) &
+	    (UINT64_C(1) << idx)), "a consumer woken by shmq_wakeup kept its "
+	    "sleeper bit");
+	second = cu_fork();
+	if (second == 0) {
+		struct shmq *h = shmq_open(qname);
+
+		if (h == NULL)
+			_exit(1);
+		shmq_set_spin(h, 0);
+		/* Past CU_WAIT_S: a lost wake-up shows as the parent's
+		 * timeout, not as this get's. */
+		if (shmq_get(h, &v, sizeof(v), (CU_WAIT_S + 5) * 1000) !=
+		    sizeof(v) || v != 42)
+			_exit(3);
+		shmq_close(h);
+		_exit(0);
+	}
+	cu_wait_asleep(q, second, SHMQ_ASLEEP_GET);
+	cu_wait_waits(q, SHMQ_ASLEEP_GET, 2);
+	v = 42;
+	QASSERT_EQ(q, shmq_put(q, &v, sizeof(v), 0), 0);
+	cu_wait_exit(q, second, 0);
+	QASSERT_EQ(q, write(down[1], &c, 1), 1);
+	cu_wait_exit(q, first, 0);
+	close(up[0]);
+	close(up[1]);
+	close(down[0]);
+	close(down[1]);
+	cu_assert_no_sleepers(q);
+	shmq_close(q);
+	cu_assert_all_closed(qname);
+	ck_assert_int_eq(shmq_unlink(qname), 0);
+}
+END_TEST
+
 /*
  * Two processes bounce a message through two queues with no spinning, so
  * that every get sleeps and every put must wake the other side: a single
@@ -340,6 +430,7 @@ multiproc_suite(void)
 
 	tcase_add_loop_test(tc, test_multiproc_blocked_get_woken, 0, 2);	/* both wake modes */
 	tcase_add_loop_test(tc, test_multiproc_blocked_put_woken, 0, 2);	/* both wake modes */
+	tcase_add_loop_test(tc, test_multiproc_wakeup_keeps_no_bit, 0, 2);	/* both wake modes */
 	tcase_add_loop_test(tc, test_multiproc_pingpong_no_lost_wakeup, 0, 2);	/* both wake modes */
 	tcase_add_test(tc, test_multiproc_exactly_once_fifo);
 	tcase_set_timeout(tc, 300);
