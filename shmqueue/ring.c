@@ -393,6 +393,7 @@ try_get(struct shmq *q, void *arg)
 	struct shmq_lease *lease = NULL;
 	unsigned i = 0, from_ring = 0;
 	uint64_t pos, now;
+	bool ring_corrupt = false;
 	int r = 0;
 
 	if (unlikely(shmq__bitmap_any(q, q->hdr->redeliver_map)))
@@ -411,11 +412,15 @@ try_get(struct shmq *q, void *arg)
 			r = a->leases != NULL ?
 			    take_ring(q, &a->bufs[i], &a->leases[i], &pos) :
 			    get_ring(q, &a->bufs[i], &pos);
-			if (r != 0)
+			if (r != 0) {
+				ring_corrupt = r == -EPROTO;
 				break;
+			}
 		}
-	if (from_ring > 0 || r == -EPROTO)
-		index_to(&q->hdr->cons_pos, r == -EPROTO ? pos + 1 : pos);
+	/* Past a slot dropped as corrupt; not past pos when a redelivery
+	 * was: pos was never looked at then. */
+	if (from_ring > 0 || ring_corrupt)
+		index_to(&q->hdr->cons_pos, ring_corrupt ? pos + 1 : pos);
 	if (i == 0)
 		return r;
 	count(&q->rec->n_get, i);

@@ -239,6 +239,32 @@ START_TEST(test_lease_redelivery_comes_first)
 }
 END_TEST
 
+/*
+ * A redelivery dropped as corrupt (its length beyond msg_max, written by
+ * a buggy process) must not move the consumers past the ring message
+ * after it: that message was put, and stays deliverable.
+ */
+START_TEST(test_lease_corrupt_redelivery_skips_nothing)
+{
+	struct shmq_lease l;
+	struct shmq_stats st;
+
+	lease_new("badredo");
+	put_id(1);
+	take_id(q, 1, 1, &l);
+	QASSERT_EQ(q, shmq_release(q, &l), 0);
+	put_id(2);
+	atomic_store(&shmq__entry(q, (uint32_t)l.id)->len, MSG_MAX + 1);
+	QASSERT_EQ(q, shmq_get(q, NULL, 0, 0), -EPROTO);
+	get_id(2);
+	QASSERT_EQ(q, shmq_get(q, NULL, 0, 0), -EAGAIN);
+	stats(&st);
+	QASSERT_EQ(q, st.corrupt, 1);
+	QASSERT_EQ(q, st.depth, 0);
+	lease_done();
+}
+END_TEST
+
 START_TEST(test_lease_close_hands_back)
 {
 	struct shmq_stats st;
@@ -429,6 +455,7 @@ lease_suite(void)
 	tcase_add_test(tc, test_lease_take_batch);
 	tcase_add_test(tc, test_lease_release_redelivers);
 	tcase_add_test(tc, test_lease_redelivery_comes_first);
+	tcase_add_test(tc, test_lease_corrupt_redelivery_skips_nothing);
 	tcase_add_test(tc, test_lease_close_hands_back);
 	tcase_add_test(tc, test_lease_recover_dead_child);
 	tcase_add_test(tc, test_lease_recover_dead_finds_it);
