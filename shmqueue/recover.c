@@ -108,17 +108,20 @@ proc_stat(pid_t pid, char *state, uint64_t *start)
 	return 0;
 }
 
-/* True if pid is dead, a zombie, or a new process reusing the number. */
+/*
+ * True if pid is dead, a zombie, or a new process reusing the number.
+ * Without its /proc entry (gone, or hidden: hidepid=2 for another user's
+ * process, /proc not mounted) only the kernel can say, and a process it
+ * still knows counts as alive: recovering a live one would deliver its
+ * leases twice.
+ */
 bool
 shmq__pid_gone(pid_t pid, uint64_t start_ticks)
 {
 	char state;
 	uint64_t start;
-	int r = proc_stat(pid, &state, &start);
 
-	if (r == -ENOENT)
-		return true;
-	if (r < 0)
+	if (proc_stat(pid, &state, &start) < 0)
 		return kill(pid, 0) != 0 && errno == ESRCH;
 	if (state == 'Z' || state == 'X' || state == 'x')
 		return true;
