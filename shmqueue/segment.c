@@ -603,15 +603,19 @@ shmq_attach(struct shmq *q)
 void
 shmq_close(struct shmq *q)
 {
-	int n = 0;
+	int n = 0, r;
 
 	if (q == NULL)
 		return;
 	if (!q->rdonly && q->me != SHMQ_NONE && q->pid == shmq__pid &&
-	    shmq__lock(q) >= 0) {
-		n = shmq__recover_locked(q, q->me);	/* hand back leases */
+	    (r = shmq__lock(q)) >= 0) {
+		/* A recoverer died holding the lock: its victim's repair
+		 * falls to us, as it would to shmq_recover(). */
+		if (r == 1)
+			n = shmq__recover_dead_locked(q);
+		n += shmq__recover_locked(q, q->me);	/* hand back leases */
 		shmq__unlock(q);
-		if (n > 0)
+		if (n > 0 || r == 1)
 			shmq__wake_all(q);
 	}
 	munmap(q->base, q->size);

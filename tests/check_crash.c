@@ -582,6 +582,38 @@ op_attach_only(struct shmq *h, const char *point)
 	return 0;
 }
 
+/*
+ * A recoverer killed holding the recovery lock (at each recover.* point)
+ * leaves its work to whoever takes the lock next -- here a process that
+ * only attaches and closes.  The job must still get done: recovering
+ * the recoverer alone then finds everything of its victim delivered.
+ */
+START_TEST(test_crash_recoverer_death_outlives_close)
+{
+	for (int k = 0; shmq_fault_points[k] != NULL; k++) {
+		const char *point = shmq_fault_points[k];
+		pid_t x, r;
+
+		if (strncmp(point, "recover.", 8) != 0 ||
+		    strcmp(point, "recover.voided") == 0)
+			continue;
+		cr_begin(point);
+		cr_put(5);
+		x = cr_fork(op_hold_then_take, "take.claimed");
+		cr_expect_fault(x, "take.claimed");
+		cr.victim = x;
+		r = cr_fork(op_recover, point);
+		cr_expect_fault(r, point);
+		cu_wait_exit(cr.q, cr_fork(op_attach_only, NULL), 0);
+		QASSERT(cr.q, shmq_recover(cr.q, r) >= 0);
+		QASSERT_EQ(cr.q, shmq_recover(cr.q, x), 0);
+		cr.deliv[1] = 2;
+		cr.deliv[2] = 2;
+		cr_verify();
+	}
+}
+END_TEST
+
 /* Report our start time, take one message and die holding the lease. */
 static int
 op_take_hold_report(struct shmq *h, const char *point)
@@ -1060,6 +1092,7 @@ crash_suite(void)
 	tcase_add_test(tc, test_crash_scenarios_match_points);
 	tcase_add_loop_test(tc, test_crash_fault_point, 0, npoints);
 	tcase_add_test(tc, test_crash_recover_reused_pid);
+	tcase_add_test(tc, test_crash_recoverer_death_outlives_close);
 	tcase_add_test(tc, test_crash_recover_dead_spares_attaching);
 	tcase_set_timeout(tc, 60);
 	suite_add_tcase(s, tc);
