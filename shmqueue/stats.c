@@ -258,17 +258,19 @@ shmq__rate_record(struct shmq *q, uint64_t now_ns)
 	    &h->rate_sec, &old, sec, memory_order_relaxed,
 	    memory_order_relaxed))
 		return;
-	/* Seqlock: odd while writing.  R6: release pairs with the
+	/* Seqlock: odd while writing, and from odd: a writer killed
+	 * between the two stores left it odd, which v + 1 would make even
+	 * while writing and odd ever after.  R6: release pairs with the
 	 * reader's acquire of version in rate_read(). */
-	v = atomic_load_explicit(&r->version, memory_order_relaxed);
-	atomic_store_explicit(&r->version, v + 1, memory_order_relaxed);
+	v = atomic_load_explicit(&r->version, memory_order_relaxed) | 1;
+	atomic_store_explicit(&r->version, v, memory_order_relaxed);
 	atomic_thread_fence(memory_order_release);
 	atomic_store_explicit(&r->at_ns, now_ns, memory_order_relaxed);
 	atomic_store_explicit(&r->prod_pos, load(&h->prod_pos),
 	    memory_order_relaxed);
 	atomic_store_explicit(&r->cons_pos, load(&h->cons_pos),
 	    memory_order_relaxed);
-	atomic_store_explicit(&r->version, v + 2, memory_order_release);
+	atomic_store_explicit(&r->version, v + 1, memory_order_release);
 }
 
 /* A consistent copy of one history slot; false if it is being written. */

@@ -334,6 +334,28 @@ START_TEST(test_ring_rates_window)
 }
 END_TEST
 
+/*
+ * A writer of the rate history killed between its two version stores
+ * leaves the version odd ("being written"); the next writer of that
+ * slot must leave it even, or shmq_rates would skip the slot for ever.
+ */
+START_TEST(test_ring_rates_after_killed_writer)
+{
+	struct shmq_seg_rate *r;
+	uint64_t sec = 1000;
+
+	ring_new("ratekill", 64);
+	r = &q->hdr->rates[sec % SHMQ_RATE_SLOTS];
+	atomic_store(&r->version, 5);		/* a writer died mid-way */
+	atomic_store(&q->hdr->rate_sec, sec - 1);
+	shmq__rate_record(q, sec * 1000000000u);
+	QASSERT_EQ(q, atomic_load(&q->hdr->rate_sec), sec);
+	QASSERT_EQ(q, atomic_load(&r->at_ns), sec * 1000000000u);
+	QASSERT_EQ(q, atomic_load(&r->version) % 2, 0);
+	ring_done();
+}
+END_TEST
+
 START_TEST(test_ring_einval)
 {
 	char buf[16];
@@ -597,6 +619,7 @@ ring_suite(void)
 	tcase_add_test(tc, test_ring_stats_invariants);
 	tcase_add_test(tc, test_ring_einval);
 	tcase_add_test(tc, test_ring_rates_window);
+	tcase_add_test(tc, test_ring_rates_after_killed_writer);
 	suite_add_tcase(s, tc);
 
 	tc = cu_tcase("Limits");
