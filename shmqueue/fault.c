@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-/* fault.c - the fault-injection hook of test builds: _exit at a named point. */
+/* fault.c - the fault-injection hook of test builds: _exit (or stop) at a
+ * named point. */
 #ifdef SHMQ_FAULT_INJECT
+#include <signal.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -24,6 +27,7 @@ const char *const shmq_fault_points[] = {
 static const char *armed;	/* the point, or NULL */
 static unsigned	   countdown;
 static int	   env_read;
+static bool	   stop;	/* SIGSTOP instead of _exit */
 
 void
 shmq_fault_arm(const char *point, unsigned nth)
@@ -31,6 +35,14 @@ shmq_fault_arm(const char *point, unsigned nth)
 	env_read = 1;
 	armed = point;
 	countdown = nth ? nth : 1;
+	stop = false;
+}
+
+void
+shmq_fault_arm_stop(const char *point, unsigned nth)
+{
+	shmq_fault_arm(point, nth);
+	stop = true;
 }
 
 /* SHMQ_FAULT=point[:n] arms a process that cannot call shmq_fault_arm. */
@@ -58,7 +70,11 @@ shmq__fault(const char *point)
 		fault_from_env();
 	if (armed == NULL || strcmp(armed, point) != 0)
 		return;
-	if (--countdown == 0)
+	if (--countdown != 0)
+		return;
+	if (!stop)
 		_exit(SHMQ_FAULT_EXIT);
+	armed = NULL;
+	raise(SIGSTOP);
 }
 #endif /* SHMQ_FAULT_INJECT */

@@ -4,7 +4,8 @@
  * (-DSHMQ_FAULT_INJECT, libshmq-fi.a) a process armed with
  * shmq_fault_arm("put.copied", 1) or SHMQ_FAULT=put.copied[:N] in its
  * environment calls _exit(SHMQ_FAULT_EXIT) the Nth time it reaches that
- * point; in normal builds SHMQ_FAULT() compiles to nothing.
+ * point (or stops, armed with shmq_fault_arm_stop); in normal builds
+ * SHMQ_FAULT() compiles to nothing.
  */
 #ifndef SHMQ_FAULT_H
 #define SHMQ_FAULT_H
@@ -17,6 +18,9 @@ extern const char *const shmq_fault_points[];
 
 /* Arm point (NULL disarms) to fire on its nth hit from now (n >= 1). */
 void	shmq_fault_arm(const char *point, unsigned nth);
+/* The same, but the process stops (SIGSTOP) there once, instead of dying:
+ * a process slow at that point, for as long as the test wants. */
+void	shmq_fault_arm_stop(const char *point, unsigned nth);
 void	shmq__fault(const char *point);
 #define SHMQ_FAULT(p)	shmq__fault(p)
 #else

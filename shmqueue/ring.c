@@ -60,6 +60,25 @@ next_pos(_Atomic uint64_t *ix, uint64_t pos)
 }
 
 /*
+ * How many sleepers to wake after publishing (or freeing) the positions
+ * before pos: ours, and every position others took past ours meanwhile.
+ * Theirs waited behind ours, so the wake-ups they made found our slot
+ * still being written (or read) and were spent.  A wake-up to spare
+ * costs a look that finds nothing.
+ */
+static unsigned
+wake_count(const struct shmq *q, _Atomic uint64_t *ix, uint64_t pos,
+    unsigned ours)
+{
+	/* Relaxed: a hint, see index_to(). */
+	uint64_t past = atomic_load_explicit(ix, memory_order_relaxed) - pos;
+
+	if ((int64_t)past <= 0)
+		return ours;
+	return ours + (unsigned)(past < q->capacity ? past : q->capacity);
+}
+
+/*
  * Pull in the lines of the next n slots, to overlap their misses: the slot
  * words (four to a line) for writing, the first lines of each message for
  * writing by a producer, for reading by a consumer.
@@ -299,7 +318,7 @@ try_put(struct shmq *q, void *arg)
 	count(&q->rec->n_put, i);
 	stamp(q, now);
 	shmq__rate_tick(q, now);
-	shmq__notify(q, SHMQ__GET, i);
+	shmq__notify(q, SHMQ__GET, wake_count(q, &q->hdr->prod_pos, pos, i));
 	return (int)i;
 }
 
@@ -428,7 +447,8 @@ try_get(struct shmq *q, void *arg)
 	stamp(q, now);
 	shmq__rate_tick(q, now);
 	if (from_ring > 0)
-		shmq__notify(q, SHMQ__PUT, from_ring);
+		shmq__notify(q, SHMQ__PUT, wake_count(q, &q->hdr->cons_pos,
+		    pos, from_ring));
 	return (int)i;
 }
 

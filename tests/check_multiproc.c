@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "check_util.h"
+#include "fault.h"
 #include "shmq_int.h"
 
 #define MP_PRODUCERS	4
@@ -359,6 +360,83 @@ START_TEST(test_multiproc_wakeup_keeps_no_bit)
 }
 END_TEST
 
+/* A consumer that must get one message before its get times out. */
+static pid_t
+mp_one_getter(void)
+{
+	pid_t pid = cu_fork();
+
+	if (pid == 0) {
+		struct shmq *h = shmq_open(qname);
+		uint32_t v;
+
+		if (h == NULL)
+			_exit(1);
+		shmq_set_spin(h, 0);
+		/* Past CU_WAIT_S: a lost wake-up shows as the parent's
+		 * timeout, not as this get's. */
+		if (shmq_get(h, &v, sizeof(v), (CU_WAIT_S + 5) * 1000) !=
+		    sizeof(v))
+			_exit(3);
+		shmq_close(h);
+		_exit(0);
+	}
+	return pid;
+}
+
+/*
+ * Messages published behind a producer slow at an earlier position wake
+ * consumers that find that position still being written, and sleep
+ * again.  When the slow producer publishes, its put must wake a consumer
+ * for every message now in reach, not only for its own.
+ */
+START_TEST(test_multiproc_slow_producer_wakes_all_in_reach)
+{
+	pid_t c0, c1, slow;
+	uint32_t v;
+	int status = 0;
+
+	cu_name(qname, "slowput");
+	q = cu_create(qname, 8, 64, 6, 2);
+	c0 = mp_one_getter();
+	cu_wait_asleep(q, c0, SHMQ_ASLEEP_GET);
+	c1 = mp_one_getter();
+	cu_wait_asleep(q, c1, SHMQ_ASLEEP_GET);
+	cu_wait_waits(q, SHMQ_ASLEEP_GET, 2);
+	slow = cu_fork();
+	if (slow == 0) {
+		struct shmq *h = shmq_open(qname);
+
+		v = 1;
+		if (h == NULL)
+			_exit(1);
+		shmq_fault_arm_stop("put.claimed", 1);
+		if (shmq_put(h, &v, sizeof(v), 0) != 0)
+			_exit(2);
+		shmq_close(h);
+		_exit(0);
+	}
+	/* Stopped holding position 0; 2 and 3 go after it. */
+	QASSERT_EQ(q, waitpid(slow, &status, WUNTRACED), slow);
+	QASSERT(q, WIFSTOPPED(status));
+	for (v = 2; v <= 3; v++)
+		QASSERT_EQ(q, shmq_put(q, &v, sizeof(v), 0), 0);
+	cu_wait_waits(q, SHMQ_ASLEEP_GET, 4);	/* woken, and asleep again */
+	cu_wait_asleep(q, c0, SHMQ_ASLEEP_GET);
+	cu_wait_asleep(q, c1, SHMQ_ASLEEP_GET);
+	QASSERT_EQ(q, kill(slow, SIGCONT), 0);
+	cu_wait_exit(q, slow, 0);
+	cu_wait_exit(q, c0, 0);
+	cu_wait_exit(q, c1, 0);
+	QASSERT_EQ(q, shmq_get(q, &v, sizeof(v), 0), sizeof(v));
+	QASSERT_EQ(q, v, 3);
+	cu_assert_no_sleepers(q);
+	shmq_close(q);
+	cu_assert_all_closed(qname);
+	ck_assert_int_eq(shmq_unlink(qname), 0);
+}
+END_TEST
+
 /*
  * Two processes bounce a message through two queues with no spinning, so
  * that every get sleeps and every put must wake the other side: a single
@@ -431,6 +509,7 @@ multiproc_suite(void)
 	tcase_add_loop_test(tc, test_multiproc_blocked_get_woken, 0, 2);	/* both wake modes */
 	tcase_add_loop_test(tc, test_multiproc_blocked_put_woken, 0, 2);	/* both wake modes */
 	tcase_add_loop_test(tc, test_multiproc_wakeup_keeps_no_bit, 0, 2);	/* both wake modes */
+	tcase_add_test(tc, test_multiproc_slow_producer_wakes_all_in_reach);
 	tcase_add_loop_test(tc, test_multiproc_pingpong_no_lost_wakeup, 0, 2);	/* both wake modes */
 	tcase_add_test(tc, test_multiproc_exactly_once_fifo);
 	tcase_set_timeout(tc, 300);
