@@ -103,18 +103,36 @@ mark_dirty(struct rp *rp, uint32_t slot)
 	}
 }
 
-/* Give a slab slot back; count it so the request stage sees the room. */
+/*
+ * Give a slab slot back, if its stage word is still w; count it so the
+ * request stage sees the room.
+ */
 static void
-slab_free(struct rp *rp, struct shmpipe_slab *s, uint32_t from)
+slab_free(struct rp *rp, struct shmpipe_slab *s, uint64_t w)
 {
 	/* Release: pairs with the request stage's acquire when it reuses
-	 * the slot; CAS because the supervisor may collect RESERVED ones. */
-	if (!atomic_compare_exchange_strong_explicit(&s->stage, &from,
-	    SHMPIPE_SLAB_FREE, memory_order_release, memory_order_relaxed))
+	 * the slot.  CAS on the whole word, generation and all: the
+	 * supervisor may collect a RESERVED slot, and the request stage
+	 * reserve it again, after we loaded w. */
+	if (!atomic_compare_exchange_strong_explicit(&s->stage, &w,
+	    SHMPIPE_SLAB_WORD(SHMPIPE_SLAB_GEN(w), SHMPIPE_SLAB_FREE),
+	    memory_order_release, memory_order_relaxed))
 		return;
 	rp->rp_freed++;
 	atomic_store_explicit(&rp->rp_ctl->c_hdr->freed, rp->rp_freed,
 	    memory_order_relaxed);
+}
+
+/* Give back a slot we (or a dead predecessor) filled: no one else moves a
+ * FILLED slot, so its word now is the one to free. */
+static void
+slab_free_filled(struct rp *rp, struct shmpipe_slab *s)
+{
+	/* Relaxed: ours (rebuild() acquired a predecessor's). */
+	uint64_t w = atomic_load_explicit(&s->stage, memory_order_relaxed);
+
+	if (SHMPIPE_SLAB_STAGE(w) == SHMPIPE_SLAB_FILLED)
+		slab_free(rp, s, w);
 }
 
 static uint64_t
@@ -166,23 +184,26 @@ place(struct rp *rp, const struct msg_hdr *h, const char *data, size_t len)
 {
 	struct shmpipe_ctl *c = rp->rp_ctl->c_hdr;
 	struct shmpipe_slab *s;
-	uint32_t slot = SHMPIPE_CONN_SLOT(h->mh_conn), reserved;
+	uint32_t slot = SHMPIPE_CONN_SLOT(h->mh_conn);
+	uint64_t w;
 
 	if (h->mh_slot >= c->slab_slots || len > c->reply_max)
 		return;				/* corrupt: nothing to free */
 	s = ctl_slab(rp->rp_ctl, h->mh_slot);
-	/* Acquire: pairs with the request stage's release of RESERVED. */
-	if (atomic_load_explicit(&s->stage, memory_order_acquire) !=
-	    SHMPIPE_SLAB_RESERVED || atomic_load_explicit(&s->conn,
-	    memory_order_relaxed) != h->mh_conn || atomic_load_explicit(
-	    &s->seq, memory_order_relaxed) != h->mh_seq) {
+	/* Acquire: pairs with the request stage's release of RESERVED.
+	 * The CASes below succeed only on this reservation, w. */
+	w = atomic_load_explicit(&s->stage, memory_order_acquire);
+	if (SHMPIPE_SLAB_STAGE(w) != SHMPIPE_SLAB_RESERVED ||
+	    atomic_load_explicit(&s->conn, memory_order_relaxed) !=
+	    h->mh_conn || atomic_load_explicit(&s->seq,
+	    memory_order_relaxed) != h->mh_seq) {
 		atomic_fetch_add_explicit(&c->duplicates, 1,
 		    memory_order_relaxed);
 		return;
 	}
 	if (!conn_live(rp, h->mh_conn) || *pend(rp, slot, h->mh_seq) != 0 ||
 	    !in_window(rp, slot, h->mh_seq)) {
-		slab_free(rp, s, SHMPIPE_SLAB_RESERVED);
+		slab_free(rp, s, w);
 		atomic_fetch_add_explicit(conn_live(rp, h->mh_conn) ?
 		    &c->duplicates : &c->dropped, 1, memory_order_relaxed);
 		return;
@@ -191,11 +212,13 @@ place(struct rp *rp, const struct msg_hdr *h, const char *data, size_t len)
 	atomic_store_explicit(&s->len, (uint32_t)len, memory_order_relaxed);
 	atomic_store_explicit(&s->filled_ns, stage_coarse_ns(),
 	    memory_order_relaxed);
-	reserved = SHMPIPE_SLAB_RESERVED;
-	/* Release: a reply process after us that sees FILLED sees the
-	 * reply; the CAS loses only to the supervisor's collection. */
-	if (!atomic_compare_exchange_strong_explicit(&s->stage, &reserved,
-	    SHMPIPE_SLAB_FILLED, memory_order_release, memory_order_relaxed))
+	/* Release: pairs with the acquire in rebuild(), a reply process
+	 * after us that sees FILLED sees the reply; the CAS loses only to
+	 * the supervisor's collection (and then to nothing reserved since:
+	 * the generation). */
+	if (!atomic_compare_exchange_strong_explicit(&s->stage, &w,
+	    SHMPIPE_SLAB_WORD(SHMPIPE_SLAB_GEN(w), SHMPIPE_SLAB_FILLED),
+	    memory_order_release, memory_order_relaxed))
 		return;
 	*pend(rp, slot, h->mh_seq) = h->mh_slot + 1;
 	mark_dirty(rp, slot);
@@ -282,8 +305,7 @@ retire(struct rp *rp, uint32_t slot, uint32_t from, uint32_t to)
 		uint32_t *p = pend(rp, slot, s);
 
 		if (*p != 0) {
-			slab_free(rp, ctl_slab(rp->rp_ctl, *p - 1),
-			    SHMPIPE_SLAB_FILLED);
+			slab_free_filled(rp, ctl_slab(rp->rp_ctl, *p - 1));
 			*p = 0;
 			SHMQ_FAULT("reply.freed");
 		}
@@ -388,8 +410,7 @@ finish(struct rp *rp, uint32_t slot, bool abort)
 	for (uint32_t i = 0; i < rp->rp_window; i++, seq++) {
 		uint32_t *p = pend(rp, slot, seq);
 		if (*p != 0) {
-			slab_free(rp, ctl_slab(rp->rp_ctl, *p - 1),
-			    SHMPIPE_SLAB_FILLED);
+			slab_free_filled(rp, ctl_slab(rp->rp_ctl, *p - 1));
 			*p = 0;
 		}
 	}
@@ -659,17 +680,21 @@ rebuild(struct rp *rp)
 
 	for (uint32_t i = 0; i < c->slab_slots; i++) {
 		struct shmpipe_slab *s = ctl_slab(rp->rp_ctl, i);
-		uint64_t id = atomic_load_explicit(&s->conn,
-		    memory_order_relaxed);
-		uint32_t seq = atomic_load_explicit(&s->seq,
-		    memory_order_relaxed), slot = SHMPIPE_CONN_SLOT(id);
+		/* Acquire: pairs with place()'s release of FILLED, by a
+		 * predecessor: its conn, seq, len and reply. */
+		uint64_t w = atomic_load_explicit(&s->stage,
+		    memory_order_acquire);
+		uint64_t id;
+		uint32_t seq, slot;
 
-		if (atomic_load_explicit(&s->stage, memory_order_acquire) !=
-		    SHMPIPE_SLAB_FILLED)
+		if (SHMPIPE_SLAB_STAGE(w) != SHMPIPE_SLAB_FILLED)
 			continue;
+		id = atomic_load_explicit(&s->conn, memory_order_relaxed);
+		seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
+		slot = SHMPIPE_CONN_SLOT(id);
 		if (!conn_live(rp, id) || *pend(rp, slot, seq) != 0 ||
 		    !in_window(rp, slot, seq)) {
-			slab_free(rp, s, SHMPIPE_SLAB_FILLED);
+			slab_free(rp, s, w);
 			continue;
 		}
 		*pend(rp, slot, seq) = i + 1;
