@@ -20,6 +20,8 @@
  * client some replies twice, or half of one, the next process closes it.
  * For a regular output file it uses pwrite at the stored offset, so file
  * mode has no window at all (an output pipe keeps it).
+ * Pipeline crash points (shmpipe-fi): reply.wrote, reply.adopting, and
+ * those of advance() and catch_up().
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -321,10 +323,12 @@ retire(struct rp *rp, uint32_t slot, uint32_t from, uint32_t to)
  * a process that dies anywhere here leaves a mark at or behind out_total
  * with every reply from the mark on still in the slab, and its successor
  * calls this to finish the job (and to free what lies behind the mark).
+ * The mark's busy bit becomes busy_bit: clear once a write is counted, kept
+ * by adopt() until it has acted on it (see recount()).
  * Pipeline crash points (shmpipe-fi): reply.marked, reply.freed.
  */
 static void
-catch_up(struct rp *rp, uint32_t slot)
+catch_up(struct rp *rp, uint32_t slot, bool busy_bit)
 {
 	struct shmpipe_conn *cn = ctl_conn(rp->rp_ctl, slot);
 	uint32_t seq, off, base, from = atomic_load_explicit(&cn->reply_seq,
@@ -345,8 +349,8 @@ catch_up(struct rp *rp, uint32_t slot)
 	}
 	/* Release: after out_total, so a successor never finds the mark
 	 * ahead of it. */
-	atomic_store_explicit(&cn->out_mark, SHMPIPE_OUT_MARK(seq, base, 0),
-	    memory_order_release);
+	atomic_store_explicit(&cn->out_mark, SHMPIPE_OUT_MARK(seq, base,
+	    busy_bit), memory_order_release);
 	SHMQ_FAULT("reply.marked");
 	retire(rp, slot, from, seq);
 	/* Release: the request stage reading reply_seq for its window. */
@@ -368,7 +372,7 @@ advance(struct rp *rp, uint32_t slot, size_t wrote)
 	    &cn->out_total, memory_order_relaxed) + wrote,
 	    memory_order_release);
 	SHMQ_FAULT("reply.total");
-	catch_up(rp, slot);
+	catch_up(rp, slot, false);
 }
 
 /* Set or clear the mark's busy bit: a write to the connection in flight. */
@@ -505,6 +509,7 @@ flush_conn(struct rp *rp, uint32_t slot)
 			return;
 		}
 		if (w > 0) {
+			SHMQ_FAULT("reply.wrote");	/* not counted yet */
 			advance(rp, slot, (size_t)w);	/* clears busy */
 			pc->pc_stall_ns = 0;
 		} else {
@@ -564,7 +569,10 @@ tcp_sent(int fd)
 /*
  * Count the bytes a dead predecessor sent on slot and did not count; close
  * a Unix socket it was writing to (`was_busy`), as no one can know how
- * much went out.
+ * much went out.  The mark's busy bit stays set until that is done (the
+ * connection ABORTed, or the count brought up to what the socket took):
+ * a successor of ours that dies here must decide again, not write on from
+ * a count that may be short.
  */
 static void
 recount(struct rp *rp, uint32_t slot, bool was_busy)
@@ -583,8 +591,13 @@ recount(struct rp *rp, uint32_t slot, bool was_busy)
 		finish(rp, slot, true);
 		return;
 	}
-	if (sent < 0 || (uint64_t)sent <= total)
+	if (sent < 0)
+		return;				/* not busy: nothing went out */
+	if ((uint64_t)sent <= total) {
+		if (was_busy)
+			busy(rp, slot, false);	/* all of it counted */
 		return;
+	}
 	position(rp, slot, &seq, &off);
 	gather(rp, slot, seq, off, &held);
 	if ((uint64_t)sent - total > held) {
@@ -596,7 +609,7 @@ recount(struct rp *rp, uint32_t slot, bool was_busy)
 	}
 	log_event("connection %u: %llu bytes a dead reply process sent "
 	    "counted", slot, (unsigned long long)((uint64_t)sent - total));
-	advance(rp, slot, (size_t)((uint64_t)sent - total));
+	advance(rp, slot, (size_t)((uint64_t)sent - total));	/* not busy */
 }
 
 /* A connection's fd arrived from the supervisor. */
@@ -620,11 +633,21 @@ adopt(struct rp *rp, uint32_t slot, uint32_t gen, int fd)
 	pc->pc_gen = gen;
 	pc->pc_stall_ns = 0;
 	pc->pc_regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
-	/* Where a predecessor stopped: the busy bit first (catch_up clears
-	 * it), then its mark brought up to what it committed. */
-	was_busy = SHMPIPE_OUT_BUSY(atomic_load_explicit(&ctl_conn(rp->rp_ctl,
-	    slot)->out_mark, memory_order_relaxed));
-	catch_up(rp, slot);
+	/*
+	 * Where a predecessor stopped: its mark brought up to what it
+	 * committed, keeping the busy bit on a socket until recount() has
+	 * acted on it.  Cleared here, a death before recount() closed the
+	 * connection would leave our successor a Unix socket that looks
+	 * idle and a count that may be short: replies sent twice, or half
+	 * of one.  Anything else is written at out_total (a regular file)
+	 * or keeps its window (a pipe).
+	 */
+	was_busy = S_ISSOCK(st.st_mode) && SHMPIPE_OUT_BUSY(
+	    atomic_load_explicit(&ctl_conn(rp->rp_ctl, slot)->out_mark,
+	    memory_order_relaxed));
+	catch_up(rp, slot, was_busy);
+	if (was_busy)
+		SHMQ_FAULT("reply.adopting");	/* caught up, not decided */
 	if (S_ISSOCK(st.st_mode))
 		recount(rp, slot, was_busy);
 	mark_dirty(rp, slot);

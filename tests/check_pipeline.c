@@ -876,6 +876,48 @@ START_TEST(test_pipeline_reply_dies_advancing)
 }
 END_TEST
 
+/*
+ * A reply process killed inside a write to a Unix socket (reply.wrote:
+ * "OK a" went out, out_total does not count it), then its successor
+ * killed adopting that connection, its mark caught up and nothing decided
+ * yet (reply.adopting; SHMQ_FAULT_ONCE: each point fires in one process
+ * only).  The third must still see that a write was in flight and close
+ * the connection, not write "OK a" again from the short count: while
+ * adopt() cleared the busy bit before acting on it, it did.
+ */
+START_TEST(test_pipeline_reply_dies_deciding)
+{
+	struct cp_pipe p;
+	char got[LINE_MAX_TEST];
+	int fd;
+
+	cp_prepare(&p, 1);
+	p.cp_binary = "shmpipe-fi";
+	ck_assert_int_eq(setenv("SHMQ_FAULT", "reply.wrote,reply.adopting",
+	    1), 0);
+	ck_assert_int_eq(setenv("SHMQ_FAULT_ONCE", p.cp_dir, 1), 0);
+	cp_spawn(&p, NULL);
+	unsetenv("SHMQ_FAULT");
+	unsetenv("SHMQ_FAULT_ONCE");
+	cp_wait_ready(&p);
+	fd = cp_connect(&p);
+	cp_expect(fd, "echo a", "OK a");
+	CP_ASSERT(&p, cp_line(fd, got, sizeof(got)) < 0, "'%s' after 'OK a': "
+	    "a reply process wrote again what a dead one had sent", got);
+	cp_close(fd);
+	CP_ASSERT(&p, cp_log_count(&p, "exited 86") == 2, "%zu reply "
+	    "processes died at a crash point, not 2",
+	    cp_log_count(&p, "exited 86"));
+	CP_ASSERT(&p, cp_log_count(&p, "cannot say how much went out; "
+	    "closing it") == 1, "the connection was not closed as unsure");
+	/* The third serves on. */
+	fd = cp_connect(&p);
+	cp_expect(fd, "echo b", "OK b");
+	cp_close(fd);
+	cp_stop(&p);
+}
+END_TEST
+
 START_TEST(test_pipeline_poison)
 {
 	struct cp_pipe p;
@@ -1372,6 +1414,7 @@ pipeline_suite_of(const char *name, bool threads)
 		tcase_add_test(tc, test_pipeline_kill_reply);
 		tcase_add_test(tc, test_pipeline_kill_reply_unix);
 		tcase_add_test(tc, test_pipeline_reply_dies_advancing);
+		tcase_add_test(tc, test_pipeline_reply_dies_deciding);
 		tcase_add_test(tc, test_pipeline_poison);
 		tcase_add_test(tc, test_pipeline_request_timeout);
 	}
