@@ -21,7 +21,8 @@
  *			ctl accepted/reserved
  *	processor	its proc slot's cur_conn/cur_seq/busy_since/served
  *	reply		conn reply_seq/out_mark/out_total, RP_DONE,
- *			slab RESERVED -> FILLED -> FREE (CAS), ctl answered/freed
+ *			slab RESERVED -> FILLED -> FREE (CAS), ctl answered/freed/
+ *			corrupt
  *	anyone		conn ABORT (fetch_or)
  *
  * The slab is the pipeline's window: the request stage reserves a slot for
@@ -155,7 +156,8 @@ struct shmpipe_ctl {
 	_Atomic uint64_t dropped;	/* replies for connections gone */
 	_Atomic uint64_t duplicates;	/* replies dropped as already sent */
 	_Atomic uint64_t slow_clients;	/* disconnected for not reading */
-	uint8_t		pad5[64 - 40];
+	_Atomic uint64_t corrupt;	/* FILLED slab slots found unusable */
+	uint8_t		pad5[64 - 48];
 
 	/* Supervisor's garbage collection of the slab. */
 	_Atomic uint64_t gc_freed;

@@ -227,6 +227,21 @@ place(struct rp *rp, const struct msg_hdr *h, const char *data, size_t len)
 }
 
 /*
+ * The length of the reply in a slot we indexed.  place() and rebuild()
+ * checked it; bounded again because the slab is anyone's to scribble on,
+ * and a length past reply_max would have gather() write what lies beyond
+ * the slot (other clients' replies, or past the mapping).
+ */
+static uint32_t
+slab_len(const struct rp *rp, struct shmpipe_slab *s)
+{
+	uint32_t len = atomic_load_explicit(&s->len, memory_order_relaxed);
+
+	return len <= rp->rp_ctl->c_hdr->reply_max ? len :
+	    rp->rp_ctl->c_hdr->reply_max;
+}
+
+/*
  * Add the bytes of one reply from off on, and its newline, to the iovecs:
  * copied into rp_out while there is room, so that the kernel copies one
  * run instead of two pieces per reply (most of a writev's cost), else
@@ -288,7 +303,7 @@ gather(struct rp *rp, uint32_t slot, uint32_t seq, uint32_t off,
 		if (k == 0)
 			break;
 		sl = ctl_slab(rp->rp_ctl, k - 1);
-		len = atomic_load_explicit(&sl->len, memory_order_relaxed);
+		len = slab_len(rp, sl);
 		if (off > len)
 			off = len;
 		n = gather_one(rp, n, ctl_slab_data(sl) + off, len - off,
@@ -338,8 +353,7 @@ catch_up(struct rp *rp, uint32_t slot, bool busy_bit)
 	base = SHMPIPE_OUT_BASE(atomic_load_explicit(&cn->out_mark,
 	    memory_order_relaxed));
 	for (uint32_t k; (k = *pend(rp, slot, seq)) != 0; ) {
-		uint32_t len = atomic_load_explicit(&ctl_slab(rp->rp_ctl,
-		    k - 1)->len, memory_order_relaxed) + 1;
+		uint32_t len = slab_len(rp, ctl_slab(rp->rp_ctl, k - 1)) + 1;
 
 		if (off < len)
 			break;
@@ -695,6 +709,36 @@ read_chan(struct rp *rp, bool *synced)
 	return r != 0;
 }
 
+/*
+ * A FILLED slot whose length no reply can have (reply_max at most, as
+ * place() checks): written by something buggy, its reply is lost.  Free
+ * it and count it; a connection still waiting for that reply would wait
+ * forever, so give it up (ABORT: flush_conn() closes it).
+ */
+static void
+corrupt(struct rp *rp, struct shmpipe_slab *s, uint64_t w, uint32_t i,
+    uint64_t id, uint32_t seq, uint32_t len)
+{
+	struct shmpipe_ctl *c = rp->rp_ctl->c_hdr;
+	uint32_t slot = SHMPIPE_CONN_SLOT(id);
+
+	atomic_fetch_add_explicit(&c->corrupt, 1, memory_order_relaxed);
+	if (conn_live(rp, id) && in_window(rp, slot, seq)) {
+		log_event("connection %u: slab slot %u holds reply %u with a "
+		    "length of %u bytes (at most %u); closing the connection",
+		    slot, i, seq, len, c->reply_max);
+		/* Release: pairs with the acquire of the state by the
+		 * request stage (conn_flags) and by us (conn_state). */
+		atomic_fetch_or_explicit(&ctl_conn(rp->rp_ctl, slot)->state,
+		    SHMPIPE_CONN_ABORT, memory_order_release);
+		mark_dirty(rp, slot);
+	} else {
+		log_event("slab slot %u: a reply of %u bytes (at most %u) "
+		    "for no connection waiting; freed", i, len, c->reply_max);
+	}
+	slab_free(rp, s, w);
+}
+
 /* Slab slots a previous reply process filled: index them again. */
 static void
 rebuild(struct rp *rp)
@@ -708,13 +752,18 @@ rebuild(struct rp *rp)
 		uint64_t w = atomic_load_explicit(&s->stage,
 		    memory_order_acquire);
 		uint64_t id;
-		uint32_t seq, slot;
+		uint32_t seq, slot, len;
 
 		if (SHMPIPE_SLAB_STAGE(w) != SHMPIPE_SLAB_FILLED)
 			continue;
 		id = atomic_load_explicit(&s->conn, memory_order_relaxed);
 		seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
+		len = atomic_load_explicit(&s->len, memory_order_relaxed);
 		slot = SHMPIPE_CONN_SLOT(id);
+		if (len > c->reply_max) {
+			corrupt(rp, s, w, i, id, seq, len);
+			continue;
+		}
 		if (!conn_live(rp, id) || *pend(rp, slot, seq) != 0 ||
 		    !in_window(rp, slot, seq)) {
 			slab_free(rp, s, w);
