@@ -654,7 +654,9 @@ adopt(struct rp *rp, uint32_t slot, uint32_t gen, int fd)
 	 * connection would leave our successor a Unix socket that looks
 	 * idle and a count that may be short: replies sent twice, or half
 	 * of one.  Anything else is written at out_total (a regular file)
-	 * or keeps its window (a pipe).
+	 * or keeps its window (a pipe).  A connection given up already
+	 * (one a predecessor closed, busy and all) is only closed again,
+	 * by flush_conn(): nothing to decide, nor to log twice.
 	 */
 	was_busy = S_ISSOCK(st.st_mode) && SHMPIPE_OUT_BUSY(
 	    atomic_load_explicit(&ctl_conn(rp->rp_ctl, slot)->out_mark,
@@ -662,7 +664,7 @@ adopt(struct rp *rp, uint32_t slot, uint32_t gen, int fd)
 	catch_up(rp, slot, was_busy);
 	if (was_busy)
 		SHMQ_FAULT("reply.adopting");	/* caught up, not decided */
-	if (S_ISSOCK(st.st_mode))
+	if (S_ISSOCK(st.st_mode) && conn_live(rp, SHMPIPE_CONN_ID(gen, slot)))
 		recount(rp, slot, was_busy);
 	mark_dirty(rp, slot);
 }
