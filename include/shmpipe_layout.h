@@ -17,10 +17,12 @@
  *			verdicts, conn slots FREE again, slab slots a dead
  *			request process reserved and never used (CAS)
  *	request		conn in_pos/in_total/final_seq, conn OPEN/RD_DONE,
- *			slab slots FREE -> RESERVED, ctl accepted/reserved
+ *			slab slots FREE -> RESERVED (the next generation),
+ *			ctl accepted/reserved
  *	processor	its proc slot's cur_conn/cur_seq/busy_since/served
  *	reply		conn reply_seq/out_mark/out_total, RP_DONE,
- *			slab RESERVED -> FILLED -> FREE (CAS), ctl answered/freed
+ *			slab RESERVED -> FILLED -> FREE (CAS), ctl answered/freed/
+ *			corrupt
  *	anyone		conn ABORT (fetch_or)
  *
  * The slab is the pipeline's window: the request stage reserves a slot for
@@ -39,7 +41,7 @@
 #include <stdint.h>
 
 #define SHMPIPE_CTL_MAGIC	UINT64_C(0x004c544350504853) /* "SHPPCTL\0" */
-#define SHMPIPE_LAYOUT_MAJOR	2	/* 2: out_mark for out_off, out_busy */
+#define SHMPIPE_LAYOUT_MAJOR	3	/* 3: slab stage with a generation */
 #define SHMPIPE_LAYOUT_MINOR	0
 #define SHMPIPE_NAME_MAX	48
 
@@ -154,7 +156,8 @@ struct shmpipe_ctl {
 	_Atomic uint64_t dropped;	/* replies for connections gone */
 	_Atomic uint64_t duplicates;	/* replies dropped as already sent */
 	_Atomic uint64_t slow_clients;	/* disconnected for not reading */
-	uint8_t		pad5[64 - 40];
+	_Atomic uint64_t corrupt;	/* FILLED slab slots found unusable */
+	uint8_t		pad5[64 - 48];
 
 	/* Supervisor's garbage collection of the slab. */
 	_Atomic uint64_t gc_freed;
@@ -193,16 +196,25 @@ struct shmpipe_conn {
 	/* in_size bytes of input ring follow */
 };
 
+/*
+ * Slab slot stage: | generation (32) | SHMPIPE_SLAB_* (32) |.  The request
+ * stage adds one to the generation each time it reserves the slot, and
+ * every other change keeps it; so a CAS from a stage word loaded earlier
+ * fails if the slot was freed and reserved again meanwhile (the
+ * supervisor's collection racing the reply stage and a new reservation).
+ */
 #define SHMPIPE_SLAB_FREE	0u
 #define SHMPIPE_SLAB_RESERVED	1u	/* for request (conn, seq) */
 #define SHMPIPE_SLAB_FILLED	2u	/* holds its reply */
+#define SHMPIPE_SLAB_WORD(gen, st) (((uint64_t)(gen) << 32) | (uint32_t)(st))
+#define SHMPIPE_SLAB_STAGE(w)	((uint32_t)(w))
+#define SHMPIPE_SLAB_GEN(w)	((uint32_t)((w) >> 32))
 
 struct shmpipe_slab {
-	_Atomic uint32_t stage;		/* SHMPIPE_SLAB_*; written last */
-	_Atomic uint32_t seq;
+	_Atomic uint64_t stage;		/* SHMPIPE_SLAB_WORD; written last */
 	_Atomic uint64_t conn;		/* connection id */
+	_Atomic uint32_t seq;
 	_Atomic uint32_t len;		/* reply length, once FILLED */
-	uint32_t	pad;
 	_Atomic uint64_t filled_ns;	/* CLOCK_MONOTONIC */
 	/* reply_max bytes follow */
 };
@@ -225,6 +237,8 @@ static_assert(sizeof(struct shmpipe_proc) == 128, "layout");
 static_assert(sizeof(struct shmpipe_conn) == 64, "layout");
 static_assert(offsetof(struct shmpipe_conn, out_mark) == 40, "layout");
 static_assert(sizeof(struct shmpipe_slab) == 32, "layout");
+static_assert(offsetof(struct shmpipe_slab, conn) == 8, "layout");
+static_assert(offsetof(struct shmpipe_slab, len) == 20, "layout");
 static_assert(sizeof(struct shmpipe_verdict) == 32, "layout");
 
 #endif /* SHMPIPE_LAYOUT_H */

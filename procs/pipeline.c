@@ -433,6 +433,19 @@ slab_orphan(const struct pipeline *pl, struct shmpipe_slab *s)
 	return ahead != 0 && ahead < SHMPIPE_SEQ_MASK / 2;
 }
 
+/*
+ * Free the slab slots reserved for requests nobody will answer into them.
+ * slab_orphan() judges the reservation whose stage word we loaded, w; the
+ * reply stage may free that slot meanwhile (place(): its connection is
+ * gone) and the request stage reserve it again for a live request.  Were
+ * the CAS to compare RESERVED alone, it would then free the live
+ * request's slot: its reply found no reservation, dropped as a duplicate,
+ * and the connection waited for it forever.  It compares the generation
+ * too, which every reservation moves on, so it succeeds only if the slot
+ * is still in the reservation we judged: nothing frees it meanwhile
+ * without changing the word, and a word the same again would take 2^32
+ * reservations of this one slot between our load and our CAS.
+ */
 static void
 slab_gc(struct pipeline *pl)
 {
@@ -440,12 +453,19 @@ slab_gc(struct pipeline *pl)
 
 	for (uint32_t i = 0; i < c->slab_slots; i++) {
 		struct shmpipe_slab *s = ctl_slab(&pl->pl_ctl, i);
-		uint32_t reserved = SHMPIPE_SLAB_RESERVED;
+		/* Acquire: pairs with the request stage's release of
+		 * RESERVED, so slab_orphan() reads the conn and seq of the
+		 * reservation w names, or of a later one (and the CAS
+		 * fails). */
+		uint64_t w = atomic_load_explicit(&s->stage,
+		    memory_order_acquire);
 
-		if (atomic_load_explicit(&s->stage, memory_order_acquire) ==
-		    SHMPIPE_SLAB_RESERVED && slab_orphan(pl, s) &&
-		    atomic_compare_exchange_strong(&s->stage, &reserved,
-		    SHMPIPE_SLAB_FREE))
+		/* Seq_cst CAS (a release of FREE): pairs with the request
+		 * stage's acquire in slab_reserve. */
+		if (SHMPIPE_SLAB_STAGE(w) == SHMPIPE_SLAB_RESERVED &&
+		    slab_orphan(pl, s) && atomic_compare_exchange_strong(
+		    &s->stage, &w, SHMPIPE_SLAB_WORD(SHMPIPE_SLAB_GEN(w),
+		    SHMPIPE_SLAB_FREE)))
 			atomic_fetch_add(&c->gc_freed, 1);
 	}
 }

@@ -20,6 +20,8 @@
  * client some replies twice, or half of one, the next process closes it.
  * For a regular output file it uses pwrite at the stored offset, so file
  * mode has no window at all (an output pipe keeps it).
+ * Pipeline crash points (shmpipe-fi): reply.wrote, reply.adopting, and
+ * those of advance() and catch_up().
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -103,18 +105,36 @@ mark_dirty(struct rp *rp, uint32_t slot)
 	}
 }
 
-/* Give a slab slot back; count it so the request stage sees the room. */
+/*
+ * Give a slab slot back, if its stage word is still w; count it so the
+ * request stage sees the room.
+ */
 static void
-slab_free(struct rp *rp, struct shmpipe_slab *s, uint32_t from)
+slab_free(struct rp *rp, struct shmpipe_slab *s, uint64_t w)
 {
 	/* Release: pairs with the request stage's acquire when it reuses
-	 * the slot; CAS because the supervisor may collect RESERVED ones. */
-	if (!atomic_compare_exchange_strong_explicit(&s->stage, &from,
-	    SHMPIPE_SLAB_FREE, memory_order_release, memory_order_relaxed))
+	 * the slot.  CAS on the whole word, generation and all: the
+	 * supervisor may collect a RESERVED slot, and the request stage
+	 * reserve it again, after we loaded w. */
+	if (!atomic_compare_exchange_strong_explicit(&s->stage, &w,
+	    SHMPIPE_SLAB_WORD(SHMPIPE_SLAB_GEN(w), SHMPIPE_SLAB_FREE),
+	    memory_order_release, memory_order_relaxed))
 		return;
 	rp->rp_freed++;
 	atomic_store_explicit(&rp->rp_ctl->c_hdr->freed, rp->rp_freed,
 	    memory_order_relaxed);
+}
+
+/* Give back a slot we (or a dead predecessor) filled: no one else moves a
+ * FILLED slot, so its word now is the one to free. */
+static void
+slab_free_filled(struct rp *rp, struct shmpipe_slab *s)
+{
+	/* Relaxed: ours (rebuild() acquired a predecessor's). */
+	uint64_t w = atomic_load_explicit(&s->stage, memory_order_relaxed);
+
+	if (SHMPIPE_SLAB_STAGE(w) == SHMPIPE_SLAB_FILLED)
+		slab_free(rp, s, w);
 }
 
 static uint64_t
@@ -166,23 +186,26 @@ place(struct rp *rp, const struct msg_hdr *h, const char *data, size_t len)
 {
 	struct shmpipe_ctl *c = rp->rp_ctl->c_hdr;
 	struct shmpipe_slab *s;
-	uint32_t slot = SHMPIPE_CONN_SLOT(h->mh_conn), reserved;
+	uint32_t slot = SHMPIPE_CONN_SLOT(h->mh_conn);
+	uint64_t w;
 
 	if (h->mh_slot >= c->slab_slots || len > c->reply_max)
 		return;				/* corrupt: nothing to free */
 	s = ctl_slab(rp->rp_ctl, h->mh_slot);
-	/* Acquire: pairs with the request stage's release of RESERVED. */
-	if (atomic_load_explicit(&s->stage, memory_order_acquire) !=
-	    SHMPIPE_SLAB_RESERVED || atomic_load_explicit(&s->conn,
-	    memory_order_relaxed) != h->mh_conn || atomic_load_explicit(
-	    &s->seq, memory_order_relaxed) != h->mh_seq) {
+	/* Acquire: pairs with the request stage's release of RESERVED.
+	 * The CASes below succeed only on this reservation, w. */
+	w = atomic_load_explicit(&s->stage, memory_order_acquire);
+	if (SHMPIPE_SLAB_STAGE(w) != SHMPIPE_SLAB_RESERVED ||
+	    atomic_load_explicit(&s->conn, memory_order_relaxed) !=
+	    h->mh_conn || atomic_load_explicit(&s->seq,
+	    memory_order_relaxed) != h->mh_seq) {
 		atomic_fetch_add_explicit(&c->duplicates, 1,
 		    memory_order_relaxed);
 		return;
 	}
 	if (!conn_live(rp, h->mh_conn) || *pend(rp, slot, h->mh_seq) != 0 ||
 	    !in_window(rp, slot, h->mh_seq)) {
-		slab_free(rp, s, SHMPIPE_SLAB_RESERVED);
+		slab_free(rp, s, w);
 		atomic_fetch_add_explicit(conn_live(rp, h->mh_conn) ?
 		    &c->duplicates : &c->dropped, 1, memory_order_relaxed);
 		return;
@@ -191,14 +214,31 @@ place(struct rp *rp, const struct msg_hdr *h, const char *data, size_t len)
 	atomic_store_explicit(&s->len, (uint32_t)len, memory_order_relaxed);
 	atomic_store_explicit(&s->filled_ns, stage_coarse_ns(),
 	    memory_order_relaxed);
-	reserved = SHMPIPE_SLAB_RESERVED;
-	/* Release: a reply process after us that sees FILLED sees the
-	 * reply; the CAS loses only to the supervisor's collection. */
-	if (!atomic_compare_exchange_strong_explicit(&s->stage, &reserved,
-	    SHMPIPE_SLAB_FILLED, memory_order_release, memory_order_relaxed))
+	/* Release: pairs with the acquire in rebuild(), a reply process
+	 * after us that sees FILLED sees the reply; the CAS loses only to
+	 * the supervisor's collection (and then to nothing reserved since:
+	 * the generation). */
+	if (!atomic_compare_exchange_strong_explicit(&s->stage, &w,
+	    SHMPIPE_SLAB_WORD(SHMPIPE_SLAB_GEN(w), SHMPIPE_SLAB_FILLED),
+	    memory_order_release, memory_order_relaxed))
 		return;
 	*pend(rp, slot, h->mh_seq) = h->mh_slot + 1;
 	mark_dirty(rp, slot);
+}
+
+/*
+ * The length of the reply in a slot we indexed.  place() and rebuild()
+ * checked it; bounded again because the slab is anyone's to scribble on,
+ * and a length past reply_max would have gather() write what lies beyond
+ * the slot (other clients' replies, or past the mapping).
+ */
+static uint32_t
+slab_len(const struct rp *rp, struct shmpipe_slab *s)
+{
+	uint32_t len = atomic_load_explicit(&s->len, memory_order_relaxed);
+
+	return len <= rp->rp_ctl->c_hdr->reply_max ? len :
+	    rp->rp_ctl->c_hdr->reply_max;
 }
 
 /*
@@ -263,7 +303,7 @@ gather(struct rp *rp, uint32_t slot, uint32_t seq, uint32_t off,
 		if (k == 0)
 			break;
 		sl = ctl_slab(rp->rp_ctl, k - 1);
-		len = atomic_load_explicit(&sl->len, memory_order_relaxed);
+		len = slab_len(rp, sl);
 		if (off > len)
 			off = len;
 		n = gather_one(rp, n, ctl_slab_data(sl) + off, len - off,
@@ -282,8 +322,7 @@ retire(struct rp *rp, uint32_t slot, uint32_t from, uint32_t to)
 		uint32_t *p = pend(rp, slot, s);
 
 		if (*p != 0) {
-			slab_free(rp, ctl_slab(rp->rp_ctl, *p - 1),
-			    SHMPIPE_SLAB_FILLED);
+			slab_free_filled(rp, ctl_slab(rp->rp_ctl, *p - 1));
 			*p = 0;
 			SHMQ_FAULT("reply.freed");
 		}
@@ -299,10 +338,12 @@ retire(struct rp *rp, uint32_t slot, uint32_t from, uint32_t to)
  * a process that dies anywhere here leaves a mark at or behind out_total
  * with every reply from the mark on still in the slab, and its successor
  * calls this to finish the job (and to free what lies behind the mark).
+ * The mark's busy bit becomes busy_bit: clear once a write is counted, kept
+ * by adopt() until it has acted on it (see recount()).
  * Pipeline crash points (shmpipe-fi): reply.marked, reply.freed.
  */
 static void
-catch_up(struct rp *rp, uint32_t slot)
+catch_up(struct rp *rp, uint32_t slot, bool busy_bit)
 {
 	struct shmpipe_conn *cn = ctl_conn(rp->rp_ctl, slot);
 	uint32_t seq, off, base, from = atomic_load_explicit(&cn->reply_seq,
@@ -312,8 +353,7 @@ catch_up(struct rp *rp, uint32_t slot)
 	base = SHMPIPE_OUT_BASE(atomic_load_explicit(&cn->out_mark,
 	    memory_order_relaxed));
 	for (uint32_t k; (k = *pend(rp, slot, seq)) != 0; ) {
-		uint32_t len = atomic_load_explicit(&ctl_slab(rp->rp_ctl,
-		    k - 1)->len, memory_order_relaxed) + 1;
+		uint32_t len = slab_len(rp, ctl_slab(rp->rp_ctl, k - 1)) + 1;
 
 		if (off < len)
 			break;
@@ -323,8 +363,8 @@ catch_up(struct rp *rp, uint32_t slot)
 	}
 	/* Release: after out_total, so a successor never finds the mark
 	 * ahead of it. */
-	atomic_store_explicit(&cn->out_mark, SHMPIPE_OUT_MARK(seq, base, 0),
-	    memory_order_release);
+	atomic_store_explicit(&cn->out_mark, SHMPIPE_OUT_MARK(seq, base,
+	    busy_bit), memory_order_release);
 	SHMQ_FAULT("reply.marked");
 	retire(rp, slot, from, seq);
 	/* Release: the request stage reading reply_seq for its window. */
@@ -346,7 +386,7 @@ advance(struct rp *rp, uint32_t slot, size_t wrote)
 	    &cn->out_total, memory_order_relaxed) + wrote,
 	    memory_order_release);
 	SHMQ_FAULT("reply.total");
-	catch_up(rp, slot);
+	catch_up(rp, slot, false);
 }
 
 /* Set or clear the mark's busy bit: a write to the connection in flight. */
@@ -388,8 +428,7 @@ finish(struct rp *rp, uint32_t slot, bool abort)
 	for (uint32_t i = 0; i < rp->rp_window; i++, seq++) {
 		uint32_t *p = pend(rp, slot, seq);
 		if (*p != 0) {
-			slab_free(rp, ctl_slab(rp->rp_ctl, *p - 1),
-			    SHMPIPE_SLAB_FILLED);
+			slab_free_filled(rp, ctl_slab(rp->rp_ctl, *p - 1));
 			*p = 0;
 		}
 	}
@@ -484,6 +523,7 @@ flush_conn(struct rp *rp, uint32_t slot)
 			return;
 		}
 		if (w > 0) {
+			SHMQ_FAULT("reply.wrote");	/* not counted yet */
 			advance(rp, slot, (size_t)w);	/* clears busy */
 			pc->pc_stall_ns = 0;
 		} else {
@@ -543,7 +583,10 @@ tcp_sent(int fd)
 /*
  * Count the bytes a dead predecessor sent on slot and did not count; close
  * a Unix socket it was writing to (`was_busy`), as no one can know how
- * much went out.
+ * much went out.  The mark's busy bit stays set until that is done (the
+ * connection ABORTed, or the count brought up to what the socket took):
+ * a successor of ours that dies here must decide again, not write on from
+ * a count that may be short.
  */
 static void
 recount(struct rp *rp, uint32_t slot, bool was_busy)
@@ -562,8 +605,13 @@ recount(struct rp *rp, uint32_t slot, bool was_busy)
 		finish(rp, slot, true);
 		return;
 	}
-	if (sent < 0 || (uint64_t)sent <= total)
+	if (sent < 0)
+		return;				/* not busy: nothing went out */
+	if ((uint64_t)sent <= total) {
+		if (was_busy)
+			busy(rp, slot, false);	/* all of it counted */
 		return;
+	}
 	position(rp, slot, &seq, &off);
 	gather(rp, slot, seq, off, &held);
 	if ((uint64_t)sent - total > held) {
@@ -575,7 +623,7 @@ recount(struct rp *rp, uint32_t slot, bool was_busy)
 	}
 	log_event("connection %u: %llu bytes a dead reply process sent "
 	    "counted", slot, (unsigned long long)((uint64_t)sent - total));
-	advance(rp, slot, (size_t)((uint64_t)sent - total));
+	advance(rp, slot, (size_t)((uint64_t)sent - total));	/* not busy */
 }
 
 /* A connection's fd arrived from the supervisor. */
@@ -599,12 +647,24 @@ adopt(struct rp *rp, uint32_t slot, uint32_t gen, int fd)
 	pc->pc_gen = gen;
 	pc->pc_stall_ns = 0;
 	pc->pc_regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
-	/* Where a predecessor stopped: the busy bit first (catch_up clears
-	 * it), then its mark brought up to what it committed. */
-	was_busy = SHMPIPE_OUT_BUSY(atomic_load_explicit(&ctl_conn(rp->rp_ctl,
-	    slot)->out_mark, memory_order_relaxed));
-	catch_up(rp, slot);
-	if (S_ISSOCK(st.st_mode))
+	/*
+	 * Where a predecessor stopped: its mark brought up to what it
+	 * committed, keeping the busy bit on a socket until recount() has
+	 * acted on it.  Cleared here, a death before recount() closed the
+	 * connection would leave our successor a Unix socket that looks
+	 * idle and a count that may be short: replies sent twice, or half
+	 * of one.  Anything else is written at out_total (a regular file)
+	 * or keeps its window (a pipe).  A connection given up already
+	 * (one a predecessor closed, busy and all) is only closed again,
+	 * by flush_conn(): nothing to decide, nor to log twice.
+	 */
+	was_busy = S_ISSOCK(st.st_mode) && SHMPIPE_OUT_BUSY(
+	    atomic_load_explicit(&ctl_conn(rp->rp_ctl, slot)->out_mark,
+	    memory_order_relaxed));
+	catch_up(rp, slot, was_busy);
+	if (was_busy)
+		SHMQ_FAULT("reply.adopting");	/* caught up, not decided */
+	if (S_ISSOCK(st.st_mode) && conn_live(rp, SHMPIPE_CONN_ID(gen, slot)))
 		recount(rp, slot, was_busy);
 	mark_dirty(rp, slot);
 }
@@ -651,6 +711,36 @@ read_chan(struct rp *rp, bool *synced)
 	return r != 0;
 }
 
+/*
+ * A FILLED slot whose length no reply can have (reply_max at most, as
+ * place() checks): written by something buggy, its reply is lost.  Free
+ * it and count it; a connection still waiting for that reply would wait
+ * forever, so give it up (ABORT: flush_conn() closes it).
+ */
+static void
+corrupt(struct rp *rp, struct shmpipe_slab *s, uint64_t w, uint32_t i,
+    uint64_t id, uint32_t seq, uint32_t len)
+{
+	struct shmpipe_ctl *c = rp->rp_ctl->c_hdr;
+	uint32_t slot = SHMPIPE_CONN_SLOT(id);
+
+	atomic_fetch_add_explicit(&c->corrupt, 1, memory_order_relaxed);
+	if (conn_live(rp, id) && in_window(rp, slot, seq)) {
+		log_event("connection %u: slab slot %u holds reply %u with a "
+		    "length of %u bytes (at most %u); closing the connection",
+		    slot, i, seq, len, c->reply_max);
+		/* Release: pairs with the acquire of the state by the
+		 * request stage (conn_flags) and by us (conn_state). */
+		atomic_fetch_or_explicit(&ctl_conn(rp->rp_ctl, slot)->state,
+		    SHMPIPE_CONN_ABORT, memory_order_release);
+		mark_dirty(rp, slot);
+	} else {
+		log_event("slab slot %u: a reply of %u bytes (at most %u) "
+		    "for no connection waiting; freed", i, len, c->reply_max);
+	}
+	slab_free(rp, s, w);
+}
+
 /* Slab slots a previous reply process filled: index them again. */
 static void
 rebuild(struct rp *rp)
@@ -659,17 +749,26 @@ rebuild(struct rp *rp)
 
 	for (uint32_t i = 0; i < c->slab_slots; i++) {
 		struct shmpipe_slab *s = ctl_slab(rp->rp_ctl, i);
-		uint64_t id = atomic_load_explicit(&s->conn,
-		    memory_order_relaxed);
-		uint32_t seq = atomic_load_explicit(&s->seq,
-		    memory_order_relaxed), slot = SHMPIPE_CONN_SLOT(id);
+		/* Acquire: pairs with place()'s release of FILLED, by a
+		 * predecessor: its conn, seq, len and reply. */
+		uint64_t w = atomic_load_explicit(&s->stage,
+		    memory_order_acquire);
+		uint64_t id;
+		uint32_t seq, slot, len;
 
-		if (atomic_load_explicit(&s->stage, memory_order_acquire) !=
-		    SHMPIPE_SLAB_FILLED)
+		if (SHMPIPE_SLAB_STAGE(w) != SHMPIPE_SLAB_FILLED)
 			continue;
+		id = atomic_load_explicit(&s->conn, memory_order_relaxed);
+		seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
+		len = atomic_load_explicit(&s->len, memory_order_relaxed);
+		slot = SHMPIPE_CONN_SLOT(id);
+		if (len > c->reply_max) {
+			corrupt(rp, s, w, i, id, seq, len);
+			continue;
+		}
 		if (!conn_live(rp, id) || *pend(rp, slot, seq) != 0 ||
 		    !in_window(rp, slot, seq)) {
-			slab_free(rp, s, SHMPIPE_SLAB_FILLED);
+			slab_free(rp, s, w);
 			continue;
 		}
 		*pend(rp, slot, seq) = i + 1;

@@ -125,15 +125,23 @@ slab_reserve(struct rq *rq, uint64_t id, uint32_t seq)
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t k = (rq->rq_slab_cursor + i) % n;
 		struct shmpipe_slab *s = ctl_slab(rq->rq_ctl, k);
+		/* Acquire: pairs with the release of FREE by the reply
+		 * stage (slab_free) or the supervisor (slab_gc). */
+		uint64_t w = atomic_load_explicit(&s->stage,
+		    memory_order_acquire);
 
-		/* Acquire: pairs with the reply stage's release of FREE. */
-		if (atomic_load_explicit(&s->stage, memory_order_acquire) !=
-		    SHMPIPE_SLAB_FREE)
+		if (SHMPIPE_SLAB_STAGE(w) != SHMPIPE_SLAB_FREE)
 			continue;
 		/* Relaxed: published by the release of RESERVED. */
 		atomic_store_explicit(&s->conn, id, memory_order_relaxed);
 		atomic_store_explicit(&s->seq, seq, memory_order_relaxed);
-		atomic_store_explicit(&s->stage, SHMPIPE_SLAB_RESERVED,
+		/* A store, not a CAS: no one else moves a FREE slot.  The
+		 * next generation, so that a CAS on the word as it was
+		 * before the slot was freed fails (see slab_gc).  Release:
+		 * pairs with the acquire of RESERVED in place() and
+		 * slab_gc(). */
+		atomic_store_explicit(&s->stage, SHMPIPE_SLAB_WORD(
+		    SHMPIPE_SLAB_GEN(w) + 1, SHMPIPE_SLAB_RESERVED),
 		    memory_order_release);
 		rq->rq_slab_cursor = k + 1;
 		rq->rq_reserved++;

@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /* fault.c - the fault-injection hook of test builds: _exit (or stop) at a
  * named point. */
+#define _POSIX_C_SOURCE 200809L	/* O_CLOEXEC */
 #ifdef SHMQ_FAULT_INJECT
+#include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -24,18 +27,34 @@ const char *const shmq_fault_points[] = {
 	NULL
 };
 
-static const char *armed;	/* the point, or NULL */
-static unsigned	   countdown;
+#define FAULT_MAX	4		/* points armed at once */
+
+static struct {
+	const char	*point;		/* NULL: disarmed */
+	unsigned	 countdown;
+} armed[FAULT_MAX];
+static unsigned	   narmed;
+static bool	   stop;	/* SIGSTOP instead of _exit (one point) */
+static const char *once;	/* SHMQ_FAULT_ONCE: a directory, or NULL */
 static int	   env_read;
-static bool	   stop;	/* SIGSTOP instead of _exit */
+
+static void
+fault_add(const char *point, unsigned nth)
+{
+	if (narmed < FAULT_MAX) {
+		armed[narmed].point = point;
+		armed[narmed++].countdown = nth ? nth : 1;
+	}
+}
 
 void
 shmq_fault_arm(const char *point, unsigned nth)
 {
 	env_read = 1;
-	armed = point;
-	countdown = nth ? nth : 1;
+	narmed = 0;
 	stop = false;
+	if (point != NULL)
+		fault_add(point, nth);
 }
 
 void
@@ -45,22 +64,51 @@ shmq_fault_arm_stop(const char *point, unsigned nth)
 	stop = true;
 }
 
-/* SHMQ_FAULT=point[:n] arms a process that cannot call shmq_fault_arm. */
+/*
+ * SHMQ_FAULT=point[:n][,point[:n]...] arms a process that cannot call
+ * shmq_fault_arm; every process of a pipeline inherits it, and counts its
+ * own passes.  With SHMQ_FAULT_ONCE=DIR a point fires only in the first
+ * process to get there (the one that creates DIR/point): so a test can
+ * kill one process at one point and its successor at another.
+ */
 static void
 fault_from_env(void)
 {
-	static char buf[64];
+	static char buf[160];
 	const char *v = getenv("SHMQ_FAULT");
-	char *colon;
+	char *p, *next, *colon;
 
 	env_read = 1;
+	once = getenv("SHMQ_FAULT_ONCE");
 	if (v == NULL || strlen(v) >= sizeof(buf))
 		return;
 	strcpy(buf, v);
-	colon = strchr(buf, ':');
-	if (colon != NULL)
-		*colon++ = '\0';
-	shmq_fault_arm(buf, colon != NULL ? (unsigned)atoi(colon) : 1);
+	for (p = buf; p != NULL; p = next) {
+		if ((next = strchr(p, ',')) != NULL)
+			*next++ = '\0';
+		if ((colon = strchr(p, ':')) != NULL)
+			*colon++ = '\0';
+		fault_add(p, colon != NULL ? (unsigned)atoi(colon) : 1);
+	}
+}
+
+/* Is this process the one to fire point (SHMQ_FAULT_ONCE)? */
+static int
+fault_first(const char *point)
+{
+	char path[512];
+	int fd;
+
+	if (once == NULL)
+		return 1;
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", once, point) >=
+	    sizeof(path))
+		return 0;
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+	    0600)) < 0)
+		return 0;
+	close(fd);
+	return 1;
 }
 
 void
@@ -68,13 +116,21 @@ shmq__fault(const char *point)
 {
 	if (!env_read)
 		fault_from_env();
-	if (armed == NULL || strcmp(armed, point) != 0)
+	for (unsigned i = 0; i < narmed; i++) {
+		if (armed[i].point == NULL ||
+		    strcmp(armed[i].point, point) != 0)
+			continue;
+		if (--armed[i].countdown != 0)
+			return;
+		if (stop) {
+			armed[i].point = NULL;
+			raise(SIGSTOP);
+			return;
+		}
+		if (fault_first(point))
+			_exit(SHMQ_FAULT_EXIT);
+		armed[i].point = NULL;	/* another process fired it */
 		return;
-	if (--countdown != 0)
-		return;
-	if (!stop)
-		_exit(SHMQ_FAULT_EXIT);
-	armed = NULL;
-	raise(SIGSTOP);
+	}
 }
 #endif /* SHMQ_FAULT_INJECT */

@@ -4,8 +4,10 @@
  * (-DSHMQ_FAULT_INJECT, libshmq-fi.a) a process armed with
  * shmq_fault_arm("put.copied", 1) or SHMQ_FAULT=put.copied[:N] in its
  * environment calls _exit(SHMQ_FAULT_EXIT) the Nth time it reaches that
- * point (or stops, armed with shmq_fault_arm_stop); in normal builds
- * SHMQ_FAULT() compiles to nothing.
+ * point (or stops, armed with shmq_fault_arm_stop); in normal builds SHMQ_FAULT() compiles to nothing.  The
+ * environment may arm a few points, POINT[:N],POINT[:N]; with
+ * SHMQ_FAULT_ONCE=DIR each fires in one process only, the first to get
+ * there (fault.c).
  */
 #ifndef SHMQ_FAULT_H
 #define SHMQ_FAULT_H

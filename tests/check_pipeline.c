@@ -876,6 +876,123 @@ START_TEST(test_pipeline_reply_dies_advancing)
 }
 END_TEST
 
+/*
+ * A reply process killed inside a write to a Unix socket (reply.wrote:
+ * "OK a" went out, out_total does not count it), then its successor
+ * killed adopting that connection, its mark caught up and nothing decided
+ * yet (reply.adopting; SHMQ_FAULT_ONCE: each point fires in one process
+ * only).  The third must still see that a write was in flight and close
+ * the connection, not write "OK a" again from the short count: while
+ * adopt() cleared the busy bit before acting on it, it did.
+ */
+START_TEST(test_pipeline_reply_dies_deciding)
+{
+	struct cp_pipe p;
+	char got[LINE_MAX_TEST];
+	int fd;
+
+	cp_prepare(&p, 1);
+	p.cp_binary = "shmpipe-fi";
+	ck_assert_int_eq(setenv("SHMQ_FAULT", "reply.wrote,reply.adopting",
+	    1), 0);
+	ck_assert_int_eq(setenv("SHMQ_FAULT_ONCE", p.cp_dir, 1), 0);
+	cp_spawn(&p, NULL);
+	unsetenv("SHMQ_FAULT");
+	unsetenv("SHMQ_FAULT_ONCE");
+	cp_wait_ready(&p);
+	fd = cp_connect(&p);
+	cp_expect(fd, "echo a", "OK a");
+	CP_ASSERT(&p, cp_line(fd, got, sizeof(got)) < 0, "'%s' after 'OK a': "
+	    "a reply process wrote again what a dead one had sent", got);
+	cp_close(fd);
+	CP_ASSERT(&p, cp_log_count(&p, "exited 86") == 2, "%zu reply "
+	    "processes died at a crash point, not 2",
+	    cp_log_count(&p, "exited 86"));
+	CP_ASSERT(&p, cp_log_count(&p, "cannot say how much went out; "
+	    "closing it") == 1, "the connection was not closed as unsure");
+	/* The third serves on. */
+	fd = cp_connect(&p);
+	cp_expect(fd, "echo b", "OK b");
+	cp_close(fd);
+	cp_stop(&p);
+}
+END_TEST
+
+/* Wait until a processor is busy with a request. */
+static void
+wait_busy(struct cp_pipe *p, const struct ctl *c)
+{
+	uint64_t end = now_ms() + CP_WAIT_S * 1000u;
+
+	for (;;) {
+		for (uint32_t r = SV_ROW_PROC0; r < SV_ROW_PROC0 + p->cp_procs;
+		    r++)
+			if (atomic_load(&ctl_proc(c, r)->busy_since_ns) != 0)
+				return;
+		CP_ASSERT(p, now_ms() < end, "no processor busy after %d s",
+		    CP_WAIT_S);
+		nap_ms(1);
+	}
+}
+
+/*
+ * A reply parked in the slab (reply 1, waiting for reply 0, a sleep) whose
+ * length something scribbled past reply_max, then the reply process
+ * killed: its successor must not index that slot, or it writes the bytes
+ * beyond the reply (other clients' replies, or past the mapping) once
+ * reply 0 comes.  It frees it, counts it, and closes the connection whose
+ * reply it was: the client sees the end of its stream, nothing else, and
+ * the pipeline serves on.
+ */
+START_TEST(test_pipeline_reply_len_corrupt)
+{
+	uint64_t end = now_ms() + CP_WAIT_S * 1000u;
+	struct shmpipe_slab *s = NULL;
+	struct cp_pipe p;
+	struct ctl c;
+	char got[LINE_MAX_TEST];
+	pid_t old;
+	int fd;
+
+	cp_start(&p, 2, NULL);
+	CP_ASSERT(&p, ctl_open(&c, p.cp_name, 0) == 0, "cannot map the "
+	    "control segment read-write");
+	fd = cp_connect(&p);
+	/* Reply 1 after reply 0 is taken: by the other processor. */
+	cp_sends(fd, "sleep 4000\n");
+	wait_busy(&p, &c);
+	cp_sends(fd, "echo x\n");
+	while (s == NULL) {
+		for (uint32_t i = 0; s == NULL && i < c.c_hdr->slab_slots; i++)
+			if (SHMPIPE_SLAB_STAGE(atomic_load(&ctl_slab(&c,
+			    i)->stage)) == SHMPIPE_SLAB_FILLED)
+				s = ctl_slab(&c, i);
+		CP_ASSERT(&p, s != NULL || now_ms() < end, "reply 1 never "
+		    "parked in the slab");
+		nap_ms(1);
+	}
+	CP_ASSERT(&p, atomic_load(&s->seq) == 1 && atomic_load(&s->len) ==
+	    4 && memcmp(ctl_slab_data(s), "OK x", 4) == 0, "the slot filled "
+	    "is not reply 1's");
+	atomic_store(&s->len, c.c_hdr->reply_max + 1);
+	old = cp_row_pid(&c, SV_ROW_REPLY);
+	kill(old, SIGKILL);
+	wait_row_replaced(&p, &c, SV_ROW_REPLY, old);
+	CP_ASSERT(&p, cp_line(fd, got, sizeof(got)) < 0, "got '%s', expected "
+	    "the connection closed", got);
+	cp_close(fd);
+	CP_ASSERT(&p, atomic_load(&c.c_hdr->corrupt) == 1, "%" PRIu64 " "
+	    "corrupt slots counted, not 1", atomic_load(&c.c_hdr->corrupt));
+	CP_ASSERT(&p, cp_log_count(&p, "started reply") == 2, "the reply "
+	    "process died again");
+	fd = cp_connect(&p);
+	cp_expect(fd, "echo b", "OK b");
+	cp_close(fd);
+	ctl_close(&c);
+	cp_stop(&p);
+}
+END_TEST
+
 START_TEST(test_pipeline_poison)
 {
 	struct cp_pipe p;
@@ -1372,6 +1489,8 @@ pipeline_suite_of(const char *name, bool threads)
 		tcase_add_test(tc, test_pipeline_kill_reply);
 		tcase_add_test(tc, test_pipeline_kill_reply_unix);
 		tcase_add_test(tc, test_pipeline_reply_dies_advancing);
+		tcase_add_test(tc, test_pipeline_reply_dies_deciding);
+		tcase_add_test(tc, test_pipeline_reply_len_corrupt);
 		tcase_add_test(tc, test_pipeline_poison);
 		tcase_add_test(tc, test_pipeline_request_timeout);
 	}

@@ -496,7 +496,8 @@ ctl_running(struct ctl *c)
 	atomic_store(&p->busy_since_ns, FIXED_MONO_NS);
 	atomic_store(&ctl_conn(c, 0)->state, (uint64_t)3 << 32 |
 	    SHMPIPE_CONN_OPEN);
-	atomic_store(&ctl_slab(c, 0)->stage, SHMPIPE_SLAB_FILLED);
+	atomic_store(&ctl_slab(c, 0)->stage, SHMPIPE_SLAB_WORD(1,
+	    SHMPIPE_SLAB_FILLED));
 	atomic_store(&ctl_slab(c, 0)->len, 7);
 	memcpy(ctl_slab_data(ctl_slab(c, 0)), "OK echo", 7);
 	atomic_store(&c->c_hdr->accepted, 8);
