@@ -817,10 +817,26 @@ breathe(void)
 }
 
 /*
- * Stop: stage and put every line already read (they were accepted), then
- * tell each connection how many requests it made, and close our side.
+ * Put the whole batch, however long the queue stays full.  A wait that
+ * a wakeup ends leaves the rest in the batch: the signals that start a
+ * drain ring one each, and nothing in the drain is for them to cut short
+ * (a second signal to the supervisor kills us outright).
  */
-static void
+static int
+flush_all(struct rq *rq)
+{
+	while (rq->rq_n > 0)
+		if (flush(rq, -1) != 0)
+			return -1;
+	return 0;
+}
+
+/*
+ * Stop reading: stage and put every line already read (they were
+ * accepted), then tell each connection how many requests it made, and
+ * close our side.
+ */
+static int
 drain(struct rq *rq)
 {
 	for (uint32_t i = 0; i < rq->rq_nconns; i++) {
@@ -831,7 +847,10 @@ drain(struct rq *rq)
 		rc->rc_eof = true;
 		for (;;) {
 			parse(rq, i);
-			if (flush(rq, -1) != 0 || rc->rc_head == tail_of(rq, i) ||
+			/* All of it on the queue before final_seq counts it. */
+			if (flush_all(rq) != 0)
+				return STAGE_EX_SOFTWARE;
+			if (rc->rc_head == tail_of(rq, i) ||
 			    (conn_flags(rq, i) & SHMPIPE_CONN_ABORT))
 				break;
 			breathe();		/* window or slab full */
@@ -840,9 +859,14 @@ drain(struct rq *rq)
 	}
 	/* Release: processors that see it closed see our last puts. */
 	atomic_store_explicit(&rq->rq_c->req_closed, 1, memory_order_release);
+	return STAGE_EX_OK;
 }
 
-/* File mode: read the input to the end, as fast as the queue takes it. */
+/*
+ * File mode: read the input to the end, as fast as the queue takes it.
+ * Asked to stop (the supervisor drains the pipeline: SIGTERM) or started
+ * into a drain, read no more, but answer every line read, as run_net.
+ */
 static int
 run_file(struct rq *rq)
 {
@@ -851,7 +875,8 @@ run_file(struct rq *rq)
 	adopt(rq, 0, SHMPIPE_CONN_GEN(atomic_load(&conn(rq, 0)->state)),
 	    rq->rq_st->st_in_fd);
 	stage_state(rq->rq_st, SHMPIPE_PROC_READY);
-	while (!stage_stopping(rq->rq_st) && rc->rc_fd >= 0) {
+	while (!stage_stopping(rq->rq_st) && !stage_draining(rq->rq_st) &&
+	    rc->rc_fd >= 0) {
 		rq->rq_nwait = 0;
 		rc->rc_waiting = false;
 		rq->rq_slab_full = false;
@@ -863,8 +888,7 @@ run_file(struct rq *rq)
 		    over_window(rq, 0)))
 			breathe();
 	}
-	atomic_store_explicit(&rq->rq_c->req_closed, 1, memory_order_release);
-	return STAGE_EX_OK;
+	return drain(rq);
 }
 
 static int
@@ -889,8 +913,7 @@ run_net(struct rq *rq)
 			return STAGE_EX_SOFTWARE;
 		reap(rq);
 	}
-	drain(rq);
-	return STAGE_EX_OK;
+	return drain(rq);
 }
 
 int
