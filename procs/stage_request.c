@@ -89,6 +89,8 @@ struct rq {
 	uint32_t	*rq_eof;	/* connections at end of input */
 	uint32_t	 rq_neof;
 	bool		 rq_slab_full;
+	bool		 rq_synced;	/* the supervisor has handed us every
+					 * connection it holds */
 	uint64_t	 rq_accept_at;	/* listeners paused until; 0 = not */
 	uint64_t	 rq_sweep_at;	/* next look for aborted connections */
 	/* The batch being built. */
@@ -720,20 +722,26 @@ sweep_aborted(struct rq *rq)
 	}
 }
 
-/* Connections the supervisor hands us after a restart. */
+/*
+ * Connections the supervisor hands us after a restart.  Until it has said
+ * it sent them all, wait up to timeout_ms for each.
+ */
 static bool
-read_chan(struct rq *rq)
+read_chan(struct rq *rq, int timeout_ms)
 {
 	struct chan_msg m;
 	int fd, r;
 
-	while ((r = chan_recv(rq->rq_st->st_chan, &m, &fd, 0)) == 1) {
+	while ((r = chan_recv(rq->rq_st->st_chan, &m, &fd, rq->rq_synced ? 0 :
+	    timeout_ms)) == 1) {
 		if (m.cm_type == CHAN_CONN && fd >= 0 && m.cm_slot <
 		    rq->rq_nconns && !(conn_flags(rq, m.cm_slot) &
 		    SHMPIPE_CONN_RD_DONE))
 			adopt(rq, m.cm_slot, m.cm_gen, fd);
 		else if (fd >= 0)
 			close(fd);
+		if (m.cm_type == CHAN_SYNCED)
+			rq->rq_synced = true;
 	}
 	return r != 0;
 }
@@ -796,7 +804,7 @@ dispatch(struct rq *rq, const struct epoll_event *ev, int n)
 		uint32_t tag = ev[i].data.u32;
 
 		if (tag == RQ_CHAN) {
-			if (!read_chan(rq))
+			if (!read_chan(rq, 0))
 				return false;	/* the supervisor is gone */
 		} else if (tag >= RQ_LISTEN) {
 			accept_on(rq, (int)(tag - RQ_LISTEN));
@@ -834,11 +842,15 @@ flush_all(struct rq *rq)
 /*
  * Stop reading: stage and put every line already read (they were
  * accepted), then tell each connection how many requests it made, and
- * close our side.
+ * close our side.  A process started into a drain (its predecessor died
+ * in it) first takes up the connections the supervisor hands it, and
+ * with them the lines in their rings.
  */
 static int
 drain(struct rq *rq)
 {
+	if (rq->rq_st->st_chan >= 0)
+		(void)read_chan(rq, 1000);
 	for (uint32_t i = 0; i < rq->rq_nconns; i++) {
 		struct rq_conn *rc = &rq->rq_conns[i];
 

@@ -1257,6 +1257,56 @@ START_TEST(test_pipeline_drain_file)
 }
 END_TEST
 
+/*
+ * The request process killed in a deep drain, while its processor is
+ * stopped (so it cannot have put everything): its successor starts into
+ * the drain, must take up the connections the supervisor hands it, and
+ * put and answer every line left in their rings.  Before, it drained the
+ * nothing it held, and the client got the few replies of what was put.
+ */
+START_TEST(test_pipeline_drain_request_killed)
+{
+	char got[LINE_MAX_TEST], line[64], want[64], dead[64];
+	struct cp_pipe p;
+	struct ctl c;
+	pid_t req, proc;
+	size_t bytes;
+	int fd, st;
+
+	cp_start(&p, 1, CP_ARGS("--capacity", "4"));
+	cp_ctl(&p, &c);
+	fd = cp_connect(&p);
+	bytes = deep_send(fd, DEEP_LINES);
+	deep_wait_read(&p, &c, deep_slot(&p, &c), bytes, DEEP_LINES);
+	req = cp_row_pid(&c, SV_ROW_REQUEST);
+	proc = cp_row_pid(&c, SV_ROW_PROC0);
+	ck_assert_int_eq(kill(proc, SIGSTOP), 0);
+	kill(p.cp_pid, SIGTERM);
+	cp_wait_log(&p, "terminating: answering the");
+	ck_assert_int_eq(kill(req, SIGKILL), 0);
+	snprintf(dead, sizeof(dead), "request (pid %d) killed by signal 9",
+	    (int)req);
+	cp_wait_log(&p, dead);
+	CP_ASSERT(&p, atomic_load(&c.c_hdr->accepted) < DEEP_LINES, "every "
+	    "request was put before the kill; the test proved nothing");
+	ck_assert_int_eq(kill(proc, SIGCONT), 0);
+	ctl_close(&c);
+	for (unsigned i = 0; i < DEEP_LINES; i++) {
+		deep_line(i, line, sizeof(line), want, sizeof(want));
+		CP_ASSERT(&p, cp_line(fd, got, sizeof(got)) >= 0, "reply %u of "
+		    "%u: the connection closed", i + 1, DEEP_LINES);
+		CP_ASSERT(&p, strcmp(got, want) == 0, "reply %u: got '%s', "
+		    "expected '%s'", i + 1, got, want);
+	}
+	cp_expect_eof(fd);
+	cp_close(fd);
+	st = cp_wait_exit(&p, CP_WAIT_S);
+	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 0, "drained: "
+	    "status %#x, expected exit 0", st);
+	cp_assert_gone(&p);
+}
+END_TEST
+
 START_TEST(test_pipeline_second_signal)
 {
 	struct cp_pipe p;
@@ -1545,6 +1595,8 @@ pipeline_suite_of(const char *name, bool threads)
 	tcase_add_test(tc, test_pipeline_drain);
 	tcase_add_test(tc, test_pipeline_drain_deep);
 	tcase_add_test(tc, test_pipeline_drain_file);
+	if (!threads)
+		tcase_add_test(tc, test_pipeline_drain_request_killed);
 	tcase_add_test(tc, test_pipeline_second_signal);
 	if (threads)
 		tcase_add_test(tc, test_pipeline_threaded_refusals);
