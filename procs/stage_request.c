@@ -18,6 +18,9 @@
  * regular input file is read with pread at in_total, so file mode has no
  * window; a pipe (--input -) keeps it.
  *
+ * Pipeline crash point (shmpipe-fi): request.claimed, between claiming a
+ * connection slot and handing its descriptor to the supervisor.
+ *
  * Back-pressure: a connection is not read while it has conn_window requests
  * in flight, and nothing is read while the slab (the pipeline's window) or
  * the request queue is full.
@@ -36,6 +39,7 @@
 #include <unistd.h>
 
 #include "chan.h"
+#include "fault.h"
 #include "log.h"
 #include "msg.h"
 #include "stage.h"
@@ -685,6 +689,9 @@ accept_on(struct rq *rq, int i)
 			refuse(rq, fd);
 			continue;
 		}
+		/* Dying here leaves a slot claimed whose descriptor no one
+		 * else holds: the supervisor gives it up (children.c). */
+		SHMQ_FAULT("request.claimed");
 		if (!rq->rq_st->st_listen_unix[i])
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
 			    sizeof(one));

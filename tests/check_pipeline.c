@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "check_pipeline_util.h"
+#include "fault.h"
 #include "proto.h"
 #include "supervisor.h"
 
@@ -876,6 +877,58 @@ START_TEST(test_pipeline_reply_dies_advancing)
 }
 END_TEST
 
+/*
+ * The request process dies between claiming a connection slot and handing
+ * the client's descriptor to the supervisor (shmpipe-fi,
+ * SHMQ_FAULT=request.claimed:2: each request process dies at its second
+ * claim).  No process holds that connection any more; the supervisor must
+ * give its slot up, or with --max-connections 1 every later client is
+ * refused for good.  Twice, so that a successor's death counts as well.
+ */
+START_TEST(test_pipeline_request_dies_claiming)
+{
+	char dead[64];
+	struct cp_pipe p;
+	struct ctl c;
+	pid_t pid;
+	int fd;
+
+	cp_prepare(&p, 2);
+	p.cp_binary = "shmpipe-fi";
+	ck_assert_int_eq(setenv("SHMQ_FAULT", "request.claimed:2", 1), 0);
+	cp_spawn(&p, CP_ARGS("--max-connections", "1"));
+	unsetenv("SHMQ_FAULT");
+	cp_wait_ready(&p);
+	cp_ctl(&p, &c);
+	for (int k = 0; k < 2; k++) {
+		/* This request process's first claim: served. */
+		fd = cp_connect(&p);
+		cp_expect(fd, "echo first", "OK first");
+		cp_close(fd);
+		wait_conns_free(&p, &c, 0);
+		/* Its second: it dies there, and the client's stream ends. */
+		pid = cp_row_pid(&c, SV_ROW_REQUEST);
+		fd = cp_connect(&p);
+		snprintf(dead, sizeof(dead), "request (pid %d) exited %d",
+		    (int)pid, SHMQ_FAULT_EXIT);
+		cp_wait_log(&p, dead);
+		cp_expect_eof(fd);
+		cp_close(fd);
+		wait_row_replaced(&p, &c, SV_ROW_REQUEST, pid);
+		/* Its slot is given back. */
+		wait_conns_free(&p, &c, 0);
+	}
+	fd = cp_connect(&p);
+	cp_expect(fd, "echo after", "OK after");
+	cp_close(fd);
+	CP_ASSERT(&p, cp_log_count(&p, "the request process died before its "
+	    "descriptor reached us") == 2, "the two slots given up were not "
+	    "logged");
+	ctl_close(&c);
+	cp_stop(&p);
+}
+END_TEST
+
 START_TEST(test_pipeline_poison)
 {
 	struct cp_pipe p;
@@ -1585,6 +1638,7 @@ pipeline_suite_of(const char *name, bool threads)
 		tcase_add_test(tc, test_pipeline_kill_reply);
 		tcase_add_test(tc, test_pipeline_kill_reply_unix);
 		tcase_add_test(tc, test_pipeline_reply_dies_advancing);
+		tcase_add_test(tc, test_pipeline_request_dies_claiming);
 		tcase_add_test(tc, test_pipeline_poison);
 		tcase_add_test(tc, test_pipeline_request_timeout);
 	}
