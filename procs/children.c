@@ -431,6 +431,15 @@ on_death(struct sv *sv, uint32_t row, int status)
 	else
 		log_info("%s (pid %d) %s", who, (int)pid, why);
 	recover(sv, pid, who);
+	if (ch->ch_role == SHMPIPE_ROLE_REQUEST) {
+		/*
+		 * Connections it sent that we have not read are still in the
+		 * channel: keep them (its requests may be on the queue), then
+		 * give up those whose descriptor it took with it.
+		 */
+		sv_read_chan(sv, row);
+		pipeline_request_died(&sv->sv_pl);
+	}
 	if (ch->ch_sock >= 0) {
 		epoll_ctl(sv->sv_ep, EPOLL_CTL_DEL, ch->ch_sock, NULL);
 		close(ch->ch_sock);

@@ -326,6 +326,28 @@ pipeline_lost_conn(struct pipeline *pl, const struct chan_msg *m)
 		    memory_order_release);
 }
 
+void
+pipeline_request_died(struct pipeline *pl)
+{
+	for (uint32_t i = 0; i < pl->pl_ctl.c_hdr->max_conns; i++) {
+		uint32_t f = conn_flags(pl, i);
+
+		if (!(f & SHMPIPE_CONN_OPEN) || (f & (SHMPIPE_CONN_FILE |
+		    SHMPIPE_CONN_RD_DONE)) || pl->pl_keep[i] >= 0)
+			continue;
+		log_event("connection %u: the request process died before its "
+		    "descriptor reached us; dropping it", i);
+		/* RD_DONE: no request process will hold it again.  ABORT: the
+		 * reply stage lets go of it without one (its lost()), then
+		 * conns_gc frees the slot and slab_gc what its requests held.
+		 * We alone free slots, so it is still the one we looked at.
+		 * Release: pairs with the stages' acquire of the flags. */
+		atomic_fetch_or_explicit(&conn(pl, i)->state,
+		    SHMPIPE_CONN_RD_DONE | SHMPIPE_CONN_ABORT,
+		    memory_order_release);
+	}
+}
+
 bool
 pipeline_send_conns(struct pipeline *pl, int sock, uint32_t done)
 {

@@ -69,6 +69,14 @@ void	pipeline_keep(struct pipeline *pl, const struct chan_msg *m, int fd);
 void	pipeline_lost_conn(struct pipeline *pl, const struct chan_msg *m);
 
 /*
+ * The request process died, and what its channel held has been taken in:
+ * give up every open connection whose descriptor we do not hold (it died
+ * between claiming the slot and sending it, or the descriptor was lost on
+ * the way).  No process has it any more, so none would ever let go of it.
+ */
+void	pipeline_request_died(struct pipeline *pl);
+
+/*
  * Send sock every kept connection whose `done` flag (SHMPIPE_CONN_RD_DONE
  * for a request stage, RP_DONE for a reply stage) is not set, then
  * CHAN_SYNCED.  False if the stage went away meanwhile.

@@ -195,8 +195,11 @@ start_threads(struct tp *tp)
 {
 	for (uint32_t i = 0; i < tp->tp_nthr; i++)
 		thr_init(tp, i);
-	/* The reply thread first takes what the main thread has: nothing. */
+	/* The reply thread first takes what the main thread has: nothing.
+	 * The request thread's drain waits for the same word. */
 	chan_send(tp->tp_chan_rep[0], &(struct chan_msg){ CHAN_SYNCED, 0, 0,
+	    0 }, -1);
+	chan_send(tp->tp_chan_req[0], &(struct chan_msg){ CHAN_SYNCED, 0, 0,
 	    0 }, -1);
 	for (uint32_t i = 0; i < tp->tp_nthr; i++)
 		if (pthread_create(&tp->tp_thr[i].th_id, NULL, thr_main,

@@ -18,6 +18,9 @@
  * regular input file is read with pread at in_total, so file mode has no
  * window; a pipe (--input -) keeps it.
  *
+ * Pipeline crash point (shmpipe-fi): request.claimed, between claiming a
+ * connection slot and handing its descriptor to the supervisor.
+ *
  * Back-pressure: a connection is not read while it has conn_window requests
  * in flight, and nothing is read while the slab (the pipeline's window) or
  * the request queue is full.
@@ -36,6 +39,7 @@
 #include <unistd.h>
 
 #include "chan.h"
+#include "fault.h"
 #include "log.h"
 #include "msg.h"
 #include "stage.h"
@@ -89,6 +93,8 @@ struct rq {
 	uint32_t	*rq_eof;	/* connections at end of input */
 	uint32_t	 rq_neof;
 	bool		 rq_slab_full;
+	bool		 rq_synced;	/* the supervisor has handed us every
+					 * connection it holds */
 	uint64_t	 rq_accept_at;	/* listeners paused until; 0 = not */
 	uint64_t	 rq_sweep_at;	/* next look for aborted connections */
 	/* The batch being built. */
@@ -691,6 +697,9 @@ accept_on(struct rq *rq, int i)
 			refuse(rq, fd);
 			continue;
 		}
+		/* Dying here leaves a slot claimed whose descriptor no one
+		 * else holds: the supervisor gives it up (children.c). */
+		SHMQ_FAULT("request.claimed");
 		if (!rq->rq_st->st_listen_unix[i])
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
 			    sizeof(one));
@@ -728,20 +737,26 @@ sweep_aborted(struct rq *rq)
 	}
 }
 
-/* Connections the supervisor hands us after a restart. */
+/*
+ * Connections the supervisor hands us after a restart.  Until it has said
+ * it sent them all, wait up to timeout_ms for each.
+ */
 static bool
-read_chan(struct rq *rq)
+read_chan(struct rq *rq, int timeout_ms)
 {
 	struct chan_msg m;
 	int fd, r;
 
-	while ((r = chan_recv(rq->rq_st->st_chan, &m, &fd, 0)) == 1) {
+	while ((r = chan_recv(rq->rq_st->st_chan, &m, &fd, rq->rq_synced ? 0 :
+	    timeout_ms)) == 1) {
 		if (m.cm_type == CHAN_CONN && fd >= 0 && m.cm_slot <
 		    rq->rq_nconns && !(conn_flags(rq, m.cm_slot) &
 		    SHMPIPE_CONN_RD_DONE))
 			adopt(rq, m.cm_slot, m.cm_gen, fd);
 		else if (fd >= 0)
 			close(fd);
+		if (m.cm_type == CHAN_SYNCED)
+			rq->rq_synced = true;
 	}
 	return r != 0;
 }
@@ -804,7 +819,7 @@ dispatch(struct rq *rq, const struct epoll_event *ev, int n)
 		uint32_t tag = ev[i].data.u32;
 
 		if (tag == RQ_CHAN) {
-			if (!read_chan(rq))
+			if (!read_chan(rq, 0))
 				return false;	/* the supervisor is gone */
 		} else if (tag >= RQ_LISTEN) {
 			accept_on(rq, (int)(tag - RQ_LISTEN));
@@ -825,12 +840,32 @@ breathe(void)
 }
 
 /*
- * Stop: stage and put every line already read (they were accepted), then
- * tell each connection how many requests it made, and close our side.
+ * Put the whole batch, however long the queue stays full.  A wait that
+ * a wakeup ends leaves the rest in the batch: the signals that start a
+ * drain ring one each, and nothing in the drain is for them to cut short
+ * (a second signal to the supervisor kills us outright).
  */
-static void
+static int
+flush_all(struct rq *rq)
+{
+	while (rq->rq_n > 0)
+		if (flush(rq, -1) != 0)
+			return -1;
+	return 0;
+}
+
+/*
+ * Stop reading: stage and put every line already read (they were
+ * accepted), then tell each connection how many requests it made, and
+ * close our side.  A process started into a drain (its predecessor died
+ * in it) first takes up the connections the supervisor hands it, and
+ * with them the lines in their rings.
+ */
+static int
 drain(struct rq *rq)
 {
+	if (rq->rq_st->st_chan >= 0)
+		(void)read_chan(rq, 1000);
 	for (uint32_t i = 0; i < rq->rq_nconns; i++) {
 		struct rq_conn *rc = &rq->rq_conns[i];
 
@@ -839,7 +874,10 @@ drain(struct rq *rq)
 		rc->rc_eof = true;
 		for (;;) {
 			parse(rq, i);
-			if (flush(rq, -1) != 0 || rc->rc_head == tail_of(rq, i) ||
+			/* All of it on the queue before final_seq counts it. */
+			if (flush_all(rq) != 0)
+				return STAGE_EX_SOFTWARE;
+			if (rc->rc_head == tail_of(rq, i) ||
 			    (conn_flags(rq, i) & SHMPIPE_CONN_ABORT))
 				break;
 			breathe();		/* window or slab full */
@@ -848,9 +886,14 @@ drain(struct rq *rq)
 	}
 	/* Release: processors that see it closed see our last puts. */
 	atomic_store_explicit(&rq->rq_c->req_closed, 1, memory_order_release);
+	return STAGE_EX_OK;
 }
 
-/* File mode: read the input to the end, as fast as the queue takes it. */
+/*
+ * File mode: read the input to the end, as fast as the queue takes it.
+ * Asked to stop (the supervisor drains the pipeline: SIGTERM) or started
+ * into a drain, read no more, but answer every line read, as run_net.
+ */
 static int
 run_file(struct rq *rq)
 {
@@ -859,7 +902,8 @@ run_file(struct rq *rq)
 	adopt(rq, 0, SHMPIPE_CONN_GEN(atomic_load(&conn(rq, 0)->state)),
 	    rq->rq_st->st_in_fd);
 	stage_state(rq->rq_st, SHMPIPE_PROC_READY);
-	while (!stage_stopping(rq->rq_st) && rc->rc_fd >= 0) {
+	while (!stage_stopping(rq->rq_st) && !stage_draining(rq->rq_st) &&
+	    rc->rc_fd >= 0) {
 		rq->rq_nwait = 0;
 		rc->rc_waiting = false;
 		rq->rq_slab_full = false;
@@ -871,8 +915,7 @@ run_file(struct rq *rq)
 		    over_window(rq, 0)))
 			breathe();
 	}
-	atomic_store_explicit(&rq->rq_c->req_closed, 1, memory_order_release);
-	return STAGE_EX_OK;
+	return drain(rq);
 }
 
 static int
@@ -897,8 +940,7 @@ run_net(struct rq *rq)
 			return STAGE_EX_SOFTWARE;
 		reap(rq);
 	}
-	drain(rq);
-	return STAGE_EX_OK;
+	return drain(rq);
 }
 
 int

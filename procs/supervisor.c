@@ -46,8 +46,8 @@ keep_conn(struct sv *sv, const struct chan_msg *m, int fd)
 		kill(rp->ch_pid, SIGUSR1);	/* doorbell: a take waits */
 }
 
-static void
-read_chan(struct sv *sv, uint32_t row)
+void
+sv_read_chan(struct sv *sv, uint32_t row)
 {
 	struct chan_msg m;
 	int fd;
@@ -339,7 +339,7 @@ loop(struct sv *sv)
 			if (ev[i].data.u32 == EP_SIGNAL)
 				on_signals(sv);
 			else if (ev[i].data.u32 < sv->sv_nrows)
-				read_chan(sv, ev[i].data.u32);
+				sv_read_chan(sv, ev[i].data.u32);
 		}
 		now = stage_now_ns();
 		sv_restarts(sv, now);

@@ -59,6 +59,9 @@ struct sv {
 /* Run a pipeline until it is stopped; returns the exit status. */
 int	supervisor_run(struct options *opt);
 
+/* Take in what a stage sent on its channel: connections to keep. */
+void	sv_read_chan(struct sv *sv, uint32_t row);
+
 /* children.c: the life of the stage processes. */
 void	sv_spawn(struct sv *sv, uint32_t row);
 void	sv_reap(struct sv *sv);

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "check_pipeline_util.h"
+#include "fault.h"
 #include "proto.h"
 #include "supervisor.h"
 
@@ -993,6 +994,58 @@ START_TEST(test_pipeline_reply_len_corrupt)
 }
 END_TEST
 
+/*
+ * The request process dies between claiming a connection slot and handing
+ * the client's descriptor to the supervisor (shmpipe-fi,
+ * SHMQ_FAULT=request.claimed:2: each request process dies at its second
+ * claim).  No process holds that connection any more; the supervisor must
+ * give its slot up, or with --max-connections 1 every later client is
+ * refused for good.  Twice, so that a successor's death counts as well.
+ */
+START_TEST(test_pipeline_request_dies_claiming)
+{
+	char dead[64];
+	struct cp_pipe p;
+	struct ctl c;
+	pid_t pid;
+	int fd;
+
+	cp_prepare(&p, 2);
+	p.cp_binary = "shmpipe-fi";
+	ck_assert_int_eq(setenv("SHMQ_FAULT", "request.claimed:2", 1), 0);
+	cp_spawn(&p, CP_ARGS("--max-connections", "1"));
+	unsetenv("SHMQ_FAULT");
+	cp_wait_ready(&p);
+	cp_ctl(&p, &c);
+	for (int k = 0; k < 2; k++) {
+		/* This request process's first claim: served. */
+		fd = cp_connect(&p);
+		cp_expect(fd, "echo first", "OK first");
+		cp_close(fd);
+		wait_conns_free(&p, &c, 0);
+		/* Its second: it dies there, and the client's stream ends. */
+		pid = cp_row_pid(&c, SV_ROW_REQUEST);
+		fd = cp_connect(&p);
+		snprintf(dead, sizeof(dead), "request (pid %d) exited %d",
+		    (int)pid, SHMQ_FAULT_EXIT);
+		cp_wait_log(&p, dead);
+		cp_expect_eof(fd);
+		cp_close(fd);
+		wait_row_replaced(&p, &c, SV_ROW_REQUEST, pid);
+		/* Its slot is given back. */
+		wait_conns_free(&p, &c, 0);
+	}
+	fd = cp_connect(&p);
+	cp_expect(fd, "echo after", "OK after");
+	cp_close(fd);
+	CP_ASSERT(&p, cp_log_count(&p, "the request process died before its "
+	    "descriptor reached us") == 2, "the two slots given up were not "
+	    "logged");
+	ctl_close(&c);
+	cp_stop(&p);
+}
+END_TEST
+
 START_TEST(test_pipeline_poison)
 {
 	struct cp_pipe p;
@@ -1208,6 +1261,219 @@ START_TEST(test_pipeline_drain)
 	ck_assert_uint_gt(cp_bench_u64(&b, "ok"), 0);
 	CP_ASSERT(&p, cp_log_has(&p, "terminating: answering the"),
 	    "no drain logged");
+}
+END_TEST
+
+/*
+ * Deep drains: a request queue of 4 (--capacity) and DEEP_LINES requests
+ * read from one client, most of them still to be put when SIGTERM comes.
+ * The drain's signals wake the request stage's wait for room in the
+ * queue; it must wait again, put every line it read and answer it, in
+ * order.  Before, it took the wakeup for room, counted the unput lines
+ * in the connection's last request and dropped them.
+ */
+#define DEEP_LINES	60
+#define DEEP_FILE_LINES	200
+
+/* Request i of a deep drain and the reply it gets: slow ones, and
+ * echoes to tell them apart. */
+static size_t
+deep_line(unsigned i, char *buf, size_t size, char *want, size_t wsize)
+{
+	if (i % 2 == 0) {
+		snprintf(want, wsize, "OK 20");
+		return (size_t)snprintf(buf, size, "sleep 20\n");
+	}
+	snprintf(want, wsize, "OK deep %u", i);
+	return (size_t)snprintf(buf, size, "echo deep %u\n", i);
+}
+
+/* Write n deep requests to fd; the bytes written. */
+static size_t
+deep_send(int fd, unsigned n)
+{
+	char line[64], want[64];
+	size_t total = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		size_t len = deep_line(i, line, sizeof(line), want,
+		    sizeof(want));
+
+		cp_send(fd, line, len);
+		total += len;
+	}
+	return total;
+}
+
+/*
+ * Wait until the request stage has read `bytes` from its one client (in
+ * slot `slot`'s ring), and check that most of it is not on the queue yet:
+ * else the drain has nothing to do and the test proves nothing.
+ */
+static void
+deep_wait_read(struct cp_pipe *p, const struct ctl *c, uint32_t slot,
+    size_t bytes, unsigned lines)
+{
+	uint64_t end = now_ms() + CP_WAIT_S * 1000u;
+
+	while (atomic_load(&ctl_conn(c, slot)->in_total) < bytes) {
+		CP_ASSERT(p, now_ms() < end, "%zu bytes sent, %" PRIu64 " read "
+		    "after %d s", bytes, (uint64_t)atomic_load(&ctl_conn(c,
+		    slot)->in_total), CP_WAIT_S);
+		nap_ms(1);
+	}
+	CP_ASSERT(p, atomic_load(&c->c_hdr->accepted) < lines / 2, "%" PRIu64
+	    " of %u requests on the queue before the drain; the test proved "
+	    "nothing", (uint64_t)atomic_load(&c->c_hdr->accepted), lines);
+}
+
+/* The first connection slot in use; waits for one. */
+static uint32_t
+deep_slot(struct cp_pipe *p, const struct ctl *c)
+{
+	uint64_t end = now_ms() + CP_WAIT_S * 1000u;
+
+	for (;;) {
+		for (uint32_t i = 0; i < c->c_hdr->max_conns; i++)
+			if (SHMPIPE_CONN_FLAGS(atomic_load(&ctl_conn(c,
+			    i)->state)) & SHMPIPE_CONN_OPEN)
+				return i;
+		CP_ASSERT(p, now_ms() < end, "the client has no connection "
+		    "slot after %d s", CP_WAIT_S);
+		nap_ms(1);
+	}
+}
+
+START_TEST(test_pipeline_drain_deep)
+{
+	char got[LINE_MAX_TEST], line[64], want[64];
+	struct cp_pipe p;
+	struct ctl c;
+	size_t bytes;
+	int fd, st;
+
+	cp_start(&p, 1, CP_ARGS("--capacity", "4"));
+	cp_ctl(&p, &c);
+	fd = cp_connect(&p);
+	bytes = deep_send(fd, DEEP_LINES);
+	deep_wait_read(&p, &c, deep_slot(&p, &c), bytes, DEEP_LINES);
+	ctl_close(&c);
+	kill(p.cp_pid, SIGTERM);
+	for (unsigned i = 0; i < DEEP_LINES; i++) {
+		deep_line(i, line, sizeof(line), want, sizeof(want));
+		CP_ASSERT(&p, cp_line(fd, got, sizeof(got)) >= 0, "reply %u of "
+		    "%u: the connection closed", i + 1, DEEP_LINES);
+		CP_ASSERT(&p, strcmp(got, want) == 0, "reply %u: got '%s', "
+		    "expected '%s'", i + 1, got, want);
+	}
+	cp_expect_eof(fd);
+	cp_close(fd);
+	st = cp_wait_exit(&p, CP_WAIT_S);
+	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 0, "drained: "
+	    "status %#x, expected exit 0", st);
+	cp_assert_gone(&p);
+}
+END_TEST
+
+/*
+ * The same in file mode, from a pipe kept open (so the input never ends
+ * by itself): SIGTERM stops the reading, and every line read is answered
+ * in the output, in order.  Before, the request stage left at once,
+ * neither parsing nor putting what it had read.
+ */
+START_TEST(test_pipeline_drain_file)
+{
+	char prog[CP_PATH_LEN], out[CP_PATH_LEN + 8], line[64], want[64];
+	char got[LINE_MAX_TEST];
+	struct cp_pipe p;
+	struct ctl c;
+	size_t bytes;
+	unsigned n = 0;
+	int pfd[2], st;
+	FILE *f;
+
+	cp_prepare(&p, 2);
+	snprintf(out, sizeof(out), "%s/out.txt", p.cp_dir);
+	ck_assert_int_eq(pipe2(pfd, O_CLOEXEC), 0);
+	cp_server(prog, sizeof(prog));
+	p.cp_pid = cp_spawnv(&p, CP_ARGS(prog, "--name", p.cp_name,
+	    "--pidfile", p.cp_pidfile, "--processors", "2", "--capacity", "4",
+	    "--input", "-", "--output", out), pfd[0]);
+	close(pfd[0]);
+	cp_wait_ready(&p);
+	cp_ctl(&p, &c);
+	bytes = deep_send(pfd[1], DEEP_FILE_LINES);
+	deep_wait_read(&p, &c, 0, bytes, DEEP_FILE_LINES);
+	ctl_close(&c);
+	kill(p.cp_pid, SIGTERM);
+	st = cp_wait_exit(&p, CP_WAIT_S);
+	close(pfd[1]);
+	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 0, "drained: "
+	    "status %#x, expected exit 0", st);
+	CP_ASSERT(&p, (f = fopen(out, "re")) != NULL, "no output file %s",
+	    out);
+	while (fgets(got, sizeof(got), f) != NULL) {
+		got[strcspn(got, "\n")] = '\0';
+		CP_ASSERT(&p, n < DEEP_FILE_LINES, "extra output line '%s'",
+		    got);
+		deep_line(n++, line, sizeof(line), want, sizeof(want));
+		CP_ASSERT(&p, strcmp(got, want) == 0, "line %u: got '%s', "
+		    "expected '%s'", n, got, want);
+	}
+	fclose(f);
+	CP_ASSERT(&p, n == DEEP_FILE_LINES, "%u of %u lines answered", n,
+	    DEEP_FILE_LINES);
+	cp_assert_gone(&p);
+}
+END_TEST
+
+/*
+ * The request process killed in a deep drain, while its processor is
+ * stopped (so it cannot have put everything): its successor starts into
+ * the drain, must take up the connections the supervisor hands it, and
+ * put and answer every line left in their rings.  Before, it drained the
+ * nothing it held, and the client got the few replies of what was put.
+ */
+START_TEST(test_pipeline_drain_request_killed)
+{
+	char got[LINE_MAX_TEST], line[64], want[64], dead[64];
+	struct cp_pipe p;
+	struct ctl c;
+	pid_t req, proc;
+	size_t bytes;
+	int fd, st;
+
+	cp_start(&p, 1, CP_ARGS("--capacity", "4"));
+	cp_ctl(&p, &c);
+	fd = cp_connect(&p);
+	bytes = deep_send(fd, DEEP_LINES);
+	deep_wait_read(&p, &c, deep_slot(&p, &c), bytes, DEEP_LINES);
+	req = cp_row_pid(&c, SV_ROW_REQUEST);
+	proc = cp_row_pid(&c, SV_ROW_PROC0);
+	ck_assert_int_eq(kill(proc, SIGSTOP), 0);
+	kill(p.cp_pid, SIGTERM);
+	cp_wait_log(&p, "terminating: answering the");
+	ck_assert_int_eq(kill(req, SIGKILL), 0);
+	snprintf(dead, sizeof(dead), "request (pid %d) killed by signal 9",
+	    (int)req);
+	cp_wait_log(&p, dead);
+	CP_ASSERT(&p, atomic_load(&c.c_hdr->accepted) < DEEP_LINES, "every "
+	    "request was put before the kill; the test proved nothing");
+	ck_assert_int_eq(kill(proc, SIGCONT), 0);
+	ctl_close(&c);
+	for (unsigned i = 0; i < DEEP_LINES; i++) {
+		deep_line(i, line, sizeof(line), want, sizeof(want));
+		CP_ASSERT(&p, cp_line(fd, got, sizeof(got)) >= 0, "reply %u of "
+		    "%u: the connection closed", i + 1, DEEP_LINES);
+		CP_ASSERT(&p, strcmp(got, want) == 0, "reply %u: got '%s', "
+		    "expected '%s'", i + 1, got, want);
+	}
+	cp_expect_eof(fd);
+	cp_close(fd);
+	st = cp_wait_exit(&p, CP_WAIT_S);
+	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 0, "drained: "
+	    "status %#x, expected exit 0", st);
+	cp_assert_gone(&p);
 }
 END_TEST
 
@@ -1491,6 +1757,7 @@ pipeline_suite_of(const char *name, bool threads)
 		tcase_add_test(tc, test_pipeline_reply_dies_advancing);
 		tcase_add_test(tc, test_pipeline_reply_dies_deciding);
 		tcase_add_test(tc, test_pipeline_reply_len_corrupt);
+		tcase_add_test(tc, test_pipeline_request_dies_claiming);
 		tcase_add_test(tc, test_pipeline_poison);
 		tcase_add_test(tc, test_pipeline_request_timeout);
 	}
@@ -1499,6 +1766,10 @@ pipeline_suite_of(const char *name, bool threads)
 
 	tc = mk("Signals", 180);
 	tcase_add_test(tc, test_pipeline_drain);
+	tcase_add_test(tc, test_pipeline_drain_deep);
+	tcase_add_test(tc, test_pipeline_drain_file);
+	if (!threads)
+		tcase_add_test(tc, test_pipeline_drain_request_killed);
 	tcase_add_test(tc, test_pipeline_second_signal);
 	if (threads)
 		tcase_add_test(tc, test_pipeline_threaded_refusals);
