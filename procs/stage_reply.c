@@ -106,8 +106,8 @@ mark_dirty(struct rp *rp, uint32_t slot)
 }
 
 /*
- * Give a slab slot back, if its stage word is still w; count it so the
- * request stage sees the room.
+ * Give a slab slot back, if its stage word is still w; count it (the
+ * in-flight figure of shmq ps).
  */
 static void
 slab_free(struct rp *rp, struct shmpipe_slab *s, uint64_t w)
