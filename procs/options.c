@@ -72,8 +72,8 @@ usage(FILE *f, bool threaded)
 "      --spin-us US           how long a stage spins before it sleeps\n"
 "                             (20 if every stage has a CPU of its own,\n"
 "                             else 0)\n"
-"      --conn-window N        requests in flight per client (256; file\n"
-"                             mode: the whole window)\n"
+"      --conn-window N        requests in flight per client (256, at\n"
+"                             most --window; file mode: the whole window)\n"
 "  -i, --input FILE|-         file mode: read requests from FILE\n"
 "  -o, --output FILE|-        file mode: write replies to FILE (-)\n"
 "  -P, --pidfile PATH         (/run/shmpipe.NAME.pid as root, else\n"
@@ -241,6 +241,27 @@ pow2_at_least(uint32_t n)
 	return p;
 }
 
+/*
+ * The window per client, a power of two no larger than the window.  Not
+ * given, it is the default or, if that is larger, the window (file mode:
+ * one connection, all of it), rounded down.
+ */
+static void
+conn_window(struct options *o)
+{
+	uint32_t given = o->conn_window;
+
+	if (!conn_window_set && (o->input != NULL || given > o->window))
+		given = o->window;
+	o->conn_window = pow2_at_least(given);
+	if (!conn_window_set && o->conn_window > o->window)
+		o->conn_window >>= 1;
+	if (o->conn_window > o->window)
+		bad("--conn-window %u (%u, rounded up to a power of two) is "
+		    "larger than --window %u", given, o->conn_window,
+		    o->window);
+}
+
 void
 options_parse(struct options *o, int argc, char **argv, bool threaded)
 {
@@ -252,6 +273,8 @@ options_parse(struct options *o, int argc, char **argv, bool threaded)
 	    longopts, NULL)) != -1) {
 		if (c == ':')
 			bad("%s needs a value", argv[optind - 1]);
+		if (c == '?' && optopt != 0)
+			bad("unknown option '-%c'", optopt);
 		if (c == '?')
 			bad("unknown option '%s'", argv[optind - 1]);
 		option(o, c, optarg, threaded);
@@ -269,14 +292,7 @@ options_parse(struct options *o, int argc, char **argv, bool threaded)
 		parse_listen(o, "tcp:127.0.0.1:7878");
 	if (!spin_set)
 		o->spin_ns = default_spin(o->processors);
-	if (o->input != NULL && !conn_window_set)
-		o->conn_window = o->window;	/* one connection: all of it */
-	o->conn_window = pow2_at_least(o->conn_window);
-	if (o->input != NULL && !conn_window_set && o->conn_window > o->window)
-		o->conn_window >>= 1;
-	if (o->conn_window > o->window)
-		bad("--conn-window %u is larger than --window %u",
-		    o->conn_window, o->window);
+	conn_window(o);
 }
 
 void
