@@ -450,7 +450,8 @@ on_death(struct sv *sv, uint32_t row, int status)
 	atomic_store(&p->state, SHMPIPE_PROC_DOWN);
 	if (!clean)
 		atomic_fetch_add(&p->restarts, 1);
-	schedule(sv, row, clean, status, was, stage_now_ns());
+	/* Before schedule(): a reload that fails keeps the old processors,
+	 * so this is neither restarted nor a step towards a crash loop. */
 	if ((int)row == sv->sv_reload_new && was == SHMPIPE_PROC_STARTING) {
 		log_event("reload stopped: the new processor did not start; "
 		    "keeping the others");
@@ -458,6 +459,7 @@ on_death(struct sv *sv, uint32_t row, int status)
 		ch->ch_restart_ns = 0;
 		sv->sv_reload_idx = sv->sv_reload_new = -1;
 	}
+	schedule(sv, row, clean, status, was, stage_now_ns());
 }
 
 void
@@ -504,18 +506,29 @@ sv_timeouts(struct sv *sv, uint64_t now)
 		struct shmpipe_proc *p = ctl_proc(&sv->sv_pl.pl_ctl, i);
 		uint64_t since = atomic_load_explicit(&p->busy_since_ns,
 		    memory_order_acquire);
+		uint64_t conn;
+		uint32_t seq;
 
+		/* Signed: a request begun after our clock read has a later
+		 * stamp than coarse, and has not run long. */
 		if (ch->ch_pid == 0 || ch->ch_timed_out || since == 0 ||
-		    coarse - since < limit)
+		    (int64_t)(coarse - since) < (int64_t)limit)
 			continue;
-		verdict_note(sv, atomic_load(&p->cur_conn),
-		    (uint32_t)atomic_load(&p->cur_seq), true);
+		conn = atomic_load(&p->cur_conn);
+		seq = (uint32_t)atomic_load(&p->cur_seq);
+		/* The same stamp after reading them: they are the request
+		 * that began then (or one begun in the same tick, which has
+		 * run as long), not one the processor went on to.  Acquire:
+		 * pairs with the processor's release of busy_since. */
+		if (atomic_load_explicit(&p->busy_since_ns,
+		    memory_order_acquire) != since)
+			continue;
+		verdict_note(sv, conn, seq, true);
 		atomic_fetch_add(&sv->sv_pl.pl_ctl.c_hdr->timeouts, 1);
 		log_event("processor %u (pid %d) spent over %u ms on request "
 		    "%u of connection %u; killing it", ch->ch_index,
-		    (int)ch->ch_pid, sv->sv_opt->request_timeout_ms,
-		    (uint32_t)atomic_load(&p->cur_seq),
-		    SHMPIPE_CONN_SLOT(atomic_load(&p->cur_conn)));
+		    (int)ch->ch_pid, sv->sv_opt->request_timeout_ms, seq,
+		    SHMPIPE_CONN_SLOT(conn));
 		ch->ch_timed_out = true;
 		kill(ch->ch_pid, SIGKILL);
 	}

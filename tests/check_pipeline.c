@@ -1544,6 +1544,53 @@ START_TEST(test_pipeline_reload)
 END_TEST
 
 /*
+ * Reloads whose new processor cannot start (the handler object replaced
+ * by garbage) each stop and keep the old processors, however many there
+ * are: they are not a crash loop that takes the pipeline down.
+ */
+START_TEST(test_pipeline_reload_fails_often)
+{
+	char good[CP_PATH_LEN], so[CP_PATH_LEN + 16], junk[CP_PATH_LEN + 16];
+	char cmd[3 * CP_PATH_LEN + 64];
+	struct cp_pipe p;
+	FILE *f;
+	int fd;
+
+	cp_prepare(&p, 2);
+	cp_prog(good, sizeof(good), "handler_example.so");
+	snprintf(so, sizeof(so), "%s/h.so", p.cp_dir);
+	snprintf(junk, sizeof(junk), "%s/junk.so", p.cp_dir);
+	snprintf(cmd, sizeof(cmd), "cp %s %s", good, so);
+	ck_assert_msg(system(cmd) == 0, "failed: %s", cmd);
+	cp_spawn(&p, CP_ARGS("--handler", so));
+	cp_wait_ready(&p);
+	/* Renamed over it: the running processors keep their mapping. */
+	ck_assert_ptr_nonnull(f = fopen(junk, "we"));
+	fputs("not an object\n", f);
+	fclose(f);
+	ck_assert_int_eq(rename(junk, so), 0);
+	for (size_t k = 1; k <= 6; k++) {
+		uint64_t end = now_ms() + CP_WAIT_S * 1000u;
+
+		kill(p.cp_pid, SIGHUP);
+		while (cp_log_count(&p, "reload stopped") < k) {
+			CP_ASSERT(&p, !cp_log_has(&p, "requests answered"),
+			    "the pipeline stopped at reload %zu", k);
+			CP_ASSERT(&p, now_ms() < end, "reload %zu never "
+			    "stopped", k);
+			nap_ms(5);
+		}
+	}
+	CP_ASSERT(&p, !cp_log_has(&p, "crash loop"), "failed reloads were "
+	    "taken for a crash loop");
+	fd = cp_connect(&p);
+	cp_expect(fd, "echo still here", "OK still here");
+	cp_close(fd);
+	cp_stop(&p);
+}
+END_TEST
+
+/*
  * What only processes can do, the threaded build refuses out loud and
  * does not do, and keeps serving: SIGHUP replaces no processor,
  * --max-requests recycles none, and --request-timeout kills no thread (a
@@ -1679,6 +1726,23 @@ START_TEST(test_pipeline_pidfile_refusal)
 }
 END_TEST
 
+/*
+ * A window smaller than the default window per client (256) is enough on
+ * its own: the window per client shrinks to it, as shmpipe(1) says.
+ */
+START_TEST(test_pipeline_small_window)
+{
+	struct cp_pipe p;
+	int fd;
+
+	cp_start(&p, 1, CP_ARGS("--window", "100"));
+	fd = cp_connect(&p);
+	cp_expect(fd, "echo small", "OK small");
+	cp_close(fd);
+	cp_stop(&p);
+}
+END_TEST
+
 START_TEST(test_pipeline_bad_flags)
 {
 	static const struct {
@@ -1692,7 +1756,8 @@ START_TEST(test_pipeline_bad_flags)
 		{ "--listen", "tcp:127.0.0.1:99999", "port" },
 		{ "--name", "a/b", "--name" },
 		{ "--output", "x", "--output needs --input" },
-		{ "--window", "64", "--conn-window" },
+		{ "--conn-window", "8192", "larger than --window 4096" },
+		{ "-xq", NULL, "'-x'" },
 		{ "--frobnicate", NULL, "--frobnicate" },
 		{ "--name", NULL, "--name" },
 		{ "stray", NULL, "stray" },
@@ -1773,11 +1838,14 @@ pipeline_suite_of(const char *name, bool threads)
 	tcase_add_test(tc, test_pipeline_second_signal);
 	if (threads)
 		tcase_add_test(tc, test_pipeline_threaded_refusals);
-	else
+	else {
 		tcase_add_test(tc, test_pipeline_reload);
+		tcase_add_test(tc, test_pipeline_reload_fails_often);
+	}
 	tcase_add_test(tc, test_pipeline_crash_loop);
 	tcase_add_test(tc, test_pipeline_pidfile_refusal);
 	tcase_add_test(tc, test_pipeline_bad_flags);
+	tcase_add_test(tc, test_pipeline_small_window);
 	suite_add_tcase(s, tc);
 	return s;
 }
