@@ -855,7 +855,7 @@ flush_all(struct rq *rq)
 }
 
 /*
- * Stop reading: stage and put every line already read (they were
+ * Stop reading: stage and put every whole line already read (they were
  * accepted), then tell each connection how many requests it made, and
  * close our side.  A process started into a drain (its predecessor died
  * in it) first takes up the connections the supervisor hands it, and
@@ -871,14 +871,18 @@ drain(struct rq *rq)
 
 		if (rc->rc_fd < 0)
 			continue;
-		rc->rc_eof = true;
 		for (;;) {
-			parse(rq, i);
+			bool room = parse(rq, i);
+
 			/* All of it on the queue before final_seq counts it. */
 			if (flush_all(rq) != 0)
 				return STAGE_EX_SOFTWARE;
 			if (rc->rc_head == tail_of(rq, i) ||
 			    (conn_flags(rq, i) & SHMPIPE_CONN_ABORT))
+				break;
+			/* What is left, the client was still sending: half
+			 * a line is not a request (unless its input ended). */
+			if (room && !over_window(rq, i))
 				break;
 			breathe();		/* window or slab full */
 		}

@@ -1376,6 +1376,49 @@ START_TEST(test_pipeline_drain_deep)
 END_TEST
 
 /*
+ * A drain answers every whole line read, but not the start of one the
+ * client is still sending: half a line is not a request (the client did
+ * not end its input, which would make its last line whole).
+ */
+START_TEST(test_pipeline_drain_half_line)
+{
+	static const char sent[] = "echo a\necho b\necho par";
+	static const char *const want[] = { "OK a", "OK b" };
+	uint64_t end = now_ms() + CP_WAIT_S * 1000u;
+	char got[LINE_MAX_TEST];
+	struct cp_pipe p;
+	struct ctl c;
+	uint32_t slot;
+	int fd, st;
+
+	cp_start(&p, 1, NULL);
+	cp_ctl(&p, &c);
+	fd = cp_connect(&p);
+	cp_sends(fd, sent);
+	slot = deep_slot(&p, &c);
+	while (atomic_load(&ctl_conn(&c, slot)->in_total) < sizeof(sent) - 1) {
+		CP_ASSERT(&p, now_ms() < end, "not all read after %d s",
+		    CP_WAIT_S);
+		nap_ms(1);
+	}
+	ctl_close(&c);
+	kill(p.cp_pid, SIGTERM);
+	for (size_t i = 0; i < 2; i++) {
+		CP_ASSERT(&p, cp_line(fd, got, sizeof(got)) >= 0, "reply %zu: "
+		    "the connection closed", i + 1);
+		CP_ASSERT(&p, strcmp(got, want[i]) == 0, "reply %zu: got '%s', "
+		    "expected '%s'", i + 1, got, want[i]);
+	}
+	cp_expect_eof(fd);
+	cp_close(fd);
+	st = cp_wait_exit(&p, CP_WAIT_S);
+	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 0, "drained: "
+	    "status %#x, expected exit 0", st);
+	cp_assert_gone(&p);
+}
+END_TEST
+
+/*
  * The same in file mode, from a pipe kept open (so the input never ends
  * by itself): SIGTERM stops the reading, and every line read is answered
  * in the output, in order.  Before, the request stage left at once,
@@ -1832,6 +1875,7 @@ pipeline_suite_of(const char *name, bool threads)
 	tc = mk("Signals", 180);
 	tcase_add_test(tc, test_pipeline_drain);
 	tcase_add_test(tc, test_pipeline_drain_deep);
+	tcase_add_test(tc, test_pipeline_drain_half_line);
 	tcase_add_test(tc, test_pipeline_drain_file);
 	if (!threads)
 		tcase_add_test(tc, test_pipeline_drain_request_killed);
