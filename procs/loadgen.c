@@ -1192,9 +1192,9 @@ report_json(const struct summary *su, const struct plan *pl)
 	    su->su_elapsed > 0 ? (double)r->lr_replies / su->su_elapsed : 0.0);
 	printf(",\"lat_p50_us\":%.1f,\"lat_p99_us\":%.1f,\"lat_p999_us\":%.1f,"
 	    "\"lat_max_us\":%.1f,\"lat_mean_us\":%.1f",
-	    us(loadgen_hist_percentile(h, 50)),
-	    us(loadgen_hist_percentile(h, 99)),
-	    us(loadgen_hist_percentile(h, 99.9)), us(h->lh_max),
+	    us(loadgen_hist_percentile(h, 500)),
+	    us(loadgen_hist_percentile(h, 990)),
+	    us(loadgen_hist_percentile(h, 999)), us(h->lh_max),
 	    loadgen_hist_mean(h) / 1000.0);
 	printf(",\"passed\":%s}\n", su->su_passed ? "true" : "false");
 }
@@ -1222,9 +1222,9 @@ report_human(const struct summary *su, const struct plan *pl)
 	    " requests abandoned\n", r->lr_dropped, r->lr_reconnects,
 	    r->lr_reconnect_failed, r->lr_timeouts, r->lr_abandoned);
 	printf("  latency us   p50 %.1f, p99 %.1f, p99.9 %.1f, max %.1f, "
-	    "mean %.1f\n", us(loadgen_hist_percentile(h, 50)),
-	    us(loadgen_hist_percentile(h, 99)),
-	    us(loadgen_hist_percentile(h, 99.9)), us(h->lh_max),
+	    "mean %.1f\n", us(loadgen_hist_percentile(h, 500)),
+	    us(loadgen_hist_percentile(h, 990)),
+	    us(loadgen_hist_percentile(h, 999)), us(h->lh_max),
 	    loadgen_hist_mean(h) / 1000.0);
 	printf("  result       %s\n", su->su_passed ? "PASS" : "FAIL");
 }

@@ -80,16 +80,18 @@ loadgen_hist_merge(struct loadgen_hist *dst, const struct loadgen_hist *src)
 }
 
 uint64_t
-loadgen_hist_percentile(const struct loadgen_hist *h, double pct)
+loadgen_hist_percentile(const struct loadgen_hist *h, unsigned permille)
 {
 	uint64_t rank, seen = 0;
-	double r;
 
 	if (h->lh_count == 0)
 		return 0;
-	/* The rank of the value asked for, 1..count. */
-	r = pct / 100.0 * (double)h->lh_count;
-	rank = r <= 1.0 ? 1 : (uint64_t)r + ((double)(uint64_t)r < r);
+	/* The rank of the value asked for, 1..count: whole numbers, as
+	 * 99.9 / 100 * 1000 is 999.0000000000001 in doubles, a rank too
+	 * many. */
+	rank = ((uint64_t)permille * h->lh_count + 999) / 1000;
+	if (rank < 1)
+		rank = 1;
 	if (rank > h->lh_count)
 		rank = h->lh_count;
 	for (unsigned i = 0; i < LOADGEN_HIST_BUCKETS; i++) {

@@ -43,12 +43,13 @@ void		loadgen_hist_merge(struct loadgen_hist *dst,
 		    const struct loadgen_hist *src);
 
 /*
- * The value below or at which pct percent (0..100) of the values lie: the
- * highest value of the bucket that holds that rank, but never above the
- * largest value recorded.  0 for an empty histogram.
+ * The value below or at which permille per mille (0..1000: 999 is p99.9)
+ * of the values lie: the highest value of the bucket that holds that
+ * rank, but never above the largest value recorded.  0 for an empty
+ * histogram.
  */
 uint64_t	loadgen_hist_percentile(const struct loadgen_hist *h,
-		    double pct);
+		    unsigned permille);
 
 /* The mean of the values, 0 for an empty histogram. */
 double		loadgen_hist_mean(const struct loadgen_hist *h);

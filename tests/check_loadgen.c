@@ -58,6 +58,20 @@ parse_fails(const char *const *args, const char *what)
 
 /* ---- histogram -------------------------------------------------------- */
 
+/* p99.9 of 1000 values is the 999th: not one rank further (rounding). */
+START_TEST(test_loadgen_hist_p999_rank)
+{
+	struct loadgen_hist h;
+
+	loadgen_hist_init(&h);
+	for (int i = 0; i < 999; i++)
+		loadgen_hist_record(&h, 10);
+	loadgen_hist_record(&h, 20);
+	ck_assert_uint_eq(loadgen_hist_percentile(&h, 999), 10);
+	ck_assert_uint_eq(loadgen_hist_percentile(&h, 1000), 20);
+}
+END_TEST
+
 START_TEST(test_loadgen_hist_small_exact)
 {
 	struct loadgen_hist h;
@@ -65,9 +79,9 @@ START_TEST(test_loadgen_hist_small_exact)
 	loadgen_hist_init(&h);
 	for (uint64_t v = 1; v <= 100; v++)
 		loadgen_hist_record(&h, v);
-	ck_assert_uint_eq(loadgen_hist_percentile(&h, 50), 50);
-	ck_assert_uint_eq(loadgen_hist_percentile(&h, 99), 99);
-	ck_assert_uint_eq(loadgen_hist_percentile(&h, 100), 100);
+	ck_assert_uint_eq(loadgen_hist_percentile(&h, 500), 50);
+	ck_assert_uint_eq(loadgen_hist_percentile(&h, 990), 99);
+	ck_assert_uint_eq(loadgen_hist_percentile(&h, 1000), 100);
 	ck_assert_uint_eq(loadgen_hist_percentile(&h, 0), 1);
 	ck_assert_uint_eq(h.lh_min, 1);
 	ck_assert_uint_eq(h.lh_max, 100);
@@ -137,10 +151,10 @@ START_TEST(test_loadgen_hist_percentiles_million)
 	loadgen_hist_init(&h);
 	for (uint64_t v = 1; v <= 1000000; v++)
 		loadgen_hist_record(&h, v * 1000);	/* 1 us .. 1 s in ns */
-	near(loadgen_hist_percentile(&h, 50), 500000000);
-	near(loadgen_hist_percentile(&h, 99), 990000000);
-	near(loadgen_hist_percentile(&h, 99.9), 999000000);
-	ck_assert_uint_eq(loadgen_hist_percentile(&h, 100), 1000000000);
+	near(loadgen_hist_percentile(&h, 500), 500000000);
+	near(loadgen_hist_percentile(&h, 990), 990000000);
+	near(loadgen_hist_percentile(&h, 999), 999000000);
+	ck_assert_uint_eq(loadgen_hist_percentile(&h, 1000), 1000000000);
 	ck_assert_uint_eq(h.lh_count, 1000000);
 }
 END_TEST
@@ -151,8 +165,8 @@ START_TEST(test_loadgen_hist_never_above_max)
 
 	loadgen_hist_init(&h);
 	loadgen_hist_record(&h, 1000001);
-	ck_assert_uint_eq(loadgen_hist_percentile(&h, 50), 1000001);
-	ck_assert_uint_eq(loadgen_hist_percentile(&h, 99.9), 1000001);
+	ck_assert_uint_eq(loadgen_hist_percentile(&h, 500), 1000001);
+	ck_assert_uint_eq(loadgen_hist_percentile(&h, 999), 1000001);
 }
 END_TEST
 
@@ -161,8 +175,8 @@ START_TEST(test_loadgen_hist_empty)
 	struct loadgen_hist h;
 
 	loadgen_hist_init(&h);
-	ck_assert_uint_eq(loadgen_hist_percentile(&h, 50), 0);
-	ck_assert_uint_eq(loadgen_hist_percentile(&h, 99.9), 0);
+	ck_assert_uint_eq(loadgen_hist_percentile(&h, 500), 0);
+	ck_assert_uint_eq(loadgen_hist_percentile(&h, 999), 0);
 	ck_assert(loadgen_hist_mean(&h) == 0.0);
 	ck_assert_uint_eq(h.lh_count, 0);
 }
@@ -178,9 +192,9 @@ START_TEST(test_loadgen_hist_tail)
 		loadgen_hist_record(&h, 20000);
 	for (int i = 0; i < 20; i++)
 		loadgen_hist_record(&h, 5000000);
-	near(loadgen_hist_percentile(&h, 50), 20000);
-	near(loadgen_hist_percentile(&h, 99), 20000);
-	near(loadgen_hist_percentile(&h, 99.9), 5000000);
+	near(loadgen_hist_percentile(&h, 500), 20000);
+	near(loadgen_hist_percentile(&h, 990), 20000);
+	near(loadgen_hist_percentile(&h, 999), 5000000);
 }
 END_TEST
 
@@ -418,6 +432,7 @@ loadgen_suite(void)
 
 	tc = tcase_create("Histogram");
 	tcase_add_test(tc, test_loadgen_hist_small_exact);
+	tcase_add_test(tc, test_loadgen_hist_p999_rank);
 	tcase_add_test(tc, test_loadgen_hist_bucket_bounds);
 	tcase_add_test(tc, test_loadgen_hist_buckets_contiguous);
 	tcase_add_test(tc, test_loadgen_hist_percentiles_million);
