@@ -273,6 +273,26 @@ done(const struct thr *t)
 }
 
 /*
+ * The request thread stopped cleanly after closing the request queue: it
+ * read its input to the end (file mode), the normal end that the drain
+ * then follows, as the supervisor retires such a request stage
+ * (children.c, schedule()).  It may stop between loop()'s
+ * pipeline_input_done() and casualty(): seen here first, it is no
+ * casualty, and the next tick starts the drain.
+ */
+static bool
+input_ended(const struct tp *tp, uint32_t i)
+{
+	const struct shmpipe_ctl *c = tp->tp_pl.pl_ctl.c_hdr;
+
+	/* Relaxed: done() acquired th_done, released after drain() stored
+	 * req_closed (stage_request.c), so a request thread seen done has
+	 * its req_closed seen too. */
+	return i == 0 && tp->tp_thr[0].th_status == 0 &&
+	    atomic_load_explicit(&c->req_closed, memory_order_relaxed) != 0;
+}
+
+/*
  * A stage that stops on its own outside a drain (a handler that failed to
  * load, a broken queue) cannot be replaced: stop everything with its code.
  */
@@ -281,7 +301,8 @@ casualty(struct tp *tp)
 {
 	for (uint32_t i = 0; i < tp->tp_nthr; i++) {
 		struct thr *t = &tp->tp_thr[i];
-		if (done(t) && (!tp->tp_draining || t->th_status != 0)) {
+		if (done(t) && (!tp->tp_draining || t->th_status != 0) &&
+		    !input_ended(tp, i)) {
 			log_event("%s stopped (%d); the threaded build cannot "
 			    "replace it: stopping", t->th_name, t->th_status);
 			return t->th_status != 0 ? t->th_status : 70;
