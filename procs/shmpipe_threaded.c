@@ -30,6 +30,7 @@
 #include "log.h"
 #include "options.h"
 #include "pipeline.h"
+#include "proto.h"
 #include "stage.h"
 
 #define EX_OSERR	71
@@ -54,6 +55,7 @@ struct tp {
 	struct options	*tp_opt;
 	struct pipeline	 tp_pl;
 	struct thr	*tp_thr;	/* request, reply, then processors */
+	struct proto_handlers *tp_handlers; /* the processors share it */
 	uint32_t	 tp_nthr;
 	int		 tp_chan_req[2]; /* [0] ours, [1] the request thread's */
 	int		 tp_chan_rep[2];
@@ -97,6 +99,7 @@ thr_init(struct tp *tp, uint32_t i)
 	st->st_nlisten = tp->tp_opt->nlisten;
 	st->st_in_fd = pl->pl_in_fd;
 	st->st_out_fd = pl->pl_out_fd;
+	st->st_handlers = tp->tp_handlers;
 	if ((st->st_req = shmq_attach(pl->pl_req)) == NULL ||
 	    (st->st_rep = shmq_attach(pl->pl_rep)) == NULL)
 		err(EX_OSERR, "cannot attach to the queues");
@@ -190,6 +193,33 @@ setup(struct tp *tp)
 	ev.data.u32 = EP_CHAN;
 	epoll_ctl(tp->tp_ep, EPOLL_CTL_ADD, tp->tp_chan_req[0], &ev);
 	pidfile_write(tp->tp_pfh);
+}
+
+/*
+ * The processors share one handler set: every thread's dlopen(3) of the
+ * object would be the same object, with the same statics, so its init()
+ * would run once per thread on them, and its fini() while other threads
+ * were still in handle().  It is loaded here, init() once before any
+ * processor runs, and unloaded in teardown(), fini() once after every one
+ * has stopped (shmpipe_handler.h).  An object that will not load stops
+ * the process: no processor could start.
+ */
+static void
+handlers_load(struct tp *tp)
+{
+	const struct options *o = tp->tp_opt;
+	char err[256];
+
+	tp->tp_handlers = proto_load(o->handler, o->enable_crash, err,
+	    sizeof(err));
+	if (tp->tp_handlers != NULL)
+		return;
+	log_event("%s", err);
+	log_event("the processors cannot start without their handler: "
+	    "stopping");
+	pipeline_close(&tp->tp_pl);
+	remove_pidfile();
+	exit(STAGE_EX_CONFIG);
 }
 
 static void
@@ -293,8 +323,8 @@ input_ended(const struct tp *tp, uint32_t i)
 }
 
 /*
- * A stage that stops on its own outside a drain (a handler that failed to
- * load, a broken queue) cannot be replaced: stop everything with its code.
+ * A stage that stops on its own outside a drain (a broken queue, memory
+ * not to be had) cannot be replaced: stop everything with its code.
  */
 static int
 casualty(struct tp *tp)
@@ -365,6 +395,7 @@ teardown(struct tp *tp)
 		shmq_close(tp->tp_thr[i].th_st.st_req);
 		shmq_close(tp->tp_thr[i].th_st.st_rep);
 	}
+	proto_unload(tp->tp_handlers);	/* fini(): no processor is left */
 	pipeline_close(&tp->tp_pl);
 	close(tp->tp_chan_req[0]);
 	close(tp->tp_chan_req[1]);
@@ -388,6 +419,7 @@ main(int argc, char **argv)
 	log_init(opt.name, "main");
 	log_quiet(opt.quiet);
 	setup(&tp);
+	handlers_load(&tp);
 	pipeline_log_start(&tp.tp_pl, "threads");
 	start_threads(&tp);
 	r = loop(&tp);
