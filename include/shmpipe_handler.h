@@ -4,9 +4,11 @@
  * a shared object (shmpipe --handler ./x.so).
  *
  * A handler object exports one symbol, `shmpipe_handler`, a const struct
- * shmpipe_handler.  Every processor process (every processor thread in
- * shmpipe-threaded) loads the object at start, calls init() once, then
- * handle() for each request, and fini() when it is recycled or shut down.
+ * shmpipe_handler.  Every processor process loads the object at start,
+ * calls init() once, then handle() for each request, and fini() when it
+ * is recycled or shut down.  shmpipe-threaded loads it once for all its
+ * processor threads: init() once before any of them starts, fini() once
+ * after every one has stopped, never while a handle() runs.
  *
  * handle() gets the request split at the first space into verb and
  * argument (neither NUL-terminated; the argument may hold any byte but
@@ -53,8 +55,9 @@ struct shmpipe_result {
 struct shmpipe_handler {
 	uint32_t	 abi;		/* SHMPIPE_HANDLER_ABI */
 	const char	*name;		/* for log lines */
-	/* Once per processor before the first request; non-zero refuses to
-	 * start (the processor exits and the supervisor logs why). */
+	/* Once per processor (per process, in shmpipe-threaded) before the
+	 * first request; non-zero refuses to start (the processor exits and
+	 * the supervisor logs why; shmpipe-threaded exits 78). */
 	int		(*init)(void);
 	void		(*fini)(void);
 	int		(*handle)(const struct shmpipe_request *req,

@@ -8,6 +8,9 @@
 
 #include "log.h"
 
+/* Written by log_init and log_quiet before there are threads to read them
+ * (shmpipe-threaded: in its main thread, before it starts the stages);
+ * each thread names itself in log_role alone, which is its own. */
 static char	log_pipeline[64] = "shmpipe";
 static _Thread_local char log_role[32] = "main";	/* threaded: each stage */
 static bool	log_is_quiet;
@@ -16,6 +19,12 @@ void
 log_init(const char *pipeline, const char *role)
 {
 	strlcpy(log_pipeline, pipeline, sizeof(log_pipeline));
+	log_set_role(role);
+}
+
+void
+log_set_role(const char *role)
+{
 	strlcpy(log_role, role, sizeof(log_role));
 }
 

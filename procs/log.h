@@ -5,9 +5,14 @@
 
 #include <stdbool.h>
 
-/* Name this process (this thread, in shmpipe-threaded) in its log lines:
- * "supervisor", "processor 2", ... */
+/* Name the pipeline and this process in its log lines: "supervisor",
+ * "processor 2", ...  Once per process, before it starts any thread: the
+ * pipeline's name is shared by all of them. */
 void	log_init(const char *pipeline, const char *role);
+
+/* Name this thread alone in its log lines (shmpipe-threaded's stages):
+ * safe while other threads log. */
+void	log_set_role(const char *role);
 
 /* Log one event (printf format, no newline).  Safe to call from several
  * processes at once: each line is one write(2). */

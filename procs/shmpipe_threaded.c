@@ -30,6 +30,7 @@
 #include "log.h"
 #include "options.h"
 #include "pipeline.h"
+#include "proto.h"
 #include "stage.h"
 
 #define EX_OSERR	71
@@ -54,6 +55,7 @@ struct tp {
 	struct options	*tp_opt;
 	struct pipeline	 tp_pl;
 	struct thr	*tp_thr;	/* request, reply, then processors */
+	struct proto_handlers *tp_handlers; /* the processors share it */
 	uint32_t	 tp_nthr;
 	int		 tp_chan_req[2]; /* [0] ours, [1] the request thread's */
 	int		 tp_chan_rep[2];
@@ -69,7 +71,9 @@ thr_main(void *arg)
 {
 	struct thr *t = arg;
 
-	log_init(t->th_st.st_opt->name, t->th_name);
+	/* Our role only: the pipeline's name is the main thread's, set
+	 * before it started us, and other stages log meanwhile. */
+	log_set_role(t->th_name);
 	t->th_status = t->th_run(&t->th_st);
 	/* Release: the main thread that sees it done sees the status. */
 	atomic_store_explicit(&t->th_done, 1, memory_order_release);
@@ -95,6 +99,7 @@ thr_init(struct tp *tp, uint32_t i)
 	st->st_nlisten = tp->tp_opt->nlisten;
 	st->st_in_fd = pl->pl_in_fd;
 	st->st_out_fd = pl->pl_out_fd;
+	st->st_handlers = tp->tp_handlers;
 	if ((st->st_req = shmq_attach(pl->pl_req)) == NULL ||
 	    (st->st_rep = shmq_attach(pl->pl_rep)) == NULL)
 		err(EX_OSERR, "cannot attach to the queues");
@@ -190,6 +195,33 @@ setup(struct tp *tp)
 	pidfile_write(tp->tp_pfh);
 }
 
+/*
+ * The processors share one handler set: every thread's dlopen(3) of the
+ * object would be the same object, with the same statics, so its init()
+ * would run once per thread on them, and its fini() while other threads
+ * were still in handle().  It is loaded here, init() once before any
+ * processor runs, and unloaded in teardown(), fini() once after every one
+ * has stopped (shmpipe_handler.h).  An object that will not load stops
+ * the process: no processor could start.
+ */
+static void
+handlers_load(struct tp *tp)
+{
+	const struct options *o = tp->tp_opt;
+	char err[256];
+
+	tp->tp_handlers = proto_load(o->handler, o->enable_crash, err,
+	    sizeof(err));
+	if (tp->tp_handlers != NULL)
+		return;
+	log_event("%s", err);
+	log_event("the processors cannot start without their handler: "
+	    "stopping");
+	pipeline_close(&tp->tp_pl);
+	remove_pidfile();
+	exit(STAGE_EX_CONFIG);
+}
+
 static void
 start_threads(struct tp *tp)
 {
@@ -271,15 +303,36 @@ done(const struct thr *t)
 }
 
 /*
- * A stage that stops on its own outside a drain (a handler that failed to
- * load, a broken queue) cannot be replaced: stop everything with its code.
+ * The request thread stopped cleanly after closing the request queue: it
+ * read its input to the end (file mode), the normal end that the drain
+ * then follows, as the supervisor retires such a request stage
+ * (children.c, schedule()).  It may stop between loop()'s
+ * pipeline_input_done() and casualty(): seen here first, it is no
+ * casualty, and the next tick starts the drain.
+ */
+static bool
+input_ended(const struct tp *tp, uint32_t i)
+{
+	const struct shmpipe_ctl *c = tp->tp_pl.pl_ctl.c_hdr;
+
+	/* Relaxed: done() acquired th_done, released after drain() stored
+	 * req_closed (stage_request.c), so a request thread seen done has
+	 * its req_closed seen too. */
+	return i == 0 && tp->tp_thr[0].th_status == 0 &&
+	    atomic_load_explicit(&c->req_closed, memory_order_relaxed) != 0;
+}
+
+/*
+ * A stage that stops on its own outside a drain (a broken queue, memory
+ * not to be had) cannot be replaced: stop everything with its code.
  */
 static int
 casualty(struct tp *tp)
 {
 	for (uint32_t i = 0; i < tp->tp_nthr; i++) {
 		struct thr *t = &tp->tp_thr[i];
-		if (done(t) && (!tp->tp_draining || t->th_status != 0)) {
+		if (done(t) && (!tp->tp_draining || t->th_status != 0) &&
+		    !input_ended(tp, i)) {
 			log_event("%s stopped (%d); the threaded build cannot "
 			    "replace it: stopping", t->th_name, t->th_status);
 			return t->th_status != 0 ? t->th_status : 70;
@@ -342,6 +395,7 @@ teardown(struct tp *tp)
 		shmq_close(tp->tp_thr[i].th_st.st_req);
 		shmq_close(tp->tp_thr[i].th_st.st_rep);
 	}
+	proto_unload(tp->tp_handlers);	/* fini(): no processor is left */
 	pipeline_close(&tp->tp_pl);
 	close(tp->tp_chan_req[0]);
 	close(tp->tp_chan_req[1]);
@@ -365,6 +419,7 @@ main(int argc, char **argv)
 	log_init(opt.name, "main");
 	log_quiet(opt.quiet);
 	setup(&tp);
+	handlers_load(&tp);
 	pipeline_log_start(&tp.tp_pl, "threads");
 	start_threads(&tp);
 	r = loop(&tp);

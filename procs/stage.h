@@ -19,6 +19,8 @@
 #include "options.h"
 #include "shmq.h"
 
+struct proto_handlers;
+
 #define STAGE_EX_OK		0	/* done: drained, stopped, recycled */
 #define STAGE_EX_SOFTWARE	70	/* a bug or a corrupt segment */
 #define STAGE_EX_CONFIG		78	/* the handler object failed to load */
@@ -35,6 +37,11 @@ struct stage {
 	int		 st_nlisten;
 	int		 st_in_fd;	/* file mode */
 	int		 st_out_fd;
+	/* Processor: the handler set to use, loaded (init()) and unloaded
+	 * (fini()) by whoever started us; NULL: load our own.  Threads of
+	 * one process share one object, whose init() and fini() then run
+	 * once, around them all (shmpipe-threaded). */
+	const struct proto_handlers *st_handlers;
 	_Atomic int	 st_stop;	/* finish up and return */
 	_Atomic int	 st_doorbell;	/* a control message is waiting */
 };

@@ -28,7 +28,8 @@
 struct pr {
 	struct stage	*pr_st;
 	struct shmpipe_proc *pr_proc;
-	struct proto_handlers *pr_h;
+	const struct proto_handlers *pr_h;
+	struct proto_handlers *pr_own;	/* pr_h, if we loaded it */
 	unsigned char	*pr_in;		/* PR_BATCH request messages */
 	unsigned char	*pr_out;	/* PR_BATCH reply messages */
 	size_t		 pr_in_size;
@@ -195,11 +196,15 @@ pr_setup(struct pr *pr, struct stage *st)
 	memset(pr, 0, sizeof(*pr));
 	pr->pr_st = st;
 	pr->pr_proc = stage_proc(st);
-	pr->pr_h = proto_load(st->st_opt->handler, st->st_opt->enable_crash,
-	    err, sizeof(err));
-	if (pr->pr_h == NULL) {
-		log_event("%s", err);
-		return STAGE_EX_CONFIG;
+	/* A thread must not run init() and fini() on an object other
+	 * threads share (stage.h): it is given the one they all use. */
+	if ((pr->pr_h = st->st_handlers) == NULL) {
+		pr->pr_own = proto_load(st->st_opt->handler,
+		    st->st_opt->enable_crash, err, sizeof(err));
+		if ((pr->pr_h = pr->pr_own) == NULL) {
+			log_event("%s", err);
+			return STAGE_EX_CONFIG;
+		}
 	}
 	pr->pr_in_size = MSG_STRIDE(sizeof(struct msg_hdr) + c->max_line);
 	pr->pr_out_size = MSG_STRIDE(sizeof(struct msg_hdr) + c->reply_max);
@@ -215,8 +220,7 @@ pr_setup(struct pr *pr, struct stage *st)
 static void
 pr_teardown(struct pr *pr)
 {
-	if (pr->pr_h != NULL)
-		proto_unload(pr->pr_h);
+	proto_unload(pr->pr_own);	/* NULL: none, or not ours */
 	free(pr->pr_in);
 	free(pr->pr_out);
 }

@@ -1706,17 +1706,120 @@ START_TEST(test_pipeline_crash_loop)
 	ck_assert_msg(system(cmd) == 0, "failed: %s", cmd);
 	cp_spawn(&p, CP_ARGS("--handler", so));
 	st = cp_wait_exit(&p, CP_WAIT_S);
-	/* Threads are not restarted: the first that fails stops it all. */
+	/* Threads are not restarted: the handler, loaded once for them
+	 * all, failing stops it all. */
 	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == (p.cp_threads ?
 	    78 : 70), "crash loop: status %#x, expected exit %d", st,
 	    p.cp_threads ? 78 : 70);
-	CP_ASSERT(&p, cp_log_has(&p, p.cp_threads ? "thread stopped (78); "
-	    "the threaded build cannot replace it: stopping" : "crash loop: "
+	CP_ASSERT(&p, cp_log_has(&p, p.cp_threads ? "the processors cannot "
+	    "start without their handler: stopping" : "crash loop: "
 	    "stages failed to start 5 times in 30 s"), "no crash loop "
 	    "message");
 	snprintf(want, sizeof(want), "handler object '%s' refused to start: "
 	    "its init() returned 7", so);
 	CP_ASSERT(&p, cp_log_has(&p, want), "the reason was not logged");
+	cp_assert_gone(&p);
+}
+END_TEST
+
+/*
+ * A handler's init() runs once before its processor serves, and its
+ * fini() not before every request it may get is answered: in the threaded
+ * build too, where the processors are threads sharing one loaded object,
+ * and a drain stops an idle one while another is still in a slow
+ * handle().  The handler counts the calls it got; its `slow` verb touches
+ * the file named by its argument, sleeps 1.5 s and answers the counts
+ * (ERR unless init() ran once and fini() never), and fini() appends its
+ * counts to that file plus ".fini".
+ */
+START_TEST(test_pipeline_handler_once)
+{
+	static const char src[] =
+	    "#define _POSIX_C_SOURCE 200809L\n"
+	    "#include <errno.h>\n"
+	    "#include <stdatomic.h>\n"
+	    "#include <stdio.h>\n"
+	    "#include <string.h>\n"
+	    "#include <time.h>\n"
+	    "#include \"shmpipe_handler.h\"\n"
+	    "static atomic_int inits, finis;\n"
+	    "static char path[256];\n"
+	    "static int in(void) { inits++; return 0; }\n"
+	    "static void fi(void) {\n"
+	    "    char f[300]; FILE *o;\n"
+	    "    finis++;\n"
+	    "    if (path[0] == 0) return;\n"
+	    "    snprintf(f, sizeof(f), \"%s.fini\", path);\n"
+	    "    if ((o = fopen(f, \"a\")) == NULL) return;\n"
+	    "    fprintf(o, \"inits=%d finis=%d\\n\", inits, finis);\n"
+	    "    fclose(o); }\n"
+	    "static int h(const struct shmpipe_request *q,\n"
+	    "    struct shmpipe_result *r) {\n"
+	    "    struct timespec ts = { 1, 500000000 };\n"
+	    "    FILE *o;\n"
+	    "    int i, f;\n"
+	    "    if (q->verb_len != 4 || memcmp(q->verb, \"slow\", 4) != 0 ||\n"
+	    "        q->arg == NULL || q->arg_len >= sizeof(path))\n"
+	    "        return SHMPIPE_PASS;\n"
+	    "    memcpy(path, q->arg, q->arg_len);\n"
+	    "    path[q->arg_len] = 0;\n"
+	    "    if ((o = fopen(path, \"w\")) != NULL) fclose(o);\n"
+	    "    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)\n"
+	    "        ;\n"
+	    "    i = inits; f = finis;\n"
+	    "    r->len = (size_t)snprintf(r->buf, r->cap,\n"
+	    "        \"inits=%d finis=%d\", i, f);\n"
+	    "    return i == 1 && f == 0 ? SHMPIPE_OK : SHMPIPE_ERR; }\n"
+	    "const struct shmpipe_handler shmpipe_handler = {\n"
+	    "    SHMPIPE_HANDLER_ABI, \"counter\", in, fi, h };\n";
+	char so[CP_PATH_LEN + 16], c_src[CP_PATH_LEN + 16], cmd[600];
+	char mark[CP_PATH_LEN + 16], req[CP_PATH_LEN + 32];
+	char fini[CP_PATH_LEN + 24], got[LINE_MAX_TEST];
+	struct cp_pipe p;
+	FILE *f;
+	int fd, st;
+
+	cp_prepare(&p, 2);
+	snprintf(c_src, sizeof(c_src), "%s/counter.c", p.cp_dir);
+	snprintf(so, sizeof(so), "%s/counter.so", p.cp_dir);
+	snprintf(mark, sizeof(mark), "%s/slow", p.cp_dir);
+	snprintf(fini, sizeof(fini), "%s.fini", mark);
+	ck_assert_ptr_nonnull(f = fopen(c_src, "we"));
+	fputs(src, f);
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), "cc -std=c11 -fPIC -shared -Iinclude -o %s "
+	    "%s", so, c_src);
+	ck_assert_msg(system(cmd) == 0, "failed: %s", cmd);
+	cp_spawn(&p, CP_ARGS("--handler", so));
+	cp_wait_ready(&p);
+	fd = cp_connect(&p);
+	snprintf(req, sizeof(req), "slow %s\n", mark);
+	cp_sends(fd, req);
+	/* In handle() now: the drain stops the other processor meanwhile. */
+	for (int i = 0; access(mark, F_OK) != 0; i++) {
+		CP_ASSERT(&p, i < CP_WAIT_S * 100, "the slow request never "
+		    "began");
+		usleep(10000);
+	}
+	kill(p.cp_pid, SIGTERM);
+	CP_ASSERT(&p, cp_line(fd, got, sizeof(got)) >= 0, "no reply");
+	CP_ASSERT(&p, strcmp(got, "OK inits=1 finis=0") == 0, "the slow "
+	    "request saw '%s', expected 'OK inits=1 finis=0'", got);
+	cp_expect_eof(fd);
+	cp_close(fd);
+	st = cp_wait_exit(&p, CP_WAIT_S);
+	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 0, "drained: "
+	    "status %#x, expected exit 0", st);
+	CP_ASSERT(&p, !cp_log_has(&p, "Sanitizer"), "a sanitizer reported a "
+	    "problem");
+	/* fini() ran once, where the slow request had been, after it. */
+	ck_assert_ptr_nonnull(f = fopen(fini, "re"));
+	CP_ASSERT(&p, fgets(got, sizeof(got), f) != NULL &&
+	    strcmp(got, "inits=1 finis=1\n") == 0, "fini() wrote '%s', "
+	    "expected 'inits=1 finis=1'", got);
+	CP_ASSERT(&p, fgets(got, sizeof(got), f) == NULL, "fini() ran "
+	    "again: '%s'", got);
+	fclose(f);
 	cp_assert_gone(&p);
 }
 END_TEST
@@ -1887,6 +1990,7 @@ pipeline_suite_of(const char *name, bool threads)
 		tcase_add_test(tc, test_pipeline_reload_fails_often);
 	}
 	tcase_add_test(tc, test_pipeline_crash_loop);
+	tcase_add_test(tc, test_pipeline_handler_once);
 	tcase_add_test(tc, test_pipeline_pidfile_refusal);
 	tcase_add_test(tc, test_pipeline_bad_flags);
 	tcase_add_test(tc, test_pipeline_small_window);
