@@ -90,7 +90,8 @@ look_ctl(void *arg)
 	l->l_records = 1;
 	l->l_alive = shmq_pid_alive((pid_t)h->supervisor_pid,
 	    h->supervisor_start);
-	for (uint32_t i = 0; i < h->nprocs; i++) {
+	/* The checked copy of nprocs: the header's may have changed. */
+	for (uint32_t i = 0; i < l->l_ctl->c_g.nprocs; i++) {
 		/* Relaxed: a snapshot; proven again before the unlink. */
 		pid_t pid = (pid_t)atomic_load_explicit(&ctl_proc(l->l_ctl,
 		    i)->pid, memory_order_relaxed);

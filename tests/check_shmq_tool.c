@@ -1182,6 +1182,49 @@ START_TEST(test_shmq_tool_ps)
 }
 END_TEST
 
+/*
+ * A control segment's header is anyone's to change while shmq reads it:
+ * after ctl_open checked it, the counts and offsets it goes by are its own
+ * copy.  Here the writer moves procs_off off the map and grows nprocs after
+ * the reader opened it; the reader's process table is where it was checked
+ * (ps and gc used to read both again: a wild read, or a heap overflow of
+ * ps's rows).  A memfd: nothing in /dev/shm.
+ */
+START_TEST(test_shmq_tool_ctl_geometry_copied)
+{
+	const struct ctl_params cp = { .nprocs = 3, .max_conns = 2,
+	    .max_line = 64, .window = 4, .conn_window = 2,
+	    .max_deliveries = 3, .request_timeout_ms = 1000 };
+	struct ctl w, rd;
+	uint64_t procs_off;
+
+	ck_assert_int_eq(ctl_create_anon(&w, "shmqt-geom", &cp), 0);
+	ck_assert_int_eq(ctl_open_pid(&rd, getpid(), "shmqt-geom",
+	    CTL_OPEN_RDONLY | CTL_OPEN_ANY), 0);
+	procs_off = rd.c_hdr->procs_off;
+	ck_assert_uint_eq(rd.c_g.nprocs, 3);
+	ck_assert_uint_eq(rd.c_g.procs_off, procs_off);
+	w.c_hdr->procs_off = UINT64_C(1) << 40;
+	w.c_hdr->conns_off = UINT64_C(1) << 40;
+	w.c_hdr->slab_off = UINT64_C(1) << 40;
+	w.c_hdr->verdicts_off = UINT64_C(1) << 40;
+	w.c_hdr->nprocs = 4096;
+	w.c_hdr->max_conns = 1 << 20;
+	ck_assert_uint_eq(rd.c_hdr->nprocs, 4096);	/* the same memory */
+	ck_assert_uint_eq(rd.c_g.nprocs, 3);
+	ck_assert_uint_eq(rd.c_g.max_conns, 2);
+	ck_assert_ptr_eq(ctl_proc(&rd, 2), (struct shmpipe_proc *)(rd.c_base +
+	    procs_off) + 2);
+	ck_assert((unsigned char *)ctl_conn(&rd, 1) < rd.c_base + rd.c_size);
+	ck_assert((unsigned char *)ctl_slab(&rd, 3) < rd.c_base + rd.c_size);
+	ck_assert((unsigned char *)(ctl_verdict(&rd, CTL_NVERDICTS - 1) + 1) <=
+	    rd.c_base + rd.c_size);
+	ck_assert_int_eq(atomic_load(&ctl_proc(&rd, 2)->last_status), -1);
+	ctl_close(&rd);
+	ctl_close(&w);
+}
+END_TEST
+
 START_TEST(test_shmq_tool_gc_pipeline)
 {
 	char pat[96];
@@ -1484,6 +1527,7 @@ shmq_tool_suite(void)
 	tcase_add_test(tc, test_shmq_tool_permission);
 	tcase_add_test(tc, test_shmq_tool_top);
 	tcase_add_test(tc, test_shmq_tool_gc_queues);
+	tcase_add_test(tc, test_shmq_tool_ctl_geometry_copied);
 	suite_add_tcase(s, tc);
 
 	tc = cp_tcase("Pipeline", 120);
