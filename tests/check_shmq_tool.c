@@ -876,6 +876,54 @@ START_TEST(test_shmq_tool_bad_segments)
 }
 END_TEST
 
+/*
+ * A ring slot whose state word no writer can produce makes the queue
+ * CORRUPT for every command, as shmq.1 says: a read-only open checks each
+ * slot word.  It used to check none (IDLE, exit 0; check OK; rm without
+ * -f removed it).
+ */
+START_TEST(test_shmq_tool_corrupt_ring)
+{
+	static const uint64_t bad = UINT64_C(0xffffffffffffffff);
+	char name[CU_NAME_LEN], path[CU_NAME_LEN + 16];
+	const struct cj *row;
+	struct shmq *q;
+	struct st_run r;
+	struct cj *v;
+	off_t off;
+
+	cu_name(name, "badring");
+	q = cu_create(name, 16, 64, 0, 0);
+	off = (off_t)((unsigned char *)shmq__slot(q, 1) -
+	    (unsigned char *)q->base);
+	shmq_close(q);
+	ST_RUN(&r, "ls", "-o", "json", name);
+	st_expect(&r, 0, "ls of a sound ring");
+	st_free(&r);
+	st_poke(name, off, &bad, sizeof(bad));
+	ST_RUN(&r, "ls", "-o", "json", name);
+	st_expect(&r, 65, "ls of a queue with a corrupt ring slot");
+	v = st_json(&r, "ls");
+	ck_assert_ptr_nonnull(row = st_find(v, "queues", st_bare(name)));
+	ck_assert_str_eq(cj_str(cj_get(row, "state")), "CORRUPT");
+	cj_free(v);
+	st_free(&r);
+	ST_RUN(&r, "check", name);
+	st_expect(&r, 2, "check of a corrupt ring");
+	ck_assert(strncmp(r.r_out, "SHMQ CRITICAL", 13) == 0);
+	st_free(&r);
+	ST_RUN(&r, "rm", name);
+	st_expect(&r, 65, "rm of a corrupt ring without -f");
+	st_free(&r);
+	snprintf(path, sizeof(path), "/dev/shm/%s", st_bare(name));
+	ck_assert_int_eq(access(path, F_OK), 0);
+	ST_RUN(&r, "rm", "-f", name);
+	st_expect(&r, 0, "rm -f of a corrupt ring");
+	st_free(&r);
+	ck_assert_int_ne(access(path, F_OK), 0);
+}
+END_TEST
+
 START_TEST(test_shmq_tool_permission)
 {
 	char name[CU_NAME_LEN];
@@ -1524,6 +1572,7 @@ shmq_tool_suite(void)
 	tcase_add_test(tc, test_shmq_tool_states);
 	tcase_add_test(tc, test_shmq_tool_check);
 	tcase_add_test(tc, test_shmq_tool_bad_segments);
+	tcase_add_test(tc, test_shmq_tool_corrupt_ring);
 	tcase_add_test(tc, test_shmq_tool_permission);
 	tcase_add_test(tc, test_shmq_tool_top);
 	tcase_add_test(tc, test_shmq_tool_gc_queues);
