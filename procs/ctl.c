@@ -279,7 +279,8 @@ ctl_seg_foreign(const char *pipeline, const char *suffix, char *why,
 
 	if (ctl_seg_name(path, sizeof(path), pipeline, suffix) != 0)
 		return false;
-	if ((fd = shm_open(path, O_RDONLY | O_CLOEXEC, 0)) < 0) {
+	if ((fd = shm_open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW |
+	    O_CLOEXEC, 0)) < 0) {
 		snprintf(why, len, "%s: %s", path, strerror(errno));
 		return errno == EACCES;		/* there, and not ours */
 	}
@@ -301,6 +302,10 @@ ctl_open_fd(struct ctl *c, int fd, unsigned flags)
 
 	if (fstat(fd, &st) != 0)
 		return -errno;
+	/* What was opened is what is mapped: a FIFO or a device in the
+	 * segment's place is not one. */
+	if (!S_ISREG(st.st_mode))
+		return -EPROTO;
 	if (!(flags & CTL_OPEN_ANY) && !owned(&st))
 		return -EPERM;
 	if ((size_t)st.st_size < sizeof(struct shmpipe_ctl))
@@ -329,7 +334,10 @@ ctl_open(struct ctl *c, const char *pipeline, unsigned flags)
 
 	if ((r = ctl_seg_name(path, sizeof(path), pipeline, "ctl")) != 0)
 		return r;
-	fd = shm_open(path, (rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
+	/* Non-blocking: a FIFO put by this name in /dev/shm, which anyone
+	 * may write, would block a read-only open for good. */
+	fd = shm_open(path, (rdonly ? O_RDONLY : O_RDWR) | O_NONBLOCK |
+	    O_NOFOLLOW | O_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	r = ctl_open_fd(c, fd, flags);
@@ -410,7 +418,9 @@ ctl_open_pid(struct ctl *c, pid_t pid, const char *pipeline, unsigned flags)
 	if ((n = memfd_find(pid, pipeline, NULL)) < 0)
 		return n;
 	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, n);
-	if ((fd = open(path, (rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC)) < 0)
+	/* Followed (a /proc link), but not waited on if it is a FIFO now. */
+	if ((fd = open(path, (rdonly ? O_RDONLY : O_RDWR) | O_NONBLOCK |
+	    O_CLOEXEC)) < 0)
 		return -errno;
 	/* A memfd is always mode 0777; who may reach it through /proc/PID/fd
 	 * is decided by that process's ptrace rules instead. */

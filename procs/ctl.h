@@ -75,8 +75,10 @@ int	ctl_create_anon(struct ctl *c, const char *pipeline,
  * Map an existing control segment after checking its owner and mode (ours,
  * 0600, unless CTL_OPEN_ANY), magic, version and every size and offset: 0,
  * or -ENOENT, -EACCES, -EPERM (another user's, or open to others),
- * -EAGAIN (not initialised), -EPROTO (foreign), -EPROTONOSUPPORT
- * (version), -ENODATA (truncated), -EBADMSG (inconsistent).
+ * -EAGAIN (not initialised), -EPROTO (foreign: bad magic, or not a
+ * regular file; opened without blocking, so a FIFO cannot hang it),
+ * -EPROTONOSUPPORT (version), -ENODATA (truncated), -EBADMSG
+ * (inconsistent).
  */
 int	ctl_open(struct ctl *c, const char *pipeline, unsigned flags);
 

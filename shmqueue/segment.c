@@ -544,6 +544,12 @@ open_mapped(const char *path, int fd, unsigned flags)
 
 	if (fstat(fd, &st) != 0)
 		return NULL;
+	/* The file opened is the file mapped: anything but a regular file
+	 * (a FIFO put in its place, say) is not a segment. */
+	if (!S_ISREG(st.st_mode)) {
+		r = -EPROTO;
+		goto out_err;
+	}
 	if ((r = owner_check(&st, flags)) != 0)
 		goto out_err;
 	if (st.st_size == 0) {
@@ -597,8 +603,10 @@ shmq_open_flags(const char *name, unsigned flags)
 		errno = r ? -r : EINVAL;
 		return NULL;
 	}
+	/* Non-blocking: /dev/shm is anyone's, and a FIFO by this name would
+	 * block a read-only open for good; open_mapped refuses it. */
 	fd = shm_open(path, ((flags & SHMQ_OPEN_RDONLY) ? O_RDONLY : O_RDWR) |
-	    O_CLOEXEC, 0);
+	    O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, 0);
 	if (fd < 0)
 		return NULL;
 	q = open_mapped(path, fd, flags);

@@ -177,7 +177,7 @@ pipe_fail(struct ps_pipe *p, int err)
 	p->p_why = err == EFAULT ? "truncated while being read (SIGBUS)" :
 	    err == ENODATA ? "truncated: smaller than its header says" :
 	    err == EBADMSG ? "inconsistent sizes or offsets" :
-	    err == EPROTO ? "its magic changed while being read" :
+	    err == EPROTO ? "replaced while being read (magic or file type)" :
 	    err == EAGAIN ? "being created" : strerror(err);
 }
 

@@ -131,7 +131,7 @@ row_fail(struct tool_qrow *r, int err)
 		{ EBADMSG, TOOL_ST_CORRUPT, "inconsistent header, records or "
 		    "ring" },
 		{ EPROTO, TOOL_ST_CORRUPT,
-		    "its magic changed while being read" },
+		    "replaced while being read (magic or file type)" },
 	};
 
 	r->q_err = err;

@@ -924,6 +924,46 @@ START_TEST(test_shmq_tool_corrupt_ring)
 }
 END_TEST
 
+/*
+ * A FIFO by a segment's name: the libshmq and control segment opens that
+ * shmq reaches after classifying a name fail at once (EPROTO) instead of
+ * waiting for a writer forever.  The tool classifies names without
+ * blocking, but a FIFO swapped in after that hung ls, show, check, gc,
+ * peek and ps; here the opens meet the FIFO directly.
+ */
+START_TEST(test_shmq_tool_fifo)
+{
+	char name[CU_NAME_LEN], path[CU_NAME_LEN + 64], pipe[CU_NAME_LEN];
+	struct ctl c;
+	struct st_run r;
+
+	cu_name(name, "fifo");
+	snprintf(path, sizeof(path), "/dev/shm/%s", st_bare(name));
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	errno = 0;
+	ck_assert_ptr_null(shmq_open_flags(name, SHMQ_OPEN_RDONLY |
+	    SHMQ_OPEN_ANY_OWNER | SHMQ_OPEN_ANY_MODE));
+	ck_assert_int_eq(errno, EPROTO);
+	ck_assert_ptr_null(shmq_open(name));
+	ck_assert_int_eq(errno, EPROTO);
+	ST_RUN(&r, "show", name);
+	ck_assert(!r.r_signaled && r.r_code != 0);
+	st_free(&r);
+	ck_assert_int_eq(unlink(path), 0);
+
+	snprintf(pipe, sizeof(pipe), "%s", st_bare(name));
+	snprintf(path, sizeof(path), "/dev/shm/shmpipe.%s.ctl", pipe);
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	ck_assert_int_eq(ctl_open(&c, pipe, CTL_OPEN_RDONLY | CTL_OPEN_ANY),
+	    -EPROTO);
+	ck_assert_int_eq(ctl_open(&c, pipe, 0), -EPROTO);
+	ST_RUN(&r, "ps", pipe);
+	ck_assert(!r.r_signaled && r.r_code != 0);
+	st_free(&r);
+	ck_assert_int_eq(unlink(path), 0);
+}
+END_TEST
+
 START_TEST(test_shmq_tool_permission)
 {
 	char name[CU_NAME_LEN];
@@ -1573,6 +1613,7 @@ shmq_tool_suite(void)
 	tcase_add_test(tc, test_shmq_tool_check);
 	tcase_add_test(tc, test_shmq_tool_bad_segments);
 	tcase_add_test(tc, test_shmq_tool_corrupt_ring);
+	tcase_add_test(tc, test_shmq_tool_fifo);
 	tcase_add_test(tc, test_shmq_tool_permission);
 	tcase_add_test(tc, test_shmq_tool_top);
 	tcase_add_test(tc, test_shmq_tool_gc_queues);
