@@ -237,24 +237,26 @@ static void
 gc_remove(struct gc *gc, const struct gc_cand *g)
 {
 	struct gc_cand again = *g;
+	char shown[TOOL_NAME_LEN * 3];	/* the name, printable */
 	int r;
 
+	tool_safe(shown, sizeof(shown), g->g_name);
 	if (gc->g_dry) {
-		printf("would remove %s: %s\n", g->g_name, g->g_why);
+		printf("would remove %s: %s\n", shown, g->g_why);
 		return;
 	}
 	if (!gc_prove(g->g_name, g->g_allow_empty, &again) ||
 	    again.g_ino != g->g_ino || again.g_dev != g->g_dev) {
-		printf("kept %s: %s\n", g->g_name, again.g_why);
+		printf("kept %s: %s\n", shown, again.g_why);
 		return;
 	}
 	if ((r = shmq_unlink(g->g_name)) != 0) {
-		warnx("%s: %s", g->g_name, strerror(-r));
+		warnx("%s: %s", shown, strerror(-r));
 		if (gc->g_code == 0)
 			gc->g_code = tool_exit_code(-r);
 		return;
 	}
-	printf("removed %s: %s\n", g->g_name, g->g_why);
+	printf("removed %s: %s\n", shown, g->g_why);
 }
 
 static void

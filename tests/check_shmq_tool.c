@@ -964,6 +964,85 @@ START_TEST(test_shmq_tool_fifo)
 }
 END_TEST
 
+/* Is text valid UTF-8 (RFC 3629: no overlong forms, no surrogates)? */
+static bool
+st_utf8(const char *text)
+{
+	const unsigned char *p = (const unsigned char *)text;
+
+	while (*p) {
+		uint32_t c;
+		int n = *p < 0x80 ? 0 : *p >= 0xc2 && *p <= 0xdf ? 1 :
+		    *p >= 0xe0 && *p <= 0xef ? 2 : *p >= 0xf0 && *p <= 0xf4 ?
+		    3 : -1;
+		if (n < 0)
+			return false;
+		c = n == 0 ? *p : *p & (0x3f >> n);
+		for (int i = 1; i <= n; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return false;
+			c = c << 6 | (p[i] & 0x3f);
+		}
+		if ((n == 2 && c < 0x800) || (n == 3 && c < 0x10000) ||
+		    (c >= 0xd800 && c <= 0xdfff) || c > 0x10ffff)
+			return false;
+		p += n + 1;
+	}
+	return true;
+}
+
+/*
+ * A queue whose name holds bytes that are not UTF-8, a valid e-acute, an
+ * ESC and a C1 control: every format is valid UTF-8, JSON says U+FFFD for
+ * the bad bytes and escapes the controls, and no control reaches a table
+ * or CSV.  JSON and Prometheus passed 0xff 0xfe through before.
+ */
+START_TEST(test_shmq_tool_names_utf8)
+{
+	static const char *const fmts[] = { "table", "json", "csv", "prom" };
+	char base[CU_NAME_LEN], name[CU_NAME_LEN + 16], pat[CU_NAME_LEN + 2];
+	struct shmq *q;
+	struct st_run r;
+
+	cu_name(base, "utf8");
+	snprintf(name, sizeof(name), "%s-\xff\xfe\xc3\xa9\x1b\xc2\x85",
+	    base);
+	st_glob(pat, sizeof(pat), base);
+	q = cu_create(name, 16, 64, 0, 0);
+	for (size_t i = 0; i < sizeof(fmts) / sizeof(fmts[0]); i++) {
+		ST_RUN(&r, "ls", "-o", fmts[i], pat);
+		st_expect(&r, 0, fmts[i]);
+		ck_assert_msg(st_utf8(r.r_out), "ls -o %s: not UTF-8:\n%s",
+		    fmts[i], r.r_out);
+		ck_assert_msg(strchr(r.r_out, '\x1b') == NULL, "ls -o %s: an "
+		    "ESC", fmts[i]);
+		ck_assert_ptr_nonnull(strstr(r.r_out, "\xc3\xa9"));
+		if (strcmp(fmts[i], "json") == 0) {
+			cj_free(st_json(&r, "ls"));
+			ck_assert_ptr_nonnull(strstr(r.r_out,
+			    "-\\ufffd\\ufffd\xc3\xa9\\u001b\\u0085\""));
+		} else if (strcmp(fmts[i], "prom") == 0) {
+			ck_assert_int_gt(st_prom(r.r_out), 0);
+			ck_assert_ptr_nonnull(strstr(r.r_out, "-\xef\xbf\xbd"
+			    "\xef\xbf\xbd\xc3\xa9\xef\xbf\xbd\xef\xbf\xbd\""));
+		} else {
+			ck_assert_ptr_nonnull(strstr(r.r_out, "-\xef\xbf\xbd"
+			    "\xef\xbf\xbd\xc3\xa9??"));
+			if (strcmp(fmts[i], "csv") == 0)
+				ck_assert_int_eq(st_csv(r.r_out), 2);
+		}
+		st_free(&r);
+	}
+	ST_RUN(&r, "show", "-o", "json", name);
+	st_expect(&r, 0, "show -o json");
+	ck_assert(st_utf8(r.r_out));
+	cj_free(st_json(&r, "show"));
+	st_free(&r);
+	shmq_close(q);
+	ck_assert_int_eq(shmq_unlink(name), 0);
+}
+END_TEST
+
 START_TEST(test_shmq_tool_permission)
 {
 	char name[CU_NAME_LEN];
@@ -1614,6 +1693,7 @@ shmq_tool_suite(void)
 	tcase_add_test(tc, test_shmq_tool_bad_segments);
 	tcase_add_test(tc, test_shmq_tool_corrupt_ring);
 	tcase_add_test(tc, test_shmq_tool_fifo);
+	tcase_add_test(tc, test_shmq_tool_names_utf8);
 	tcase_add_test(tc, test_shmq_tool_permission);
 	tcase_add_test(tc, test_shmq_tool_top);
 	tcase_add_test(tc, test_shmq_tool_gc_queues);
