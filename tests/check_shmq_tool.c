@@ -1043,6 +1043,45 @@ START_TEST(test_shmq_tool_names_utf8)
 }
 END_TEST
 
+/*
+ * check's Nagios output with a queue named a|b'c<newline>d=e, 94% full:
+ * one status line, whose only '|' is the one before the performance
+ * data; labels with ' doubled and no '='.  The name went out raw before:
+ * Nagios cut the status at its '|', and the newline split the line.
+ */
+START_TEST(test_shmq_tool_check_names)
+{
+	char base[CU_NAME_LEN], name[CU_NAME_LEN + 16], pat[CU_NAME_LEN + 2];
+	char *nl, *bar;
+	struct shmq *q;
+	struct st_run r;
+
+	cu_name(base, "nag");
+	snprintf(name, sizeof(name), "%s-a|b'c\nd=e", base);
+	st_glob(pat, sizeof(pat), base);
+	q = cu_create(name, 16, 64, 0, 0);
+	st_put_n(q, 15);
+	ST_RUN(&r, "check", "--stall", "3600", pat);
+	st_expect(&r, 1, "check of a queue 94% full");
+	ck_assert_ptr_nonnull(nl = strchr(r.r_out, '\n'));
+	*nl = '\0';
+	ck_assert_ptr_nonnull(bar = strchr(r.r_out, '|'));
+	ck_assert_msg(strchr(bar + 1, '|') == NULL, "a second |: %s",
+	    r.r_out);
+	ck_assert_msg(strstr(r.r_out, "-a/b'c?d=e BACKLOG") != NULL &&
+	    strstr(r.r_out, "-a/b'c?d=e BACKLOG") < bar, "%s", r.r_out);
+	ck_assert_msg(strstr(bar, "-a/b''c?d_e_fill'=93.8%;") != NULL, "%s",
+	    bar);
+	ck_assert_msg(strstr(bar, "-a/b''c?d_e_depth'=15;") != NULL, "%s",
+	    bar);
+	ck_assert_msg(strchr(nl + 1, '|') == NULL, "a | in the long output: %s",
+	    nl + 1);
+	st_free(&r);
+	shmq_close(q);
+	ck_assert_int_eq(shmq_unlink(name), 0);
+}
+END_TEST
+
 START_TEST(test_shmq_tool_permission)
 {
 	char name[CU_NAME_LEN];
@@ -1694,6 +1733,7 @@ shmq_tool_suite(void)
 	tcase_add_test(tc, test_shmq_tool_corrupt_ring);
 	tcase_add_test(tc, test_shmq_tool_fifo);
 	tcase_add_test(tc, test_shmq_tool_names_utf8);
+	tcase_add_test(tc, test_shmq_tool_check_names);
 	tcase_add_test(tc, test_shmq_tool_permission);
 	tcase_add_test(tc, test_shmq_tool_top);
 	tcase_add_test(tc, test_shmq_tool_gc_queues);
