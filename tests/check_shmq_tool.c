@@ -424,6 +424,18 @@ START_TEST(test_shmq_tool_usage)
 	ST_RUN(&r, "ls", "-w", "9");
 	st_expect(&r, 64, "ls -w 9");
 	st_free(&r);
+	/* --fill-crit is check's: ls, top and show refuse it (ls took it
+	 * and did nothing with it). */
+	ST_RUN(&r, "ls", "--fill-crit", "90");
+	st_expect(&r, 64, "ls --fill-crit");
+	ck_assert_ptr_nonnull(strstr(r.r_err, "--fill-crit is for check"));
+	st_free(&r);
+	ST_RUN(&r, "top", "--fill-crit", "90");
+	st_expect(&r, 64, "top --fill-crit");
+	st_free(&r);
+	ST_RUN(&r, "show", "--fill-crit", "90", "q");
+	st_expect(&r, 64, "show --fill-crit");
+	st_free(&r);
 	ST_RUN(&r, "peek");
 	st_expect(&r, 64, "peek without a name");
 	st_free(&r);
