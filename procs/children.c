@@ -79,7 +79,7 @@ child_close_fds(struct sv *sv, const struct child *me, int keep_chan)
 		if (sv->sv_child[i].ch_sock >= 0 && sv->sv_child[i].ch_sock !=
 		    keep_chan)
 			close(sv->sv_child[i].ch_sock);
-	for (uint32_t i = 0; i < sv->sv_pl.pl_ctl.c_hdr->max_conns; i++)
+	for (uint32_t i = 0; i < sv->sv_pl.pl_ctl.c_g.max_conns; i++)
 		if (sv->sv_pl.pl_keep[i] >= 0)
 			close(sv->sv_pl.pl_keep[i]);
 	if (me->ch_role != SHMPIPE_ROLE_REQUEST)
@@ -249,7 +249,7 @@ verdict_note(struct sv *sv, uint64_t conn, uint32_t seq, bool timeout)
 	struct shmpipe_verdict *v = NULL, *oldest = NULL;
 	uint32_t crashes;
 
-	for (uint32_t i = 0; i < sv->sv_pl.pl_ctl.c_hdr->nverdicts; i++) {
+	for (uint32_t i = 0; i < sv->sv_pl.pl_ctl.c_g.nverdicts; i++) {
 		struct shmpipe_verdict *x = ctl_verdict(&sv->sv_pl.pl_ctl, i);
 		if (atomic_load(&x->conn) == conn && atomic_load(&x->seq) == seq)
 			v = x;

@@ -83,6 +83,26 @@ geom_compute(struct geom *g, uint32_t nprocs, uint32_t max_conns,
 	    sizeof(struct shmpipe_verdict));
 }
 
+/* The copy every reader of the segment goes by (struct ctl_geom). */
+static void
+geom_copy(struct ctl_geom *cg, uint32_t nprocs, uint32_t max_conns,
+    uint32_t max_line, uint32_t slots, const struct geom *g)
+{
+	cg->nprocs = nprocs;
+	cg->max_conns = max_conns;
+	cg->max_line = max_line;
+	cg->slab_slots = slots;
+	cg->nverdicts = CTL_NVERDICTS;
+	cg->in_size = g->in_size;
+	cg->conn_size = g->conn_size;
+	cg->reply_max = g->reply_max;
+	cg->slab_size = g->slab_size;
+	cg->procs_off = g->procs_off;
+	cg->conns_off = g->conns_off;
+	cg->slab_off = g->slab_off;
+	cg->verdicts_off = g->verdicts_off;
+}
+
 static void
 header_fill(struct shmpipe_ctl *h, const char *pipeline,
     const struct ctl_params *p, const struct geom *g)
@@ -141,6 +161,8 @@ create_on_fd(struct ctl *c, int fd, const char *pipeline,
 	c->c_hdr = base;
 	c->c_size = g.seg_size;
 	c->c_fd = -1;
+	geom_copy(&c->c_g, p->nprocs, p->max_conns, p->max_line, p->window,
+	    &g);
 	header_fill(c->c_hdr, pipeline, p, &g);
 	for (uint32_t i = 0; i < p->nprocs; i++)
 		atomic_store_explicit(&ctl_proc(c, i)->last_status, -1,
@@ -193,13 +215,19 @@ ctl_create_anon(struct ctl *c, const char *pipeline,
 	return 0;
 }
 
-/* Every size and offset must be what the counts imply. */
+/*
+ * Every size and offset must be what the counts imply; the geometry into
+ * *cg.  Each count is read once: another process may be changing the
+ * header, and a count checked and then read again could be another one.
+ */
 static int
-header_check(const struct shmpipe_ctl *h, size_t file_size)
+header_check(const struct shmpipe_ctl *h, size_t file_size,
+    struct ctl_geom *cg)
 {
 	struct geom g;
 	/* Acquire: pairs with the release of the magic in ctl_create. */
 	uint64_t magic = atomic_load_explicit(&h->magic, memory_order_acquire);
+	uint32_t nprocs, max_conns, max_line, slots;
 
 	if (magic == 0)
 		return -EAGAIN;
@@ -207,14 +235,19 @@ header_check(const struct shmpipe_ctl *h, size_t file_size)
 		return -EPROTO;
 	if (h->version_major != SHMPIPE_LAYOUT_MAJOR)
 		return -EPROTONOSUPPORT;
-	if (h->header_size != sizeof(*h) || h->nprocs == 0 ||
-	    h->nprocs > 4096 || h->max_conns == 0 || h->max_conns > 1 << 20 ||
-	    h->max_line == 0 || h->max_line > 1 << 24 || h->slab_slots == 0 ||
-	    h->slab_slots > 1 << 22 || h->nverdicts != CTL_NVERDICTS ||
+	/* Volatile: one load each, which the compiler may not repeat. */
+	nprocs = *(const volatile uint32_t *)&h->nprocs;
+	max_conns = *(const volatile uint32_t *)&h->max_conns;
+	max_line = *(const volatile uint32_t *)&h->max_line;
+	slots = *(const volatile uint32_t *)&h->slab_slots;
+	if (h->header_size != sizeof(*h) || nprocs == 0 || nprocs > 4096 ||
+	    max_conns == 0 || max_conns > 1 << 20 || max_line == 0 ||
+	    max_line > 1 << 24 || slots == 0 || slots > 1 << 22 ||
+	    h->nverdicts != CTL_NVERDICTS ||
 	    h->proc_size != sizeof(struct shmpipe_proc) ||
 	    memchr(h->name, '\0', sizeof(h->name)) == NULL)
 		return -EBADMSG;
-	geom_compute(&g, h->nprocs, h->max_conns, h->max_line, h->slab_slots);
+	geom_compute(&g, nprocs, max_conns, max_line, slots);
 	if (h->conn_size != g.conn_size || h->in_size != g.in_size ||
 	    h->reply_max != g.reply_max || h->slab_size != g.slab_size ||
 	    h->procs_off != g.procs_off || h->conns_off != g.conns_off ||
@@ -223,7 +256,10 @@ header_check(const struct shmpipe_ctl *h, size_t file_size)
 		return -EBADMSG;
 	if (file_size < g.seg_size)
 		return -ENODATA;
-	return file_size == g.seg_size ? 0 : -EBADMSG;
+	if (file_size != g.seg_size)
+		return -EBADMSG;
+	geom_copy(cg, nprocs, max_conns, max_line, slots, &g);
+	return 0;
 }
 
 /* Ours alone: our euid's, no permission for group or others. */
@@ -243,7 +279,8 @@ ctl_seg_foreign(const char *pipeline, const char *suffix, char *why,
 
 	if (ctl_seg_name(path, sizeof(path), pipeline, suffix) != 0)
 		return false;
-	if ((fd = shm_open(path, O_RDONLY | O_CLOEXEC, 0)) < 0) {
+	if ((fd = shm_open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW |
+	    O_CLOEXEC, 0)) < 0) {
 		snprintf(why, len, "%s: %s", path, strerror(errno));
 		return errno == EACCES;		/* there, and not ours */
 	}
@@ -265,6 +302,10 @@ ctl_open_fd(struct ctl *c, int fd, unsigned flags)
 
 	if (fstat(fd, &st) != 0)
 		return -errno;
+	/* What was opened is what is mapped: a FIFO or a device in the
+	 * segment's place is not one. */
+	if (!S_ISREG(st.st_mode))
+		return -EPROTO;
 	if (!(flags & CTL_OPEN_ANY) && !owned(&st))
 		return -EPERM;
 	if ((size_t)st.st_size < sizeof(struct shmpipe_ctl))
@@ -273,7 +314,7 @@ ctl_open_fd(struct ctl *c, int fd, unsigned flags)
 	    PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (base == MAP_FAILED)
 		return -errno;
-	if ((r = header_check(base, (size_t)st.st_size)) != 0) {
+	if ((r = header_check(base, (size_t)st.st_size, &c->c_g)) != 0) {
 		munmap(base, (size_t)st.st_size);
 		return r;
 	}
@@ -293,7 +334,10 @@ ctl_open(struct ctl *c, const char *pipeline, unsigned flags)
 
 	if ((r = ctl_seg_name(path, sizeof(path), pipeline, "ctl")) != 0)
 		return r;
-	fd = shm_open(path, (rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
+	/* Non-blocking: a FIFO put by this name in /dev/shm, which anyone
+	 * may write, would block a read-only open for good. */
+	fd = shm_open(path, (rdonly ? O_RDONLY : O_RDWR) | O_NONBLOCK |
+	    O_NOFOLLOW | O_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	r = ctl_open_fd(c, fd, flags);
@@ -374,7 +418,9 @@ ctl_open_pid(struct ctl *c, pid_t pid, const char *pipeline, unsigned flags)
 	if ((n = memfd_find(pid, pipeline, NULL)) < 0)
 		return n;
 	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, n);
-	if ((fd = open(path, (rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC)) < 0)
+	/* Followed (a /proc link), but not waited on if it is a FIFO now. */
+	if ((fd = open(path, (rdonly ? O_RDONLY : O_RDWR) | O_NONBLOCK |
+	    O_CLOEXEC)) < 0)
 		return -errno;
 	/* A memfd is always mode 0777; who may reach it through /proc/PID/fd
 	 * is decided by that process's ptrace rules instead. */

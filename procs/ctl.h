@@ -25,11 +25,24 @@ struct ctl_params {
 	uint32_t	flags;		/* SHMPIPE_CONN_FILE for file mode */
 };
 
+/*
+ * The geometry of a control segment, copied out of its header once it was
+ * checked (or as it was made).  The header is anyone's to scribble on
+ * while it is mapped: every count, size and offset that bounds a loop or
+ * places a part is taken from this copy, never read from the header again.
+ */
+struct ctl_geom {
+	uint32_t	nprocs, max_conns, max_line, slab_slots, nverdicts;
+	uint32_t	in_size, conn_size, reply_max, slab_size;
+	uint64_t	procs_off, conns_off, slab_off, verdicts_off;
+};
+
 struct ctl {
 	struct shmpipe_ctl *c_hdr;
 	unsigned char	*c_base;
 	size_t		 c_size;
 	int		 c_fd;		/* ctl_create_anon's memfd, else -1 */
+	struct ctl_geom	 c_g;		/* checked once; read c_g, not c_hdr */
 };
 
 #define CTL_NVERDICTS	64
@@ -62,8 +75,10 @@ int	ctl_create_anon(struct ctl *c, const char *pipeline,
  * Map an existing control segment after checking its owner and mode (ours,
  * 0600, unless CTL_OPEN_ANY), magic, version and every size and offset: 0,
  * or -ENOENT, -EACCES, -EPERM (another user's, or open to others),
- * -EAGAIN (not initialised), -EPROTO (foreign), -EPROTONOSUPPORT
- * (version), -ENODATA (truncated), -EBADMSG (inconsistent).
+ * -EAGAIN (not initialised), -EPROTO (foreign: bad magic, or not a
+ * regular file; opened without blocking, so a FIFO cannot hang it),
+ * -EPROTONOSUPPORT (version), -ENODATA (truncated), -EBADMSG
+ * (inconsistent).
  */
 int	ctl_open(struct ctl *c, const char *pipeline, unsigned flags);
 
@@ -98,14 +113,14 @@ uint32_t ctl_reply_max(uint32_t max_line);
 static inline struct shmpipe_proc *
 ctl_proc(const struct ctl *c, uint32_t i)
 {
-	return (struct shmpipe_proc *)(c->c_base + c->c_hdr->procs_off) + i;
+	return (struct shmpipe_proc *)(c->c_base + c->c_g.procs_off) + i;
 }
 
 static inline struct shmpipe_conn *
 ctl_conn(const struct ctl *c, uint32_t i)
 {
-	return (struct shmpipe_conn *)(c->c_base + c->c_hdr->conns_off +
-	    (size_t)i * c->c_hdr->conn_size);
+	return (struct shmpipe_conn *)(c->c_base + c->c_g.conns_off +
+	    (size_t)i * c->c_g.conn_size);
 }
 
 static inline unsigned char *
@@ -117,8 +132,8 @@ ctl_conn_ring(struct shmpipe_conn *cn)
 static inline struct shmpipe_slab *
 ctl_slab(const struct ctl *c, uint32_t i)
 {
-	return (struct shmpipe_slab *)(c->c_base + c->c_hdr->slab_off +
-	    (size_t)i * c->c_hdr->slab_size);
+	return (struct shmpipe_slab *)(c->c_base + c->c_g.slab_off +
+	    (size_t)i * c->c_g.slab_size);
 }
 
 static inline char *
@@ -131,7 +146,7 @@ static inline struct shmpipe_verdict *
 ctl_verdict(const struct ctl *c, uint32_t i)
 {
 	return (struct shmpipe_verdict *)(c->c_base +
-	    c->c_hdr->verdicts_off) + i;
+	    c->c_g.verdicts_off) + i;
 }
 
 #endif /* CTL_H */

@@ -296,7 +296,7 @@ pipeline_abandon(struct pipeline *pl)
 void
 pipeline_keep(struct pipeline *pl, const struct chan_msg *m, int fd)
 {
-	if (m->cm_slot >= pl->pl_ctl.c_hdr->max_conns) {
+	if (m->cm_slot >= pl->pl_ctl.c_g.max_conns) {
 		close(fd);
 		return;
 	}
@@ -312,7 +312,7 @@ pipeline_lost_conn(struct pipeline *pl, const struct chan_msg *m)
 	struct shmpipe_conn *cn;
 	uint64_t w;
 
-	if (m->cm_slot >= pl->pl_ctl.c_hdr->max_conns)
+	if (m->cm_slot >= pl->pl_ctl.c_g.max_conns)
 		return;
 	cn = conn(pl, m->cm_slot);
 	w = atomic_load(&cn->state);
@@ -329,7 +329,7 @@ pipeline_lost_conn(struct pipeline *pl, const struct chan_msg *m)
 void
 pipeline_request_died(struct pipeline *pl)
 {
-	for (uint32_t i = 0; i < pl->pl_ctl.c_hdr->max_conns; i++) {
+	for (uint32_t i = 0; i < pl->pl_ctl.c_g.max_conns; i++) {
 		uint32_t f = conn_flags(pl, i);
 
 		if (!(f & SHMPIPE_CONN_OPEN) || (f & (SHMPIPE_CONN_FILE |
@@ -351,7 +351,7 @@ pipeline_request_died(struct pipeline *pl)
 bool
 pipeline_send_conns(struct pipeline *pl, int sock, uint32_t done)
 {
-	for (uint32_t i = 0; i < pl->pl_ctl.c_hdr->max_conns; i++) {
+	for (uint32_t i = 0; i < pl->pl_ctl.c_g.max_conns; i++) {
 		if (pl->pl_keep[i] < 0 || (conn_flags(pl, i) & done))
 			continue;
 		if (chan_send(sock, &(struct chan_msg){ CHAN_CONN, i,
@@ -411,7 +411,7 @@ conns_gc(struct pipeline *pl, uint64_t now)
 {
 	const uint32_t both = SHMPIPE_CONN_RD_DONE | SHMPIPE_CONN_RP_DONE;
 
-	for (uint32_t i = 0; i < pl->pl_ctl.c_hdr->max_conns; i++) {
+	for (uint32_t i = 0; i < pl->pl_ctl.c_g.max_conns; i++) {
 		struct shmpipe_conn *cn = conn(pl, i);
 		uint64_t w = atomic_load_explicit(&cn->state,
 		    memory_order_acquire);
@@ -442,7 +442,7 @@ slab_orphan(const struct pipeline *pl, struct shmpipe_slab *s)
 	uint64_t w;
 	uint32_t f, ahead;
 
-	if (slot >= pl->pl_ctl.c_hdr->max_conns)
+	if (slot >= pl->pl_ctl.c_g.max_conns)
 		return true;
 	w = atomic_load(&conn(pl, slot)->state);
 	f = SHMPIPE_CONN_FLAGS(w);

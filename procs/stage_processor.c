@@ -45,7 +45,7 @@ static bool
 verdict_find(const struct ctl *ctl, uint64_t conn, uint32_t seq,
     uint32_t *crashes, uint32_t *flags)
 {
-	for (uint32_t i = 0; i < ctl->c_hdr->nverdicts; i++) {
+	for (uint32_t i = 0; i < ctl->c_g.nverdicts; i++) {
 		struct shmpipe_verdict *v = ctl_verdict(ctl, i);
 		/* Acquire: pairs with the supervisor's release of conn, which
 		 * it writes last (and zeroes first when it reuses the row). */
@@ -124,12 +124,12 @@ answer(struct pr *pr, unsigned i, uint64_t now)
 	struct msg_hdr *rh = (struct msg_hdr *)(pr->pr_out +
 	    i * pr->pr_out_size);
 	char *out = (char *)(rh + 1);
-	size_t cap = pr->pr_st->st_ctl->c_hdr->reply_max, n = 0;
+	size_t cap = pr->pr_st->st_ctl->c_g.reply_max, n = 0;
 
 	*rh = *h;
 	rh->mh_flags = 0;
 	if (h->mh_flags & MSG_TOO_LONG)
-		n = proto_err_too_long(pr->pr_st->st_ctl->c_hdr->max_line, out,
+		n = proto_err_too_long(pr->pr_st->st_ctl->c_g.max_line, out,
 		    cap);
 	else if (pr->pr_lease[i].deliveries > 1)
 		n = verdict_answer(pr, h, out, cap);

@@ -237,8 +237,8 @@ slab_len(const struct rp *rp, struct shmpipe_slab *s)
 {
 	uint32_t len = atomic_load_explicit(&s->len, memory_order_relaxed);
 
-	return len <= rp->rp_ctl->c_hdr->reply_max ? len :
-	    rp->rp_ctl->c_hdr->reply_max;
+	return len <= rp->rp_ctl->c_g.reply_max ? len :
+	    rp->rp_ctl->c_g.reply_max;
 }
 
 /*

@@ -41,7 +41,7 @@ keep_conn(struct sv *sv, const struct chan_msg *m, int fd)
 	struct child *rp = &sv->sv_child[SV_ROW_REPLY];
 
 	pipeline_keep(&sv->sv_pl, m, fd);
-	if (m->cm_slot < sv->sv_pl.pl_ctl.c_hdr->max_conns && rp->ch_pid != 0 &&
+	if (m->cm_slot < sv->sv_pl.pl_ctl.c_g.max_conns && rp->ch_pid != 0 &&
 	    rp->ch_sock >= 0 && chan_send(rp->ch_sock, m, fd) == 0)
 		kill(rp->ch_pid, SIGUSR1);	/* doorbell: a take waits */
 }

@@ -5,7 +5,7 @@
 # median of several runs, fork and exec included), reads the peak resident
 # size of `shmq ls`, prints the figures against the targets, and removes
 # the queues.  Also shows, for scale, the cost of one queue of a pipeline's
-# default size (a read-only open checks the ring slots it reads, not all).
+# default size (a read-only open checks every ring slot word).
 #
 #   SHMPIPE_BUILD=build scripts/bench-shmq-tool.sh
 #   BENCH_STRICT=1 ...   exit 1 if a target is missed

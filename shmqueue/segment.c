@@ -485,6 +485,42 @@ ring_check(struct shmq *q)
 	return r;
 }
 
+/*
+ * What a read-only open checks of the ring: every slot word in range - a
+ * state and an owner that no writer can produce.  Nothing about positions:
+ * without the lock the queue may run laps under the scan, and a tool must
+ * not call a live queue corrupt.  The slot words are 16 bytes each, apart
+ * from the messages; the pages of a big ring are let go as the scan passes
+ * them (a shared mapping: the data stays), so that looking at a queue
+ * costs a bounded resident size whatever its capacity.
+ */
+#define RING_CHUNK	(UINT32_C(1) << 16)	/* slots: 1 MiB of words */
+
+static int
+ring_states_check(struct shmq *q)
+{
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+
+	for (uint32_t i = 0; i < q->capacity; i++) {
+		/* Relaxed: the word is only compared against bounds. */
+		uint64_t w = atomic_load_explicit(&shmq__slot(q, i)->state,
+		    memory_order_relaxed);
+		if (SHMQ_SLOT_STATE(w) > SHMQ_SLOT_READING ||
+		    SHMQ_SLOT_OWNER(w) >= q->max_procs)
+			return -EBADMSG;
+		if ((i + 1) % RING_CHUNK == 0) {
+			uintptr_t lo = (uintptr_t)shmq__slot(q, i + 1 -
+			    RING_CHUNK), hi = (uintptr_t)(shmq__slot(q, i) + 1);
+			lo = (lo + page - 1) & ~(page - 1);
+			hi &= ~(page - 1);
+			if (hi > lo)
+				(void)madvise((void *)lo, hi - lo,
+				    MADV_DONTNEED);
+		}
+	}
+	return 0;
+}
+
 /* Refuse another user's segment, or one others may use, unless asked. */
 static int
 owner_check(const struct stat *st, unsigned flags)
@@ -508,6 +544,12 @@ open_mapped(const char *path, int fd, unsigned flags)
 
 	if (fstat(fd, &st) != 0)
 		return NULL;
+	/* The file opened is the file mapped: anything but a regular file
+	 * (a FIFO put in its place, say) is not a segment. */
+	if (!S_ISREG(st.st_mode)) {
+		r = -EPROTO;
+		goto out_err;
+	}
 	if ((r = owner_check(&st, flags)) != 0)
 		goto out_err;
 	if (st.st_size == 0) {
@@ -530,10 +572,12 @@ open_mapped(const char *path, int fd, unsigned flags)
 		goto out_err;
 	}
 	q->rdonly = rdonly;
-	/* A reader checks the header and the records; it reads few slots,
-	 * and checks each as it reads it, so it need not touch every page
-	 * of the ring - tools must stay small and quick. */
-	if ((r = records_check(q)) != 0 || (!rdonly &&
+	/* A reader checks the header, the records and every ring slot word
+	 * (ring_states_check: what no writer produces, robust to a queue
+	 * moving under it); a writer also the ring's positions, under the
+	 * guarantee of its retries, before it attaches. */
+	if ((r = records_check(q)) != 0 || (rdonly &&
+	    (r = ring_states_check(q)) != 0) || (!rdonly &&
 	    ((r = ring_check(q)) != 0 || (r = attach(q)) != 0))) {
 		munmap(base, q->size);
 		free(q);
@@ -559,8 +603,10 @@ shmq_open_flags(const char *name, unsigned flags)
 		errno = r ? -r : EINVAL;
 		return NULL;
 	}
+	/* Non-blocking: /dev/shm is anyone's, and a FIFO by this name would
+	 * block a read-only open for good; open_mapped refuses it. */
 	fd = shm_open(path, ((flags & SHMQ_OPEN_RDONLY) ? O_RDONLY : O_RDWR) |
-	    O_CLOEXEC, 0);
+	    O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, 0);
 	if (fd < 0)
 		return NULL;
 	q = open_mapped(path, fd, flags);

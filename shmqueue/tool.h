@@ -312,6 +312,10 @@ void	 tool_json_header(struct tool_json *j, const char *command);
 
 /* CSV (RFC 4180): a field, quoted if it must be; NULL is empty. */
 void	 tool_csv(FILE *f, const char *s, bool last);
+
+/* s (a name from /dev/shm, text from a segment) as tables show it into
+ * buf: UTF-8, U+FFFD for a byte that is not, '?' for a control. */
+const char *tool_safe(char *buf, size_t len, const char *s);
 void	 tool_csv_u64(FILE *f, uint64_t v, bool last);
 void	 tool_csv_num(FILE *f, double v, bool last);
 

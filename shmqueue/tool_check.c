@@ -163,10 +163,44 @@ check_run(struct check *c)
 	return 0;
 }
 
+/*
+ * Text for the plugin's output, which Nagios reads by rules of its own:
+ * the first '|' of a line starts performance data, and the status is one
+ * line.  A name in it is shown as tables show it (no control characters,
+ * so no newline), with '|' as '/', which no segment name can hold.
+ */
+static const char *
+nagios_text(char *buf, size_t len, const char *s)
+{
+	tool_safe(buf, len, s);
+	for (char *p = buf; (p = strchr(p, '|')) != NULL; p++)
+		*p = '/';
+	return buf;
+}
+
+/* A performance data label, for inside '...': as nagios_text, a ' doubled
+ * (the guidelines' escape) and '=', which ends the label, as '_'. */
+static const char *
+nagios_label(char *buf, size_t len, const char *s)
+{
+	char text[TOOL_NAME_LEN * 3];
+	size_t o = 0;
+
+	nagios_text(text, sizeof(text), s);
+	for (const char *p = text; *p && o + 2 < len; p++) {
+		if (*p == '\'')
+			buf[o++] = '\'';
+		buf[o++] = *p == '=' ? '_' : *p;
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
 /* "2 queues, 1 pipeline: q FULL (100% full), ..." */
 static void
 check_summary(const struct check *c, char *buf, size_t len)
 {
+	char name[TOOL_NAME_LEN * 3], why[sizeof(c->c_v->v_reason) * 3];
 	size_t queues = c->c_n - c->c_pipes, used;
 	unsigned named = 0, more = 0;
 
@@ -175,7 +209,7 @@ check_summary(const struct check *c, char *buf, size_t len)
 	    "" : "s");
 	if (c->c_n == 0 && c->o.o_pattern != NULL)
 		snprintf(buf + used, len - used, ": nothing matches %s",
-		    c->o.o_pattern);
+		    nagios_text(name, sizeof(name), c->o.o_pattern));
 	for (size_t i = 0; i < c->c_n && used < len; i++) {
 		const struct verdict *v = &c->c_v[i];
 		if (v->v_status == TOOL_NAGIOS_OK)
@@ -185,8 +219,9 @@ check_summary(const struct check *c, char *buf, size_t len)
 			continue;
 		}
 		used += (size_t)snprintf(buf + used, len - used, "%s%s %s (%s)",
-		    named == 1 ? ": " : ", ", v->v_name,
-		    tool_state_name(v->v_state), v->v_reason);
+		    named == 1 ? ": " : ", ", nagios_text(name, sizeof(name),
+		    v->v_name), tool_state_name(v->v_state),
+		    nagios_text(why, sizeof(why), v->v_reason));
 	}
 	if (more > 0 && used < len)
 		snprintf(buf + used, len - used, " and %u more", more);
@@ -198,16 +233,18 @@ check_summary(const struct check *c, char *buf, size_t len)
 static void
 check_perf(const struct check *c, FILE *f)
 {
+	char label[TOOL_NAME_LEN * 6];
 	bool first = true;
 
 	for (size_t i = 0; i < c->c_n; i++) {
 		const struct tool_qrow *r = c->c_v[i].v_row;
 		if (r == NULL || !r->q_have)
 			continue;
+		nagios_label(label, sizeof(label), r->q_name);
 		fprintf(f, "%s'%s_fill'=%.1f%%;%u;%u;0;100 "
 		    "'%s_depth'=%u;;;0;%u",
-		    first ? " | " : " ", r->q_name, tool_fill_pct(r),
-		    c->o.o_fill_warn, c->o.o_fill_crit, r->q_name,
+		    first ? " | " : " ", label, tool_fill_pct(r),
+		    c->o.o_fill_warn, c->o.o_fill_crit, label,
 		    r->q_st.depth, r->q_st.capacity);
 		first = false;
 	}
@@ -216,16 +253,19 @@ check_perf(const struct check *c, FILE *f)
 static void
 check_table(const struct check *c, const char *summary)
 {
+	char name[TOOL_NAME_LEN * 3], why[sizeof(c->c_v->v_reason) * 3];
+
 	printf("SHMQ %s - %s", status_names[c->c_status], summary);
 	check_perf(c, stdout);
 	putchar('\n');
 	for (size_t i = 0; i < c->c_n; i++)	/* Nagios long output */
 		if (c->c_v[i].v_status != TOOL_NAGIOS_OK)
 			printf("%s %s: %s %s (%s)\n", c->c_v[i].v_kind,
-			    c->c_v[i].v_name,
+			    nagios_text(name, sizeof(name), c->c_v[i].v_name),
 			    status_names[c->c_v[i].v_status],
 			    tool_state_name(c->c_v[i].v_state),
-			    c->c_v[i].v_reason);
+			    nagios_text(why, sizeof(why),
+			    c->c_v[i].v_reason));
 }
 
 static void

@@ -90,7 +90,8 @@ look_ctl(void *arg)
 	l->l_records = 1;
 	l->l_alive = shmq_pid_alive((pid_t)h->supervisor_pid,
 	    h->supervisor_start);
-	for (uint32_t i = 0; i < h->nprocs; i++) {
+	/* The checked copy of nprocs: the header's may have changed. */
+	for (uint32_t i = 0; i < l->l_ctl->c_g.nprocs; i++) {
 		/* Relaxed: a snapshot; proven again before the unlink. */
 		pid_t pid = (pid_t)atomic_load_explicit(&ctl_proc(l->l_ctl,
 		    i)->pid, memory_order_relaxed);
@@ -236,24 +237,26 @@ static void
 gc_remove(struct gc *gc, const struct gc_cand *g)
 {
 	struct gc_cand again = *g;
+	char shown[TOOL_NAME_LEN * 3];	/* the name, printable */
 	int r;
 
+	tool_safe(shown, sizeof(shown), g->g_name);
 	if (gc->g_dry) {
-		printf("would remove %s: %s\n", g->g_name, g->g_why);
+		printf("would remove %s: %s\n", shown, g->g_why);
 		return;
 	}
 	if (!gc_prove(g->g_name, g->g_allow_empty, &again) ||
 	    again.g_ino != g->g_ino || again.g_dev != g->g_dev) {
-		printf("kept %s: %s\n", g->g_name, again.g_why);
+		printf("kept %s: %s\n", shown, again.g_why);
 		return;
 	}
 	if ((r = shmq_unlink(g->g_name)) != 0) {
-		warnx("%s: %s", g->g_name, strerror(-r));
+		warnx("%s: %s", shown, strerror(-r));
 		if (gc->g_code == 0)
 			gc->g_code = tool_exit_code(-r);
 		return;
 	}
-	printf("removed %s: %s\n", g->g_name, g->g_why);
+	printf("removed %s: %s\n", shown, g->g_why);
 }
 
 static void

@@ -388,6 +388,7 @@ rm_refusal(const struct tool_ent *e, int *code)
 static int
 rm_one(const char *arg, bool force)
 {
+	char shown[TOOL_NAME_LEN * 3];
 	struct tool_ent e;
 	const char *why;
 	int code, r;
@@ -395,12 +396,13 @@ rm_one(const char *arg, bool force)
 	if ((code = tool_lookup(arg, TOOL_K_QUEUE | TOOL_K_QINIT, &e)) != 0)
 		return code;
 	if (!force && (why = rm_refusal(&e, &code)) != NULL) {
-		warnx("%s: %s; not removed (-f removes it anyway)", e.e_name,
-		    why);
+		warnx("%s: %s; not removed (-f removes it anyway)",
+		    tool_safe(shown, sizeof(shown), e.e_name), why);
 		return code;
 	}
 	if ((r = shmq_unlink(e.e_name)) != 0) {
-		warnx("%s: %s", e.e_name, strerror(-r));
+		warnx("%s: %s", tool_safe(shown, sizeof(shown), e.e_name),
+		    strerror(-r));
 		return tool_exit_code(-r);
 	}
 	return 0;

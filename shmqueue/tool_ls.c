@@ -30,6 +30,10 @@ list_opts(const char *cmd, int argc, char **argv, struct tool_opts *o)
 	while ((ch = getopt_long(argc, argv, "ho:w:", longopts, NULL)) != -1) {
 		if (ch == 'h')
 			return tool_help(cmd) == 0 ? -1 : TOOL_EX_USAGE;
+		/* A threshold only check acts on: refused, as its help says,
+		 * rather than taken and ignored. */
+		if (ch == TOOL_OPT_FILL_CRIT)
+			return tool_usage(cmd, "--fill-crit is for check");
 		if (tool_opt_common(o, ch, optarg) <= 0)
 			return tool_usage(cmd, NULL);
 	}
@@ -173,6 +177,8 @@ tool_cmd_top(int argc, char **argv)
 		if (ch == 'n' && !tool_num(optarg, 1, INT32_MAX, &count))
 			return tool_usage("top", "-n: expected a count, 1 or "
 			    "more");
+		if (ch == TOOL_OPT_FILL_CRIT)	/* as in list_opts */
+			return tool_usage("top", "--fill-crit is for check");
 		if (ch != 'i' && ch != 'n' && (ch == 'o' ||
 		    tool_opt_common(&o, ch, optarg) <= 0))
 			return tool_usage("top", NULL);

@@ -60,17 +60,118 @@ tool_age(char *buf, size_t len, int64_t ms)
 		    s / 3600 % 24);
 }
 
-/* ---- tables ------------------------------------------------------------ */
+/* ---- text from segments ------------------------------------------------ */
 
-static char *
-xstrdup(const char *s)
+/*
+ * Names and last_exit come from /dev/shm and from segments: any bytes.
+ * Every format prints them as UTF-8: a valid sequence passes, a byte that
+ * is not part of one becomes U+FFFD.  Control characters (C0, DEL, C1)
+ * are escaped in JSON, become U+FFFD in Prometheus labels (a newline is
+ * \n) and '?' in tables and CSV, where they would reach a terminal
+ * (shmq.1, OUTPUT).
+ */
+#define UTF8_REPLACEMENT	"\xef\xbf\xbd"	/* U+FFFD */
+
+/* The length of the valid UTF-8 sequence at p (1..4), or 0: a stray
+ * continuation byte, a truncated, overlong or surrogate sequence, or one
+ * past U+10FFFF. */
+static size_t
+utf8_len(const unsigned char *p)
 {
-	char *p = strdup(s != NULL ? s : "");
+	size_t n;
+	uint32_t cp;
 
-	if (p == NULL)
-		err(TOOL_EX_OSERR, "strdup");
-	return p;
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		n = 2, cp = p[0] & 0x1f;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		n = 3, cp = p[0] & 0x0f;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		n = 4, cp = p[0] & 0x07;
+	else
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)	/* the NUL too: no overrun */
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+		return 0;
+	return n;
 }
+
+/* The control character at p (of a valid sequence of n bytes), if any:
+ * C0, DEL or C1 (U+0080..U+009F, 0xc2 0x80..0x9f); -1 if none. */
+static int
+utf8_control(const unsigned char *p, size_t n)
+{
+	if (n == 1 && (p[0] < 0x20 || p[0] == 0x7f))
+		return p[0];
+	if (n == 2 && p[0] == 0xc2 && p[1] < 0xa0)
+		return p[1];
+	return -1;
+}
+
+/* s as tables and CSV show it, into a new string. */
+static char *
+safe_dup(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)(s != NULL ? s : "");
+	size_t len = strlen((const char *)p), o = 0;
+	char *out = malloc(len * 3 + 1);	/* a byte: at most U+FFFD */
+
+	if (out == NULL)
+		err(TOOL_EX_OSERR, "malloc");
+	while (*p) {
+		size_t n = utf8_len(p);
+		if (n == 0) {
+			memcpy(out + o, UTF8_REPLACEMENT, 3);
+			o += 3;
+			p++;
+		} else if (utf8_control(p, n) >= 0) {
+			out[o++] = '?';
+			p += n;
+		} else {
+			memcpy(out + o, p, n);
+			o += n;
+			p += n;
+		}
+	}
+	out[o] = '\0';
+	return out;
+}
+
+const char *
+tool_safe(char *buf, size_t len, const char *s)
+{
+	char *t = safe_dup(s);
+	size_t n = strlen(t);
+
+	if (n >= len) {			/* cut at a character, not inside */
+		n = len - 1;
+		while (n > 0 && ((unsigned char)t[n] & 0xc0) == 0x80)
+			n--;
+	}
+	memcpy(buf, t, n);
+	buf[n] = '\0';
+	free(t);
+	return buf;
+}
+
+/* Columns a safe string takes: its characters, not its bytes. */
+static int
+text_width(const char *s)
+{
+	int w = 0;
+
+	for (; *s; s++)
+		w += ((unsigned char)*s & 0xc0) != 0x80;
+	return w;
+}
+
+/* ---- tables ------------------------------------------------------------ */
 
 /* Append one row of t_ncols cells from ap. */
 static void
@@ -86,7 +187,7 @@ table_vrow(struct tool_table *t, va_list ap)
 	}
 	for (unsigned i = 0; i < t->t_ncols; i++)
 		t->t_cells[t->t_nrows * t->t_ncols + i] =
-		    xstrdup(va_arg(ap, const char *));
+		    safe_dup(va_arg(ap, const char *));
 	t->t_nrows++;
 }
 
@@ -120,17 +221,20 @@ tool_table_print(const struct tool_table *t, FILE *f)
 
 	for (size_t r = 0; r < t->t_nrows; r++)
 		for (unsigned c = 0; c < t->t_ncols && c < 32; c++) {
-			int n = (int)strlen(t->t_cells[r * t->t_ncols + c]);
+			int n = text_width(t->t_cells[r * t->t_ncols + c]);
 			w[c] = n > w[c] ? n : w[c];
 		}
 	for (size_t r = 0; r < t->t_nrows; r++) {
 		for (unsigned c = 0; c < t->t_ncols && c < 32; c++) {
 			const char *cell = t->t_cells[r * t->t_ncols + c];
 			bool last = c + 1 == t->t_ncols;
+			/* Padded by characters: a name may be UTF-8. */
+			int pad = (last && t->t_align[c] != 'r') ? 0 :
+			    w[c] - text_width(cell);
 			if (t->t_align[c] == 'r')
-				fprintf(f, "%*s", w[c], cell);
+				fprintf(f, "%*s%s", pad, "", cell);
 			else
-				fprintf(f, "%-*s", last ? 0 : w[c], cell);
+				fprintf(f, "%s%*s", cell, pad, "");
 			fputs(last ? "\n" : "  ", f);
 		}
 	}
@@ -158,16 +262,23 @@ tool_json_init(struct tool_json *j, FILE *f)
 static void
 json_string(FILE *f, const char *s)
 {
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n;
+	int cc;
+
 	fputc('"', f);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
+	for (; *p; p += n ? n : 1) {
+		n = utf8_len(p);
+		if (n == 0)			/* not UTF-8: JSON cannot say it */
+			fputs("\\ufffd", f);
+		else if (*p == '"' || *p == '\\')
 			fprintf(f, "\\%c", *p);
 		else if (*p == '\n')
 			fputs("\\n", f);
-		else if (*p < 0x20 || *p == 0x7f)
-			fprintf(f, "\\u%04x", *p);
+		else if ((cc = utf8_control(p, n)) >= 0)
+			fprintf(f, "\\u%04x", (unsigned)cc);
 		else
-			fputc(*p, f);
+			fwrite(p, 1, n, f);
 	}
 	fputc('"', f);
 }
@@ -268,17 +379,20 @@ tool_json_header(struct tool_json *j, const char *command)
 void
 tool_csv(FILE *f, const char *s, bool last)
 {
-	if (s != NULL && strpbrk(s, ",\"\r\n") != NULL) {
+	char *t = s != NULL ? safe_dup(s) : NULL;	/* no \r, \n left */
+
+	if (t != NULL && strpbrk(t, ",\"") != NULL) {
 		fputc('"', f);
-		for (; *s; s++) {
-			if (*s == '"')
+		for (const char *p = t; *p; p++) {
+			if (*p == '"')
 				fputc('"', f);
-			fputc(*s, f);
+			fputc(*p, f);
 		}
 		fputc('"', f);
-	} else if (s != NULL) {
-		fputs(s, f);
+	} else if (t != NULL) {
+		fputs(t, f);
 	}
+	free(t);
 	fputs(last ? "\r\n" : ",", f);
 }
 
@@ -320,19 +434,32 @@ tool_prom_sample(FILE *f, const char *name, const char *labels, double v)
 		fprintf(f, "%.9g\n", v);
 }
 
-/* Append s to buf (of len, holding *used) with \ " and newline escaped. */
+/*
+ * Append s to buf (of len, holding *used) with \\ " and newline escaped,
+ * as UTF-8: a byte that is not part of a sequence, or another control
+ * character, becomes U+FFFD.  Only whole characters are appended.
+ */
 static void
 prom_escape(char *buf, size_t len, size_t *used, const char *s)
 {
-	for (; *s && *used + 3 < len; s++) {
-		if (*s == '\\' || *s == '"')
-			buf[(*used)++] = '\\';
-		if (*s == '\n') {
-			buf[(*used)++] = '\\';
-			buf[(*used)++] = 'n';
-			continue;
-		}
-		buf[(*used)++] = *s;
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n;
+
+	for (; *p; p += n ? n : 1) {
+		const char *out = (const char *)p;
+		size_t olen;
+		n = utf8_len(p);
+		olen = n;
+		if (*p == '\\' || *p == '"')
+			out = *p == '"' ? "\\\"" : "\\\\", olen = 2;
+		else if (*p == '\n')
+			out = "\\n", olen = 2;
+		else if (n == 0 || utf8_control(p, n) >= 0)
+			out = UTF8_REPLACEMENT, olen = 3;
+		if (*used + olen + 3 >= len)	/* room for the '"' after */
+			break;
+		memcpy(buf + *used, out, olen);
+		*used += olen;
 	}
 	buf[*used] = '\0';
 }

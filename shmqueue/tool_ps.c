@@ -141,7 +141,9 @@ read_ctl(void *arg)
 	p->p_sup = (pid_t)h->supervisor_pid;
 	p->p_sup_alive = tool_pid_alive(p->p_sup, h->supervisor_start);
 	p->p_phase = ld32(&h->phase);
-	p->p_window = h->slab_slots;
+	/* The counts are the copy ctl_open checked: the header may change
+	 * under us, and a count read again may be one never checked. */
+	p->p_window = x->x_ctl->c_g.slab_slots;
 	/* Answered first: both only grow, so a request answered between
 	 * the two loads cannot show as answered and not accepted. */
 	p->p_answered = ld64(&h->answered);
@@ -154,10 +156,10 @@ read_ctl(void *arg)
 	p->p_restarts = ld64(&h->restarts);
 	p->p_timeouts = ld64(&h->timeouts);
 	p->p_redelivered = ld64(&h->redelivered);
-	p->p_rows = calloc(h->nprocs, sizeof(*p->p_rows));
+	p->p_rows = calloc(x->x_ctl->c_g.nprocs, sizeof(*p->p_rows));
 	if (p->p_rows == NULL)
 		return -ENOMEM;
-	for (uint32_t i = 0; i < h->nprocs; i++) {
+	for (uint32_t i = 0; i < x->x_ctl->c_g.nprocs; i++) {
 		read_row(ctl_proc(x->x_ctl, i), i, &p->p_rows[p->p_nrows]);
 		if (p->p_rows[p->p_nrows].r_state != SHMPIPE_PROC_EMPTY)
 			p->p_nrows++;
@@ -175,7 +177,7 @@ pipe_fail(struct ps_pipe *p, int err)
 	p->p_why = err == EFAULT ? "truncated while being read (SIGBUS)" :
 	    err == ENODATA ? "truncated: smaller than its header says" :
 	    err == EBADMSG ? "inconsistent sizes or offsets" :
-	    err == EPROTO ? "its magic changed while being read" :
+	    err == EPROTO ? "replaced while being read (magic or file type)" :
 	    err == EAGAIN ? "being created" : strerror(err);
 }
 

@@ -131,7 +131,7 @@ row_fail(struct tool_qrow *r, int err)
 		{ EBADMSG, TOOL_ST_CORRUPT, "inconsistent header, records or "
 		    "ring" },
 		{ EPROTO, TOOL_ST_CORRUPT,
-		    "its magic changed while being read" },
+		    "replaced while being read (magic or file type)" },
 	};
 
 	r->q_err = err;
@@ -232,18 +232,21 @@ snap_detail(struct snap *s, int nprocs)
 {
 	struct tool_qdetail *d = s->s_detail;
 	int n = shmq_leases(s->s_q, NULL, 0);
+	unsigned room = (unsigned)(n > 0 ? n : 0) + 1;
 
 	d->d_procs = reallocarray(NULL, (size_t)nprocs + 1,
 	    sizeof(*d->d_procs));
 	d->d_alive = calloc((size_t)nprocs + 1, sizeof(*d->d_alive));
-	d->d_leases = reallocarray(NULL, (size_t)(n > 0 ? n : 0) + 1,
-	    sizeof(*d->d_leases));
+	d->d_leases = reallocarray(NULL, room, sizeof(*d->d_leases));
 	if (d->d_procs == NULL || d->d_alive == NULL || d->d_leases == NULL)
 		return -ENOMEM;
 	memcpy(d->d_procs, snap_procs, (size_t)nprocs * sizeof(*d->d_procs));
 	d->d_nprocs = nprocs;
-	n = shmq_leases(s->s_q, d->d_leases, (unsigned)n);
-	d->d_nleases = n < 0 ? 0 : n;
+	/* shmq_leases returns how many there are, which on a live queue may
+	 * be more than the count it gave a moment ago: only room of them
+	 * were copied. */
+	n = shmq_leases(s->s_q, d->d_leases, room);
+	d->d_nleases = n < 0 ? 0 : (unsigned)n < room ? n : (int)room;
 	return 0;
 }
 

@@ -436,6 +436,8 @@ tool_cmd_show(int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, "ho:w:", longopts, NULL)) != -1) {
 		if (ch == 'h')
 			return tool_help("show");
+		if (ch == TOOL_OPT_FILL_CRIT)	/* check's alone */
+			return tool_usage("show", "--fill-crit is for check");
 		if (tool_opt_common(&o, ch, optarg) <= 0)
 			return tool_usage("show", NULL);
 	}

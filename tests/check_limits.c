@@ -71,7 +71,7 @@ conns_used(const struct ctl *c)
 {
 	uint32_t used = 0;
 
-	for (uint32_t i = 0; i < c->c_hdr->max_conns; i++)
+	for (uint32_t i = 0; i < c->c_g.max_conns; i++)
 		used += SHMPIPE_CONN_FLAGS(atomic_load(&ctl_conn(c,
 		    i)->state)) != 0;
 	return used;
@@ -86,7 +86,7 @@ max_flight(const struct ctl *c)
 {
 	uint32_t most = 0;
 
-	for (uint32_t i = 0; i < c->c_hdr->max_conns; i++) {
+	for (uint32_t i = 0; i < c->c_g.max_conns; i++) {
 		struct shmpipe_conn *cn = ctl_conn(c, i);
 		uint32_t in = SHMPIPE_IN_SEQ(atomic_load(&cn->in_pos));
 		uint32_t flight = (in - atomic_load(&cn->reply_seq)) &

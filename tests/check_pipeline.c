@@ -475,7 +475,7 @@ wait_conns_free(struct cp_pipe *p, const struct ctl *c, uint32_t busy)
 
 	for (;;) {
 		used = 0;
-		for (uint32_t i = 0; i < c->c_hdr->max_conns; i++)
+		for (uint32_t i = 0; i < c->c_g.max_conns; i++)
 			used += SHMPIPE_CONN_FLAGS(atomic_load(&ctl_conn(c,
 			    i)->state)) != 0;
 		if (used == busy)
@@ -964,7 +964,7 @@ START_TEST(test_pipeline_reply_len_corrupt)
 	wait_busy(&p, &c);
 	cp_sends(fd, "echo x\n");
 	while (s == NULL) {
-		for (uint32_t i = 0; s == NULL && i < c.c_hdr->slab_slots; i++)
+		for (uint32_t i = 0; s == NULL && i < c.c_g.slab_slots; i++)
 			if (SHMPIPE_SLAB_STAGE(atomic_load(&ctl_slab(&c,
 			    i)->stage)) == SHMPIPE_SLAB_FILLED)
 				s = ctl_slab(&c, i);
@@ -975,7 +975,7 @@ START_TEST(test_pipeline_reply_len_corrupt)
 	CP_ASSERT(&p, atomic_load(&s->seq) == 1 && atomic_load(&s->len) ==
 	    4 && memcmp(ctl_slab_data(s), "OK x", 4) == 0, "the slot filled "
 	    "is not reply 1's");
-	atomic_store(&s->len, c.c_hdr->reply_max + 1);
+	atomic_store(&s->len, c.c_g.reply_max + 1);
 	old = cp_row_pid(&c, SV_ROW_REPLY);
 	kill(old, SIGKILL);
 	wait_row_replaced(&p, &c, SV_ROW_REPLY, old);
@@ -1334,7 +1334,7 @@ deep_slot(struct cp_pipe *p, const struct ctl *c)
 	uint64_t end = now_ms() + CP_WAIT_S * 1000u;
 
 	for (;;) {
-		for (uint32_t i = 0; i < c->c_hdr->max_conns; i++)
+		for (uint32_t i = 0; i < c->c_g.max_conns; i++)
 			if (SHMPIPE_CONN_FLAGS(atomic_load(&ctl_conn(c,
 			    i)->state)) & SHMPIPE_CONN_OPEN)
 				return i;

@@ -424,6 +424,18 @@ START_TEST(test_shmq_tool_usage)
 	ST_RUN(&r, "ls", "-w", "9");
 	st_expect(&r, 64, "ls -w 9");
 	st_free(&r);
+	/* --fill-crit is check's: ls, top and show refuse it (ls took it
+	 * and did nothing with it). */
+	ST_RUN(&r, "ls", "--fill-crit", "90");
+	st_expect(&r, 64, "ls --fill-crit");
+	ck_assert_ptr_nonnull(strstr(r.r_err, "--fill-crit is for check"));
+	st_free(&r);
+	ST_RUN(&r, "top", "--fill-crit", "90");
+	st_expect(&r, 64, "top --fill-crit");
+	st_free(&r);
+	ST_RUN(&r, "show", "--fill-crit", "90", "q");
+	st_expect(&r, 64, "show --fill-crit");
+	st_free(&r);
 	ST_RUN(&r, "peek");
 	st_expect(&r, 64, "peek without a name");
 	st_free(&r);
@@ -876,6 +888,212 @@ START_TEST(test_shmq_tool_bad_segments)
 }
 END_TEST
 
+/*
+ * A ring slot whose state word no writer can produce makes the queue
+ * CORRUPT for every command, as shmq.1 says: a read-only open checks each
+ * slot word.  It used to check none (IDLE, exit 0; check OK; rm without
+ * -f removed it).
+ */
+START_TEST(test_shmq_tool_corrupt_ring)
+{
+	static const uint64_t bad = UINT64_C(0xffffffffffffffff);
+	char name[CU_NAME_LEN], path[CU_NAME_LEN + 16];
+	const struct cj *row;
+	struct shmq *q;
+	struct st_run r;
+	struct cj *v;
+	off_t off;
+
+	cu_name(name, "badring");
+	q = cu_create(name, 16, 64, 0, 0);
+	off = (off_t)((unsigned char *)shmq__slot(q, 1) -
+	    (unsigned char *)q->base);
+	shmq_close(q);
+	ST_RUN(&r, "ls", "-o", "json", name);
+	st_expect(&r, 0, "ls of a sound ring");
+	st_free(&r);
+	st_poke(name, off, &bad, sizeof(bad));
+	ST_RUN(&r, "ls", "-o", "json", name);
+	st_expect(&r, 65, "ls of a queue with a corrupt ring slot");
+	v = st_json(&r, "ls");
+	ck_assert_ptr_nonnull(row = st_find(v, "queues", st_bare(name)));
+	ck_assert_str_eq(cj_str(cj_get(row, "state")), "CORRUPT");
+	cj_free(v);
+	st_free(&r);
+	ST_RUN(&r, "check", name);
+	st_expect(&r, 2, "check of a corrupt ring");
+	ck_assert(strncmp(r.r_out, "SHMQ CRITICAL", 13) == 0);
+	st_free(&r);
+	ST_RUN(&r, "rm", name);
+	st_expect(&r, 65, "rm of a corrupt ring without -f");
+	st_free(&r);
+	snprintf(path, sizeof(path), "/dev/shm/%s", st_bare(name));
+	ck_assert_int_eq(access(path, F_OK), 0);
+	ST_RUN(&r, "rm", "-f", name);
+	st_expect(&r, 0, "rm -f of a corrupt ring");
+	st_free(&r);
+	ck_assert_int_ne(access(path, F_OK), 0);
+}
+END_TEST
+
+/*
+ * A FIFO by a segment's name: the libshmq and control segment opens that
+ * shmq reaches after classifying a name fail at once (EPROTO) instead of
+ * waiting for a writer forever.  The tool classifies names without
+ * blocking, but a FIFO swapped in after that hung ls, show, check, gc,
+ * peek and ps; here the opens meet the FIFO directly.
+ */
+START_TEST(test_shmq_tool_fifo)
+{
+	char name[CU_NAME_LEN], path[CU_NAME_LEN + 64], pipe[CU_NAME_LEN];
+	struct ctl c;
+	struct st_run r;
+
+	cu_name(name, "fifo");
+	snprintf(path, sizeof(path), "/dev/shm/%s", st_bare(name));
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	errno = 0;
+	ck_assert_ptr_null(shmq_open_flags(name, SHMQ_OPEN_RDONLY |
+	    SHMQ_OPEN_ANY_OWNER | SHMQ_OPEN_ANY_MODE));
+	ck_assert_int_eq(errno, EPROTO);
+	ck_assert_ptr_null(shmq_open(name));
+	ck_assert_int_eq(errno, EPROTO);
+	ST_RUN(&r, "show", name);
+	ck_assert(!r.r_signaled && r.r_code != 0);
+	st_free(&r);
+	ck_assert_int_eq(unlink(path), 0);
+
+	snprintf(pipe, sizeof(pipe), "%s", st_bare(name));
+	snprintf(path, sizeof(path), "/dev/shm/shmpipe.%s.ctl", pipe);
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	ck_assert_int_eq(ctl_open(&c, pipe, CTL_OPEN_RDONLY | CTL_OPEN_ANY),
+	    -EPROTO);
+	ck_assert_int_eq(ctl_open(&c, pipe, 0), -EPROTO);
+	ST_RUN(&r, "ps", pipe);
+	ck_assert(!r.r_signaled && r.r_code != 0);
+	st_free(&r);
+	ck_assert_int_eq(unlink(path), 0);
+}
+END_TEST
+
+/* Is text valid UTF-8 (RFC 3629: no overlong forms, no surrogates)? */
+static bool
+st_utf8(const char *text)
+{
+	const unsigned char *p = (const unsigned char *)text;
+
+	while (*p) {
+		uint32_t c;
+		int n = *p < 0x80 ? 0 : *p >= 0xc2 && *p <= 0xdf ? 1 :
+		    *p >= 0xe0 && *p <= 0xef ? 2 : *p >= 0xf0 && *p <= 0xf4 ?
+		    3 : -1;
+		if (n < 0)
+			return false;
+		c = n == 0 ? *p : *p & (0x3f >> n);
+		for (int i = 1; i <= n; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return false;
+			c = c << 6 | (p[i] & 0x3f);
+		}
+		if ((n == 2 && c < 0x800) || (n == 3 && c < 0x10000) ||
+		    (c >= 0xd800 && c <= 0xdfff) || c > 0x10ffff)
+			return false;
+		p += n + 1;
+	}
+	return true;
+}
+
+/*
+ * A queue whose name holds bytes that are not UTF-8, a valid e-acute, an
+ * ESC and a C1 control: every format is valid UTF-8, JSON says U+FFFD for
+ * the bad bytes and escapes the controls, and no control reaches a table
+ * or CSV.  JSON and Prometheus passed 0xff 0xfe through before.
+ */
+START_TEST(test_shmq_tool_names_utf8)
+{
+	static const char *const fmts[] = { "table", "json", "csv", "prom" };
+	char base[CU_NAME_LEN], name[CU_NAME_LEN + 16], pat[CU_NAME_LEN + 2];
+	struct shmq *q;
+	struct st_run r;
+
+	cu_name(base, "utf8");
+	snprintf(name, sizeof(name), "%s-\xff\xfe\xc3\xa9\x1b\xc2\x85",
+	    base);
+	st_glob(pat, sizeof(pat), base);
+	q = cu_create(name, 16, 64, 0, 0);
+	for (size_t i = 0; i < sizeof(fmts) / sizeof(fmts[0]); i++) {
+		ST_RUN(&r, "ls", "-o", fmts[i], pat);
+		st_expect(&r, 0, fmts[i]);
+		ck_assert_msg(st_utf8(r.r_out), "ls -o %s: not UTF-8:\n%s",
+		    fmts[i], r.r_out);
+		ck_assert_msg(strchr(r.r_out, '\x1b') == NULL, "ls -o %s: an "
+		    "ESC", fmts[i]);
+		ck_assert_ptr_nonnull(strstr(r.r_out, "\xc3\xa9"));
+		if (strcmp(fmts[i], "json") == 0) {
+			cj_free(st_json(&r, "ls"));
+			ck_assert_ptr_nonnull(strstr(r.r_out,
+			    "-\\ufffd\\ufffd\xc3\xa9\\u001b\\u0085\""));
+		} else if (strcmp(fmts[i], "prom") == 0) {
+			ck_assert_int_gt(st_prom(r.r_out), 0);
+			ck_assert_ptr_nonnull(strstr(r.r_out, "-\xef\xbf\xbd"
+			    "\xef\xbf\xbd\xc3\xa9\xef\xbf\xbd\xef\xbf\xbd\""));
+		} else {
+			ck_assert_ptr_nonnull(strstr(r.r_out, "-\xef\xbf\xbd"
+			    "\xef\xbf\xbd\xc3\xa9??"));
+			if (strcmp(fmts[i], "csv") == 0)
+				ck_assert_int_eq(st_csv(r.r_out), 2);
+		}
+		st_free(&r);
+	}
+	ST_RUN(&r, "show", "-o", "json", name);
+	st_expect(&r, 0, "show -o json");
+	ck_assert(st_utf8(r.r_out));
+	cj_free(st_json(&r, "show"));
+	st_free(&r);
+	shmq_close(q);
+	ck_assert_int_eq(shmq_unlink(name), 0);
+}
+END_TEST
+
+/*
+ * check's Nagios output with a queue named a|b'c<newline>d=e, 94% full:
+ * one status line, whose only '|' is the one before the performance
+ * data; labels with ' doubled and no '='.  The name went out raw before:
+ * Nagios cut the status at its '|', and the newline split the line.
+ */
+START_TEST(test_shmq_tool_check_names)
+{
+	char base[CU_NAME_LEN], name[CU_NAME_LEN + 16], pat[CU_NAME_LEN + 2];
+	char *nl, *bar;
+	struct shmq *q;
+	struct st_run r;
+
+	cu_name(base, "nag");
+	snprintf(name, sizeof(name), "%s-a|b'c\nd=e", base);
+	st_glob(pat, sizeof(pat), base);
+	q = cu_create(name, 16, 64, 0, 0);
+	st_put_n(q, 15);
+	ST_RUN(&r, "check", "--stall", "3600", pat);
+	st_expect(&r, 1, "check of a queue 94% full");
+	ck_assert_ptr_nonnull(nl = strchr(r.r_out, '\n'));
+	*nl = '\0';
+	ck_assert_ptr_nonnull(bar = strchr(r.r_out, '|'));
+	ck_assert_msg(strchr(bar + 1, '|') == NULL, "a second |: %s",
+	    r.r_out);
+	ck_assert_msg(strstr(r.r_out, "-a/b'c?d=e BACKLOG") != NULL &&
+	    strstr(r.r_out, "-a/b'c?d=e BACKLOG") < bar, "%s", r.r_out);
+	ck_assert_msg(strstr(bar, "-a/b''c?d_e_fill'=93.8%;") != NULL, "%s",
+	    bar);
+	ck_assert_msg(strstr(bar, "-a/b''c?d_e_depth'=15;") != NULL, "%s",
+	    bar);
+	ck_assert_msg(strchr(nl + 1, '|') == NULL, "a | in the long output: %s",
+	    nl + 1);
+	st_free(&r);
+	shmq_close(q);
+	ck_assert_int_eq(shmq_unlink(name), 0);
+}
+END_TEST
+
 START_TEST(test_shmq_tool_permission)
 {
 	char name[CU_NAME_LEN];
@@ -1182,6 +1400,49 @@ START_TEST(test_shmq_tool_ps)
 }
 END_TEST
 
+/*
+ * A control segment's header is anyone's to change while shmq reads it:
+ * after ctl_open checked it, the counts and offsets it goes by are its own
+ * copy.  Here the writer moves procs_off off the map and grows nprocs after
+ * the reader opened it; the reader's process table is where it was checked
+ * (ps and gc used to read both again: a wild read, or a heap overflow of
+ * ps's rows).  A memfd: nothing in /dev/shm.
+ */
+START_TEST(test_shmq_tool_ctl_geometry_copied)
+{
+	const struct ctl_params cp = { .nprocs = 3, .max_conns = 2,
+	    .max_line = 64, .window = 4, .conn_window = 2,
+	    .max_deliveries = 3, .request_timeout_ms = 1000 };
+	struct ctl w, rd;
+	uint64_t procs_off;
+
+	ck_assert_int_eq(ctl_create_anon(&w, "shmqt-geom", &cp), 0);
+	ck_assert_int_eq(ctl_open_pid(&rd, getpid(), "shmqt-geom",
+	    CTL_OPEN_RDONLY | CTL_OPEN_ANY), 0);
+	procs_off = rd.c_hdr->procs_off;
+	ck_assert_uint_eq(rd.c_g.nprocs, 3);
+	ck_assert_uint_eq(rd.c_g.procs_off, procs_off);
+	w.c_hdr->procs_off = UINT64_C(1) << 40;
+	w.c_hdr->conns_off = UINT64_C(1) << 40;
+	w.c_hdr->slab_off = UINT64_C(1) << 40;
+	w.c_hdr->verdicts_off = UINT64_C(1) << 40;
+	w.c_hdr->nprocs = 4096;
+	w.c_hdr->max_conns = 1 << 20;
+	ck_assert_uint_eq(rd.c_hdr->nprocs, 4096);	/* the same memory */
+	ck_assert_uint_eq(rd.c_g.nprocs, 3);
+	ck_assert_uint_eq(rd.c_g.max_conns, 2);
+	ck_assert_ptr_eq(ctl_proc(&rd, 2), (struct shmpipe_proc *)(rd.c_base +
+	    procs_off) + 2);
+	ck_assert((unsigned char *)ctl_conn(&rd, 1) < rd.c_base + rd.c_size);
+	ck_assert((unsigned char *)ctl_slab(&rd, 3) < rd.c_base + rd.c_size);
+	ck_assert((unsigned char *)(ctl_verdict(&rd, CTL_NVERDICTS - 1) + 1) <=
+	    rd.c_base + rd.c_size);
+	ck_assert_int_eq(atomic_load(&ctl_proc(&rd, 2)->last_status), -1);
+	ctl_close(&rd);
+	ctl_close(&w);
+}
+END_TEST
+
 START_TEST(test_shmq_tool_gc_pipeline)
 {
 	char pat[96];
@@ -1481,9 +1742,14 @@ shmq_tool_suite(void)
 	tcase_add_test(tc, test_shmq_tool_states);
 	tcase_add_test(tc, test_shmq_tool_check);
 	tcase_add_test(tc, test_shmq_tool_bad_segments);
+	tcase_add_test(tc, test_shmq_tool_corrupt_ring);
+	tcase_add_test(tc, test_shmq_tool_fifo);
+	tcase_add_test(tc, test_shmq_tool_names_utf8);
+	tcase_add_test(tc, test_shmq_tool_check_names);
 	tcase_add_test(tc, test_shmq_tool_permission);
 	tcase_add_test(tc, test_shmq_tool_top);
 	tcase_add_test(tc, test_shmq_tool_gc_queues);
+	tcase_add_test(tc, test_shmq_tool_ctl_geometry_copied);
 	suite_add_tcase(s, tc);
 
 	tc = cp_tcase("Pipeline", 120);
