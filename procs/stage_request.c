@@ -872,17 +872,22 @@ drain(struct rq *rq)
 		if (rc->rc_fd < 0)
 			continue;
 		for (;;) {
-			bool room = parse(rq, i);
+			uint32_t tail;
 
+			parse(rq, i);
 			/* All of it on the queue before final_seq counts it. */
 			if (flush_all(rq) != 0)
 				return STAGE_EX_SOFTWARE;
-			if (rc->rc_head == tail_of(rq, i) ||
+			tail = tail_of(rq, i);
+			if (rc->rc_head == tail ||
 			    (conn_flags(rq, i) & SHMPIPE_CONN_ABORT))
 				break;
-			/* What is left, the client was still sending: half
-			 * a line is not a request (unless its input ended). */
-			if (room && !over_window(rq, i))
+			/* No newline left: the start of a line the client was
+			 * still sending, not a request (at the end of its
+			 * input, parse() took it whole). */
+			if (!rc->rc_eof && tail - rc->rc_head <=
+			    rq->rq_c->max_line && find_nl(rq, i, rc->rc_head,
+			    tail) < 0)
 				break;
 			breathe();		/* window or slab full */
 		}

@@ -1520,6 +1520,62 @@ START_TEST(test_pipeline_drain_request_killed)
 }
 END_TEST
 
+/*
+ * A drain that stops at the client's window (--conn-window 2) waits for
+ * replies to make room, and goes on until no whole line is left: a window
+ * that opened between staging and looking must not read as "only half a
+ * line left".  The processor is stopped until the drain starts, so every
+ * line is read and waits behind the window.
+ */
+#define WIN_LINES	600
+
+START_TEST(test_pipeline_drain_window)
+{
+	char got[LINE_MAX_TEST], want[32], *all;
+	uint64_t end = now_ms() + CP_WAIT_S * 1000u;
+	size_t len = 0;
+	struct cp_pipe p;
+	struct ctl c;
+	uint32_t slot;
+	pid_t proc;
+	int fd, st;
+
+	cp_start(&p, 1, CP_ARGS("--conn-window", "2"));
+	cp_ctl(&p, &c);
+	proc = cp_row_pid(&c, SV_ROW_PROC0);
+	ck_assert_int_eq(kill(proc, SIGSTOP), 0);
+	ck_assert_ptr_nonnull(all = malloc(WIN_LINES * 16));
+	for (unsigned i = 0; i < WIN_LINES; i++)
+		len += (size_t)sprintf(all + len, "echo %u\n", i);
+	fd = cp_connect(&p);
+	cp_send(fd, all, len);
+	free(all);
+	slot = deep_slot(&p, &c);
+	while (atomic_load(&ctl_conn(&c, slot)->in_total) < len) {
+		CP_ASSERT(&p, now_ms() < end, "not all read after %d s",
+		    CP_WAIT_S);
+		nap_ms(1);
+	}
+	kill(p.cp_pid, SIGTERM);
+	cp_wait_log(&p, "terminating: answering the");
+	ck_assert_int_eq(kill(proc, SIGCONT), 0);
+	ctl_close(&c);
+	for (unsigned i = 0; i < WIN_LINES; i++) {
+		snprintf(want, sizeof(want), "OK %u", i);
+		CP_ASSERT(&p, cp_line(fd, got, sizeof(got)) >= 0, "reply %u of "
+		    "%u: the connection closed", i + 1, WIN_LINES);
+		CP_ASSERT(&p, strcmp(got, want) == 0, "reply %u: got '%s', "
+		    "expected '%s'", i + 1, got, want);
+	}
+	cp_expect_eof(fd);
+	cp_close(fd);
+	st = cp_wait_exit(&p, CP_WAIT_S);
+	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 0, "drained: "
+	    "status %#x, expected exit 0", st);
+	cp_assert_gone(&p);
+}
+END_TEST
+
 START_TEST(test_pipeline_second_signal)
 {
 	struct cp_pipe p;
@@ -1979,6 +2035,8 @@ pipeline_suite_of(const char *name, bool threads)
 	tcase_add_test(tc, test_pipeline_drain);
 	tcase_add_test(tc, test_pipeline_drain_deep);
 	tcase_add_test(tc, test_pipeline_drain_half_line);
+	if (!threads)
+		tcase_add_test(tc, test_pipeline_drain_window);
 	tcase_add_test(tc, test_pipeline_drain_file);
 	if (!threads)
 		tcase_add_test(tc, test_pipeline_drain_request_killed);
