@@ -242,15 +242,22 @@ pipeline_unlink(const char *name)
 }
 
 /*
- * Leave the files' offsets past what was read and written, as a program
+ * Leave the files' offsets past what was taken and written, as a program
  * that used read(2) and write(2) would: the stages used positioned I/O.
+ * Taken, not read: a drain leaves the start of a line it had not read
+ * whole (from in_pos's head to in_total) for whoever reads on.
  */
 static void
 file_offsets(struct pipeline *pl)
 {
 	struct shmpipe_conn *cn = conn(pl, 0);
+	uint64_t total = atomic_load(&cn->in_total);
+	uint32_t left = (uint32_t)total -
+	    SHMPIPE_IN_HEAD(atomic_load(&cn->in_pos));
 
-	lseek(pl->pl_in_fd, (off_t)atomic_load(&cn->in_total), SEEK_SET);
+	if (left > total)
+		left = 0;			/* not a position of ours */
+	lseek(pl->pl_in_fd, (off_t)(total - left), SEEK_SET);
 	lseek(pl->pl_out_fd, (off_t)atomic_load(&cn->out_total), SEEK_SET);
 }
 
