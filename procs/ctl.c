@@ -163,6 +163,7 @@ create_on_fd(struct ctl *c, int fd, const char *pipeline,
 	c->c_fd = -1;
 	geom_copy(&c->c_g, p->nprocs, p->max_conns, p->max_line, p->window,
 	    &g);
+	c->c_g.conn_window = p->conn_window;
 	header_fill(c->c_hdr, pipeline, p, &g);
 	for (uint32_t i = 0; i < p->nprocs; i++)
 		atomic_store_explicit(&ctl_proc(c, i)->last_status, -1,
@@ -227,7 +228,7 @@ header_check(const struct shmpipe_ctl *h, size_t file_size,
 	struct geom g;
 	/* Acquire: pairs with the release of the magic in ctl_create. */
 	uint64_t magic = atomic_load_explicit(&h->magic, memory_order_acquire);
-	uint32_t nprocs, max_conns, max_line, slots;
+	uint32_t nprocs, max_conns, max_line, slots, window;
 
 	if (magic == 0)
 		return -EAGAIN;
@@ -240,7 +241,9 @@ header_check(const struct shmpipe_ctl *h, size_t file_size,
 	max_conns = *(const volatile uint32_t *)&h->max_conns;
 	max_line = *(const volatile uint32_t *)&h->max_line;
 	slots = *(const volatile uint32_t *)&h->slab_slots;
+	window = *(const volatile uint32_t *)&h->conn_window;
 	if (h->header_size != sizeof(*h) || nprocs == 0 || nprocs > 4096 ||
+	    window == 0 || (window & (window - 1)) != 0 || window > slots ||
 	    max_conns == 0 || max_conns > 1 << 20 || max_line == 0 ||
 	    max_line > 1 << 24 || slots == 0 || slots > 1 << 22 ||
 	    h->nverdicts != CTL_NVERDICTS ||
@@ -259,6 +262,7 @@ header_check(const struct shmpipe_ctl *h, size_t file_size,
 	if (file_size != g.seg_size)
 		return -EBADMSG;
 	geom_copy(cg, nprocs, max_conns, max_line, slots, &g);
+	cg->conn_window = window;
 	return 0;
 }
 

@@ -33,6 +33,7 @@ struct ctl_params {
  */
 struct ctl_geom {
 	uint32_t	nprocs, max_conns, max_line, slab_slots, nverdicts;
+	uint32_t	conn_window;	/* a power of two, <= slab_slots */
 	uint32_t	in_size, conn_size, reply_max, slab_size;
 	uint64_t	procs_off, conns_off, slab_off, verdicts_off;
 };

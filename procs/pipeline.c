@@ -480,7 +480,7 @@ slab_gc(struct pipeline *pl)
 {
 	struct shmpipe_ctl *c = pl->pl_ctl.c_hdr;
 
-	for (uint32_t i = 0; i < c->slab_slots; i++) {
+	for (uint32_t i = 0; i < pl->pl_ctl.c_g.slab_slots; i++) {
 		struct shmpipe_slab *s = ctl_slab(&pl->pl_ctl, i);
 		/* Acquire: pairs with the request stage's release of
 		 * RESERVED, so slab_orphan() reads the conn and seq of the

@@ -190,7 +190,6 @@ handle_batch(struct pr *pr, unsigned n)
 static int
 pr_setup(struct pr *pr, struct stage *st)
 {
-	const struct shmpipe_ctl *c = st->st_ctl->c_hdr;
 	char err[256];
 
 	memset(pr, 0, sizeof(*pr));
@@ -206,8 +205,10 @@ pr_setup(struct pr *pr, struct stage *st)
 			return STAGE_EX_CONFIG;
 		}
 	}
-	pr->pr_in_size = MSG_STRIDE(sizeof(struct msg_hdr) + c->max_line);
-	pr->pr_out_size = MSG_STRIDE(sizeof(struct msg_hdr) + c->reply_max);
+	pr->pr_in_size = MSG_STRIDE(sizeof(struct msg_hdr) +
+	    st->st_ctl->c_g.max_line);
+	pr->pr_out_size = MSG_STRIDE(sizeof(struct msg_hdr) +
+	    st->st_ctl->c_g.reply_max);
 	pr->pr_in = malloc(PR_BATCH * pr->pr_in_size);
 	pr->pr_out = malloc(PR_BATCH * pr->pr_out_size);
 	if (pr->pr_in == NULL || pr->pr_out == NULL) {

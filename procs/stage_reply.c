@@ -189,7 +189,8 @@ place(struct rp *rp, const struct msg_hdr *h, const char *data, size_t len)
 	uint32_t slot = SHMPIPE_CONN_SLOT(h->mh_conn);
 	uint64_t w;
 
-	if (h->mh_slot >= c->slab_slots || len > c->reply_max)
+	if (h->mh_slot >= rp->rp_ctl->c_g.slab_slots ||
+	    len > rp->rp_ctl->c_g.reply_max)
 		return;				/* corrupt: nothing to free */
 	s = ctl_slab(rp->rp_ctl, h->mh_slot);
 	/* Acquire: pairs with the request stage's release of RESERVED.
@@ -728,7 +729,7 @@ corrupt(struct rp *rp, struct shmpipe_slab *s, uint64_t w, uint32_t i,
 	if (conn_live(rp, id) && in_window(rp, slot, seq)) {
 		log_event("connection %u: slab slot %u holds reply %u with a "
 		    "length of %u bytes (at most %u); closing the connection",
-		    slot, i, seq, len, c->reply_max);
+		    slot, i, seq, len, rp->rp_ctl->c_g.reply_max);
 		/* Release: pairs with the acquire of the state by the
 		 * request stage (conn_flags) and by us (conn_state). */
 		atomic_fetch_or_explicit(&ctl_conn(rp->rp_ctl, slot)->state,
@@ -736,7 +737,8 @@ corrupt(struct rp *rp, struct shmpipe_slab *s, uint64_t w, uint32_t i,
 		mark_dirty(rp, slot);
 	} else {
 		log_event("slab slot %u: a reply of %u bytes (at most %u) "
-		    "for no connection waiting; freed", i, len, c->reply_max);
+		    "for no connection waiting; freed", i, len,
+		    rp->rp_ctl->c_g.reply_max);
 	}
 	slab_free(rp, s, w);
 }
@@ -745,9 +747,7 @@ corrupt(struct rp *rp, struct shmpipe_slab *s, uint64_t w, uint32_t i,
 static void
 rebuild(struct rp *rp)
 {
-	const struct shmpipe_ctl *c = rp->rp_ctl->c_hdr;
-
-	for (uint32_t i = 0; i < c->slab_slots; i++) {
+	for (uint32_t i = 0; i < rp->rp_ctl->c_g.slab_slots; i++) {
 		struct shmpipe_slab *s = ctl_slab(rp->rp_ctl, i);
 		/* Acquire: pairs with place()'s release of FILLED, by a
 		 * predecessor: its conn, seq, len and reply. */
@@ -762,7 +762,7 @@ rebuild(struct rp *rp)
 		seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
 		len = atomic_load_explicit(&s->len, memory_order_relaxed);
 		slot = SHMPIPE_CONN_SLOT(id);
-		if (len > c->reply_max) {
+		if (len > rp->rp_ctl->c_g.reply_max) {
 			corrupt(rp, s, w, i, id, seq, len);
 			continue;
 		}
@@ -780,17 +780,18 @@ static int
 rp_setup(struct rp *rp, struct stage *st)
 {
 	const struct shmpipe_ctl *c = st->st_ctl->c_hdr;
+	const struct ctl_geom *g = &st->st_ctl->c_g;
 
 	memset(rp, 0, sizeof(*rp));
 	rp->rp_st = st;
 	rp->rp_ctl = st->st_ctl;
-	rp->rp_nconns = c->max_conns;
-	rp->rp_window = c->conn_window;
-	rp->rp_msg_size = MSG_STRIDE(sizeof(struct msg_hdr) + c->reply_max);
-	rp->rp_conns = calloc(c->max_conns, sizeof(*rp->rp_conns));
-	rp->rp_pend = calloc((size_t)c->max_conns * c->conn_window,
+	rp->rp_nconns = g->max_conns;
+	rp->rp_window = g->conn_window;
+	rp->rp_msg_size = MSG_STRIDE(sizeof(struct msg_hdr) + g->reply_max);
+	rp->rp_conns = calloc(g->max_conns, sizeof(*rp->rp_conns));
+	rp->rp_pend = calloc((size_t)g->max_conns * g->conn_window,
 	    sizeof(*rp->rp_pend));
-	rp->rp_dirty = calloc(c->max_conns, sizeof(*rp->rp_dirty));
+	rp->rp_dirty = calloc(g->max_conns, sizeof(*rp->rp_dirty));
 	rp->rp_buf = malloc(RP_BATCH * rp->rp_msg_size);
 	rp->rp_out = malloc(RP_OUT);
 	rp->rp_ep = epoll_create1(EPOLL_CLOEXEC);
@@ -802,7 +803,7 @@ rp_setup(struct rp *rp, struct stage *st)
 		log_event("cannot set up: %s", strerror(errno));
 		return -1;
 	}
-	for (uint32_t i = 0; i < c->max_conns; i++)
+	for (uint32_t i = 0; i < g->max_conns; i++)
 		rp->rp_conns[i].pc_fd = -1;
 	rp->rp_answered = atomic_load_explicit(&c->answered,
 	    memory_order_relaxed);

@@ -126,7 +126,7 @@ conn_flags(const struct rq *rq, uint32_t slot)
 static uint32_t
 slab_reserve(struct rq *rq, uint64_t id, uint32_t seq)
 {
-	uint32_t n = rq->rq_c->slab_slots;
+	uint32_t n = rq->rq_ctl->c_g.slab_slots;
 
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t k = (rq->rq_slab_cursor + i) % n;
@@ -243,7 +243,7 @@ over_window(const struct rq *rq, uint32_t slot)
 
 	/* Behind the replies (lines a dead predecessor put but did not
 	 * commit, now put again): nothing of ours is in flight. */
-	return flight >= rq->rq_c->conn_window &&
+	return flight >= rq->rq_ctl->c_g.conn_window &&
 	    flight < SHMPIPE_SEQ_MASK / 2;
 }
 
@@ -276,7 +276,7 @@ static bool
 parse(struct rq *rq, uint32_t slot)
 {
 	struct rq_conn *rc = &rq->rq_conns[slot];
-	uint32_t max = rq->rq_c->max_line;
+	uint32_t max = rq->rq_ctl->c_g.max_line;
 	/* Acquire: our own earlier store, or a dead predecessor's. */
 	uint32_t tail = (uint32_t)atomic_load_explicit(&conn(rq,
 	    slot)->in_total, memory_order_acquire);
@@ -768,26 +768,27 @@ rq_setup(struct rq *rq, struct stage *st)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.u32 = RQ_CHAN };
 	const struct shmpipe_ctl *c = st->st_ctl->c_hdr;
+	const struct ctl_geom *g = &st->st_ctl->c_g;
 
 	memset(rq, 0, sizeof(*rq));
 	rq->rq_st = st;
 	rq->rq_ctl = st->st_ctl;
 	rq->rq_c = st->st_ctl->c_hdr;
-	rq->rq_nconns = c->max_conns;
-	rq->rq_mask = c->in_size - 1;
-	rq->rq_msg_size = MSG_STRIDE(sizeof(struct msg_hdr) + c->max_line +
+	rq->rq_nconns = g->max_conns;
+	rq->rq_mask = g->in_size - 1;
+	rq->rq_msg_size = MSG_STRIDE(sizeof(struct msg_hdr) + g->max_line +
 	    1);
 	rq->rq_accepted = atomic_load(&c->accepted);
 	rq->rq_reserved = atomic_load(&c->reserved);
-	rq->rq_conns = calloc(c->max_conns, sizeof(*rq->rq_conns));
-	rq->rq_wait = calloc(c->max_conns, sizeof(*rq->rq_wait));
-	rq->rq_eof = calloc(c->max_conns, sizeof(*rq->rq_eof));
+	rq->rq_conns = calloc(g->max_conns, sizeof(*rq->rq_conns));
+	rq->rq_wait = calloc(g->max_conns, sizeof(*rq->rq_wait));
+	rq->rq_eof = calloc(g->max_conns, sizeof(*rq->rq_eof));
 	rq->rq_buf = malloc(RQ_BATCH * rq->rq_msg_size);
 	rq->rq_ep = epoll_create1(EPOLL_CLOEXEC);
 	if (rq->rq_conns == NULL || rq->rq_wait == NULL || rq->rq_eof == NULL ||
 	    rq->rq_buf == NULL || rq->rq_ep < 0)
 		return -1;
-	for (uint32_t i = 0; i < c->max_conns; i++)
+	for (uint32_t i = 0; i < g->max_conns; i++)
 		rq->rq_conns[i].rc_fd = -1;
 	if (!stage_draining(st))
 		listeners(rq, true);
@@ -886,7 +887,7 @@ drain(struct rq *rq)
 			 * still sending, not a request (at the end of its
 			 * input, parse() took it whole). */
 			if (!rc->rc_eof && tail - rc->rc_head <=
-			    rq->rq_c->max_line && find_nl(rq, i, rc->rc_head,
+			    rq->rq_ctl->c_g.max_line && find_nl(rq, i, rc->rc_head,
 			    tail) < 0)
 				break;
 			breathe();		/* window or slab full */

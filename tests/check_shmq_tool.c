@@ -1438,7 +1438,27 @@ START_TEST(test_shmq_tool_ctl_geometry_copied)
 	ck_assert((unsigned char *)(ctl_verdict(&rd, CTL_NVERDICTS - 1) + 1) <=
 	    rd.c_base + rd.c_size);
 	ck_assert_int_eq(atomic_load(&ctl_proc(&rd, 2)->last_status), -1);
+	ck_assert_uint_eq(rd.c_g.conn_window, 2);
+	/* The window per client masks the reply stage's table: a header
+	 * whose window is no power of two, or more than the slab, is not
+	 * opened; put right otherwise, it is (the case [3]). */
+	w.c_hdr->procs_off = procs_off;
+	w.c_hdr->conns_off = rd.c_g.conns_off;
+	w.c_hdr->slab_off = rd.c_g.slab_off;
+	w.c_hdr->verdicts_off = rd.c_g.verdicts_off;
+	w.c_hdr->nprocs = 3;
+	w.c_hdr->max_conns = 2;
 	ctl_close(&rd);
+	for (uint32_t k = 0; k < 4; k++) {
+		static const uint32_t win[] = { 0, 3, 8, 2 };
+		struct ctl again;
+
+		w.c_hdr->conn_window = win[k];
+		ck_assert_int_eq(ctl_open_pid(&again, getpid(), "shmqt-geom",
+		    CTL_OPEN_RDONLY | CTL_OPEN_ANY), k < 3 ? -EBADMSG : 0);
+		if (k == 3)
+			ctl_close(&again);
+	}
 	ctl_close(&w);
 }
 END_TEST
