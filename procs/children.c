@@ -514,14 +514,17 @@ sv_timeouts(struct sv *sv, uint64_t now)
 		if (ch->ch_pid == 0 || ch->ch_timed_out || since == 0 ||
 		    (int64_t)(coarse - since) < (int64_t)limit)
 			continue;
-		conn = atomic_load(&p->cur_conn);
-		seq = (uint32_t)atomic_load(&p->cur_seq);
+		conn = atomic_load_explicit(&p->cur_conn, memory_order_relaxed);
+		seq = (uint32_t)atomic_load_explicit(&p->cur_seq,
+		    memory_order_relaxed);
 		/* The same stamp after reading them: they are the request
 		 * that began then (or one begun in the same tick, which has
-		 * run as long), not one the processor went on to.  Acquire:
-		 * pairs with the processor's release of busy_since. */
+		 * run as long), not one the processor went on to.  A
+		 * seqlock read: the acquire fence pairs with the release
+		 * fence in the processor's busy(). */
+		atomic_thread_fence(memory_order_acquire);
 		if (atomic_load_explicit(&p->busy_since_ns,
-		    memory_order_acquire) != since)
+		    memory_order_relaxed) != since)
 			continue;
 		verdict_note(sv, conn, seq, true);
 		atomic_fetch_add(&sv->sv_pl.pl_ctl.c_hdr->timeouts, 1);

@@ -96,6 +96,10 @@ verdict_answer(struct pr *pr, const struct msg_hdr *h, char *out, size_t cap)
 static void
 busy(struct pr *pr, const struct msg_hdr *h, uint64_t now)
 {
+	/* Release fence: idle()'s 0 (or the last request's stamp) before
+	 * the new conn and seq; pairs with the acquire fence in
+	 * sv_timeouts, which then sees the stamp change if it read them. */
+	atomic_thread_fence(memory_order_release);
 	/* Relaxed: published by the release store of busy_since. */
 	atomic_store_explicit(&pr->pr_proc->cur_conn, h->mh_conn,
 	    memory_order_relaxed);
