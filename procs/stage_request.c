@@ -463,6 +463,9 @@ finish(struct rq *rq, uint32_t slot)
 	    .mh_seq = rc->rc_seq, .mh_slot = UINT32_MAX,
 	    .mh_flags = MSG_CONN_DONE };
 
+	/* What parse() skipped after the last message put (the rest of a
+	 * long line) is taken too: file mode leaves its input there. */
+	commit_skip(rq, slot);
 	watch(rq, slot, false);
 	if (rc->rc_fd >= 0 && !(conn_flags(rq, slot) & SHMPIPE_CONN_FILE))
 		close(rc->rc_fd);

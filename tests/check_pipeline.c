@@ -1424,6 +1424,51 @@ END_TEST
  * in the output, in order.  Before, the request stage left at once,
  * neither parsing nor putting what it had read.
  */
+/*
+ * File mode leaves its input where a program that read(2) it would: past
+ * every line answered, the rest of a long line (ERR) included, so that a
+ * program reading on gets nothing twice.  The long line's end comes in
+ * while the queue is full (--capacity 2 behind slow requests), so that
+ * it is skipped after the last message put, not with it.
+ */
+START_TEST(test_pipeline_file_offset)
+{
+	char prog[CP_PATH_LEN], in[CP_PATH_LEN + 8], out[CP_PATH_LEN + 8];
+	struct cp_pipe p;
+	off_t size;
+	FILE *f;
+	int fd, st;
+
+	cp_prepare(&p, 1);
+	snprintf(in, sizeof(in), "%s/in.txt", p.cp_dir);
+	snprintf(out, sizeof(out), "%s/out.txt", p.cp_dir);
+	ck_assert_ptr_nonnull(f = fopen(in, "we"));
+	for (int i = 0; i < 3; i++)
+		fprintf(f, "echo %0990d\n", i);
+	for (int i = 0; i < 3; i++)
+		fputs("sleep 100\n", f);
+	for (int i = 0; i < 2000; i++)
+		fputc('y', f);
+	fputc('\n', f);
+	fclose(f);
+	ck_assert_int_ge(fd = open(in, O_RDONLY | O_CLOEXEC), 0);
+	size = lseek(fd, 0, SEEK_END);
+	ck_assert_int_eq(lseek(fd, 0, SEEK_SET), 0);
+	cp_server(prog, sizeof(prog));
+	p.cp_pid = cp_spawnv(&p, CP_ARGS(prog, "--name", p.cp_name,
+	    "--pidfile", p.cp_pidfile, "--processors", "1", "--capacity", "2",
+	    "--max-line", "1000", "--input", "-", "--output", out), fd);
+	st = cp_wait_exit(&p, CP_WAIT_S);
+	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x, "
+	    "expected exit 0", st);
+	CP_ASSERT(&p, lseek(fd, 0, SEEK_CUR) == size, "input left at %lld "
+	    "of %lld bytes", (long long)lseek(fd, 0, SEEK_CUR),
+	    (long long)size);
+	close(fd);
+	cp_assert_gone(&p);
+}
+END_TEST
+
 START_TEST(test_pipeline_drain_file)
 {
 	char prog[CP_PATH_LEN], out[CP_PATH_LEN + 8], line[64], want[64];
@@ -2010,6 +2055,7 @@ pipeline_suite_of(const char *name, bool threads)
 	tc = mk("Files", 120);
 	tcase_add_test(tc, test_pipeline_file_mode);
 	tcase_add_test(tc, test_pipeline_file_mode_pipe);
+	tcase_add_test(tc, test_pipeline_file_offset);
 	suite_add_tcase(s, tc);
 
 	tc = mk("Crash", 180);
