@@ -191,20 +191,24 @@ install: all
 	ln -sf $(notdir $(LIBSO)) $(DEST)/lib/$(SONAME)
 	ln -sf $(SONAME) $(DEST)/lib/libshmq.so
 	install -m 644 include/shmq.h include/shmq_layout.h \
-	  include/shmpipe_handler.h $(DEST)/include/
+	  include/shmpipe_handler.h include/shmpipe_layout.h $(DEST)/include/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' shmq.pc.in \
 	  > $(DEST)/lib/pkgconfig/shmq.pc
 	chmod 644 $(DEST)/lib/pkgconfig/shmq.pc
 	$(if $(EXAMPLE),install -m 644 $(EXAMPLE) $(DEST)/share/doc/shmpipe/)
 	$(if $(MAN1),install -m 644 $(MAN1) $(DEST)/share/man/man1/)
 	$(if $(MAN3),install -m 644 $(MAN3) $(DEST)/share/man/man3/)
+	@# Into the system itself, as root: tell the loader of libshmq.so.0.
+	$(if $(DESTDIR),,@if [ "$$(id -u)" = 0 ] && command -v ldconfig \
+	  >/dev/null; then ldconfig; fi)
 
 uninstall:
 	rm -f $(addprefix $(DEST)/bin/,$(BIN_NAMES)) \
 	  $(DEST)/lib/libshmq.a $(DEST)/lib/$(notdir $(LIBSO)) \
 	  $(DEST)/lib/$(SONAME) $(DEST)/lib/libshmq.so \
 	  $(DEST)/lib/pkgconfig/shmq.pc \
-	  $(addprefix $(DEST)/include/,shmq.h shmq_layout.h shmpipe_handler.h) \
+	  $(addprefix $(DEST)/include/,shmq.h shmq_layout.h shmpipe_handler.h \
+	    shmpipe_layout.h) \
 	  $(DEST)/share/doc/shmpipe/handler_example.c \
 	  $(addprefix $(DEST)/share/man/man1/,$(sort shmpipe.1 shmpipe-bench.1 \
 	    shmq.1 $(notdir $(MAN1)))) \

@@ -365,6 +365,9 @@ fi
 [ "$timeouts" -eq 0 ] || why+=("$timeouts timed out")
 [ "$dropped" -eq 0 ] || [ "$allow_drops" = 1 ] || why+=("$dropped dropped")
 [ "$sv_rc" -eq 0 ] || why+=("supervisor exit $sv_rc")
+# Whatever its figures say, the load generator's own verdict counts too
+# (a connection it could not open again, say).
+[ "$bench_rc" -eq 0 ] || why+=("shmpipe-bench exit $bench_rc")
 [ "$left" -eq 0 ] || why+=("$left segment(s) left")
 if [ "${#why[@]}" -gt 0 ]; then
 	failed=1
