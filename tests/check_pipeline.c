@@ -177,6 +177,29 @@ expect_n(int fd, unsigned n, const char *want)
 	}
 }
 
+/* Reply i (of n) on fd must be want. */
+static void
+expect_reply(struct cp_pipe *p, int fd, unsigned i, unsigned n,
+    const char *want)
+{
+	char got[LINE_MAX_TEST];
+
+	CP_ASSERT(p, cp_line(fd, got, sizeof(got)) >= 0, "reply %u of %u: "
+	    "the connection closed", i + 1, n);
+	CP_ASSERT(p, strcmp(got, want) == 0, "reply %u: got '%s', expected "
+	    "'%s'", i + 1, got, want);
+}
+
+/* The pipeline must exit 0, drained. */
+static void
+expect_drained(struct cp_pipe *p)
+{
+	int st = cp_wait_exit(p, CP_WAIT_S);
+
+	CP_ASSERT(p, WIFEXITED(st) && WEXITSTATUS(st) == 0, "drained: "
+	    "status %#x, expected exit 0", st);
+}
+
 /* Assert that argv exits with code and one line on stderr naming what. */
 static void
 expect_refusal(struct cp_pipe *p, const char *const *argv, int code,
@@ -1214,7 +1237,7 @@ START_TEST(test_pipeline_drain)
 	struct cp_pipe p;
 	struct cp_bench b;
 	struct ctl c;
-	int fd[DRAIN_CONNS], st;
+	int fd[DRAIN_CONNS];
 
 	cp_start(&p, 4, NULL);
 	cp_ctl(&p, &c);
@@ -1248,9 +1271,7 @@ START_TEST(test_pipeline_drain)
 		}
 		cp_close(fd[i]);
 	}
-	st = cp_wait_exit(&p, CP_WAIT_S);
-	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 0, "drained: "
-	    "status %#x, expected exit 0", st);
+	expect_drained(&p);
 	cp_assert_gone(&p);
 	/* The bench's connections closed; what it got was right. */
 	ck_assert_int_eq(cp_bench_wait(&b), 1);
@@ -1346,11 +1367,11 @@ deep_slot(struct cp_pipe *p, const struct ctl *c)
 
 START_TEST(test_pipeline_drain_deep)
 {
-	char got[LINE_MAX_TEST], line[64], want[64];
+	char line[64], want[64];
 	struct cp_pipe p;
 	struct ctl c;
 	size_t bytes;
-	int fd, st;
+	int fd;
 
 	cp_start(&p, 1, CP_ARGS("--capacity", "4"));
 	cp_ctl(&p, &c);
@@ -1361,16 +1382,11 @@ START_TEST(test_pipeline_drain_deep)
 	kill(p.cp_pid, SIGTERM);
 	for (unsigned i = 0; i < DEEP_LINES; i++) {
 		deep_line(i, line, sizeof(line), want, sizeof(want));
-		CP_ASSERT(&p, cp_line(fd, got, sizeof(got)) >= 0, "reply %u of "
-		    "%u: the connection closed", i + 1, DEEP_LINES);
-		CP_ASSERT(&p, strcmp(got, want) == 0, "reply %u: got '%s', "
-		    "expected '%s'", i + 1, got, want);
+		expect_reply(&p, fd, i, DEEP_LINES, want);
 	}
 	cp_expect_eof(fd);
 	cp_close(fd);
-	st = cp_wait_exit(&p, CP_WAIT_S);
-	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 0, "drained: "
-	    "status %#x, expected exit 0", st);
+	expect_drained(&p);
 	cp_assert_gone(&p);
 }
 END_TEST
@@ -1385,11 +1401,10 @@ START_TEST(test_pipeline_drain_half_line)
 	static const char sent[] = "echo a\necho b\necho par";
 	static const char *const want[] = { "OK a", "OK b" };
 	uint64_t end = now_ms() + CP_WAIT_S * 1000u;
-	char got[LINE_MAX_TEST];
 	struct cp_pipe p;
 	struct ctl c;
 	uint32_t slot;
-	int fd, st;
+	int fd;
 
 	cp_start(&p, 1, NULL);
 	cp_ctl(&p, &c);
@@ -1403,27 +1418,15 @@ START_TEST(test_pipeline_drain_half_line)
 	}
 	ctl_close(&c);
 	kill(p.cp_pid, SIGTERM);
-	for (size_t i = 0; i < 2; i++) {
-		CP_ASSERT(&p, cp_line(fd, got, sizeof(got)) >= 0, "reply %zu: "
-		    "the connection closed", i + 1);
-		CP_ASSERT(&p, strcmp(got, want[i]) == 0, "reply %zu: got '%s', "
-		    "expected '%s'", i + 1, got, want[i]);
-	}
+	for (unsigned i = 0; i < 2; i++)
+		expect_reply(&p, fd, i, 2, want[i]);
 	cp_expect_eof(fd);
 	cp_close(fd);
-	st = cp_wait_exit(&p, CP_WAIT_S);
-	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 0, "drained: "
-	    "status %#x, expected exit 0", st);
+	expect_drained(&p);
 	cp_assert_gone(&p);
 }
 END_TEST
 
-/*
- * The same in file mode, from a pipe kept open (so the input never ends
- * by itself): SIGTERM stops the reading, and every line read is answered
- * in the output, in order.  Before, the request stage left at once,
- * neither parsing nor putting what it had read.
- */
 /*
  * File mode leaves its input where a program that read(2) it would: past
  * every line answered, the rest of a long line (ERR) included, so that a
@@ -1469,6 +1472,12 @@ START_TEST(test_pipeline_file_offset)
 }
 END_TEST
 
+/*
+ * The same in file mode, from a pipe kept open (so the input never ends
+ * by itself): SIGTERM stops the reading, and every line read is answered
+ * in the output, in order.  Before, the request stage left at once,
+ * neither parsing nor putting what it had read.
+ */
 START_TEST(test_pipeline_drain_file)
 {
 	char prog[CP_PATH_LEN], out[CP_PATH_LEN + 8], line[64], want[64];
@@ -1524,12 +1533,12 @@ END_TEST
  */
 START_TEST(test_pipeline_drain_request_killed)
 {
-	char got[LINE_MAX_TEST], line[64], want[64], dead[64];
+	char line[64], want[64], dead[64];
 	struct cp_pipe p;
 	struct ctl c;
 	pid_t req, proc;
 	size_t bytes;
-	int fd, st;
+	int fd;
 
 	cp_start(&p, 1, CP_ARGS("--capacity", "4"));
 	cp_ctl(&p, &c);
@@ -1551,16 +1560,11 @@ START_TEST(test_pipeline_drain_request_killed)
 	ctl_close(&c);
 	for (unsigned i = 0; i < DEEP_LINES; i++) {
 		deep_line(i, line, sizeof(line), want, sizeof(want));
-		CP_ASSERT(&p, cp_line(fd, got, sizeof(got)) >= 0, "reply %u of "
-		    "%u: the connection closed", i + 1, DEEP_LINES);
-		CP_ASSERT(&p, strcmp(got, want) == 0, "reply %u: got '%s', "
-		    "expected '%s'", i + 1, got, want);
+		expect_reply(&p, fd, i, DEEP_LINES, want);
 	}
 	cp_expect_eof(fd);
 	cp_close(fd);
-	st = cp_wait_exit(&p, CP_WAIT_S);
-	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 0, "drained: "
-	    "status %#x, expected exit 0", st);
+	expect_drained(&p);
 	cp_assert_gone(&p);
 }
 END_TEST
@@ -1576,14 +1580,14 @@ END_TEST
 
 START_TEST(test_pipeline_drain_window)
 {
-	char got[LINE_MAX_TEST], want[32], *all;
+	char want[32], *all;
 	uint64_t end = now_ms() + CP_WAIT_S * 1000u;
 	size_t len = 0;
 	struct cp_pipe p;
 	struct ctl c;
 	uint32_t slot;
 	pid_t proc;
-	int fd, st;
+	int fd;
 
 	cp_start(&p, 1, CP_ARGS("--conn-window", "2"));
 	cp_ctl(&p, &c);
@@ -1607,16 +1611,11 @@ START_TEST(test_pipeline_drain_window)
 	ctl_close(&c);
 	for (unsigned i = 0; i < WIN_LINES; i++) {
 		snprintf(want, sizeof(want), "OK %u", i);
-		CP_ASSERT(&p, cp_line(fd, got, sizeof(got)) >= 0, "reply %u of "
-		    "%u: the connection closed", i + 1, WIN_LINES);
-		CP_ASSERT(&p, strcmp(got, want) == 0, "reply %u: got '%s', "
-		    "expected '%s'", i + 1, got, want);
+		expect_reply(&p, fd, i, WIN_LINES, want);
 	}
 	cp_expect_eof(fd);
 	cp_close(fd);
-	st = cp_wait_exit(&p, CP_WAIT_S);
-	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 0, "drained: "
-	    "status %#x, expected exit 0", st);
+	expect_drained(&p);
 	cp_assert_gone(&p);
 }
 END_TEST
@@ -1878,7 +1877,7 @@ START_TEST(test_pipeline_handler_once)
 	char fini[CP_PATH_LEN + 24], got[LINE_MAX_TEST];
 	struct cp_pipe p;
 	FILE *f;
-	int fd, st;
+	int fd;
 
 	cp_prepare(&p, 2);
 	snprintf(c_src, sizeof(c_src), "%s/counter.c", p.cp_dir);
@@ -1908,9 +1907,7 @@ START_TEST(test_pipeline_handler_once)
 	    "request saw '%s', expected 'OK inits=1 finis=0'", got);
 	cp_expect_eof(fd);
 	cp_close(fd);
-	st = cp_wait_exit(&p, CP_WAIT_S);
-	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 0, "drained: "
-	    "status %#x, expected exit 0", st);
+	expect_drained(&p);
 	CP_ASSERT(&p, !cp_log_has(&p, "Sanitizer"), "a sanitizer reported a "
 	    "problem");
 	/* fini() ran once, where the slow request had been, after it. */
