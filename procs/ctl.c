@@ -86,9 +86,11 @@ geom_compute(struct geom *g, uint32_t nprocs, uint32_t max_conns,
 /* The copy every reader of the segment goes by (struct ctl_geom). */
 static void
 geom_copy(struct ctl_geom *cg, uint32_t nprocs, uint32_t max_conns,
-    uint32_t max_line, uint32_t slots, const struct geom *g)
+    uint32_t max_line, uint32_t slots, uint32_t conn_window,
+    const struct geom *g)
 {
 	cg->nprocs = nprocs;
+	cg->conn_window = conn_window;
 	cg->max_conns = max_conns;
 	cg->max_line = max_line;
 	cg->slab_slots = slots;
@@ -162,8 +164,7 @@ create_on_fd(struct ctl *c, int fd, const char *pipeline,
 	c->c_size = g.seg_size;
 	c->c_fd = -1;
 	geom_copy(&c->c_g, p->nprocs, p->max_conns, p->max_line, p->window,
-	    &g);
-	c->c_g.conn_window = p->conn_window;
+	    p->conn_window, &g);
 	header_fill(c->c_hdr, pipeline, p, &g);
 	for (uint32_t i = 0; i < p->nprocs; i++)
 		atomic_store_explicit(&ctl_proc(c, i)->last_status, -1,
@@ -261,8 +262,7 @@ header_check(const struct shmpipe_ctl *h, size_t file_size,
 		return -ENODATA;
 	if (file_size != g.seg_size)
 		return -EBADMSG;
-	geom_copy(cg, nprocs, max_conns, max_line, slots, &g);
-	cg->conn_window = window;
+	geom_copy(cg, nprocs, max_conns, max_line, slots, window, &g);
 	return 0;
 }
 
