@@ -147,7 +147,7 @@ err_number(struct shmpipe_result *res, const char *expect, size_t n,
 	return SHMPIPE_ERR;
 }
 
-/* The argument as a whole number 0..max (strtonum), or -1 if it is not. */
+/* The argument as a whole number 0..max, or -1 if it is not. */
 static long long
 arg_number(const struct shmpipe_request *req, long long max)
 {
@@ -161,7 +161,7 @@ arg_number(const struct shmpipe_request *req, long long max)
 		return -1;
 	memcpy(num, req->arg, req->arg_len);
 	num[req->arg_len] = '\0';
-	v = strtonum(num, 0, max, &errstr);
+	v = proto_number(num, 0, max, &errstr);
 	return errstr == NULL ? v : -1;
 }
 

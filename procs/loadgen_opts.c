@@ -138,14 +138,14 @@ fail(char *err, size_t errlen, const char *fmt, ...)
 	return -EINVAL;
 }
 
-/* The number s for option opt, what it counts and its range (strtonum). */
+/* The number s for option opt, what it counts and its range. */
 static int
 number(const char *opt, const char *what, const char *s, long long min,
     long long max, long long *v, char *err, size_t errlen)
 {
 	const char *errstr;
 
-	*v = strtonum(s, min, max, &errstr);
+	*v = proto_number(s, min, max, &errstr);
 	if (errstr == NULL)
 		return 0;
 	return fail(err, errlen, "%s '%s' is %s: expected %s, %lld..%lld",

@@ -11,6 +11,7 @@
 
 #include "ctl.h"
 #include "options.h"
+#include "proto.h"
 #include "shmq.h"
 
 #define EX_USAGE	64
@@ -103,7 +104,7 @@ static long long
 number(const char *flag, const char *arg, long long min, long long max)
 {
 	const char *why;
-	long long v = strtonum(arg, min, max, &why);
+	long long v = proto_number(arg, min, max, &why);
 
 	if (why != NULL)
 		bad("%s: '%s' is %s; expected a whole number %lld..%lld", flag,

@@ -188,6 +188,18 @@ proto_handle(const struct proto_handlers *h, const char *line, size_t len,
 	return reply_finish(rc, &res, out, cap);
 }
 
+long long
+proto_number(const char *s, long long min, long long max, const char **errstr)
+{
+	const char *d = min < 0 && s[0] == '-' ? s + 1 : s;
+
+	if (*d < '0' || *d > '9') {
+		*errstr = "invalid";
+		return 0;
+	}
+	return strtonum(s, min, max, errstr);
+}
+
 size_t
 proto_err_too_long(size_t max, char *out, size_t cap)
 {

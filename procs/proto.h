@@ -54,6 +54,13 @@ size_t		proto_handle(const struct proto_handlers *h, const char *line,
 			    size_t len, unsigned deliveries, char *out,
 			    size_t cap);
 
+/*
+ * strtonum(3) for text typed by a person or a client: digits only, with a
+ * '-' where min < 0.  strtonum itself would also take " 5" and "+5".
+ */
+long long	proto_number(const char *s, long long min, long long max,
+			    const char **errstr);
+
 /* The ERR reply for a line longer than max bytes. */
 size_t		proto_err_too_long(size_t max, char *out, size_t cap);
 

@@ -126,7 +126,10 @@ bool
 tool_num(const char *s, long long lo, long long hi, long long *out)
 {
 	const char *errstr = NULL;
+	const char *d = lo < 0 && s[0] == '-' ? s + 1 : s;
 
+	if (*d < '0' || *d > '9')
+		return false;		/* strtonum takes " 5" and "+5" */
 	*out = strtonum(s, lo, hi, &errstr);
 	return errstr == NULL;
 }

@@ -334,6 +334,7 @@ START_TEST(test_loadgen_opts_tcp)
 	FAILS("port", "--tcp", "h:0");
 	FAILS("port", "--tcp", "h:65536");
 	FAILS("port", "--tcp", "h:8x");
+	FAILS("port", "--tcp", "h:+80");
 	FAILS("--tcp and --unix", "--tcp", "h:1", "--unix", "/s");
 }
 END_TEST
@@ -353,6 +354,8 @@ START_TEST(test_loadgen_opts_bad_numbers)
 	FAILS("--crash-at", "--crash-at", "0");
 	FAILS("too large", "-c", "99999");
 	FAILS("invalid", "-d", "x");
+	FAILS("invalid", "-c", "+3");
+	FAILS("invalid", "-c", " 3");
 }
 END_TEST
 

@@ -1998,6 +1998,8 @@ START_TEST(test_pipeline_bad_flags)
 		{ "--capacity", "1", "--capacity" },
 		{ "--listen", "nowhere", "--listen" },
 		{ "--listen", "tcp:127.0.0.1:99999", "port" },
+		{ "--listen", "tcp:127.0.0.1:+80", "port" },
+		{ "--processors", " 2", "--processors" },
 		{ "--name", "a/b", "--name" },
 		{ "--output", "x", "--output needs --input" },
 		{ "--conn-window", "8192", "larger than --window 4096" },

@@ -376,6 +376,10 @@ START_TEST(test_proto_fib_bad)
 	    "got '5\\0'");
 	EXPECT(ph, "fib 3.5", "ERR fib needs a whole number 0..40, "
 	    "got '3.5'");
+	EXPECT(ph, "fib +5", "ERR fib needs a whole number 0..40, "
+	    "got '+5'");
+	EXPECT(ph, "fib  5", "ERR fib needs a whole number 0..40, "
+	    "got ' 5'");
 	EXPECT(ph, "fib 99999999999999999999999999999", "ERR fib needs a "
 	    "whole number 0..40, got '999999999999999999999999...'");
 }

@@ -445,6 +445,9 @@ START_TEST(test_shmq_tool_usage)
 	ST_RUN(&r, "get", "-n", "0", "q");
 	st_expect(&r, 64, "get -n 0");
 	st_free(&r);
+	ST_RUN(&r, "get", "-n", "+1", "q");
+	st_expect(&r, 64, "get -n +1");
+	st_free(&r);
 	ST_RUN(&r, "check", "--fill-warn", "500");
 	st_expect(&r, 3, "check with a bad threshold is UNKNOWN");
 	ck_assert_ptr_nonnull(strstr(r.r_err, "usage"));
