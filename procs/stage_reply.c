@@ -54,6 +54,7 @@
 #define RP_EV_CHAN	UINT32_MAX	/* epoll: the supervisor's channel */
 #define RP_POLL_NS	1000000u	/* busy: epoll at least this often */
 #define RP_STALL_NS	10000000000ull	/* a client that reads nothing 10 s */
+#define RP_SWEEP_NS	100000000u	/* busy: look at everyone this often */
 
 struct rp_conn {
 	int		 pc_fd;		/* -1 until the supervisor sends it */
@@ -84,6 +85,7 @@ struct rp {
 	bool		 rp_chan_ready;	/* the channel has something */
 	bool		 rp_fd_wanted;	/* replies wait for a connection */
 	uint64_t	 rp_poll_ns;	/* last epoll_wait */
+	uint64_t	 rp_sweep_ns;	/* last sweep() */
 	uint64_t	 rp_answered, rp_freed;
 };
 
@@ -920,11 +922,17 @@ drained(struct rp *rp)
 	    stage_queue_drained(rp->rp_st->st_rep) && rp->rp_nstalled == 0;
 }
 
-/* Close every connection whose requests are all answered, and let go of
- * those given up on before their descriptor came. */
+/*
+ * Close every connection whose requests are all answered, and let go of
+ * those given up on before their descriptor came.  The request stage
+ * says when a client is done with a message on the queue, but that put
+ * may fail on a full queue: this look, when idle and now and then while
+ * busy, is what closes such a connection.
+ */
 static void
 sweep(struct rp *rp)
 {
+	rp->rp_sweep_ns = stage_coarse_ns();
 	for (uint32_t i = 0; i < rp->rp_nconns; i++)
 		if (rp->rp_conns[i].pc_fd >= 0 || lost(rp, i))
 			flush_conn(rp, i);
@@ -962,11 +970,11 @@ stage_reply(struct stage *st)
 		held = 0;
 		flush_dirty(&rp);
 		reap_stalled(&rp);
-		if (n <= 0) {			/* idle: a look at everyone */
-			sweep(&rp);
-			if (drained(&rp))
-				break;
-		}
+		if (n <= 0 || stage_coarse_ns() - rp.rp_sweep_ns >=
+		    RP_SWEEP_NS)
+			sweep(&rp);		/* idle, or it is time */
+		if (n <= 0 && drained(&rp))
+			break;
 	}
 	rp_teardown(&rp);
 	return r;

@@ -452,7 +452,10 @@ adopt(struct rq *rq, uint32_t slot, uint32_t gen, int fd)
 
 /*
  * The connection has no more input and everything is on the queue: say how
- * many requests it made, let go of it, and tell the reply stage.
+ * many requests it made, let go of it, and tell the reply stage.  That
+ * message only hastens the end: on a full queue it is not waited for (the
+ * other clients would wait with it), and the reply stage's sweep finds the
+ * connection done instead.
  */
 static void
 finish(struct rq *rq, uint32_t slot)
@@ -474,7 +477,7 @@ finish(struct rq *rq, uint32_t slot)
 	/* Release: the reply stage that sees RD_DONE sees final_seq. */
 	atomic_fetch_or_explicit(&cn->state, SHMPIPE_CONN_RD_DONE,
 	    memory_order_release);
-	(void)shmq_put(rq->rq_st->st_rep, &h, sizeof(h), 100);
+	(void)shmq_put(rq->rq_st->st_rep, &h, sizeof(h), 0);
 }
 
 /* Read what the client sent into the ring.  False at end of input. */
