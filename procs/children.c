@@ -393,6 +393,13 @@ schedule(struct sv *sv, uint32_t row, bool clean, int status, uint32_t was,
 		    SHMPIPE_PROC_RETIRED);
 		return;
 	}
+	if (ch->ch_role == SHMPIPE_ROLE_REPLY && WIFEXITED(status) &&
+	    WEXITSTATUS(status) == STAGE_EX_IOERR) {
+		log_event("the output cannot be written; giving up");
+		sv->sv_giving_up = true;
+		sv->sv_exit = STAGE_EX_IOERR;
+		return;
+	}
 	if (was == SHMPIPE_PROC_STARTING && !clean && crash_loop(sv, now)) {
 		describe(status, why, sizeof(why));
 		log_event("crash loop: stages failed to start %d times in "

@@ -23,6 +23,8 @@ struct proto_handlers;
 
 #define STAGE_EX_OK		0	/* done: drained, stopped, recycled */
 #define STAGE_EX_SOFTWARE	70	/* a bug or a corrupt segment */
+#define STAGE_EX_IOERR		74	/* file mode: the output cannot be
+					 * written (the pipeline gives up) */
 #define STAGE_EX_CONFIG		78	/* the handler object failed to load */
 
 struct stage {

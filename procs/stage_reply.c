@@ -87,6 +87,7 @@ struct rp {
 	uint64_t	 rp_poll_ns;	/* last epoll_wait */
 	uint64_t	 rp_sweep_ns;	/* last sweep() */
 	uint64_t	 rp_answered, rp_freed;
+	int		 rp_exit;	/* STAGE_EX_IOERR: stop with it */
 };
 
 static const char newline[1] = { '\n' };
@@ -521,6 +522,16 @@ flush_conn(struct rp *rp, uint32_t slot)
 	n = gather(rp, slot, seq, off, &bytes);
 	if (n > 0) {
 		w = write_out(rp, slot, n);
+		if (w < 0 && errno != EAGAIN && (SHMPIPE_CONN_FLAGS(
+		    conn_state(rp, slot)) & SHMPIPE_CONN_FILE)) {
+			/* Nobody to drop: the pipeline's output has failed
+			 * (a full disk, a reader gone), and that is its end. */
+			log_event("cannot write the output: %s",
+			    strerror(errno));
+			busy(rp, slot, false);
+			rp->rp_exit = STAGE_EX_IOERR;
+			return;
+		}
 		if (w < 0 && errno != EAGAIN) {
 			finish(rp, slot, true);	/* the client is gone */
 			return;
@@ -970,6 +981,10 @@ stage_reply(struct stage *st)
 		held = 0;
 		flush_dirty(&rp);
 		reap_stalled(&rp);
+		if (rp.rp_exit != 0) {
+			r = rp.rp_exit;
+			break;
+		}
 		if (n <= 0 || stage_coarse_ns() - rp.rp_sweep_ns >=
 		    RP_SWEEP_NS)
 			sweep(&rp);		/* idle, or it is time */

@@ -722,6 +722,37 @@ START_TEST(test_pipeline_file_mode)
 }
 END_TEST
 
+/*
+ * An output that fails (here a full device) ends file mode with exit 74
+ * and a line saying so: the replies have nowhere to go, and a restarted
+ * reply stage would fail alike.  Before, the run "succeeded" with nothing
+ * written.
+ */
+START_TEST(test_pipeline_file_output_fails)
+{
+	char in[CP_PATH_LEN + 8];
+	struct cp_pipe p;
+	FILE *want = tmpfile();
+	int fd, st;
+
+	cp_prepare(&p, 3);
+	snprintf(in, sizeof(in), "%s/in", p.cp_dir);
+	ck_assert_ptr_nonnull(want);
+	fd = open(in, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	ck_assert_int_ge(fd, 0);
+	file_requests(fd, want);
+	close(fd);
+	file_spawn(&p, in, "/dev/full", -1);
+	st = cp_wait_exit(&p, CP_WAIT_S);
+	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 74, "output to "
+	    "/dev/full: status %#x, expected exit 74", st);
+	CP_ASSERT(&p, cp_log_has(&p, "cannot write the output: No space "
+	    "left on device"), "no line says the output failed");
+	cp_assert_gone(&p);
+	fclose(want);
+}
+END_TEST
+
 START_TEST(test_pipeline_file_mode_pipe)
 {
 	char out[CP_PATH_LEN + 8];
@@ -2055,6 +2086,7 @@ pipeline_suite_of(const char *name, bool threads)
 	tcase_add_test(tc, test_pipeline_file_mode);
 	tcase_add_test(tc, test_pipeline_file_mode_pipe);
 	tcase_add_test(tc, test_pipeline_file_offset);
+	tcase_add_test(tc, test_pipeline_file_output_fails);
 	suite_add_tcase(s, tc);
 
 	tc = mk("Crash", 180);
