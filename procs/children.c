@@ -89,6 +89,7 @@ child_close_fds(struct sv *sv, const struct child *me, int keep_chan)
 	close(sv->sv_sigfd);
 	if (sv->sv_pfh != NULL)
 		pidfile_close(sv->sv_pfh);
+	close(sv->sv_lock);
 	shmq_close(sv->sv_pl.pl_req);		/* forked: only unmaps */
 	shmq_close(sv->sv_pl.pl_rep);
 }

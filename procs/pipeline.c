@@ -82,23 +82,31 @@ open_listeners(struct pipeline *pl, struct options *o)
  * a fence per operation is cheaper than interrupting a CPU per sleep.
  */
 /*
- * A segment could not be made: remove those made before it (the pidfile
- * and the O_EXCL creations say the name is ours) and the Unix sockets'
- * paths, then exit saying why.
+ * A segment could not be made: remove those made before it, and the Unix
+ * sockets' paths, then exit saying why.  Only those we made: what is in
+ * the way under our name (a file, a link) is not ours to remove.
  */
 static void __attribute__((noreturn))
 create_failed(const struct pipeline *pl, int error, const char *what)
 {
+	static const char *const suffix[] = { "req", "rep" };
 	const struct options *o = pl->pl_opt;
+	char seg[64];
 
 	for (int i = 0; o->input == NULL && i < o->nlisten; i++) {
 		close(pl->pl_listen[i]);
 		listen_cleanup(&o->listen[i]);	/* a Unix socket's path */
 	}
-	if (!pl->pl_anon)
-		pipeline_unlink(o->name);
+	for (unsigned i = 0; !pl->pl_anon && i < 2; i++)
+		if ((pl->pl_made & (1u << i)) && ctl_seg_name(seg,
+		    sizeof(seg), o->name, suffix[i]) == 0)
+			shmq_unlink(seg);
 	errc(EX_OSERR, error, "cannot create %s%s", what, error == ENOSPC ?
-	    " (/dev/shm is full; see df /dev/shm)" : "");
+	    " (more than /dev/shm has free: see df /dev/shm, or ask for a "
+	    "smaller --capacity, --max-line, --window or --max-connections)" :
+	    error == EEXIST ?
+	    " (something that is not a pipeline's segment has its name)" :
+	    "");
 }
 
 static struct shmq *
@@ -205,8 +213,10 @@ pipeline_open(struct pipeline *pl, const struct options *o, uint32_t nrows,
 	fd_limit(o, anon);
 	pl->pl_req = make_queue(pl, "req", sizeof(struct msg_hdr) +
 	    o->max_line + 1, nrows + 8, 16);
+	pl->pl_made |= 1;
 	pl->pl_rep = make_queue(pl, "rep", sizeof(struct msg_hdr) +
 	    ctl_reply_max(o->max_line), nrows + 8, 64);
+	pl->pl_made |= 2;
 	make_control(pl, nrows);
 	pl->pl_keep = malloc(o->max_conns * sizeof(*pl->pl_keep));
 	pl->pl_keep_gen = calloc(o->max_conns, sizeof(*pl->pl_keep_gen));

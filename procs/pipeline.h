@@ -19,6 +19,7 @@
 struct pipeline {
 	const struct options *pl_opt;
 	bool		 pl_anon;	/* threads: anonymous memory, no names */
+	unsigned	 pl_made;	/* segments made so far: 1 req, 2 rep */
 	struct ctl	 pl_ctl;
 	struct shmq	*pl_req;	/* the parent's handles */
 	struct shmq	*pl_rep;

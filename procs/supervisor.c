@@ -12,12 +12,15 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -189,6 +192,13 @@ queue_left(const char *pipeline, const char *suffix)
 	return true;
 }
 
+static void __attribute__((noreturn))
+refuse_running(const struct options *o, pid_t pid)
+{
+	errx(1, "pipeline %s is already running (supervisor pid %d)", o->name,
+	    (int)pid);
+}
+
 /*
  * Segments of this name left by a supervisor that was killed: remove
  * them.  If that supervisor is in fact alive, refuse.
@@ -214,8 +224,7 @@ clear_stale(const struct options *o)
 		bool alive = shmq_pid_alive(pid, c.c_hdr->supervisor_start);
 		ctl_close(&c);
 		if (alive)
-			errx(1, "pipeline %s is already running (supervisor "
-			    "pid %d)", o->name, (int)pid);
+			refuse_running(o, pid);
 		log_event("removing stale segments of pipeline %s (its "
 		    "supervisor, pid %d, is gone)", o->name, (int)pid);
 	} else if (r != -ENOENT) {
@@ -260,6 +269,41 @@ remove_pidfile(void)
 		pidfile_remove(pidfh);
 }
 
+/*
+ * One supervisor per pipeline name, whatever its pidfile: two started
+ * together with their own pidfiles would each take the other's segments
+ * for stale ones, or fail half-way and remove them.  The lock is a name in
+ * the abstract Unix socket namespace: taken atomically, never left behind,
+ * and let go when the supervisor dies (its stages, which would hold it
+ * too, close it and die with it).
+ */
+static int
+name_lock(const struct options *o)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int n = snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1,
+	    "shmpipe.%s", o->name);
+
+	if (fd < 0)
+		err(EX_OSERR, "socket");
+	struct ctl c;
+
+	if (bind(fd, (struct sockaddr *)&sa, (socklen_t)(offsetof(
+	    struct sockaddr_un, sun_path) + 1 + (size_t)n)) != 0) {
+		if (errno != EADDRINUSE)
+			err(EX_OSERR, "cannot lock the name %s", o->name);
+		if (ctl_open(&c, o->name, CTL_OPEN_RDONLY) == 0) {
+			pid_t pid = (pid_t)c.c_hdr->supervisor_pid;
+			ctl_close(&c);
+			refuse_running(o, pid);
+		}
+		errx(1, "pipeline %s is already running or starting "
+		    "(another supervisor holds the name)", o->name);
+	}
+	return fd;
+}
+
 static void
 setup(struct sv *sv)
 {
@@ -278,6 +322,7 @@ setup(struct sv *sv)
 	pidfh = sv->sv_pfh;
 	pidfh_owner = getpid();
 	atexit(remove_pidfile);
+	sv->sv_lock = name_lock(o);
 	clear_stale(o);
 	rows_init(sv);
 	pipeline_open(&sv->sv_pl, o, sv->sv_nrows, false);
@@ -293,6 +338,7 @@ static void
 teardown(struct sv *sv)
 {
 	pipeline_close(&sv->sv_pl);
+	close(sv->sv_lock);		/* after the segments are gone */
 	pidfile_remove(sv->sv_pfh);
 	pidfh = NULL;
 	free(sv->sv_child);

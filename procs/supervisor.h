@@ -41,6 +41,7 @@ struct sv {
 	struct options	*sv_opt;
 	struct pipeline	 sv_pl;		/* I/O, control area, queues, clients */
 	struct pidfh	*sv_pfh;
+	int		 sv_lock;	/* the name's lock, see name_lock() */
 	struct child	*sv_child;	/* one per process table row */
 	uint32_t	 sv_nrows;
 	int		 sv_ep;
