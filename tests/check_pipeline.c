@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -1956,7 +1957,7 @@ END_TEST
 START_TEST(test_pipeline_pidfile_refusal)
 {
 	char prog[CP_PATH_LEN], listen[CP_PATH_LEN + 8], want[400];
-	char other[CP_PATH_LEN + 8], name[64];
+	char other[CP_PATH_LEN + 8], name[64], seg[64];
 	struct cp_pipe p, q;
 	int fd;
 
@@ -1980,6 +1981,17 @@ START_TEST(test_pipeline_pidfile_refusal)
 		    "--listen", listen, "--pidfile", other), 1, want);
 		CP_ASSERT(&p, access(other, F_OK) != 0, "the refused one left "
 		    "its pidfile %s", other);
+		/* Its queues made, its control segment not yet: what a
+		 * supervisor starting at the same time sees.  The name is
+		 * taken all the same, and the queues are not "stale". */
+		ctl_seg_name(seg, sizeof(seg), p.cp_name, "ctl");
+		ck_assert_int_eq(shm_unlink(seg), 0);
+		snprintf(want, sizeof(want), "pipeline %s is already running "
+		    "or starting", p.cp_name);
+		expect_refusal(&q, CP_ARGS(prog, "--name", p.cp_name,
+		    "--listen", listen, "--pidfile", other), 1, want);
+		CP_ASSERT(&p, cp_segments(p.cp_name) == 2, "the refused one "
+		    "removed the running pipeline's queues");
 	}
 	/* Another name on its socket: refused, and nothing left of it. */
 	snprintf(want, sizeof(want), "cannot listen on %s: a server is "
