@@ -133,6 +133,15 @@ void		 shmq_close(struct shmq *q);
  * attachment: one for each thread.  NULL with errno as shmq_open.
  */
 struct shmq	*shmq_create_anon(const struct shmq_config *cfg);
+
+/*
+ * shmq_anon_room - the most bytes an anonymous segment may take: what
+ * /dev/shm has free.  A named segment meets that limit; a memfd meets
+ * none, and past memory the OOM killer picks some process.  Half the
+ * memory where /dev/shm cannot say.  shmq_create_anon() fails with ENOSPC
+ * above it; other users of memfds may ask it too.
+ */
+uint64_t	 shmq_anon_room(void);
 struct shmq	*shmq_attach(struct shmq *q);
 
 /* shmq_unlink - remove the name; attached processes keep working.

@@ -143,6 +143,15 @@ header_fill(struct shmpipe_ctl *h, const char *pipeline,
 	    memory_order_relaxed);
 }
 
+static uint64_t
+ctl_size(const struct ctl_params *p)
+{
+	struct geom g;
+
+	geom_compute(&g, p->nprocs, p->max_conns, p->max_line, p->window);
+	return g.seg_size;
+}
+
 /* Size, map and fill the segment behind fd; magic last.  0 or -errno. */
 static int
 create_on_fd(struct ctl *c, int fd, const char *pipeline,
@@ -207,6 +216,8 @@ ctl_create_anon(struct ctl *c, const char *pipeline,
 
 	if ((r = ctl_seg_name(name, sizeof(name), pipeline, "ctl")) != 0)
 		return r;
+	if (ctl_size(p) > shmq_anon_room())
+		return -ENOSPC;		/* as the named segment would */
 	if ((fd = memfd_create(name + 1, MFD_CLOEXEC)) < 0)
 		return -errno;
 	if ((r = create_on_fd(c, fd, pipeline, p)) != 0) {

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -360,6 +361,18 @@ shmq_create(const char *name, const struct shmq_config *cfg)
 	return q;
 }
 
+uint64_t
+shmq_anon_room(void)
+{
+	struct statvfs sv;
+	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+
+	if (statvfs("/dev/shm", &sv) == 0 && sv.f_frsize > 0)
+		return (uint64_t)sv.f_bavail * sv.f_frsize;
+	return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size / 2 :
+	    UINT64_MAX;
+}
+
 struct shmq *
 shmq_create_anon(const struct shmq_config *cfg)
 {
@@ -370,6 +383,10 @@ shmq_create_anon(const struct shmq_config *cfg)
 	lib_init();
 	if ((r = config_check(NULL, NULL, cfg, &g)) != 0) {
 		errno = -r;
+		return NULL;
+	}
+	if (g.seg_size > shmq_anon_room()) {
+		errno = ENOSPC;
 		return NULL;
 	}
 	if ((fd = memfd_create("shmq", MFD_CLOEXEC)) < 0)

@@ -2065,6 +2065,26 @@ START_TEST(test_pipeline_bad_flags)
 END_TEST
 
 /*
+ * Queues larger than /dev/shm can hold (a TiB each): one line saying so,
+ * exit 71, nothing left.  The threaded build's memory is anonymous, which
+ * no tmpfs limits: it used to fill it and call the OOM killer.
+ */
+START_TEST(test_pipeline_too_big)
+{
+	char prog[CP_PATH_LEN];
+	struct cp_pipe p;
+
+	cp_prepare(&p, 1);
+	cp_server(prog, sizeof(prog));
+	expect_refusal(&p, CP_ARGS(prog, "--name", p.cp_name, "--pidfile",
+	    p.cp_pidfile, "--capacity", "1048576", "--max-line", "1048576",
+	    "--listen", "tcp:127.0.0.1:0"), 71, "more than /dev/shm has free");
+	CP_ASSERT(&p, cp_segments(p.cp_name) == 0, "a refused start left "
+	    "segments");
+}
+END_TEST
+
+/*
  * The tests of one build.  Threads cannot be killed, restarted, recycled
  * or timed out one at a time: the threaded suite has what it does instead.
  */
@@ -2141,6 +2161,7 @@ pipeline_suite_of(const char *name, bool threads)
 	tcase_add_test(tc, test_pipeline_pidfile_refusal);
 	tcase_add_test(tc, test_pipeline_bad_flags);
 	tcase_add_test(tc, test_pipeline_small_window);
+	tcase_add_test(tc, test_pipeline_too_big);
 	suite_add_tcase(s, tc);
 	return s;
 }

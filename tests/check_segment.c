@@ -75,6 +75,25 @@ START_TEST(test_segment_anon_threads)
 }
 END_TEST
 
+/*
+ * An anonymous queue larger than /dev/shm could hold is refused with
+ * ENOSPC, as a named one is, before any memory is taken: a memfd has no
+ * size limit of its own, and filling it would call the OOM killer.
+ */
+START_TEST(test_segment_anon_too_big)
+{
+	struct shmq_config cfg = { .capacity = SHMQ_CAPACITY_MAX,
+	    .msg_max = SHMQ_MSG_MAX_LIMIT };
+
+	/* 16 M slots of 64 MiB: a PiB, more than any /dev/shm. */
+	ck_assert_uint_lt(shmq_anon_room(), (uint64_t)cfg.capacity *
+	    cfg.msg_max);
+	errno = 0;
+	ck_assert_ptr_null(shmq_create_anon(&cfg));
+	ck_assert_int_eq(errno, ENOSPC);
+}
+END_TEST
+
 START_TEST(test_segment_create_open_close)
 {
 	char name[CU_NAME_LEN], buf[64];
@@ -909,6 +928,7 @@ segment_suite(void)
 
 	tcase_add_test(tc, test_segment_create_open_close);
 	tcase_add_test(tc, test_segment_anon_threads);
+	tcase_add_test(tc, test_segment_anon_too_big);
 	tcase_add_test(tc, test_segment_name_validation);
 	tcase_add_test(tc, test_segment_create_exists);
 	tcase_add_test(tc, test_segment_open_missing);
