@@ -862,44 +862,56 @@ flush_all(struct rq *rq)
 }
 
 /*
+ * Whether a draining connection has put all it will: every whole line,
+ * or it was given up.  What is left without a newline is the start of a
+ * line the client was still sending, not a request (at the end of its
+ * input, parse() took it whole).
+ */
+static bool
+drained_conn(struct rq *rq, uint32_t slot)
+{
+	struct rq_conn *rc = &rq->rq_conns[slot];
+	uint32_t tail = tail_of(rq, slot);
+
+	return rc->rc_head == tail ||
+	    (conn_flags(rq, slot) & SHMPIPE_CONN_ABORT) || (!rc->rc_eof &&
+	    tail - rc->rc_head <= rq->rq_ctl->c_g.max_line &&
+	    find_nl(rq, slot, rc->rc_head, tail) < 0);
+}
+
+/*
  * Stop reading: stage and put every whole line already read (they were
  * accepted), then tell each connection how many requests it made, and
- * close our side.  A process started into a drain (its predecessor died
- * in it) first takes up the connections the supervisor hands it, and
- * with them the lines in their rings.
+ * close our side.  Connections are served in rounds, so that one waiting
+ * on its window (a client that does not read its replies) holds up no
+ * other's end.  A process started into a drain (its predecessor died in
+ * it) first takes up the connections the supervisor hands it, and with
+ * them the lines in their rings.
  */
 static int
 drain(struct rq *rq)
 {
+	uint32_t left;
+
 	if (rq->rq_st->st_chan >= 0)
 		(void)read_chan(rq, 1000);
-	for (uint32_t i = 0; i < rq->rq_nconns; i++) {
-		struct rq_conn *rc = &rq->rq_conns[i];
-
-		if (rc->rc_fd < 0)
-			continue;
-		for (;;) {
-			uint32_t tail;
-
+	do {
+		left = 0;
+		for (uint32_t i = 0; i < rq->rq_nconns; i++) {
+			if (rq->rq_conns[i].rc_fd < 0)
+				continue;
 			parse(rq, i);
 			/* All of it on the queue before final_seq counts it. */
 			if (flush_all(rq) != 0)
 				return STAGE_EX_SOFTWARE;
-			tail = tail_of(rq, i);
-			if (rc->rc_head == tail ||
-			    (conn_flags(rq, i) & SHMPIPE_CONN_ABORT))
-				break;
-			/* No newline left: the start of a line the client was
-			 * still sending, not a request (at the end of its
-			 * input, parse() took it whole). */
-			if (!rc->rc_eof && tail - rc->rc_head <=
-			    rq->rq_ctl->c_g.max_line && find_nl(rq, i, rc->rc_head,
-			    tail) < 0)
-				break;
-			breathe();		/* window or slab full */
+			if (drained_conn(rq, i))
+				finish(rq, i);
+			else
+				left++;
 		}
-		finish(rq, i);
-	}
+		if (left > 0)
+			breathe();		/* windows or the slab full */
+	} while (left > 0);
 	/* Release: processors that see it closed see our last puts. */
 	atomic_store_explicit(&rq->rq_c->req_closed, 1, memory_order_release);
 	return STAGE_EX_OK;

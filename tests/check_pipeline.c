@@ -1652,6 +1652,89 @@ START_TEST(test_pipeline_drain_window)
 }
 END_TEST
 
+/* Wait until connection slot has read len bytes of its client. */
+static void
+wait_read(struct cp_pipe *p, const struct ctl *c, uint32_t slot, size_t len)
+{
+	uint64_t end = now_ms() + CP_WAIT_S * 1000u;
+
+	while (atomic_load(&ctl_conn(c, slot)->in_total) < len) {
+		CP_ASSERT(p, now_ms() < end, "connection %u: not all read "
+		    "after %d s", slot, CP_WAIT_S);
+		nap_ms(1);
+	}
+}
+
+/*
+ * A drain does not let one connection waiting on its window hold up the
+ * end of the others.  The reply process is stopped, so the first client's
+ * window (--conn-window 2) stays shut while the drain runs, as a client
+ * that reads nothing keeps it; the second client's end of input must be
+ * recorded all the same.  Before, the drain served connections one after
+ * the other, and every client behind a stuck one waited for it (up to the
+ * 10 s after which a client that reads nothing is dropped).
+ */
+START_TEST(test_pipeline_drain_stuck_window)
+{
+	static const char a_lines[] = "echo a0\necho a1\necho a2\necho a3\n"
+	    "echo a4\n";
+	struct cp_pipe p;
+	struct ctl c;
+	uint32_t slot_a = UINT32_MAX, slot_b = UINT32_MAX;
+	uint64_t end;
+	pid_t reply;
+	int a, b;
+
+	cp_start(&p, 1, CP_ARGS("--conn-window", "2"));
+	cp_ctl(&p, &c);
+	reply = cp_row_pid(&c, SV_ROW_REPLY);
+	ck_assert_int_eq(kill(reply, SIGSTOP), 0);
+	a = cp_connect(&p);
+	cp_sends(a, a_lines);
+	slot_a = deep_slot(&p, &c);
+	b = cp_connect(&p);
+	cp_sends(b, "echo b\n");
+	end = now_ms() + CP_WAIT_S * 1000u;
+	while (slot_b == UINT32_MAX) {
+		for (uint32_t i = 0; i < c.c_g.max_conns; i++)
+			if (i != slot_a && (SHMPIPE_CONN_FLAGS(atomic_load(
+			    &ctl_conn(&c, i)->state)) & SHMPIPE_CONN_OPEN))
+				slot_b = i;
+		CP_ASSERT(&p, slot_b != UINT32_MAX || now_ms() < end, "the "
+		    "second client has no slot after %d s", CP_WAIT_S);
+		nap_ms(1);
+	}
+	wait_read(&p, &c, slot_a, sizeof(a_lines) - 1);
+	wait_read(&p, &c, slot_b, strlen("echo b\n"));
+	kill(p.cp_pid, SIGTERM);
+	end = now_ms() + CP_WAIT_S * 1000u;
+	while (!(SHMPIPE_CONN_FLAGS(atomic_load(&ctl_conn(&c, slot_b)->state)) &
+	    SHMPIPE_CONN_RD_DONE)) {
+		CP_ASSERT(&p, now_ms() < end, "the drain did not finish the "
+		    "second client in %d s while the first waited on its "
+		    "window", CP_WAIT_S);
+		nap_ms(1);
+	}
+	CP_ASSERT(&p, !(SHMPIPE_CONN_FLAGS(atomic_load(&ctl_conn(&c,
+	    slot_a)->state)) & SHMPIPE_CONN_RD_DONE), "the first client was "
+	    "finished with lines behind its window; the test proved nothing");
+	ctl_close(&c);
+	ck_assert_int_eq(kill(reply, SIGCONT), 0);
+	expect_reply(&p, b, 0, 1, "OK b");
+	cp_expect_eof(b);
+	for (unsigned i = 0; i < 5; i++) {
+		char want[16];
+		snprintf(want, sizeof(want), "OK a%u", i);
+		expect_reply(&p, a, i, 5, want);
+	}
+	cp_expect_eof(a);
+	cp_close(a);
+	cp_close(b);
+	expect_drained(&p);
+	cp_assert_gone(&p);
+}
+END_TEST
+
 START_TEST(test_pipeline_second_signal)
 {
 	struct cp_pipe p;
@@ -2147,6 +2230,8 @@ pipeline_suite_of(const char *name, bool threads)
 	if (!threads)
 		tcase_add_test(tc, test_pipeline_drain_window);
 	tcase_add_test(tc, test_pipeline_drain_file);
+	if (!threads)
+		tcase_add_test(tc, test_pipeline_drain_stuck_window);
 	if (!threads)
 		tcase_add_test(tc, test_pipeline_drain_request_killed);
 	tcase_add_test(tc, test_pipeline_second_signal);
