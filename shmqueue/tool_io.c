@@ -193,14 +193,16 @@ get_left(uint64_t deadline)
 	    1000000u);
 }
 
-/* Write one message and its newline; ack it only once it is out. */
+/* Write one message and its newline; ack it only once it is out (a
+ * failed fwrite or putchar shows in ferror(), which tool_flush checks;
+ * tool_run reports it). */
 static int
 get_emit(struct shmq *q, const void *buf, size_t len,
     const struct shmq_lease *lease)
 {
-	if (fwrite(buf, 1, len, stdout) != len || putchar('\n') == EOF ||
-	    fflush(stdout) != 0) {
-		warn("stdout");
+	fwrite(buf, 1, len, stdout);
+	putchar('\n');
+	if (tool_flush() != 0) {
 		shmq_release(q, lease);	/* back for someone else */
 		return TOOL_EX_OSERR;
 	}
