@@ -1261,6 +1261,20 @@ START_TEST(test_shmq_tool_gc_queues)
 	ck_assert_msg(st_exists(live), "a live queue went");
 	ck_assert_msg(st_exists(half_live), "a segment being created went");
 	ck_assert_str_eq(st_state(half_live, NULL), "INIT");
+	/* A pattern that matches nothing is 66, as in ls and rm (it was 0,
+	 * against shmq(1)); one that matches only what is kept is 0. */
+	snprintf(pat, sizeof(pat), "shmqt-*-gc-none-%d", (int)getpid());
+	ST_RUN(&r, "gc", "-n", pat);
+	st_expect(&r, 66, "gc -n of a pattern matching nothing");
+	ck_assert_ptr_nonnull(strstr(r.r_err, "no segment matches"));
+	st_free(&r);
+	ST_RUN(&r, "gc", pat);
+	st_expect(&r, 66, "gc of a pattern matching nothing");
+	st_free(&r);
+	ST_RUN(&r, "gc", st_bare(mine));
+	st_expect(&r, 0, "gc of a queue it keeps");
+	ck_assert_str_eq(r.r_out, "");
+	st_free(&r);
 	shmq_close(q);
 }
 END_TEST
