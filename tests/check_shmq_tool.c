@@ -517,6 +517,58 @@ START_TEST(test_shmq_tool_put_get)
 }
 END_TEST
 
+/*
+ * create refuses a bad value naming the option, the value and what it
+ * expects, in one line as ls -w does, then its usage; it listed every
+ * range and left the user to guess which one was meant.
+ */
+START_TEST(test_shmq_tool_create_values)
+{
+	char name[CU_NAME_LEN], path[CU_NAME_LEN + 16], want[128];
+	struct st_run r;
+	struct {
+		const char	*opt, *val;
+		long long	 lo, hi;	/* hi 0: -M */
+	} bad[] = {
+		{ "-c", "1", SHMQ_CAPACITY_MIN, SHMQ_CAPACITY_MAX },
+		{ "--capacity", "x", SHMQ_CAPACITY_MIN, SHMQ_CAPACITY_MAX },
+		{ "-m", "0", 1, SHMQ_MSG_MAX_LIMIT },
+		{ "-p", "257", 1, SHMQ_PROCS_LIMIT },
+		{ "-l", "+4", 1, SHMQ_LEASE_LIMIT },
+		{ "-M", "999", 0, 0 },
+		{ "-M", "0", 0, 0 },
+	};
+
+	cu_name(name, "create");
+	snprintf(path, sizeof(path), "/dev/shm/%s", st_bare(name));
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		/* A long option is named by its letter, as ls --window. */
+		const char *o = strcmp(bad[i].opt, "--capacity") == 0 ? "-c" :
+		    bad[i].opt;
+		if (bad[i].hi != 0)
+			snprintf(want, sizeof(want), "shmq: %s %s: expected a "
+			    "whole number %lld..%lld\n", o, bad[i].val,
+			    bad[i].lo, bad[i].hi);
+		else
+			snprintf(want, sizeof(want), "shmq: %s %s: expected "
+			    "octal permissions 1..0777\n", o, bad[i].val);
+		ST_RUN(&r, "create", bad[i].opt, bad[i].val, name);
+		st_expect(&r, 64, bad[i].opt);
+		ck_assert_msg(strncmp(r.r_err, want, strlen(want)) == 0 &&
+		    strncmp(r.r_err + strlen(want), "usage: shmq create ",
+		    19) == 0, "create %s '%s': stderr:\n%s", bad[i].opt,
+		    bad[i].val, r.r_err);
+		st_free(&r);
+		ck_assert_msg(access(path, F_OK) != 0, "create %s '%s' made "
+		    "the queue", bad[i].opt, bad[i].val);
+	}
+	ST_RUN(&r, "create", "-c", "2", "-m", "1", "-p", "256", "-l", "256",
+	    "-M", "0640", name);
+	st_expect(&r, 0, "create at the limits");
+	st_free(&r);
+}
+END_TEST
+
 START_TEST(test_shmq_tool_put_full_timeout)
 {
 	char name[CU_NAME_LEN];
@@ -1831,6 +1883,7 @@ shmq_tool_suite(void)
 	tcase_add_test(tc, test_shmq_tool_usage);
 	tcase_add_test(tc, test_shmq_tool_put_get);
 	tcase_add_test(tc, test_shmq_tool_put_full_timeout);
+	tcase_add_test(tc, test_shmq_tool_create_values);
 	tcase_add_test(tc, test_shmq_tool_ls_formats);
 	tcase_add_test(tc, test_shmq_tool_show);
 	tcase_add_test(tc, test_shmq_tool_peek);
