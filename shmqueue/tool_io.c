@@ -286,11 +286,12 @@ create_mode(mode_t *dst, const char *arg)
 	long v;
 	char *end;
 
+	if (*arg < '0' || *arg > '7')
+		return false;		/* strtol takes " 600" and "+600" */
 	errno = 0;
 	v = strtol(arg, &end, 8);
 	*dst = (mode_t)v;
-	return errno == 0 && *arg != '\0' && *end == '\0' && v > 0 &&
-	    v <= 0777;
+	return errno == 0 && *end == '\0' && v > 0 && v <= 0777;
 }
 
 /* One option of create into cfg: NULL, or what is wrong with its value

@@ -536,6 +536,9 @@ START_TEST(test_shmq_tool_create_values)
 		{ "-p", "257", 1, SHMQ_PROCS_LIMIT },
 		{ "-l", "+4", 1, SHMQ_LEASE_LIMIT },
 		{ "-M", "999", 0, 0 },
+		{ "-M", " 600", 0, 0 },		/* strtol took these */
+		{ "-M", "+600", 0, 0 },
+		{ "-M", "-0", 0, 0 },
 		{ "-M", "0", 0, 0 },
 	};
 
