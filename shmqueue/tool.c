@@ -55,6 +55,7 @@ static const struct tool_cmd cmds[] = {
 static sigjmp_buf *volatile guard_jb;	/* innermost tool_guard() */
 static volatile sig_atomic_t guard_hit;	/* a SIGBUS in the guard */
 static long	 guard_page;
+static int	 out_err;		/* stdout's first write error */
 
 static const struct tool_cmd *
 cmd_find(const char *name)
@@ -327,15 +328,31 @@ tool_real_ns(void)
 
 /* ---- running a command --------------------------------------------------- */
 
-/* Output that could not be written is an error too (but not EPIPE). */
+int
+tool_flush(void)
+{
+	int e = fflush(stdout) != 0 ? errno : 0;
+
+	/* EIO: an earlier write failed, and its errno is gone. */
+	if (out_err == 0 && ferror(stdout))
+		out_err = e != 0 ? e : EIO;
+	return out_err;
+}
+
+/*
+ * Output that could not be written is an error too, said once, here; but
+ * a reader that left (EPIPE: "shmq ls | head") only if the command failed
+ * for it.
+ */
 static int
 flush_stdout(int code)
 {
-	if (fflush(stdout) != 0 && errno != EPIPE) {
-		warn("stdout");
-		return code != 0 ? code : TOOL_EX_OSERR;
-	}
-	return code;
+	int e = tool_flush();
+
+	if (e == 0 || (e == EPIPE && code == 0))
+		return code;
+	warnx("stdout: %s", strerror(e));
+	return code != 0 ? code : TOOL_EX_OSERR;
 }
 
 int
@@ -345,6 +362,8 @@ tool_run(int argc, char **argv)
 	const struct tool_cmd *c;
 
 	guard_install();
+	out_err = 0;			/* the fuzzer runs us again and again */
+	clearerr(stdout);
 	if (argc < 2)
 		return flush_stdout(tool_cmd_ls(1, ls_argv));
 	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)

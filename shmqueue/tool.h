@@ -76,6 +76,15 @@ struct tool_opts {
  */
 int	 tool_run(int argc, char **argv);
 
+/*
+ * Flush stdout: 0 if all that was written to it went out, else the errno
+ * of its first failure (EIO if no longer known), from then on.  glibc
+ * drops a buffer it could not write, so a later fflush() succeeds: a
+ * command that flushes early calls this instead, and tool_run reports the
+ * failure at the end.
+ */
+int	 tool_flush(void);
+
 /* Defaults into o. */
 void	 tool_opts_init(struct tool_opts *o);
 

@@ -284,6 +284,8 @@ tool_cmd_gc(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 }
 	};
 	struct gc gc = { 0 };
+	const char *pat;
+	unsigned matched;
 	int ch, r;
 
 	while ((ch = getopt_long(argc, argv, "hn", longopts, NULL)) != -1) {
@@ -295,9 +297,11 @@ tool_cmd_gc(int argc, char **argv)
 	}
 	if (argc - optind > 1)
 		return tool_usage("gc", "one PATTERN at most");
-	r = tool_scan(optind < argc ? tool_pattern(argv[optind]) : NULL,
-	    TOOL_K_QUEUE | TOOL_K_PIPE | TOOL_K_QINIT | TOOL_K_PINIT,
-	    gc_collect, &gc, NULL);
+	pat = optind < argc ? tool_pattern(argv[optind]) : NULL;
+	/* DENIED too, though gc_run passes over them: a file the pattern
+	 * names is there, only not ours to prove dead. */
+	r = tool_scan(pat, TOOL_K_QUEUE | TOOL_K_PIPE | TOOL_K_QINIT |
+	    TOOL_K_PINIT | TOOL_K_DENIED, gc_collect, &gc, &matched);
 	if (r != 0) {
 		errno = -r;
 		warn("%s", TOOL_SHM_DIR);
@@ -307,5 +311,9 @@ tool_cmd_gc(int argc, char **argv)
 	gc_run(&gc);
 	free(gc.g_ents);
 	free(gc.g_cands);
+	if (pat != NULL && matched == 0) {	/* as ls and rm: a typo? */
+		warnx("no segment matches %s", pat);
+		return TOOL_EX_NOINPUT;
+	}
 	return gc.g_code;
 }

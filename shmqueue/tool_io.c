@@ -193,14 +193,16 @@ get_left(uint64_t deadline)
 	    1000000u);
 }
 
-/* Write one message and its newline; ack it only once it is out. */
+/* Write one message and its newline; ack it only once it is out (a
+ * failed fwrite or putchar shows in ferror(), which tool_flush checks;
+ * tool_run reports it). */
 static int
 get_emit(struct shmq *q, const void *buf, size_t len,
     const struct shmq_lease *lease)
 {
-	if (fwrite(buf, 1, len, stdout) != len || putchar('\n') == EOF ||
-	    fflush(stdout) != 0) {
-		warn("stdout");
+	fwrite(buf, 1, len, stdout);
+	putchar('\n');
+	if (tool_flush() != 0) {
 		shmq_release(q, lease);	/* back for someone else */
 		return TOOL_EX_OSERR;
 	}
@@ -277,43 +279,64 @@ tool_cmd_get(int argc, char **argv)
 
 /* ---- create ------------------------------------------------------------ */
 
+/* -M: octal permissions 1..0777. */
 static bool
-create_num(uint32_t *dst, const char *arg, long long lo, long long hi)
-{
-	long long v;
-
-	if (!tool_num(arg, lo, hi, &v))
-		return false;
-	*dst = (uint32_t)v;
-	return true;
-}
-
-/* One option of create into cfg; false if its value is bad. */
-static bool
-create_opt(struct shmq_config *cfg, int ch, const char *arg)
+create_mode(mode_t *dst, const char *arg)
 {
 	long v;
 	char *end;
 
+	if (*arg < '0' || *arg > '7')
+		return false;		/* strtol takes " 600" and "+600" */
+	errno = 0;
+	v = strtol(arg, &end, 8);
+	*dst = (mode_t)v;
+	return errno == 0 && *end == '\0' && v > 0 && v <= 0777;
+}
+
+/* One option of create into cfg: NULL, or what is wrong with its value
+ * (static), which names the option and what it expects. */
+static const char *
+create_opt(struct shmq_config *cfg, int ch, const char *arg)
+{
+	static char why[160];
+	uint32_t *dst;
+	long long v, lo = 1, hi;
+
 	switch (ch) {
 	case 'c':
-		return create_num(&cfg->capacity, arg, SHMQ_CAPACITY_MIN,
-		    SHMQ_CAPACITY_MAX);
+		dst = &cfg->capacity;
+		lo = SHMQ_CAPACITY_MIN;
+		hi = SHMQ_CAPACITY_MAX;
+		break;
 	case 'm':
-		return create_num(&cfg->msg_max, arg, 1, SHMQ_MSG_MAX_LIMIT);
+		dst = &cfg->msg_max;
+		hi = SHMQ_MSG_MAX_LIMIT;
+		break;
 	case 'p':
-		return create_num(&cfg->max_procs, arg, 1, SHMQ_PROCS_LIMIT);
+		dst = &cfg->max_procs;
+		hi = SHMQ_PROCS_LIMIT;
+		break;
 	case 'l':
-		return create_num(&cfg->lease_max, arg, 1, SHMQ_LEASE_LIMIT);
+		dst = &cfg->lease_max;
+		hi = SHMQ_LEASE_LIMIT;
+		break;
 	case 'M':
-		errno = 0;
-		v = strtol(arg, &end, 8);
-		cfg->mode = (mode_t)v;
-		return errno == 0 && *arg != '\0' && *end == '\0' && v > 0 &&
-		    v <= 0777;
+		if (create_mode(&cfg->mode, arg))
+			return NULL;
+		snprintf(why, sizeof(why), "-M %s: expected octal "
+		    "permissions 1..0777", arg);
+		return why;
 	default:
-		return false;
+		return "unknown option";	/* getopt said '?' first */
 	}
+	if (!tool_num(arg, lo, hi, &v)) {
+		snprintf(why, sizeof(why), "-%c %s: expected a whole number "
+		    "%lld..%lld", ch, arg, lo, hi);
+		return why;
+	}
+	*dst = (uint32_t)v;
+	return NULL;
 }
 
 int
@@ -329,6 +352,7 @@ tool_cmd_create(int argc, char **argv)
 	};
 	struct shmq_config cfg = { 0 };
 	char name[TOOL_NAME_LEN];
+	const char *why;
 	struct shmq *q;
 	int ch;
 
@@ -336,10 +360,10 @@ tool_cmd_create(int argc, char **argv)
 	    NULL)) != -1) {
 		if (ch == 'h')
 			return tool_help("create");
-		if (!create_opt(&cfg, ch, optarg))
-			return tool_usage("create", ch == '?' ? NULL :
-			    "bad value: -c 2..16777216, -m 1..67108864, -p and "
-			    "-l 1..256, -M octal 1..0777");
+		if (ch == '?')		/* getopt said what */
+			return tool_usage("create", NULL);
+		if ((why = create_opt(&cfg, ch, optarg)) != NULL)
+			return tool_usage("create", why);
 	}
 	if (argc - optind != 1)
 		return tool_usage("create", "expected one NAME");

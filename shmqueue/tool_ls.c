@@ -65,7 +65,7 @@ tool_cmd_ls(int argc, char **argv)
 		return scan_failed(r);
 	}
 	tool_rows_print(&rs, &o, stdout, "ls");
-	fflush(stdout);
+	(void)tool_flush();	/* rows before warnings; tool_run says if not */
 	tool_rows_warn(&rs);
 	code = tool_rows_exit(rs.r_rows, rs.r_n);
 	if (code == 0 && o.o_pattern != NULL && rs.r_matched == 0) {
@@ -128,7 +128,6 @@ top_once(const struct tool_opts *o, bool tty, double interval)
 	tool_rows_print(&rs, o, stdout, "top");
 	if (!tty)
 		putchar('\n');
-	fflush(stdout);
 	tool_rows_free(&rs);
 	return 0;
 }
@@ -192,6 +191,8 @@ tool_cmd_top(int argc, char **argv)
 			top_sleep(interval);
 		if (!top_stop && (r = top_once(&o, tty, interval)) != 0)
 			break;
+		if (tool_flush() != 0)
+			break;		/* nobody sees it; tool_run says why */
 	}
 	return r;
 }

@@ -130,9 +130,11 @@ st_collect(struct st_run *r, int out, int err)
 	}
 }
 
-/* Run shmq with args (and input on its stdin, if not NULL). */
+/* Run shmq with args (and input on its stdin, if not NULL); its stdout
+ * into r_out, or into the file out if it is not NULL (/dev/full). */
 static void
-st_run_in(struct st_run *r, const char *input, const char *const *args)
+st_run_to(struct st_run *r, const char *input, const char *out_path,
+    const char *const *args)
 {
 	const char *argv[ST_ARGS];
 	int out[2], err[2], in, n = 0, status;
@@ -148,7 +150,12 @@ st_run_in(struct st_run *r, const char *input, const char *const *args)
 		ck_assert_int_eq(write(in, input, strlen(input)),
 		    (ssize_t)strlen(input));
 	lseek(in, 0, SEEK_SET);
-	ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+	out[0] = -1;			/* st_collect skips it */
+	if (out_path != NULL)
+		ck_assert_int_ge(out[1] = open(out_path, O_WRONLY | O_CLOEXEC),
+		    0);
+	else
+		ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
 	ck_assert_int_eq(pipe2(err, O_CLOEXEC), 0);
 	if ((pid = cu_fork()) == 0)
 		st_exec(argv, in, out[1], err[1]);
@@ -156,7 +163,8 @@ st_run_in(struct st_run *r, const char *input, const char *const *args)
 	close(out[1]);
 	close(err[1]);
 	st_collect(r, out[0], err[0]);
-	close(out[0]);
+	if (out[0] >= 0)
+		close(out[0]);
 	close(err[0]);
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
@@ -165,10 +173,19 @@ st_run_in(struct st_run *r, const char *input, const char *const *args)
 	    128 + WTERMSIG(status);
 }
 
+static void
+st_run_in(struct st_run *r, const char *input, const char *const *args)
+{
+	st_run_to(r, input, NULL, args);
+}
+
 #define ST_RUN(r, ...) \
 	st_run_in((r), NULL, (const char *const[]){ __VA_ARGS__, NULL })
 #define ST_RUN_IN(r, in, ...) \
 	st_run_in((r), (in), (const char *const[]){ __VA_ARGS__, NULL })
+#define ST_RUN_TO(r, out, ...) \
+	st_run_to((r), NULL, (out), (const char *const[]){ __VA_ARGS__, \
+	    NULL })
 
 static void
 st_free(struct st_run *r)
@@ -496,6 +513,61 @@ START_TEST(test_shmq_tool_put_get)
 	st_free(&r);
 	ST_RUN(&r, "put", name, "x");
 	st_expect(&r, 66, "put to what is gone");
+	st_free(&r);
+}
+END_TEST
+
+/*
+ * create refuses a bad value naming the option, the value and what it
+ * expects, in one line as ls -w does, then its usage; it listed every
+ * range and left the user to guess which one was meant.
+ */
+START_TEST(test_shmq_tool_create_values)
+{
+	char name[CU_NAME_LEN], path[CU_NAME_LEN + 16], want[128];
+	struct st_run r;
+	struct {
+		const char	*opt, *val;
+		long long	 lo, hi;	/* hi 0: -M */
+	} bad[] = {
+		{ "-c", "1", SHMQ_CAPACITY_MIN, SHMQ_CAPACITY_MAX },
+		{ "--capacity", "x", SHMQ_CAPACITY_MIN, SHMQ_CAPACITY_MAX },
+		{ "-m", "0", 1, SHMQ_MSG_MAX_LIMIT },
+		{ "-p", "257", 1, SHMQ_PROCS_LIMIT },
+		{ "-l", "+4", 1, SHMQ_LEASE_LIMIT },
+		{ "-M", "999", 0, 0 },
+		{ "-M", " 600", 0, 0 },		/* strtol took these */
+		{ "-M", "+600", 0, 0 },
+		{ "-M", "-0", 0, 0 },
+		{ "-M", "0", 0, 0 },
+	};
+
+	cu_name(name, "create");
+	snprintf(path, sizeof(path), "/dev/shm/%s", st_bare(name));
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		/* A long option is named by its letter, as ls --window. */
+		const char *o = strcmp(bad[i].opt, "--capacity") == 0 ? "-c" :
+		    bad[i].opt;
+		if (bad[i].hi != 0)
+			snprintf(want, sizeof(want), "shmq: %s %s: expected a "
+			    "whole number %lld..%lld\n", o, bad[i].val,
+			    bad[i].lo, bad[i].hi);
+		else
+			snprintf(want, sizeof(want), "shmq: %s %s: expected "
+			    "octal permissions 1..0777\n", o, bad[i].val);
+		ST_RUN(&r, "create", bad[i].opt, bad[i].val, name);
+		st_expect(&r, 64, bad[i].opt);
+		ck_assert_msg(strncmp(r.r_err, want, strlen(want)) == 0 &&
+		    strncmp(r.r_err + strlen(want), "usage: shmq create ",
+		    19) == 0, "create %s '%s': stderr:\n%s", bad[i].opt,
+		    bad[i].val, r.r_err);
+		st_free(&r);
+		ck_assert_msg(access(path, F_OK) != 0, "create %s '%s' made "
+		    "the queue", bad[i].opt, bad[i].val);
+	}
+	ST_RUN(&r, "create", "-c", "2", "-m", "1", "-p", "256", "-l", "256",
+	    "-M", "0640", name);
+	st_expect(&r, 0, "create at the limits");
 	st_free(&r);
 }
 END_TEST
@@ -1244,6 +1316,61 @@ START_TEST(test_shmq_tool_gc_queues)
 	ck_assert_msg(st_exists(live), "a live queue went");
 	ck_assert_msg(st_exists(half_live), "a segment being created went");
 	ck_assert_str_eq(st_state(half_live, NULL), "INIT");
+	/* A pattern that matches nothing is 66, as in ls and rm (it was 0,
+	 * against shmq(1)); one that matches only what is kept is 0. */
+	snprintf(pat, sizeof(pat), "shmqt-*-gc-none-%d", (int)getpid());
+	ST_RUN(&r, "gc", "-n", pat);
+	st_expect(&r, 66, "gc -n of a pattern matching nothing");
+	ck_assert_ptr_nonnull(strstr(r.r_err, "no segment matches"));
+	st_free(&r);
+	ST_RUN(&r, "gc", pat);
+	st_expect(&r, 66, "gc of a pattern matching nothing");
+	st_free(&r);
+	ST_RUN(&r, "gc", st_bare(mine));
+	st_expect(&r, 0, "gc of a queue it keeps");
+	ck_assert_str_eq(r.r_out, "");
+	st_free(&r);
+	shmq_close(q);
+}
+END_TEST
+
+/*
+ * Output that cannot be written is an error in every command that writes
+ * any: exit 71 and one line on stderr, once.  ls and top flushed early,
+ * so the final flush found nothing to write and the failure was lost.
+ */
+START_TEST(test_shmq_tool_write_error)
+{
+	char live[CU_NAME_LEN], dead[CU_NAME_LEN], pat[CU_NAME_LEN + 2];
+	struct shmq *q;
+	struct st_run r;
+
+	cu_name(live, "wfull-live");
+	cu_name(dead, "wfull-dead");
+	snprintf(pat, sizeof(pat), "shmqt-*-wfull-*-%d", (int)getpid());
+	q = cu_create(live, 16, 64, 0, 0);
+	st_put_n(q, 2);
+	st_die_attached(dead, true);	/* for gc -n to have a line */
+	const char *const runs[][5] = {
+		{ "ls", pat }, { "ls", "-o", "json", pat },
+		{ "ls", "-o", "csv", pat }, { "ls", "-o", "prom", pat },
+		{ "top", "-n", "1", pat }, { "show", live }, { "peek", live },
+		{ "gc", "-n", pat }, { "get", live }, { "-h" }, { "--help" },
+		{ "help", "ls" }, { "ls", "-h" }, { "-V" },
+	};
+	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+		st_run_to(&r, NULL, "/dev/full", runs[i]);
+		st_expect(&r, 71, runs[i][0]);
+		ck_assert_msg(strcmp(r.r_err, "shmq: stdout: No space left "
+		    "on device\n") == 0, "%s %s: stderr:\n%s", runs[i][0],
+		    runs[i][1] ? runs[i][1] : "", r.r_err);
+		st_free(&r);
+	}
+	/* The message get could not write went back to the queue. */
+	ST_RUN(&r, "get", "-n", "2", "-t", "0", live);
+	st_expect(&r, 0, "get after a failed get");
+	ck_assert_str_eq(r.r_out, "message\nmessage\n");
+	st_free(&r);
 	shmq_close(q);
 }
 END_TEST
@@ -1759,6 +1886,7 @@ shmq_tool_suite(void)
 	tcase_add_test(tc, test_shmq_tool_usage);
 	tcase_add_test(tc, test_shmq_tool_put_get);
 	tcase_add_test(tc, test_shmq_tool_put_full_timeout);
+	tcase_add_test(tc, test_shmq_tool_create_values);
 	tcase_add_test(tc, test_shmq_tool_ls_formats);
 	tcase_add_test(tc, test_shmq_tool_show);
 	tcase_add_test(tc, test_shmq_tool_peek);
@@ -1772,6 +1900,7 @@ shmq_tool_suite(void)
 	tcase_add_test(tc, test_shmq_tool_permission);
 	tcase_add_test(tc, test_shmq_tool_top);
 	tcase_add_test(tc, test_shmq_tool_gc_queues);
+	tcase_add_test(tc, test_shmq_tool_write_error);
 	tcase_add_test(tc, test_shmq_tool_ctl_geometry_copied);
 	suite_add_tcase(s, tc);
 
