@@ -209,8 +209,9 @@ pr_setup(struct pr *pr, struct stage *st)
 			return STAGE_EX_CONFIG;
 		}
 	}
+	/* A line may carry a '\r' past max_line (proto strips it). */
 	pr->pr_in_size = MSG_STRIDE(sizeof(struct msg_hdr) +
-	    st->st_ctl->c_g.max_line);
+	    st->st_ctl->c_g.max_line + 1);
 	pr->pr_out_size = MSG_STRIDE(sizeof(struct msg_hdr) +
 	    st->st_ctl->c_g.reply_max);
 	pr->pr_in = malloc(PR_BATCH * pr->pr_in_size);

@@ -232,6 +232,21 @@ find_nl(const struct rq *rq, uint32_t slot, uint32_t head, uint32_t tail)
 	return -1;
 }
 
+/*
+ * Whether ring [head, head + len), a line or the start of one, is longer
+ * than max_line.  A '\r' that may end it does not count: the protocol
+ * strips it, and the messages have room for it.
+ */
+static bool
+too_long(const struct rq *rq, uint32_t slot, uint32_t head, size_t len)
+{
+	uint32_t max = rq->rq_ctl->c_g.max_line;
+	const unsigned char *ring = ctl_conn_ring(conn(rq, slot));
+
+	return len > (size_t)max + 1 || (len == (size_t)max + 1 &&
+	    ring[(head + max) & rq->rq_mask] != '\r');
+}
+
 static bool
 over_window(const struct rq *rq, uint32_t slot)
 {
@@ -276,7 +291,6 @@ static bool
 parse(struct rq *rq, uint32_t slot)
 {
 	struct rq_conn *rc = &rq->rq_conns[slot];
-	uint32_t max = rq->rq_ctl->c_g.max_line;
 	/* Acquire: our own earlier store, or a dead predecessor's. */
 	uint32_t tail = (uint32_t)atomic_load_explicit(&conn(rq,
 	    slot)->in_total, memory_order_acquire);
@@ -291,8 +305,9 @@ parse(struct rq *rq, uint32_t slot)
 			rc->rc_disc = nl < 0;
 		} else if (nl >= 0) {
 			ok = stage_line(rq, slot, head, (size_t)nl,
-			    head + (uint32_t)nl + 1, (size_t)nl > max, false);
-		} else if (avail > max) {
+			    head + (uint32_t)nl + 1, too_long(rq, slot, head,
+			    (size_t)nl), false);
+		} else if (too_long(rq, slot, head, avail)) {
 			ok = stage_line(rq, slot, head, 0, tail, true,
 			    !rc->rc_eof);
 		} else if (rc->rc_eof) {
@@ -875,7 +890,7 @@ drained_conn(struct rq *rq, uint32_t slot)
 
 	return rc->rc_head == tail ||
 	    (conn_flags(rq, slot) & SHMPIPE_CONN_ABORT) || (!rc->rc_eof &&
-	    tail - rc->rc_head <= rq->rq_ctl->c_g.max_line &&
+	    !too_long(rq, slot, rc->rc_head, tail - rc->rc_head) &&
 	    find_nl(rq, slot, rc->rc_head, tail) < 0);
 }
 

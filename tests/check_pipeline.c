@@ -425,6 +425,20 @@ START_TEST(test_pipeline_long_lines)
 	cp_expect(fd, line, "ERR request too long (expected at most 64 "
 	    "bytes)");
 	cp_expect(fd, "echo next", "OK next");
+	/* A '\r' before the '\n' is not part of the request, nor of its
+	 * length: 64 bytes and a '\r' are fine, 65 and a '\r' are not. */
+	line[64] = '\r';
+	line[65] = '\0';
+	cp_expect(fd, line, big);
+	line[64] = 'x';
+	line[65] = '\r';
+	line[66] = '\0';
+	cp_expect(fd, line, "ERR request too long (expected at most 64 "
+	    "bytes)");
+	line[64] = '\r';
+	line[65] = '\0';
+	cp_send(fd, line, 65);		/* the '\n' in a later read, maybe */
+	cp_expect(fd, "", big);
 	/* Far longer than the input ring, in pieces, then more lines. */
 	memset(big, 'y', sizeof(big));
 	for (int i = 0; i < 10; i++)
