@@ -320,8 +320,9 @@ START_TEST(test_limits_enospc)
 	CP_ASSERT(&p, WEXITSTATUS(cp_wait_exit(&p, CP_WAIT_S)) == 71,
 	    "shmpipe on a full /dev/shm: expected exit 71");
 	CP_ASSERT(&p, cp_log_has(&p, "cannot create the control segment "
-	    "(/dev/shm is full; see df /dev/shm): No space left on device"),
-	    "no clear message");
+	    "(more than /dev/shm has free: see df /dev/shm, or ask for a "
+	    "smaller --capacity, --max-line, --window or --max-connections): "
+	    "No space left on device"), "no clear message");
 	/* The two queues it made before are gone with it. */
 	CP_ASSERT(&p, shm_entries() == 0, "%d segment(s) left on a full "
 	    "/dev/shm", shm_entries());
