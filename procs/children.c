@@ -46,21 +46,30 @@ child_name(const struct child *ch, char *buf, size_t len)
 
 /* ---- in the child ----------------------------------------------------- */
 
+/*
+ * Only the supervisor tells a stage to stop.  A SIGTERM from anyone else -
+ * systemd stopping the whole control group, kill -TERM -PGID, an operator
+ * - only makes the stage look at the pipeline's state again: the
+ * supervisor, which got one too, runs the drain, and a reply process that
+ * stopped on its own would lose every reply still to write.
+ */
 static void
-on_child_signal(int sig)
+on_child_signal(int sig, siginfo_t *si, void *uc)
 {
+	(void)uc;
 	if (child_stage != NULL)
-		stage_poke(child_stage, sig == SIGTERM);
+		stage_poke(child_stage, sig == SIGTERM &&
+		    si->si_pid == getppid());
 }
 
 static void
 child_signals(void)
 {
-	struct sigaction sa = { .sa_handler = on_child_signal };
+	struct sigaction sa = { .sa_sigaction = on_child_signal };
 	sigset_t all;
 
 	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = SA_RESTART;
+	sa.sa_flags = SA_RESTART | SA_SIGINFO;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGUSR1, &sa, NULL);
 	signal(SIGINT, SIG_IGN);	/* the terminal's ^C is for the parent */

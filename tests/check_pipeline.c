@@ -1749,6 +1749,103 @@ START_TEST(test_pipeline_drain_stuck_window)
 }
 END_TEST
 
+/* Whether signal sig waits, undelivered, for process pid. */
+static bool
+sig_pending(pid_t pid, int sig)
+{
+	char path[64], line[256];
+	unsigned long long mask;
+	bool pending = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if ((f = fopen(path, "re")) == NULL)
+		return false;
+	while (!pending && fgets(line, sizeof(line), f) != NULL)
+		if ((sscanf(line, "ShdPnd: %llx", &mask) == 1 ||
+		    sscanf(line, "SigPnd: %llx", &mask) == 1) &&
+		    (mask & (1ull << (sig - 1))))
+			pending = true;
+	fclose(f);
+	return pending;
+}
+
+/*
+ * SIGTERM to every process of the pipeline, as a service manager stopping
+ * the whole group sends it: the supervisor drains, and the stages, which
+ * take a stop only from it, answer everything accepted.  The processor is
+ * held stopped until every stage has had its signal, so that no reply can
+ * be written before; a reply process that stopped on its own lost them.
+ */
+START_TEST(test_pipeline_term_everyone)
+{
+	char line[64], want[64];
+	struct cp_pipe p;
+	struct ctl c;
+	pid_t pid[3];
+	int fd;
+
+	cp_start(&p, 1, NULL);
+	cp_ctl(&p, &c);
+	pid[0] = cp_row_pid(&c, SV_ROW_REQUEST);
+	pid[1] = cp_row_pid(&c, SV_ROW_REPLY);
+	pid[2] = cp_row_pid(&c, SV_ROW_PROC0);
+	ck_assert_int_eq(kill(pid[2], SIGSTOP), 0);
+	fd = cp_connect(&p);
+	for (unsigned i = 0; i < 8; i++) {
+		snprintf(line, sizeof(line), "echo term %u", i);
+		cp_sends(fd, line);
+		cp_sends(fd, "\n");
+	}
+	wait_counter(&p, &c.c_hdr->accepted, 8, "accepted");
+	kill(p.cp_pid, SIGTERM);
+	cp_wait_log(&p, "terminating: answering the");
+	for (unsigned i = 0; i < 3; i++)
+		ck_assert_int_eq(kill(pid[i], SIGTERM), 0);
+	for (unsigned i = 0; i < 2; i++)	/* the processor's waits */
+		while (sig_pending(pid[i], SIGTERM))
+			nap_ms(1);
+	ck_assert_int_eq(kill(pid[2], SIGCONT), 0);
+	ctl_close(&c);
+	for (unsigned i = 0; i < 8; i++) {
+		snprintf(want, sizeof(want), "OK term %u", i);
+		expect_reply(&p, fd, i, 8, want);
+	}
+	cp_expect_eof(fd);
+	cp_close(fd);
+	expect_drained(&p);
+	cp_assert_gone(&p);
+}
+END_TEST
+
+/*
+ * A SIGTERM to the request process alone (not from the supervisor) does
+ * not stop it: it used to drain and exit, and as its end looked like the
+ * pipeline's, it was never replaced and nobody was served again.
+ */
+START_TEST(test_pipeline_term_request_alone)
+{
+	struct cp_pipe p;
+	struct ctl c;
+	pid_t req;
+	int fd;
+
+	cp_start(&p, 1, NULL);
+	cp_ctl(&p, &c);
+	req = cp_row_pid(&c, SV_ROW_REQUEST);
+	ck_assert_int_eq(kill(req, SIGTERM), 0);
+	while (sig_pending(req, SIGTERM))
+		nap_ms(1);
+	fd = cp_connect(&p);
+	cp_expect(fd, "echo still served", "OK still served");
+	cp_close(fd);
+	CP_ASSERT(&p, cp_row_pid(&c, SV_ROW_REQUEST) == req && kill(req, 0) ==
+	    0, "the request process %d went away", (int)req);
+	ctl_close(&c);
+	cp_stop(&p);
+}
+END_TEST
+
 START_TEST(test_pipeline_second_signal)
 {
 	struct cp_pipe p;
@@ -2249,6 +2346,10 @@ pipeline_suite_of(const char *name, bool threads)
 	if (!threads)
 		tcase_add_test(tc, test_pipeline_drain_request_killed);
 	tcase_add_test(tc, test_pipeline_second_signal);
+	if (!threads) {
+		tcase_add_test(tc, test_pipeline_term_everyone);
+		tcase_add_test(tc, test_pipeline_term_request_alone);
+	}
 	if (threads)
 		tcase_add_test(tc, test_pipeline_threaded_refusals);
 	else {
