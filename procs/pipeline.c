@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -381,7 +382,12 @@ pipeline_send_conns(struct pipeline *pl, int sock, uint32_t done)
 
 /* ---- housekeeping ----------------------------------------------------- */
 
-/* Is the client on slot i silent past the idle timeout, nothing in flight? */
+/*
+ * Is the client on slot i silent past the idle timeout, nothing in flight?
+ * Silent as the request stage last read it, and with nothing unread in
+ * its socket: a request process stopped or slow has not read what came
+ * meanwhile, and the client is not to blame.
+ */
 static bool
 idle(const struct pipeline *pl, uint32_t i, uint32_t f, uint64_t now)
 {
@@ -389,11 +395,13 @@ idle(const struct pipeline *pl, uint32_t i, uint32_t f, uint64_t now)
 	uint64_t limit = (uint64_t)pl->pl_opt->idle_timeout_ms * 1000000u;
 	/* The request stage may have stored a later time than now. */
 	uint64_t last = atomic_load(&cn->last_in_ns);
+	int unread = 0;
 
 	return limit > 0 && !(f & SHMPIPE_CONN_RD_DONE) && pl->pl_keep[i] >= 0 &&
 	    now > last && now - last > limit &&
 	    atomic_load(&cn->reply_seq) == SHMPIPE_IN_SEQ(atomic_load(
-	    &cn->in_pos));
+	    &cn->in_pos)) &&
+	    ioctl(pl->pl_keep[i], FIONREAD, &unread) == 0 && unread == 0;
 }
 
 /*

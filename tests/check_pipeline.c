@@ -1749,6 +1749,42 @@ START_TEST(test_pipeline_drain_stuck_window)
 }
 END_TEST
 
+/*
+ * A client is idle when it sends nothing, not when the request process
+ * has not read what it sent.  The request process reads the start of a
+ * line and is stopped; the rest comes meanwhile.  That client is kept
+ * (it used to be cut off, and its half line dropped), while a quiet one
+ * whose last request was later is closed: its time, and so the first
+ * one's, has passed.
+ */
+START_TEST(test_pipeline_idle_unread)
+{
+	struct cp_pipe p;
+	struct ctl c;
+	pid_t req;
+	int waiting, quiet;
+
+	cp_start(&p, 1, CP_ARGS("--idle-timeout", "300"));
+	cp_ctl(&p, &c);
+	req = cp_row_pid(&c, SV_ROW_REQUEST);
+	waiting = cp_connect(&p);
+	cp_sends(waiting, "echo wai");
+	wait_read(&p, &c, deep_slot(&p, &c), strlen("echo wai"));
+	quiet = cp_connect(&p);
+	cp_expect(quiet, "echo then nothing", "OK then nothing");
+	ck_assert_int_eq(kill(req, SIGSTOP), 0);
+	cp_sends(waiting, "ted\n");
+	cp_wait_log(&p, "idle for 300 ms; closing it");
+	ck_assert_int_eq(kill(req, SIGCONT), 0);
+	ctl_close(&c);
+	expect_reply(&p, waiting, 0, 1, "OK waited");
+	cp_expect_eof(quiet);
+	cp_close(waiting);
+	cp_close(quiet);
+	cp_stop(&p);
+}
+END_TEST
+
 /* Whether signal sig waits, undelivered, for process pid. */
 static bool
 sig_pending(pid_t pid, int sig)
@@ -2306,6 +2342,8 @@ pipeline_suite_of(const char *name, bool threads)
 	tcase_add_test(tc, test_pipeline_many_connections);
 	tcase_add_test(tc, test_pipeline_max_connections);
 	tcase_add_test(tc, test_pipeline_idle_timeout);
+	if (!threads)
+		tcase_add_test(tc, test_pipeline_idle_unread);
 	suite_add_tcase(s, tc);
 
 	tc = mk("Files", 120);
