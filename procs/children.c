@@ -410,7 +410,10 @@ schedule(struct sv *sv, uint32_t row, bool clean, int status, uint32_t was,
 		sv->sv_exit = STAGE_EX_IOERR;
 		return;
 	}
-	if (was == SHMPIPE_PROC_STARTING && !clean && crash_loop(sv, now)) {
+	/* A SIGKILL is never the stage's own doing (an operator, the OOM
+	 * killer): backed off, but no sign that stages cannot start. */
+	if (was == SHMPIPE_PROC_STARTING && !clean && !(WIFSIGNALED(status) &&
+	    WTERMSIG(status) == SIGKILL) && crash_loop(sv, now)) {
 		describe(status, why, sizeof(why));
 		log_event("crash loop: stages failed to start %d times in "
 		    "%llu s (last: %s %s); giving up", SV_LOOP_N,
