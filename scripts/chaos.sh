@@ -8,9 +8,9 @@
 #
 # Victims come from the pipeline's own process table (shmq ps -o json),
 # never from a name lookup: other pipelines on the machine are not touched.
-# Each kill picks a role at random among --roles, then a process of that
-# role that is up (READY or BUSY: one still starting is left alone, as the
-# supervisor counts startup deaths as a crash loop).
+# Each kill picks a role at random among --roles, then a live process of
+# that role, in any state: one still starting too (a SIGKILL is no start
+# failure to the supervisor, so it is no crash loop).
 #
 #   scripts/chaos.sh [options]           (SHMPIPE_BUILD=build by default)
 #     -t, --duration S       how long the load and the kills last (30)
@@ -141,12 +141,13 @@ stage_pids() {
 	table | while read -r pid _ _; do [ "$pid" -gt 0 ] && echo "$pid"; done
 }
 
-# A random pid of role that is up (READY or BUSY), else of any role in
-# --roles that is; fails if none is.
+# A random live pid of role (starting, ready or busy), else of any role in
+# --roles; fails if none is.
 pick() {
 	local role=$1 pid r st mine=() any=() x
 	while read -r pid r st; do
-		[ "$pid" -gt 0 ] && { [ "$st" = READY ] || [ "$st" = BUSY ]; } || continue
+		[ "$pid" -gt 0 ] && { [ "$st" = STARTING ] || [ "$st" = READY ] ||
+		    [ "$st" = BUSY ]; } || continue
 		[[ ,$roles, == *,$r,* ]] || continue
 		any+=("$pid")
 		[ "$r" = "$role" ] && mine+=("$pid")
