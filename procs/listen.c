@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -40,6 +41,45 @@ unix_in_use(const struct sockaddr_un *sun)
 	return live;
 }
 
+static const char *
+file_kind(mode_t mode)
+{
+	switch (mode & S_IFMT) {
+	case S_IFREG: return "a regular file";
+	case S_IFDIR: return "a directory";
+	case S_IFLNK: return "a symbolic link";
+	case S_IFIFO: return "a FIFO";
+	case S_IFCHR: case S_IFBLK: return "a device";
+	default: return "not a socket";
+	}
+}
+
+/*
+ * Clear the way for our socket: a socket file nobody answers on (a dead
+ * server's) is removed; anything else there -- a file, a directory, a
+ * symbolic link even to a socket -- is not ours to remove.
+ */
+static int
+unix_clear(const struct listen_spec *ls, const struct sockaddr_un *sun,
+    char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (lstat(ls->ls_path, &st) != 0)
+		return 0;			/* nothing there, or bind says */
+	if (!S_ISSOCK(st.st_mode)) {
+		snprintf(err, errlen, "--listen unix:%s: %s exists and is not "
+		    "a socket (%s)", ls->ls_path, ls->ls_path,
+		    file_kind(st.st_mode));
+		return -1;
+	}
+	if (unix_in_use(sun))
+		return fail(err, errlen, ls, "a server is answering there",
+		    EADDRINUSE);
+	unlink(ls->ls_path);
+	return 0;
+}
+
 static int
 listen_unix(const struct listen_spec *ls, char *err, size_t errlen)
 {
@@ -47,10 +87,8 @@ listen_unix(const struct listen_spec *ls, char *err, size_t errlen)
 	int fd;
 
 	strlcpy(sun.sun_path, ls->ls_path, sizeof(sun.sun_path));
-	if (unix_in_use(&sun))
-		return fail(err, errlen, ls, "a server is answering there",
-		    EADDRINUSE);
-	unlink(ls->ls_path);		/* a dead server's socket */
+	if (unix_clear(ls, &sun, err, errlen) != 0)
+		return -1;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return fail(err, errlen, ls, "socket", errno);

@@ -8,8 +8,9 @@
 #include "options.h"
 
 /*
- * Bind and listen (non-blocking, close-on-exec).  A Unix socket path left
- * by a dead server is replaced; one a live server answers on is not.
+ * Bind and listen (non-blocking, close-on-exec).  A Unix socket file left
+ * by a dead server is replaced; one a live server answers on is not, nor
+ * anything at the path that is not a socket (a symbolic link included).
  * Returns the fd, or -1 with one line saying why in err.
  */
 int	listen_open(const struct listen_spec *ls, char *err, size_t errlen);

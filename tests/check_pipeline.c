@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -2021,6 +2022,103 @@ START_TEST(test_pipeline_bad_flags)
 }
 END_TEST
 
+/* ---- Usage: what is refused before anything is made -------------------- */
+
+/* prog with the test's own name and pidfile: a start not refused is ours. */
+#define OWN_ARGV(p, prog)	(prog), "--name", (p)->cp_name, \
+	"--pidfile", (p)->cp_pidfile
+
+static void
+write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	ck_assert_msg(fd >= 0, "%s: %s", path, strerror(errno));
+	cp_send(fd, text, strlen(text));
+	close(fd);
+}
+
+/* Assert that path holds exactly text. */
+static void
+assert_file(struct cp_pipe *p, const char *path, const char *text)
+{
+	char buf[256] = "";
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	CP_ASSERT(p, fd >= 0, "%s is gone: %s", path, strerror(errno));
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	CP_ASSERT(p, n >= 0 && strcmp(buf, text) == 0, "%s holds '%s', "
+	    "expected '%s'", path, buf, text);
+}
+
+/* A Unix socket file at path that nobody answers on. */
+static void
+stale_socket(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	strlcpy(sun.sun_path, path, sizeof(sun.sun_path));
+	ck_assert_msg(fd >= 0 && bind(fd, (struct sockaddr *)&sun,
+	    sizeof(sun)) == 0, "bind %s: %s", path, strerror(errno));
+	close(fd);
+}
+
+static mode_t
+lstat_type(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0 ? st.st_mode & S_IFMT : 0;
+}
+
+/*
+ * --listen unix:PATH replaces a socket file nobody answers on, and
+ * nothing else: a file, a directory (the test's own, which the sweep
+ * removes) or a symbolic link (even to such a socket) there is refused
+ * and left as it was.
+ */
+START_TEST(test_pipeline_listen_not_socket)
+{
+	char prog[CP_PATH_LEN], file[CP_PATH_LEN + 8], ln[CP_PATH_LEN + 8];
+	char arg[CP_PATH_LEN + 16], want[2 * CP_PATH_LEN + 64];
+	struct cp_pipe p;
+	const char *path[] = { file, p.cp_dir, ln };
+	int fd;
+
+	cp_prepare(&p, 1);
+	cp_server(prog, sizeof(prog));
+	snprintf(file, sizeof(file), "%s/data", p.cp_dir);
+	write_file(file, "data\n");
+	snprintf(ln, sizeof(ln), "%s/link", p.cp_dir);
+	stale_socket(p.cp_sock);
+	ck_assert_int_eq(symlink(p.cp_sock, ln), 0);
+	for (size_t i = 0; i < sizeof(path) / sizeof(path[0]); i++) {
+		snprintf(arg, sizeof(arg), "unix:%s", path[i]);
+		snprintf(want, sizeof(want), "--listen %s: %s exists and is "
+		    "not a socket", arg, path[i]);
+		expect_refusal(&p, CP_ARGS(OWN_ARGV(&p, prog), "--listen",
+		    arg), 71, want);
+	}
+	assert_file(&p, file, "data\n");
+	CP_ASSERT(&p, lstat_type(p.cp_dir) == S_IFDIR, "the directory %s is "
+	    "gone", p.cp_dir);
+	CP_ASSERT(&p, lstat_type(ln) == S_IFLNK && lstat_type(p.cp_sock) ==
+	    S_IFSOCK, "the link %s or the socket it names is gone", ln);
+	CP_ASSERT(&p, cp_segments(p.cp_name) == 0 && access(p.cp_pidfile,
+	    F_OK) != 0, "a refused start left segments or its pidfile");
+	/* The stale socket itself is replaced, as before. */
+	cp_spawn(&p, NULL);
+	cp_wait_ready(&p);
+	fd = cp_connect(&p);
+	cp_expect(fd, "echo replaced", "OK replaced");
+	cp_close(fd);
+	cp_stop(&p);
+}
+END_TEST
+
 /*
  * The tests of one build.  Threads cannot be killed, restarted, recycled
  * or timed out one at a time: the threaded suite has what it does instead.
@@ -2097,6 +2195,10 @@ pipeline_suite_of(const char *name, bool threads)
 	tcase_add_test(tc, test_pipeline_pidfile_refusal);
 	tcase_add_test(tc, test_pipeline_bad_flags);
 	tcase_add_test(tc, test_pipeline_small_window);
+	suite_add_tcase(s, tc);
+
+	tc = mk("Usage", 120);
+	tcase_add_test(tc, test_pipeline_listen_not_socket);
 	suite_add_tcase(s, tc);
 	return s;
 }
