@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -2119,6 +2120,33 @@ START_TEST(test_pipeline_listen_not_socket)
 }
 END_TEST
 
+/* A --listen that fails takes the Unix sockets made before it along. */
+START_TEST(test_pipeline_listen_fails_later)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET,
+	    .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sin);
+	char prog[CP_PATH_LEN], unix_arg[CP_PATH_LEN + 8], tcp_arg[40];
+	struct cp_pipe p;
+	int busy;
+
+	cp_prepare(&p, 1);
+	cp_server(prog, sizeof(prog));
+	busy = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_msg(busy >= 0 && bind(busy, (struct sockaddr *)&sin,
+	    sizeof(sin)) == 0 && listen(busy, 1) == 0 && getsockname(busy,
+	    (struct sockaddr *)&sin, &len) == 0, "no TCP port: %s",
+	    strerror(errno));
+	snprintf(unix_arg, sizeof(unix_arg), "unix:%s", p.cp_sock);
+	snprintf(tcp_arg, sizeof(tcp_arg), "tcp:127.0.0.1:%u",
+	    (unsigned)ntohs(sin.sin_port));
+	expect_refusal(&p, CP_ARGS(OWN_ARGV(&p, prog), "--listen", unix_arg,
+	    "--listen", tcp_arg), 71, "Address already in use");
+	close(busy);
+	cp_assert_gone(&p);
+}
+END_TEST
+
 /*
  * The tests of one build.  Threads cannot be killed, restarted, recycled
  * or timed out one at a time: the threaded suite has what it does instead.
@@ -2199,6 +2227,7 @@ pipeline_suite_of(const char *name, bool threads)
 
 	tc = mk("Usage", 120);
 	tcase_add_test(tc, test_pipeline_listen_not_socket);
+	tcase_add_test(tc, test_pipeline_listen_fails_later);
 	suite_add_tcase(s, tc);
 	return s;
 }
