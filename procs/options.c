@@ -54,7 +54,7 @@ usage(FILE *f, bool threaded)
 "Serve the line protocol (VERB [ARG] -> OK RESULT | ERR REASON) with a\n"
 "request, %s and a reply stage.\n"
 "  -n, --name NAME            pipeline name (shmpipe)\n"
-"  -l, --listen tcp:HOST:PORT | unix:PATH\n"
+"  -l, --listen tcp:HOST:PORT | tcp:[V6ADDR]:PORT | unix:PATH\n"
 "                             where to accept clients, repeatable\n"
 "                             (tcp:127.0.0.1:7878)\n"
 "  -p, --processors N         processors, 1..256 (one per CPU)\n"
@@ -112,13 +112,50 @@ number(const char *flag, const char *arg, long long min, long long max)
 	return v;
 }
 
-/* tcp:HOST:PORT (HOST may be [v6]) or unix:PATH. */
+#define LISTEN_TCP_FORMS	"tcp:HOST:PORT or tcp:[V6ADDR]:PORT"
+
+/*
+ * The host and port of tcp:HOST:PORT or tcp:[V6ADDR]:PORT into ls.  A
+ * host with a ':' is an IPv6 address, and only brackets say where it
+ * ends: 'tcp:::1:80' could be port 80 of ::1, or the address ::1:80
+ * without its port, so it is refused rather than guessed at.
+ */
+static void
+parse_tcp(struct listen_spec *ls, const char *arg)
+{
+	const char *hp = arg + 4, *end, *port;
+	size_t hlen;
+
+	if (hp[0] == '[') {
+		hp++;
+		if ((end = strchr(hp, ']')) == NULL || end[1] != ':')
+			bad("--listen '%s': expected " LISTEN_TCP_FORMS, arg);
+		port = end + 2;
+	} else {
+		if ((end = strchr(hp, ':')) == NULL)
+			bad("--listen '%s': expected " LISTEN_TCP_FORMS, arg);
+		port = end + 1;
+		if (strchr(port, ':') != NULL)
+			bad("--listen '%s': an IPv6 address goes in brackets; "
+			    "expected " LISTEN_TCP_FORMS, arg);
+	}
+	hlen = (size_t)(end - hp);
+	if (hlen == 0 || memchr(hp, '[', hlen) != NULL ||
+	    memchr(hp, ']', hlen) != NULL)
+		bad("--listen '%s': expected " LISTEN_TCP_FORMS, arg);
+	if (hlen >= sizeof(ls->ls_host))
+		bad("--listen '%s': host name too long", arg);
+	memcpy(ls->ls_host, hp, hlen);
+	ls->ls_host[hlen] = '\0';
+	number("--listen port", port, 0, 65535);
+	strlcpy(ls->ls_port, port, sizeof(ls->ls_port));
+}
+
+/* tcp:HOST:PORT, tcp:[V6ADDR]:PORT or unix:PATH. */
 static void
 parse_listen(struct options *o, const char *arg)
 {
 	struct listen_spec *ls;
-	const char *hp, *colon;
-	size_t hlen;
 
 	if (o->nlisten == OPT_MAX_LISTEN)
 		bad("--listen: at most %d addresses", OPT_MAX_LISTEN);
@@ -133,21 +170,10 @@ parse_listen(struct options *o, const char *arg)
 		o->nlisten++;
 		return;
 	}
-	if (strncmp(arg, "tcp:", 4) != 0 || (colon = strrchr(arg + 4, ':')) ==
-	    NULL || colon == arg + 4)
-		bad("--listen '%s': expected tcp:HOST:PORT or unix:PATH", arg);
-	hp = arg + 4;
-	hlen = (size_t)(colon - hp);
-	if (hlen >= 2 && hp[0] == '[' && hp[hlen - 1] == ']') {
-		hp++;				/* [v6 address] */
-		hlen -= 2;
-	}
-	if (hlen >= sizeof(ls->ls_host))
-		bad("--listen '%s': host name too long", arg);
-	memcpy(ls->ls_host, hp, hlen);
-	ls->ls_host[hlen] = '\0';
-	number("--listen port", colon + 1, 0, 65535);
-	strlcpy(ls->ls_port, colon + 1, sizeof(ls->ls_port));
+	if (strncmp(arg, "tcp:", 4) != 0)
+		bad("--listen '%s': expected tcp:HOST:PORT, tcp:[V6ADDR]:PORT "
+		    "or unix:PATH", arg);
+	parse_tcp(ls, arg);
 	o->nlisten++;
 }
 

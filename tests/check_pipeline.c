@@ -2148,6 +2148,35 @@ START_TEST(test_pipeline_listen_fails_later)
 END_TEST
 
 /*
+ * Values refused while parsing, exit 64: TCP addresses that are neither
+ * HOST:PORT nor [V6ADDR]:PORT.  Each argv names the test's own pipeline,
+ * so that one not refused does no harm.
+ */
+START_TEST(test_pipeline_bad_values)
+{
+	static const struct {
+		const char *flag, *value, *what;
+	} bad[] = {
+		{ "--listen", "tcp:[::1", "tcp:[V6ADDR]:PORT" },
+		{ "--listen", "tcp:[::1]7878", "tcp:[V6ADDR]:PORT" },
+		{ "--listen", "tcp:[]:7878", "tcp:[V6ADDR]:PORT" },
+		{ "--listen", "tcp:127.0.0.1:80:90", "tcp:[V6ADDR]:PORT" },
+		{ "--listen", "tcp:::1:7878", "tcp:[V6ADDR]:PORT" },
+	};
+	char prog[CP_PATH_LEN];
+	struct cp_pipe p;
+
+	cp_prepare(&p, 1);
+	cp_server(prog, sizeof(prog));
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		expect_refusal(&p, CP_ARGS(OWN_ARGV(&p, prog), bad[i].flag,
+		    bad[i].value), 64, bad[i].what);
+	CP_ASSERT(&p, cp_segments(p.cp_name) == 0, "a refused start left "
+	    "segments");
+}
+END_TEST
+
+/*
  * The tests of one build.  Threads cannot be killed, restarted, recycled
  * or timed out one at a time: the threaded suite has what it does instead.
  */
@@ -2228,6 +2257,7 @@ pipeline_suite_of(const char *name, bool threads)
 	tc = mk("Usage", 120);
 	tcase_add_test(tc, test_pipeline_listen_not_socket);
 	tcase_add_test(tc, test_pipeline_listen_fails_later);
+	tcase_add_test(tc, test_pipeline_bad_values);
 	suite_add_tcase(s, tc);
 	return s;
 }
