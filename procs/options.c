@@ -46,6 +46,13 @@ static const struct option longopts[] = {
 	{ NULL, 0, NULL, 0 }
 };
 
+/* The most processors whose queues have room for them all (options.h). */
+static uint32_t
+processors_max(bool threaded)
+{
+	return threaded ? OPT_PROCESSORS_MAX_THREADED : OPT_PROCESSORS_MAX;
+}
+
 static void
 usage(FILE *f, bool threaded)
 {
@@ -57,7 +64,7 @@ usage(FILE *f, bool threaded)
 "  -l, --listen tcp:HOST:PORT | tcp:[V6ADDR]:PORT | unix:PATH\n"
 "                             where to accept clients, repeatable\n"
 "                             (tcp:127.0.0.1:7878)\n"
-"  -p, --processors N         processors, 1..256 (one per CPU)\n"
+"  -p, --processors N         processors, 1..%u (one per CPU)\n"
 "  -H, --handler PATH.so      load request handlers from a shared object\n"
 "  -c, --capacity N           messages each queue holds (4096)\n"
 "  -m, --max-line BYTES       longest request line, 16..1048576 (4096)\n"
@@ -84,7 +91,8 @@ usage(FILE *f, bool threaded)
 "  -h, --help                 this text\n"
 "  -V, --version              the version\n",
 	    threaded ? "shmpipe-threaded" : "shmpipe",
-	    threaded ? "processor threads" : "processor processes");
+	    threaded ? "processor threads" : "processor processes",
+	    processors_max(threaded));
 }
 
 static void __attribute__((noreturn, format(printf, 1, 2)))
@@ -178,13 +186,15 @@ parse_listen(struct options *o, const char *arg)
 }
 
 static void
-defaults(struct options *o)
+defaults(struct options *o, bool threaded)
 {
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 
 	memset(o, 0, sizeof(*o));
 	strlcpy(o->name, "shmpipe", sizeof(o->name));
 	o->processors = cpus > 0 ? (uint32_t)cpus : 1;
+	if (o->processors > processors_max(threaded))
+		o->processors = processors_max(threaded);
 	o->capacity = 4096;
 	o->max_line = 4096;
 	o->request_timeout_ms = 30000;
@@ -207,7 +217,7 @@ option(struct options *o, int c, const char *arg, bool threaded)
 		break;
 	case 'l': parse_listen(o, arg); break;
 	case 'p': o->processors = (uint32_t)number("--processors", arg, 1,
-		    256); break;
+		    processors_max(threaded)); break;
 	case 'H': o->handler = arg; break;
 	case 'c': o->capacity = (uint32_t)number("--capacity", arg, 2,
 		    1 << 20); break;
@@ -294,7 +304,7 @@ options_parse(struct options *o, int argc, char **argv, bool threaded)
 {
 	int c;
 
-	defaults(o);
+	defaults(o, threaded);
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":n:l:p:H:c:m:r:t:d:C:I:i:o:P:qhV",
 	    longopts, NULL)) != -1) {

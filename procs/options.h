@@ -7,7 +7,24 @@
 #include <stdint.h>
 #include <sys/un.h>
 
+#include "shmq_layout.h"
+
 #define OPT_MAX_LISTEN	8
+
+/*
+ * How many processors fit.  Each queue is made with room for an attachment
+ * per process-table row and OPT_QUEUE_SPARE more (pipeline_open()), and
+ * libshmq allows SHMQ_PROCS_LIMIT.  The supervisor's table has a row for
+ * the request and one for the reply stage and two per processor, the
+ * second for its replacement during a SIGHUP reload (rows_init()); the
+ * threaded build's has a row per thread.
+ */
+#define OPT_QUEUE_SPARE		8
+#define OPT_STAGE_ROWS		2	/* request, reply */
+#define OPT_PROCESSORS_MAX	\
+	((SHMQ_PROCS_LIMIT - OPT_QUEUE_SPARE - OPT_STAGE_ROWS) / 2)
+#define OPT_PROCESSORS_MAX_THREADED \
+	(SHMQ_PROCS_LIMIT - OPT_QUEUE_SPARE - OPT_STAGE_ROWS)
 
 struct listen_spec {
 	bool		 ls_unix;

@@ -2148,7 +2148,8 @@ START_TEST(test_pipeline_listen_fails_later)
 END_TEST
 
 /*
- * Values refused while parsing, exit 64: TCP addresses that are neither
+ * Values refused while parsing, exit 64: --processors past what the
+ * queues' attachments allow, and TCP addresses that are neither
  * HOST:PORT nor [V6ADDR]:PORT.  Each argv names the test's own pipeline,
  * so that one not refused does no harm.
  */
@@ -2163,7 +2164,9 @@ START_TEST(test_pipeline_bad_values)
 		{ "--listen", "tcp:127.0.0.1:80:90", "tcp:[V6ADDR]:PORT" },
 		{ "--listen", "tcp:::1:7878", "tcp:[V6ADDR]:PORT" },
 	};
-	char prog[CP_PATH_LEN];
+	char prog[CP_PATH_LEN], listen[CP_PATH_LEN + 8], procs[16], want[64];
+	unsigned max = cp_threads() ? OPT_PROCESSORS_MAX_THREADED :
+	    OPT_PROCESSORS_MAX;
 	struct cp_pipe p;
 
 	cp_prepare(&p, 1);
@@ -2171,8 +2174,28 @@ START_TEST(test_pipeline_bad_values)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		expect_refusal(&p, CP_ARGS(OWN_ARGV(&p, prog), bad[i].flag,
 		    bad[i].value), 64, bad[i].what);
+	snprintf(listen, sizeof(listen), "unix:%s", p.cp_sock);
+	snprintf(procs, sizeof(procs), "%u", max + 1);
+	snprintf(want, sizeof(want), "expected a whole number 1..%u", max);
+	expect_refusal(&p, CP_ARGS(OWN_ARGV(&p, prog), "--listen", listen,
+	    "--processors", procs), 64, want);
 	CP_ASSERT(&p, cp_segments(p.cp_name) == 0, "a refused start left "
 	    "segments");
+}
+END_TEST
+
+/* The most processors --processors takes do start. */
+START_TEST(test_pipeline_processors_max)
+{
+	struct cp_pipe p;
+	int fd;
+
+	cp_start(&p, cp_threads() ? OPT_PROCESSORS_MAX_THREADED :
+	    OPT_PROCESSORS_MAX, CP_ARGS("--quiet"));
+	fd = cp_connect(&p);
+	cp_expect(fd, "echo all there", "OK all there");
+	cp_close(fd);
+	cp_stop(&p);
 }
 END_TEST
 
@@ -2258,6 +2281,7 @@ pipeline_suite_of(const char *name, bool threads)
 	tcase_add_test(tc, test_pipeline_listen_not_socket);
 	tcase_add_test(tc, test_pipeline_listen_fails_later);
 	tcase_add_test(tc, test_pipeline_bad_values);
+	tcase_add_test(tc, test_pipeline_processors_max);
 	suite_add_tcase(s, tc);
 	return s;
 }
