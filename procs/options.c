@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /* options.c - flags, defaults and their checking, for both builds. */
 #define _GNU_SOURCE
+#include <ctype.h>
 #include <err.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -255,6 +257,58 @@ option(struct options *o, int c, const char *arg, bool threaded)
 	}
 }
 
+/* The long option whose val is c, or NULL. */
+static const struct option *
+long_option(int c)
+{
+	for (const struct option *lo = longopts; lo->name != NULL; lo++)
+		if (lo->val == c)
+			return lo;
+	return NULL;
+}
+
+/* How many long options "--arg" (up to any '=') abbreviates. */
+static int
+long_matches(const char *arg)
+{
+	size_t len = strcspn(arg + 2, "=");
+	int n = 0;
+
+	for (const struct option *lo = longopts; lo->name != NULL; lo++)
+		n += strncmp(lo->name, arg + 2, len) == 0;
+	return n;
+}
+
+/*
+ * Say what getopt_long(3) found wrong.  It sets optopt to the option's
+ * val when a value is missing (':') or given to a flag that takes none
+ * ('?'), which is no character for a long-only option; to the character
+ * of an unknown short option; to 0 for an unknown or ambiguous long one.
+ * arg, the last argument it took, is the option for all but an unknown
+ * short one, which may be inside a cluster not yet taken (-xq).
+ */
+static void __attribute__((noreturn))
+getopt_failed(int c, const char *arg)
+{
+	const struct option *lo = long_option(optopt);
+	bool is_long = strncmp(arg, "--", 2) == 0;
+
+	if (c == ':' && is_long && lo != NULL)
+		bad("option '--%s' needs a value", lo->name);
+	if (c == ':')
+		bad("option '-%c' needs a value", optopt);
+	if (optopt == 0 && is_long && long_matches(arg) > 1)
+		bad("option '%.*s' is ambiguous", (int)strcspn(arg, "="), arg);
+	if (optopt == 0)
+		bad("unknown option '%.*s'", (int)strcspn(arg, "="), arg);
+	/* A short option that is known never fails with '?'. */
+	if (lo != NULL && lo->has_arg == no_argument)
+		bad("option '--%s' takes no value", lo->name);
+	if (optopt > 0 && optopt <= UCHAR_MAX && isprint(optopt))
+		bad("unknown option '-%c'", optopt);
+	bad("unknown option '-\\%03o'", (unsigned)optopt & 0xffu);
+}
+
 /*
  * A stage that spins waiting takes the CPU from the stage it waits for
  * unless each has one of its own: spin only when there are more CPUs than
@@ -308,12 +362,8 @@ options_parse(struct options *o, int argc, char **argv, bool threaded)
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":n:l:p:H:c:m:r:t:d:C:I:i:o:P:qhV",
 	    longopts, NULL)) != -1) {
-		if (c == ':')
-			bad("%s needs a value", argv[optind - 1]);
-		if (c == '?' && optopt != 0)
-			bad("unknown option '-%c'", optopt);
-		if (c == '?')
-			bad("unknown option '%s'", argv[optind - 1]);
+		if (c == ':' || c == '?')
+			getopt_failed(c, argv[optind - 1]);
 		option(o, c, optarg, threaded);
 	}
 	if (optind < argc)

@@ -2009,6 +2009,14 @@ START_TEST(test_pipeline_bad_flags)
 		{ "--frobnicate", NULL, "--frobnicate" },
 		{ "--name", NULL, "--name" },
 		{ "stray", NULL, "stray" },
+		/* getopt_long's val of a flag given a value is no character */
+		{ "--enable-crash=yes", NULL,
+		    "option '--enable-crash' takes no value" },
+		{ "--quiet=1", NULL, "option '--quiet' takes no value" },
+		{ "--help=x", NULL, "option '--help' takes no value" },
+		{ "-qn", NULL, "option '-n' needs a value" },
+		{ "--win", NULL, "option '--window' needs a value" },
+		{ "--max=3", NULL, "option '--max' is ambiguous" },
 	};
 	char prog[CP_PATH_LEN];
 	struct cp_pipe p;
