@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ctl.h"
@@ -17,6 +18,7 @@
 #include "shmq.h"
 
 #define EX_USAGE	64
+#define EX_NOINPUT	66
 
 enum { O_ENABLE_CRASH = 256, O_WINDOW, O_CONN_WINDOW, O_SPIN };
 
@@ -353,6 +355,33 @@ conn_window(struct options *o)
 		    o->window);
 }
 
+/*
+ * File mode's input or output, "-" for the standard one at fd, into st;
+ * false if a named file cannot be looked at (pipeline_open() says why
+ * when it opens it).
+ */
+static bool
+file_stat(const char *path, int fd, struct stat *st)
+{
+	if (strcmp(path, "-") != 0)
+		return stat(path, st) == 0;
+	return fstat(fd, st) == 0;
+}
+
+/*
+ * Refuse, before anything is made, what file mode cannot use: a directory
+ * as input (read(2) fails at once: it would look empty).
+ */
+static void
+check_files(const struct options *o)
+{
+	struct stat in;
+
+	if (file_stat(o->input, STDIN_FILENO, &in) && S_ISDIR(in.st_mode))
+		errx(EX_NOINPUT, "--input %s: %s a directory", o->input,
+		    strcmp(o->input, "-") == 0 ? "standard input is" : "is");
+}
+
 void
 options_parse(struct options *o, int argc, char **argv, bool threaded)
 {
@@ -380,6 +409,8 @@ options_parse(struct options *o, int argc, char **argv, bool threaded)
 	if (!spin_set)
 		o->spin_ns = default_spin(o->processors);
 	conn_window(o);
+	if (o->input != NULL)
+		check_files(o);
 }
 
 void

@@ -2036,6 +2036,9 @@ END_TEST
 /* prog with the test's own name and pidfile: a start not refused is ours. */
 #define OWN_ARGV(p, prog)	(prog), "--name", (p)->cp_name, \
 	"--pidfile", (p)->cp_pidfile
+/* argv run by sh with a descriptor redirected to or from file. */
+#define SH_FILE_ARGS(op, file, ...) CP_ARGS("/bin/sh", "-c", \
+	"f=$1; shift; exec \"$@\" " op "\"$f\"", "sh", (file), __VA_ARGS__)
 
 static void
 write_file(const char *path, const char *text)
@@ -2208,6 +2211,27 @@ START_TEST(test_pipeline_processors_max)
 END_TEST
 
 /*
+ * File mode refuses what it cannot use before anything is made: a
+ * directory as input (66).
+ */
+START_TEST(test_pipeline_file_refusals)
+{
+	char prog[CP_PATH_LEN], want[2 * CP_PATH_LEN + 64];
+	struct cp_pipe p;
+
+	cp_prepare(&p, 1);
+	cp_server(prog, sizeof(prog));
+	snprintf(want, sizeof(want), "--input %s: is a directory", p.cp_dir);
+	expect_refusal(&p, CP_ARGS(OWN_ARGV(&p, prog), "--input",
+	    p.cp_dir), 66, want);
+	expect_refusal(&p, SH_FILE_ARGS("<", p.cp_dir, OWN_ARGV(&p, prog),
+	    "--input", "-"), 66, "--input -: standard input is a directory");
+	CP_ASSERT(&p, cp_segments(p.cp_name) == 0 && access(p.cp_pidfile,
+	    F_OK) != 0, "a refused start left segments or its pidfile");
+}
+END_TEST
+
+/*
  * The tests of one build.  Threads cannot be killed, restarted, recycled
  * or timed out one at a time: the threaded suite has what it does instead.
  */
@@ -2290,6 +2314,7 @@ pipeline_suite_of(const char *name, bool threads)
 	tcase_add_test(tc, test_pipeline_listen_fails_later);
 	tcase_add_test(tc, test_pipeline_bad_values);
 	tcase_add_test(tc, test_pipeline_processors_max);
+	tcase_add_test(tc, test_pipeline_file_refusals);
 	suite_add_tcase(s, tc);
 	return s;
 }
