@@ -370,16 +370,27 @@ file_stat(const char *path, int fd, struct stat *st)
 
 /*
  * Refuse, before anything is made, what file mode cannot use: a directory
- * as input (read(2) fails at once: it would look empty).
+ * as input (read(2) fails at once: it would look empty), and an output
+ * that is the input, which opening the output would truncate before a
+ * line is read.  Regular files only: a terminal or a socket may well be
+ * both input and output.
  */
 static void
 check_files(const struct options *o)
 {
-	struct stat in;
+	struct stat in, out;
+	bool in_ok, out_ok;
 
-	if (file_stat(o->input, STDIN_FILENO, &in) && S_ISDIR(in.st_mode))
+	in_ok = file_stat(o->input, STDIN_FILENO, &in);
+	if (in_ok && S_ISDIR(in.st_mode))
 		errx(EX_NOINPUT, "--input %s: %s a directory", o->input,
 		    strcmp(o->input, "-") == 0 ? "standard input is" : "is");
+	out_ok = file_stat(o->output, STDOUT_FILENO, &out);
+	if (in_ok && out_ok && S_ISREG(in.st_mode) && S_ISREG(out.st_mode) &&
+	    in.st_dev == out.st_dev && in.st_ino == out.st_ino)
+		bad("--input %s and --output %s are the same file; writing "
+		    "the replies would destroy the requests", o->input,
+		    o->output);
 }
 
 void

@@ -2212,20 +2212,36 @@ END_TEST
 
 /*
  * File mode refuses what it cannot use before anything is made: a
- * directory as input (66).
+ * directory as input (66), and an output that is the input (64: opening
+ * it would truncate the input).
  */
 START_TEST(test_pipeline_file_refusals)
 {
-	char prog[CP_PATH_LEN], want[2 * CP_PATH_LEN + 64];
+	char prog[CP_PATH_LEN], in[CP_PATH_LEN + 8], ln[CP_PATH_LEN + 8];
+	char want[2 * CP_PATH_LEN + 64];
 	struct cp_pipe p;
 
 	cp_prepare(&p, 1);
 	cp_server(prog, sizeof(prog));
+	snprintf(in, sizeof(in), "%s/in", p.cp_dir);
+	snprintf(ln, sizeof(ln), "%s/in-link", p.cp_dir);
+	write_file(in, "echo a\n");
+	ck_assert_int_eq(link(in, ln), 0);
 	snprintf(want, sizeof(want), "--input %s: is a directory", p.cp_dir);
 	expect_refusal(&p, CP_ARGS(OWN_ARGV(&p, prog), "--input",
 	    p.cp_dir), 66, want);
 	expect_refusal(&p, SH_FILE_ARGS("<", p.cp_dir, OWN_ARGV(&p, prog),
 	    "--input", "-"), 66, "--input -: standard input is a directory");
+	/* The same file by its name, another name, or a standard stream. */
+	expect_refusal(&p, CP_ARGS(OWN_ARGV(&p, prog), "--input", in,
+	    "--output", in), 64, "are the same file");
+	expect_refusal(&p, CP_ARGS(OWN_ARGV(&p, prog), "--input", in,
+	    "--output", ln), 64, "are the same file");
+	expect_refusal(&p, SH_FILE_ARGS("<", in, OWN_ARGV(&p, prog),
+	    "--input", "-", "--output", ln), 64, "are the same file");
+	expect_refusal(&p, SH_FILE_ARGS(">>", in, OWN_ARGV(&p, prog),
+	    "--input", in, "--output", "-"), 64, "are the same file");
+	assert_file(&p, in, "echo a\n");
 	CP_ASSERT(&p, cp_segments(p.cp_name) == 0 && access(p.cp_pidfile,
 	    F_OK) != 0, "a refused start left segments or its pidfile");
 }
