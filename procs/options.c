@@ -3,6 +3,8 @@
 #define _GNU_SOURCE
 #include <ctype.h>
 #include <err.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -19,11 +21,14 @@
 
 #define EX_USAGE	64
 #define EX_NOINPUT	66
+#define EX_OSERR	71
+#define EX_CANTCREAT	73
 
 enum { O_ENABLE_CRASH = 256, O_WINDOW, O_CONN_WINDOW, O_SPIN };
 
 static bool	conn_window_set;	/* given: file mode keeps it */
 static bool	spin_set;		/* given: not guessed */
+static bool	std_closed[3];		/* 0, 1, 2 at start: options_std_fds() */
 
 static const struct option longopts[] = {
 	{ "name",		required_argument,	NULL, 'n' },
@@ -355,16 +360,34 @@ conn_window(struct options *o)
 		    o->window);
 }
 
+void
+options_std_fds(void)
+{
+	for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++) {
+		if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+			continue;
+		std_closed[fd] = true;
+		/* The lowest free descriptor: this one, the lower are open. */
+		if (open("/dev/null", O_RDWR) != fd)
+			err(EX_OSERR, "/dev/null in place of descriptor %d",
+			    fd);
+	}
+}
+
 /*
  * File mode's input or output, "-" for the standard one at fd, into st;
  * false if a named file cannot be looked at (pipeline_open() says why
- * when it opens it).
+ * when it opens it).  A closed standard one was not meant to be used.
  */
 static bool
-file_stat(const char *path, int fd, struct stat *st)
+file_stat(const char *flag, const char *path, int fd, struct stat *st)
 {
 	if (strcmp(path, "-") != 0)
 		return stat(path, st) == 0;
+	if (std_closed[fd])
+		errx(fd == STDIN_FILENO ? EX_NOINPUT : EX_CANTCREAT, "%s -: "
+		    "standard %s is closed", flag, fd == STDIN_FILENO ?
+		    "input" : "output");
 	return fstat(fd, st) == 0;
 }
 
@@ -381,11 +404,11 @@ check_files(const struct options *o)
 	struct stat in, out;
 	bool in_ok, out_ok;
 
-	in_ok = file_stat(o->input, STDIN_FILENO, &in);
+	in_ok = file_stat("--input", o->input, STDIN_FILENO, &in);
 	if (in_ok && S_ISDIR(in.st_mode))
 		errx(EX_NOINPUT, "--input %s: %s a directory", o->input,
 		    strcmp(o->input, "-") == 0 ? "standard input is" : "is");
-	out_ok = file_stat(o->output, STDOUT_FILENO, &out);
+	out_ok = file_stat("--output", o->output, STDOUT_FILENO, &out);
 	if (in_ok && out_ok && S_ISREG(in.st_mode) && S_ISREG(out.st_mode) &&
 	    in.st_dev == out.st_dev && in.st_ino == out.st_ino)
 		bad("--input %s and --output %s are the same file; writing "

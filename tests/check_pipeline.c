@@ -2036,6 +2036,9 @@ END_TEST
 /* prog with the test's own name and pidfile: a start not refused is ours. */
 #define OWN_ARGV(p, prog)	(prog), "--name", (p)->cp_name, \
 	"--pidfile", (p)->cp_pidfile
+/* argv run by sh (which execs it) with descriptors closed: redir "<&-". */
+#define SH_ARGS(redir, ...)	CP_ARGS("/bin/sh", "-c", \
+	"exec \"$@\" " redir, "sh", __VA_ARGS__)
 /* argv run by sh with a descriptor redirected to or from file. */
 #define SH_FILE_ARGS(op, file, ...) CP_ARGS("/bin/sh", "-c", \
 	"f=$1; shift; exec \"$@\" " op "\"$f\"", "sh", (file), __VA_ARGS__)
@@ -2248,6 +2251,37 @@ START_TEST(test_pipeline_file_refusals)
 END_TEST
 
 /*
+ * Started with descriptors 0, 1 and 2 closed, nothing shmpipe opens
+ * takes their place: the log does not end up in the output file, nor
+ * replies in the pidfile.  A closed standard input or output is not one
+ * to read requests from or write replies to.
+ */
+START_TEST(test_pipeline_std_fds_closed)
+{
+	char prog[CP_PATH_LEN], in[CP_PATH_LEN + 8], out[CP_PATH_LEN + 8];
+	struct cp_pipe p;
+	int st;
+
+	cp_prepare(&p, 1);
+	cp_server(prog, sizeof(prog));
+	snprintf(in, sizeof(in), "%s/in", p.cp_dir);
+	snprintf(out, sizeof(out), "%s/replies", p.cp_dir);
+	write_file(in, "echo a\necho b\n");
+	expect_refusal(&p, SH_ARGS("<&-", OWN_ARGV(&p, prog), "--input", "-"),
+	    66, "--input -: standard input is closed");
+	expect_refusal(&p, SH_ARGS(">&-", OWN_ARGV(&p, prog), "--input", in,
+	    "--output", "-"), 73, "--output -: standard output is closed");
+	p.cp_pid = cp_spawnv(&p, SH_ARGS("<&- >&- 2>&-",
+	    OWN_ARGV(&p, prog), "--input", in, "--output", out), -1);
+	st = cp_wait_exit(&p, CP_WAIT_S);
+	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x, "
+	    "expected exit 0", st);
+	assert_file(&p, out, "OK a\nOK b\n");
+	cp_assert_gone(&p);
+}
+END_TEST
+
+/*
  * The tests of one build.  Threads cannot be killed, restarted, recycled
  * or timed out one at a time: the threaded suite has what it does instead.
  */
@@ -2331,6 +2365,7 @@ pipeline_suite_of(const char *name, bool threads)
 	tcase_add_test(tc, test_pipeline_bad_values);
 	tcase_add_test(tc, test_pipeline_processors_max);
 	tcase_add_test(tc, test_pipeline_file_refusals);
+	tcase_add_test(tc, test_pipeline_std_fds_closed);
 	suite_add_tcase(s, tc);
 	return s;
 }
