@@ -5,14 +5,30 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "listen.h"
 
 #define BACKLOG	1024
+
+/*
+ * The socket files this process made, so that whatever way it exits
+ * through exit(3) -- a later --listen that fails, any setup error --
+ * takes them along, and so that only the very file it made is removed:
+ * not what someone put at its path since.  Forked stages inherit the
+ * table and the atexit(3) handler; made_pid keeps their hands off.
+ */
+static struct made {
+	char	 m_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	dev_t	 m_dev;
+	ino_t	 m_ino;
+} made[OPT_MAX_LISTEN];
+static pid_t	made_pid;
 
 static int
 fail(char *err, size_t errlen, const struct listen_spec *ls, const char *what,
@@ -40,25 +56,122 @@ unix_in_use(const struct sockaddr_un *sun)
 	return live;
 }
 
+static void
+made_remove(struct made *m)
+{
+	struct stat st;
+
+	if (m->m_path[0] != '\0' && lstat(m->m_path, &st) == 0 &&
+	    S_ISSOCK(st.st_mode) && st.st_dev == m->m_dev &&
+	    st.st_ino == m->m_ino)
+		unlink(m->m_path);
+	m->m_path[0] = '\0';
+}
+
+static void
+made_remove_all(void)
+{
+	if (getpid() != made_pid)
+		return;
+	for (size_t i = 0; i < OPT_MAX_LISTEN; i++)
+		made_remove(&made[i]);
+}
+
+/* Note the socket file just bound at path; false if it cannot be. */
+static bool
+made_add(const char *path)
+{
+	struct made *m = NULL;
+	struct stat st;
+
+	for (size_t i = 0; m == NULL && i < OPT_MAX_LISTEN; i++)
+		if (made[i].m_path[0] == '\0')
+			m = &made[i];
+	if (m == NULL) {
+		errno = ENOBUFS;	/* more than --listen allows */
+		return false;
+	}
+	if (lstat(path, &st) != 0)
+		return false;
+	if (made_pid == 0 && atexit(made_remove_all) != 0) {
+		errno = ENOMEM;
+		return false;
+	}
+	made_pid = getpid();
+	strlcpy(m->m_path, path, sizeof(m->m_path));
+	m->m_dev = st.st_dev;
+	m->m_ino = st.st_ino;
+	return true;
+}
+
+static const char *
+file_kind(mode_t mode)
+{
+	switch (mode & S_IFMT) {
+	case S_IFREG: return "a regular file";
+	case S_IFDIR: return "a directory";
+	case S_IFLNK: return "a symbolic link";
+	case S_IFIFO: return "a FIFO";
+	case S_IFCHR: case S_IFBLK: return "a device";
+	default: return "not a socket";
+	}
+}
+
+/*
+ * Clear the way for our socket: a socket file nobody answers on (a dead
+ * server's) is removed; anything else there -- a file, a directory, a
+ * symbolic link even to a socket -- is not ours to remove.
+ */
+static int
+unix_clear(const struct listen_spec *ls, const struct sockaddr_un *sun,
+    char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (lstat(ls->ls_path, &st) != 0)
+		return 0;			/* nothing there, or bind says */
+	if (!S_ISSOCK(st.st_mode)) {
+		snprintf(err, errlen, "--listen unix:%s: %s exists and is not "
+		    "a socket (%s)", ls->ls_path, ls->ls_path,
+		    file_kind(st.st_mode));
+		return -1;
+	}
+	if (unix_in_use(sun))
+		return fail(err, errlen, ls, "a server is answering there",
+		    EADDRINUSE);
+	unlink(ls->ls_path);
+	return 0;
+}
+
 static int
 listen_unix(const struct listen_spec *ls, char *err, size_t errlen)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	int fd;
+	int fd, e;
 
 	strlcpy(sun.sun_path, ls->ls_path, sizeof(sun.sun_path));
-	if (unix_in_use(&sun))
-		return fail(err, errlen, ls, "a server is answering there",
-		    EADDRINUSE);
-	unlink(ls->ls_path);		/* a dead server's socket */
+	if (unix_clear(ls, &sun, err, errlen) != 0)
+		return -1;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return fail(err, errlen, ls, "socket", errno);
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0 ||
-	    listen(fd, BACKLOG) != 0) {
-		int e = errno;
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+		e = errno;
 		close(fd);
 		return fail(err, errlen, ls, "bind", e);
+	}
+	/* The file is ours from here: gone again if we cannot keep it. */
+	if (!made_add(ls->ls_path)) {
+		e = errno;
+		close(fd);
+		unlink(ls->ls_path);
+		return fail(err, errlen, ls, "bind", e);
+	}
+	if (listen(fd, BACKLOG) != 0) {
+		e = errno;
+		close(fd);
+		listen_cleanup(ls);
+		return fail(err, errlen, ls, "listen", e);
 	}
 	return fd;
 }
@@ -106,8 +219,11 @@ listen_open(const struct listen_spec *ls, char *err, size_t errlen)
 void
 listen_cleanup(const struct listen_spec *ls)
 {
-	if (ls->ls_unix)
-		unlink(ls->ls_path);
+	if (!ls->ls_unix || getpid() != made_pid)
+		return;
+	for (size_t i = 0; i < OPT_MAX_LISTEN; i++)
+		if (strcmp(made[i].m_path, ls->ls_path) == 0)
+			made_remove(&made[i]);
 }
 
 void

@@ -1,12 +1,17 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /* options.c - flags, defaults and their checking, for both builds. */
 #define _GNU_SOURCE
+#include <ctype.h>
 #include <err.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ctl.h"
@@ -15,11 +20,15 @@
 #include "shmq.h"
 
 #define EX_USAGE	64
+#define EX_NOINPUT	66
+#define EX_OSERR	71
+#define EX_CANTCREAT	73
 
 enum { O_ENABLE_CRASH = 256, O_WINDOW, O_CONN_WINDOW, O_SPIN };
 
 static bool	conn_window_set;	/* given: file mode keeps it */
 static bool	spin_set;		/* given: not guessed */
+static bool	std_closed[3];		/* 0, 1, 2 at start: options_std_fds() */
 
 static const struct option longopts[] = {
 	{ "name",		required_argument,	NULL, 'n' },
@@ -46,6 +55,13 @@ static const struct option longopts[] = {
 	{ NULL, 0, NULL, 0 }
 };
 
+/* The most processors whose queues have room for them all (options.h). */
+static uint32_t
+processors_max(bool threaded)
+{
+	return threaded ? OPT_PROCESSORS_MAX_THREADED : OPT_PROCESSORS_MAX;
+}
+
 static void
 usage(FILE *f, bool threaded)
 {
@@ -54,10 +70,10 @@ usage(FILE *f, bool threaded)
 "Serve the line protocol (VERB [ARG] -> OK RESULT | ERR REASON) with a\n"
 "request, %s and a reply stage.\n"
 "  -n, --name NAME            pipeline name (shmpipe)\n"
-"  -l, --listen tcp:HOST:PORT | unix:PATH\n"
+"  -l, --listen tcp:HOST:PORT | tcp:[V6ADDR]:PORT | unix:PATH\n"
 "                             where to accept clients, repeatable\n"
 "                             (tcp:127.0.0.1:7878)\n"
-"  -p, --processors N         processors, 1..256 (one per CPU)\n"
+"  -p, --processors N         processors, 1..%u (one per CPU)\n"
 "  -H, --handler PATH.so      load request handlers from a shared object\n"
 "  -c, --capacity N           messages each queue holds (4096)\n"
 "  -m, --max-line BYTES       longest request line, 16..1048576 (4096)\n"
@@ -84,7 +100,8 @@ usage(FILE *f, bool threaded)
 "  -h, --help                 this text\n"
 "  -V, --version              the version\n",
 	    threaded ? "shmpipe-threaded" : "shmpipe",
-	    threaded ? "processor threads" : "processor processes");
+	    threaded ? "processor threads" : "processor processes",
+	    processors_max(threaded));
 }
 
 static void __attribute__((noreturn, format(printf, 1, 2)))
@@ -112,13 +129,50 @@ number(const char *flag, const char *arg, long long min, long long max)
 	return v;
 }
 
-/* tcp:HOST:PORT (HOST may be [v6]) or unix:PATH. */
+#define LISTEN_TCP_FORMS	"tcp:HOST:PORT or tcp:[V6ADDR]:PORT"
+
+/*
+ * The host and port of tcp:HOST:PORT or tcp:[V6ADDR]:PORT into ls.  A
+ * host with a ':' is an IPv6 address, and only brackets say where it
+ * ends: 'tcp:::1:80' could be port 80 of ::1, or the address ::1:80
+ * without its port, so it is refused rather than guessed at.
+ */
+static void
+parse_tcp(struct listen_spec *ls, const char *arg)
+{
+	const char *hp = arg + 4, *end, *port;
+	size_t hlen;
+
+	if (hp[0] == '[') {
+		hp++;
+		if ((end = strchr(hp, ']')) == NULL || end[1] != ':')
+			bad("--listen '%s': expected " LISTEN_TCP_FORMS, arg);
+		port = end + 2;
+	} else {
+		if ((end = strchr(hp, ':')) == NULL)
+			bad("--listen '%s': expected " LISTEN_TCP_FORMS, arg);
+		port = end + 1;
+		if (strchr(port, ':') != NULL)
+			bad("--listen '%s': an IPv6 address goes in brackets; "
+			    "expected " LISTEN_TCP_FORMS, arg);
+	}
+	hlen = (size_t)(end - hp);
+	if (hlen == 0 || memchr(hp, '[', hlen) != NULL ||
+	    memchr(hp, ']', hlen) != NULL)
+		bad("--listen '%s': expected " LISTEN_TCP_FORMS, arg);
+	if (hlen >= sizeof(ls->ls_host))
+		bad("--listen '%s': host name too long", arg);
+	memcpy(ls->ls_host, hp, hlen);
+	ls->ls_host[hlen] = '\0';
+	number("--listen port", port, 0, 65535);
+	strlcpy(ls->ls_port, port, sizeof(ls->ls_port));
+}
+
+/* tcp:HOST:PORT, tcp:[V6ADDR]:PORT or unix:PATH. */
 static void
 parse_listen(struct options *o, const char *arg)
 {
 	struct listen_spec *ls;
-	const char *hp, *colon;
-	size_t hlen;
 
 	if (o->nlisten == OPT_MAX_LISTEN)
 		bad("--listen: at most %d addresses", OPT_MAX_LISTEN);
@@ -133,32 +187,23 @@ parse_listen(struct options *o, const char *arg)
 		o->nlisten++;
 		return;
 	}
-	if (strncmp(arg, "tcp:", 4) != 0 || (colon = strrchr(arg + 4, ':')) ==
-	    NULL || colon == arg + 4)
-		bad("--listen '%s': expected tcp:HOST:PORT or unix:PATH", arg);
-	hp = arg + 4;
-	hlen = (size_t)(colon - hp);
-	if (hlen >= 2 && hp[0] == '[' && hp[hlen - 1] == ']') {
-		hp++;				/* [v6 address] */
-		hlen -= 2;
-	}
-	if (hlen >= sizeof(ls->ls_host))
-		bad("--listen '%s': host name too long", arg);
-	memcpy(ls->ls_host, hp, hlen);
-	ls->ls_host[hlen] = '\0';
-	number("--listen port", colon + 1, 0, 65535);
-	strlcpy(ls->ls_port, colon + 1, sizeof(ls->ls_port));
+	if (strncmp(arg, "tcp:", 4) != 0)
+		bad("--listen '%s': expected tcp:HOST:PORT, tcp:[V6ADDR]:PORT "
+		    "or unix:PATH", arg);
+	parse_tcp(ls, arg);
 	o->nlisten++;
 }
 
 static void
-defaults(struct options *o)
+defaults(struct options *o, bool threaded)
 {
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 
 	memset(o, 0, sizeof(*o));
 	strlcpy(o->name, "shmpipe", sizeof(o->name));
 	o->processors = cpus > 0 ? (uint32_t)cpus : 1;
+	if (o->processors > processors_max(threaded))
+		o->processors = processors_max(threaded);
 	o->capacity = 4096;
 	o->max_line = 4096;
 	o->request_timeout_ms = 30000;
@@ -181,7 +226,7 @@ option(struct options *o, int c, const char *arg, bool threaded)
 		break;
 	case 'l': parse_listen(o, arg); break;
 	case 'p': o->processors = (uint32_t)number("--processors", arg, 1,
-		    256); break;
+		    processors_max(threaded)); break;
 	case 'H': o->handler = arg; break;
 	case 'c': o->capacity = (uint32_t)number("--capacity", arg, 2,
 		    1 << 20); break;
@@ -217,6 +262,58 @@ option(struct options *o, int c, const char *arg, bool threaded)
 	case 'V': printf("%s %s\n", getprogname(), SHMQ_VERSION); exit(0);
 	default: bad("unknown option");
 	}
+}
+
+/* The long option whose val is c, or NULL. */
+static const struct option *
+long_option(int c)
+{
+	for (const struct option *lo = longopts; lo->name != NULL; lo++)
+		if (lo->val == c)
+			return lo;
+	return NULL;
+}
+
+/* How many long options "--arg" (up to any '=') abbreviates. */
+static int
+long_matches(const char *arg)
+{
+	size_t len = strcspn(arg + 2, "=");
+	int n = 0;
+
+	for (const struct option *lo = longopts; lo->name != NULL; lo++)
+		n += strncmp(lo->name, arg + 2, len) == 0;
+	return n;
+}
+
+/*
+ * Say what getopt_long(3) found wrong.  It sets optopt to the option's
+ * val when a value is missing (':') or given to a flag that takes none
+ * ('?'), which is no character for a long-only option; to the character
+ * of an unknown short option; to 0 for an unknown or ambiguous long one.
+ * arg, the last argument it took, is the option for all but an unknown
+ * short one, which may be inside a cluster not yet taken (-xq).
+ */
+static void __attribute__((noreturn))
+getopt_failed(int c, const char *arg)
+{
+	const struct option *lo = long_option(optopt);
+	bool is_long = strncmp(arg, "--", 2) == 0;
+
+	if (c == ':' && is_long && lo != NULL)
+		bad("option '--%s' needs a value", lo->name);
+	if (c == ':')
+		bad("option '-%c' needs a value", optopt);
+	if (optopt == 0 && is_long && long_matches(arg) > 1)
+		bad("option '%.*s' is ambiguous", (int)strcspn(arg, "="), arg);
+	if (optopt == 0)
+		bad("unknown option '%.*s'", (int)strcspn(arg, "="), arg);
+	/* A short option that is known never fails with '?'. */
+	if (lo != NULL && lo->has_arg == no_argument)
+		bad("option '--%s' takes no value", lo->name);
+	if (optopt > 0 && optopt <= UCHAR_MAX && isprint(optopt))
+		bad("unknown option '-%c'", optopt);
+	bad("unknown option '-\\%03o'", (unsigned)optopt & 0xffu);
 }
 
 /*
@@ -264,20 +361,72 @@ conn_window(struct options *o)
 }
 
 void
+options_std_fds(void)
+{
+	for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++) {
+		if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+			continue;
+		std_closed[fd] = true;
+		/* The lowest free descriptor: this one, the lower are open. */
+		if (open("/dev/null", O_RDWR) != fd)
+			err(EX_OSERR, "/dev/null in place of descriptor %d",
+			    fd);
+	}
+}
+
+/*
+ * File mode's input or output, "-" for the standard one at fd, into st;
+ * false if a named file cannot be looked at (pipeline_open() says why
+ * when it opens it).  A closed standard one was not meant to be used.
+ */
+static bool
+file_stat(const char *flag, const char *path, int fd, struct stat *st)
+{
+	if (strcmp(path, "-") != 0)
+		return stat(path, st) == 0;
+	if (std_closed[fd])
+		errx(fd == STDIN_FILENO ? EX_NOINPUT : EX_CANTCREAT, "%s -: "
+		    "standard %s is closed", flag, fd == STDIN_FILENO ?
+		    "input" : "output");
+	return fstat(fd, st) == 0;
+}
+
+/*
+ * Refuse, before anything is made, what file mode cannot use: a directory
+ * as input (read(2) fails at once: it would look empty), and an output
+ * that is the input, which opening the output would truncate before a
+ * line is read.  Regular files only: a terminal or a socket may well be
+ * both input and output.
+ */
+static void
+check_files(const struct options *o)
+{
+	struct stat in, out;
+	bool in_ok, out_ok;
+
+	in_ok = file_stat("--input", o->input, STDIN_FILENO, &in);
+	if (in_ok && S_ISDIR(in.st_mode))
+		errx(EX_NOINPUT, "--input %s: %s a directory", o->input,
+		    strcmp(o->input, "-") == 0 ? "standard input is" : "is");
+	out_ok = file_stat("--output", o->output, STDOUT_FILENO, &out);
+	if (in_ok && out_ok && S_ISREG(in.st_mode) && S_ISREG(out.st_mode) &&
+	    in.st_dev == out.st_dev && in.st_ino == out.st_ino)
+		bad("--input %s and --output %s are the same file; writing "
+		    "the replies would destroy the requests", o->input,
+		    o->output);
+}
+
+void
 options_parse(struct options *o, int argc, char **argv, bool threaded)
 {
 	int c;
 
-	defaults(o);
+	defaults(o, threaded);
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":n:l:p:H:c:m:r:t:d:C:I:i:o:P:qhV",
 	    longopts, NULL)) != -1) {
-		if (c == ':')
-			bad("%s needs a value", argv[optind - 1]);
-		if (c == '?' && optopt != 0)
-			bad("unknown option '-%c'", optopt);
-		if (c == '?')
-			bad("unknown option '%s'", argv[optind - 1]);
+		if (c == ':' || c == '?')
+			getopt_failed(c, argv[optind - 1]);
 		option(o, c, optarg, threaded);
 	}
 	if (optind < argc)
@@ -294,6 +443,8 @@ options_parse(struct options *o, int argc, char **argv, bool threaded)
 	if (!spin_set)
 		o->spin_ns = default_spin(o->processors);
 	conn_window(o);
+	if (o->input != NULL)
+		check_files(o);
 }
 
 void

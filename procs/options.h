@@ -7,7 +7,24 @@
 #include <stdint.h>
 #include <sys/un.h>
 
+#include "shmq_layout.h"
+
 #define OPT_MAX_LISTEN	8
+
+/*
+ * How many processors fit.  Each queue is made with room for an attachment
+ * per process-table row and OPT_QUEUE_SPARE more (pipeline_open()), and
+ * libshmq allows SHMQ_PROCS_LIMIT.  The supervisor's table has a row for
+ * the request and one for the reply stage and two per processor, the
+ * second for its replacement during a SIGHUP reload (rows_init()); the
+ * threaded build's has a row per thread.
+ */
+#define OPT_QUEUE_SPARE		8
+#define OPT_STAGE_ROWS		2	/* request, reply */
+#define OPT_PROCESSORS_MAX	\
+	((SHMQ_PROCS_LIMIT - OPT_QUEUE_SPARE - OPT_STAGE_ROWS) / 2)
+#define OPT_PROCESSORS_MAX_THREADED \
+	(SHMQ_PROCS_LIMIT - OPT_QUEUE_SPARE - OPT_STAGE_ROWS)
 
 struct listen_spec {
 	bool		 ls_unix;
@@ -41,9 +58,21 @@ struct options {
 };
 
 /*
+ * Open /dev/null on whichever of descriptors 0, 1 and 2 is closed, so that
+ * nothing opened later (a segment, a socket, a file) takes its place and
+ * gets what is meant for standard input, output or error.  Remembers
+ * which were closed, for options_parse().  Call it first in main, before
+ * anything is opened; exits 71 if /dev/null cannot be opened.
+ */
+void	options_std_fds(void);
+
+/*
  * Parse argv into o (defaults first).  Prints usage and exits 0 for --help,
  * the version for --version; for a bad flag or value prints one line saying
- * what was wrong and what is expected, and exits 64.
+ * what was wrong and what is expected, and exits 64.  In file mode, also
+ * refuses on one line an input that is a directory or a closed standard
+ * input (exit 66), a closed standard output as output (73), and an output
+ * that is the same regular file as the input (64).
  */
 void	options_parse(struct options *o, int argc, char **argv,
 	    bool threaded);

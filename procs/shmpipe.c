@@ -14,6 +14,7 @@ main(int argc, char **argv)
 {
 	struct options opt;
 
+	options_std_fds();	/* before anything is opened */
 	setproctitle_init(argc, argv, environ);
 	options_parse(&opt, argc, argv, false);
 	return supervisor_run(&opt);

@@ -414,6 +414,7 @@ main(int argc, char **argv)
 	struct tp tp = { .tp_opt = &opt };
 	int r;
 
+	options_std_fds();	/* before anything is opened */
 	setproctitle_init(argc, argv, environ);
 	options_parse(&opt, argc, argv, true);
 	log_init(opt.name, "main");

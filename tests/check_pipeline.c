@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -2364,6 +2366,14 @@ START_TEST(test_pipeline_bad_flags)
 		{ "--frobnicate", NULL, "--frobnicate" },
 		{ "--name", NULL, "--name" },
 		{ "stray", NULL, "stray" },
+		/* getopt_long's val of a flag given a value is no character */
+		{ "--enable-crash=yes", NULL,
+		    "option '--enable-crash' takes no value" },
+		{ "--quiet=1", NULL, "option '--quiet' takes no value" },
+		{ "--help=x", NULL, "option '--help' takes no value" },
+		{ "-qn", NULL, "option '-n' needs a value" },
+		{ "--win", NULL, "option '--window' needs a value" },
+		{ "--max=3", NULL, "option '--max' is ambiguous" },
 	};
 	char prog[CP_PATH_LEN];
 	struct cp_pipe p;
@@ -2375,6 +2385,256 @@ START_TEST(test_pipeline_bad_flags)
 		    bad[i].what);
 	CP_ASSERT(&p, cp_segments(p.cp_name) == 0, "a refused start left "
 	    "segments");
+}
+END_TEST
+
+/* ---- Usage: what is refused before anything is made -------------------- */
+
+/* prog with the test's own name and pidfile: a start not refused is ours. */
+#define OWN_ARGV(p, prog)	(prog), "--name", (p)->cp_name, \
+	"--pidfile", (p)->cp_pidfile
+/* argv run by sh (which execs it) with descriptors closed: redir "<&-". */
+#define SH_ARGS(redir, ...)	CP_ARGS("/bin/sh", "-c", \
+	"exec \"$@\" " redir, "sh", __VA_ARGS__)
+/* argv run by sh with a descriptor redirected to or from file. */
+#define SH_FILE_ARGS(op, file, ...) CP_ARGS("/bin/sh", "-c", \
+	"f=$1; shift; exec \"$@\" " op "\"$f\"", "sh", (file), __VA_ARGS__)
+
+static void
+write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	ck_assert_msg(fd >= 0, "%s: %s", path, strerror(errno));
+	cp_send(fd, text, strlen(text));
+	close(fd);
+}
+
+/* Assert that path holds exactly text. */
+static void
+assert_file(struct cp_pipe *p, const char *path, const char *text)
+{
+	char buf[256] = "";
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	CP_ASSERT(p, fd >= 0, "%s is gone: %s", path, strerror(errno));
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	CP_ASSERT(p, n >= 0 && strcmp(buf, text) == 0, "%s holds '%s', "
+	    "expected '%s'", path, buf, text);
+}
+
+/* A Unix socket file at path that nobody answers on. */
+static void
+stale_socket(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	strlcpy(sun.sun_path, path, sizeof(sun.sun_path));
+	ck_assert_msg(fd >= 0 && bind(fd, (struct sockaddr *)&sun,
+	    sizeof(sun)) == 0, "bind %s: %s", path, strerror(errno));
+	close(fd);
+}
+
+static mode_t
+lstat_type(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0 ? st.st_mode & S_IFMT : 0;
+}
+
+/*
+ * --listen unix:PATH replaces a socket file nobody answers on, and
+ * nothing else: a file, a directory (the test's own, which the sweep
+ * removes) or a symbolic link (even to such a socket) there is refused
+ * and left as it was.
+ */
+START_TEST(test_pipeline_listen_not_socket)
+{
+	char prog[CP_PATH_LEN], file[CP_PATH_LEN + 8], ln[CP_PATH_LEN + 8];
+	char arg[CP_PATH_LEN + 16], want[2 * CP_PATH_LEN + 64];
+	struct cp_pipe p;
+	const char *path[] = { file, p.cp_dir, ln };
+	int fd;
+
+	cp_prepare(&p, 1);
+	cp_server(prog, sizeof(prog));
+	snprintf(file, sizeof(file), "%s/data", p.cp_dir);
+	write_file(file, "data\n");
+	snprintf(ln, sizeof(ln), "%s/link", p.cp_dir);
+	stale_socket(p.cp_sock);
+	ck_assert_int_eq(symlink(p.cp_sock, ln), 0);
+	for (size_t i = 0; i < sizeof(path) / sizeof(path[0]); i++) {
+		snprintf(arg, sizeof(arg), "unix:%s", path[i]);
+		snprintf(want, sizeof(want), "--listen %s: %s exists and is "
+		    "not a socket", arg, path[i]);
+		expect_refusal(&p, CP_ARGS(OWN_ARGV(&p, prog), "--listen",
+		    arg), 71, want);
+	}
+	assert_file(&p, file, "data\n");
+	CP_ASSERT(&p, lstat_type(p.cp_dir) == S_IFDIR, "the directory %s is "
+	    "gone", p.cp_dir);
+	CP_ASSERT(&p, lstat_type(ln) == S_IFLNK && lstat_type(p.cp_sock) ==
+	    S_IFSOCK, "the link %s or the socket it names is gone", ln);
+	CP_ASSERT(&p, cp_segments(p.cp_name) == 0 && access(p.cp_pidfile,
+	    F_OK) != 0, "a refused start left segments or its pidfile");
+	/* The stale socket itself is replaced, as before. */
+	cp_spawn(&p, NULL);
+	cp_wait_ready(&p);
+	fd = cp_connect(&p);
+	cp_expect(fd, "echo replaced", "OK replaced");
+	cp_close(fd);
+	cp_stop(&p);
+}
+END_TEST
+
+/* A --listen that fails takes the Unix sockets made before it along. */
+START_TEST(test_pipeline_listen_fails_later)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET,
+	    .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sin);
+	char prog[CP_PATH_LEN], unix_arg[CP_PATH_LEN + 8], tcp_arg[40];
+	struct cp_pipe p;
+	int busy;
+
+	cp_prepare(&p, 1);
+	cp_server(prog, sizeof(prog));
+	busy = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_msg(busy >= 0 && bind(busy, (struct sockaddr *)&sin,
+	    sizeof(sin)) == 0 && listen(busy, 1) == 0 && getsockname(busy,
+	    (struct sockaddr *)&sin, &len) == 0, "no TCP port: %s",
+	    strerror(errno));
+	snprintf(unix_arg, sizeof(unix_arg), "unix:%s", p.cp_sock);
+	snprintf(tcp_arg, sizeof(tcp_arg), "tcp:127.0.0.1:%u",
+	    (unsigned)ntohs(sin.sin_port));
+	expect_refusal(&p, CP_ARGS(OWN_ARGV(&p, prog), "--listen", unix_arg,
+	    "--listen", tcp_arg), 71, "Address already in use");
+	close(busy);
+	cp_assert_gone(&p);
+}
+END_TEST
+
+/*
+ * Values refused while parsing, exit 64: --processors past what the
+ * queues' attachments allow, and TCP addresses that are neither
+ * HOST:PORT nor [V6ADDR]:PORT.  Each argv names the test's own pipeline,
+ * so that one not refused does no harm.
+ */
+START_TEST(test_pipeline_bad_values)
+{
+	static const struct {
+		const char *flag, *value, *what;
+	} bad[] = {
+		{ "--listen", "tcp:[::1", "tcp:[V6ADDR]:PORT" },
+		{ "--listen", "tcp:[::1]7878", "tcp:[V6ADDR]:PORT" },
+		{ "--listen", "tcp:[]:7878", "tcp:[V6ADDR]:PORT" },
+		{ "--listen", "tcp:127.0.0.1:80:90", "tcp:[V6ADDR]:PORT" },
+		{ "--listen", "tcp:::1:7878", "tcp:[V6ADDR]:PORT" },
+	};
+	char prog[CP_PATH_LEN], listen[CP_PATH_LEN + 8], procs[16], want[64];
+	unsigned max = cp_threads() ? OPT_PROCESSORS_MAX_THREADED :
+	    OPT_PROCESSORS_MAX;
+	struct cp_pipe p;
+
+	cp_prepare(&p, 1);
+	cp_server(prog, sizeof(prog));
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		expect_refusal(&p, CP_ARGS(OWN_ARGV(&p, prog), bad[i].flag,
+		    bad[i].value), 64, bad[i].what);
+	snprintf(listen, sizeof(listen), "unix:%s", p.cp_sock);
+	snprintf(procs, sizeof(procs), "%u", max + 1);
+	snprintf(want, sizeof(want), "expected a whole number 1..%u", max);
+	expect_refusal(&p, CP_ARGS(OWN_ARGV(&p, prog), "--listen", listen,
+	    "--processors", procs), 64, want);
+	CP_ASSERT(&p, cp_segments(p.cp_name) == 0, "a refused start left "
+	    "segments");
+}
+END_TEST
+
+/* The most processors --processors takes do start. */
+START_TEST(test_pipeline_processors_max)
+{
+	struct cp_pipe p;
+	int fd;
+
+	cp_start(&p, cp_threads() ? OPT_PROCESSORS_MAX_THREADED :
+	    OPT_PROCESSORS_MAX, CP_ARGS("--quiet"));
+	fd = cp_connect(&p);
+	cp_expect(fd, "echo all there", "OK all there");
+	cp_close(fd);
+	cp_stop(&p);
+}
+END_TEST
+
+/*
+ * File mode refuses what it cannot use before anything is made: a
+ * directory as input (66), and an output that is the input (64: opening
+ * it would truncate the input).
+ */
+START_TEST(test_pipeline_file_refusals)
+{
+	char prog[CP_PATH_LEN], in[CP_PATH_LEN + 8], ln[CP_PATH_LEN + 8];
+	char want[2 * CP_PATH_LEN + 64];
+	struct cp_pipe p;
+
+	cp_prepare(&p, 1);
+	cp_server(prog, sizeof(prog));
+	snprintf(in, sizeof(in), "%s/in", p.cp_dir);
+	snprintf(ln, sizeof(ln), "%s/in-link", p.cp_dir);
+	write_file(in, "echo a\n");
+	ck_assert_int_eq(link(in, ln), 0);
+	snprintf(want, sizeof(want), "--input %s: is a directory", p.cp_dir);
+	expect_refusal(&p, CP_ARGS(OWN_ARGV(&p, prog), "--input",
+	    p.cp_dir), 66, want);
+	expect_refusal(&p, SH_FILE_ARGS("<", p.cp_dir, OWN_ARGV(&p, prog),
+	    "--input", "-"), 66, "--input -: standard input is a directory");
+	/* The same file by its name, another name, or a standard stream. */
+	expect_refusal(&p, CP_ARGS(OWN_ARGV(&p, prog), "--input", in,
+	    "--output", in), 64, "are the same file");
+	expect_refusal(&p, CP_ARGS(OWN_ARGV(&p, prog), "--input", in,
+	    "--output", ln), 64, "are the same file");
+	expect_refusal(&p, SH_FILE_ARGS("<", in, OWN_ARGV(&p, prog),
+	    "--input", "-", "--output", ln), 64, "are the same file");
+	expect_refusal(&p, SH_FILE_ARGS(">>", in, OWN_ARGV(&p, prog),
+	    "--input", in, "--output", "-"), 64, "are the same file");
+	assert_file(&p, in, "echo a\n");
+	CP_ASSERT(&p, cp_segments(p.cp_name) == 0 && access(p.cp_pidfile,
+	    F_OK) != 0, "a refused start left segments or its pidfile");
+}
+END_TEST
+
+/*
+ * Started with descriptors 0, 1 and 2 closed, nothing shmpipe opens
+ * takes their place: the log does not end up in the output file, nor
+ * replies in the pidfile.  A closed standard input or output is not one
+ * to read requests from or write replies to.
+ */
+START_TEST(test_pipeline_std_fds_closed)
+{
+	char prog[CP_PATH_LEN], in[CP_PATH_LEN + 8], out[CP_PATH_LEN + 8];
+	struct cp_pipe p;
+	int st;
+
+	cp_prepare(&p, 1);
+	cp_server(prog, sizeof(prog));
+	snprintf(in, sizeof(in), "%s/in", p.cp_dir);
+	snprintf(out, sizeof(out), "%s/replies", p.cp_dir);
+	write_file(in, "echo a\necho b\n");
+	expect_refusal(&p, SH_ARGS("<&-", OWN_ARGV(&p, prog), "--input", "-"),
+	    66, "--input -: standard input is closed");
+	expect_refusal(&p, SH_ARGS(">&-", OWN_ARGV(&p, prog), "--input", in,
+	    "--output", "-"), 73, "--output -: standard output is closed");
+	p.cp_pid = cp_spawnv(&p, SH_ARGS("<&- >&- 2>&-",
+	    OWN_ARGV(&p, prog), "--input", in, "--output", out), -1);
+	st = cp_wait_exit(&p, CP_WAIT_S);
+	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x, "
+	    "expected exit 0", st);
+	assert_file(&p, out, "OK a\nOK b\n");
+	cp_assert_gone(&p);
 }
 END_TEST
 
@@ -2486,6 +2746,15 @@ pipeline_suite_of(const char *name, bool threads)
 	tcase_add_test(tc, test_pipeline_bad_flags);
 	tcase_add_test(tc, test_pipeline_small_window);
 	tcase_add_test(tc, test_pipeline_too_big);
+	suite_add_tcase(s, tc);
+
+	tc = mk("Usage", 120);
+	tcase_add_test(tc, test_pipeline_listen_not_socket);
+	tcase_add_test(tc, test_pipeline_listen_fails_later);
+	tcase_add_test(tc, test_pipeline_bad_values);
+	tcase_add_test(tc, test_pipeline_processors_max);
+	tcase_add_test(tc, test_pipeline_file_refusals);
+	tcase_add_test(tc, test_pipeline_std_fds_closed);
 	suite_add_tcase(s, tc);
 	return s;
 }
