@@ -213,10 +213,10 @@ pipeline_open(struct pipeline *pl, const struct options *o, uint32_t nrows,
 		open_listeners(pl, (struct options *)(uintptr_t)o);
 	fd_limit(o, anon);
 	pl->pl_req = make_queue(pl, "req", sizeof(struct msg_hdr) +
-	    o->max_line + 1, nrows + 8, 16);
+	    o->max_line + 1, nrows + OPT_QUEUE_SPARE, 16);
 	pl->pl_made |= 1;
 	pl->pl_rep = make_queue(pl, "rep", sizeof(struct msg_hdr) +
-	    ctl_reply_max(o->max_line), nrows + 8, 64);
+	    ctl_reply_max(o->max_line), nrows + OPT_QUEUE_SPARE, 64);
 	pl->pl_made |= 2;
 	make_control(pl, nrows);
 	pl->pl_keep = malloc(o->max_conns * sizeof(*pl->pl_keep));

@@ -179,7 +179,7 @@ setup(struct tp *tp)
 	exit_pfh = tp->tp_pfh;
 	atexit(remove_pidfile);
 	refuse_process_only(o);
-	tp->tp_nthr = 2 + o->processors;
+	tp->tp_nthr = OPT_STAGE_ROWS + o->processors;
 	pipeline_open(&tp->tp_pl, o, tp->tp_nthr, true);
 	if ((tp->tp_thr = calloc(tp->tp_nthr, sizeof(*tp->tp_thr))) == NULL ||
 	    chan_pair(tp->tp_chan_req) != 0 || chan_pair(tp->tp_chan_rep) != 0)

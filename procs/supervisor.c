@@ -239,12 +239,15 @@ clear_stale(const struct options *o)
 	pipeline_unlink(o->name);
 }
 
+_Static_assert(SV_ROW_PROC0 == OPT_STAGE_ROWS,
+    "the rows before the processors are the stage rows options.h counts");
+
 static void
 rows_init(struct sv *sv)
 {
 	const struct options *o = sv->sv_opt;
 
-	sv->sv_nrows = SV_ROW_PROC0 + 2 * o->processors;
+	sv->sv_nrows = OPT_STAGE_ROWS + 2 * o->processors;
 	sv->sv_child = calloc(sv->sv_nrows, sizeof(*sv->sv_child));
 	if (sv->sv_child == NULL)
 		err(EX_OSERR, "calloc");
