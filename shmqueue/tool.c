@@ -342,17 +342,23 @@ tool_flush(void)
 /*
  * Output that could not be written is an error too, said once, here; but
  * a reader that left (EPIPE: "shmq ls | head") only if the command failed
- * for it.
+ * for it.  A command that succeeded then exits fail.
  */
 static int
-flush_stdout(int code)
+flush_out(int code, int fail)
 {
 	int e = tool_flush();
 
 	if (e == 0 || (e == EPIPE && code == 0))
 		return code;
 	warnx("stdout: %s", strerror(e));
-	return code != 0 ? code : TOOL_EX_OSERR;
+	return code != 0 ? code : fail;
+}
+
+static int
+flush_stdout(int code)
+{
+	return flush_out(code, TOOL_EX_OSERR);
 }
 
 int
@@ -380,5 +386,8 @@ tool_run(int argc, char **argv)
 		return tool_usage(NULL, NULL);
 	}
 	optind = 0;			/* GNU: start getopt afresh */
-	return flush_stdout(c->c_run(argc - 1, argv + 1));
+	/* check speaks to a monitor, which knows 0..3 only: an OK it could
+	 * not print is UNKNOWN to it. */
+	return flush_out(c->c_run(argc - 1, argv + 1), strcmp(c->c_name,
+	    "check") == 0 ? TOOL_NAGIOS_UNKNOWN : TOOL_EX_OSERR);
 }

@@ -1366,6 +1366,12 @@ START_TEST(test_shmq_tool_write_error)
 		    runs[i][1] ? runs[i][1] : "", r.r_err);
 		st_free(&r);
 	}
+	/* check answers a monitor, which knows 0..3: an OK it could not
+	 * print is UNKNOWN. */
+	st_run_to(&r, NULL, "/dev/full", (const char *const[]){ "check", live,
+	    NULL });
+	st_expect(&r, 3, "check");
+	st_free(&r);
 	/* The message get could not write went back to the queue. */
 	ST_RUN(&r, "get", "-n", "2", "-t", "0", live);
 	st_expect(&r, 0, "get after a failed get");
