@@ -2346,6 +2346,10 @@ START_TEST(test_pipeline_small_window)
 }
 END_TEST
 
+/* prog with the test's own name and pidfile: a start not refused is ours. */
+#define OWN_ARGV(p, prog)	(prog), "--name", (p)->cp_name, \
+	"--pidfile", (p)->cp_pidfile
+
 START_TEST(test_pipeline_bad_flags)
 {
 	static const struct {
@@ -2358,6 +2362,11 @@ START_TEST(test_pipeline_bad_flags)
 		{ "--listen", "nowhere", "--listen" },
 		{ "--listen", "tcp:127.0.0.1:99999", "port" },
 		{ "--listen", "tcp:127.0.0.1:+80", "port" },
+		{ "--listen", "tcp:[::1", "tcp:[V6ADDR]:PORT" },
+		{ "--listen", "tcp:[::1]7878", "tcp:[V6ADDR]:PORT" },
+		{ "--listen", "tcp:[]:7878", "tcp:[V6ADDR]:PORT" },
+		{ "--listen", "tcp:127.0.0.1:80:90", "tcp:[V6ADDR]:PORT" },
+		{ "--listen", "tcp:::1:7878", "tcp:[V6ADDR]:PORT" },
 		{ "--processors", " 2", "--processors" },
 		{ "--name", "a/b", "--name" },
 		{ "--output", "x", "--output needs --input" },
@@ -2375,14 +2384,21 @@ START_TEST(test_pipeline_bad_flags)
 		{ "--win", NULL, "option '--window' needs a value" },
 		{ "--max=3", NULL, "option '--max' is ambiguous" },
 	};
-	char prog[CP_PATH_LEN];
+	char prog[CP_PATH_LEN], procs[16], want[64];
+	unsigned max = cp_threads() ? OPT_PROCESSORS_MAX_THREADED :
+	    OPT_PROCESSORS_MAX;
 	struct cp_pipe p;
 
 	cp_prepare(&p, 1);
 	cp_server(prog, sizeof(prog));
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		expect_refusal(&p, CP_ARGS(prog, bad[i].a, bad[i].b), 64,
-		    bad[i].what);
+		expect_refusal(&p, CP_ARGS(OWN_ARGV(&p, prog), bad[i].a,
+		    bad[i].b), 64, bad[i].what);
+	/* One past what the queues' attachments allow. */
+	snprintf(procs, sizeof(procs), "%u", max + 1);
+	snprintf(want, sizeof(want), "expected a whole number 1..%u", max);
+	expect_refusal(&p, CP_ARGS(OWN_ARGV(&p, prog), "--processors", procs),
+	    64, want);
 	CP_ASSERT(&p, cp_segments(p.cp_name) == 0, "a refused start left "
 	    "segments");
 }
@@ -2390,9 +2406,6 @@ END_TEST
 
 /* ---- Usage: what is refused before anything is made -------------------- */
 
-/* prog with the test's own name and pidfile: a start not refused is ours. */
-#define OWN_ARGV(p, prog)	(prog), "--name", (p)->cp_name, \
-	"--pidfile", (p)->cp_pidfile
 /* argv run by sh (which execs it) with descriptors closed: redir "<&-". */
 #define SH_ARGS(redir, ...)	CP_ARGS("/bin/sh", "-c", \
 	"exec \"$@\" " redir, "sh", __VA_ARGS__)
@@ -2515,43 +2528,6 @@ START_TEST(test_pipeline_listen_fails_later)
 	    "--listen", tcp_arg), 71, "Address already in use");
 	close(busy);
 	cp_assert_gone(&p);
-}
-END_TEST
-
-/*
- * Values refused while parsing, exit 64: --processors past what the
- * queues' attachments allow, and TCP addresses that are neither
- * HOST:PORT nor [V6ADDR]:PORT.  Each argv names the test's own pipeline,
- * so that one not refused does no harm.
- */
-START_TEST(test_pipeline_bad_values)
-{
-	static const struct {
-		const char *flag, *value, *what;
-	} bad[] = {
-		{ "--listen", "tcp:[::1", "tcp:[V6ADDR]:PORT" },
-		{ "--listen", "tcp:[::1]7878", "tcp:[V6ADDR]:PORT" },
-		{ "--listen", "tcp:[]:7878", "tcp:[V6ADDR]:PORT" },
-		{ "--listen", "tcp:127.0.0.1:80:90", "tcp:[V6ADDR]:PORT" },
-		{ "--listen", "tcp:::1:7878", "tcp:[V6ADDR]:PORT" },
-	};
-	char prog[CP_PATH_LEN], listen[CP_PATH_LEN + 8], procs[16], want[64];
-	unsigned max = cp_threads() ? OPT_PROCESSORS_MAX_THREADED :
-	    OPT_PROCESSORS_MAX;
-	struct cp_pipe p;
-
-	cp_prepare(&p, 1);
-	cp_server(prog, sizeof(prog));
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		expect_refusal(&p, CP_ARGS(OWN_ARGV(&p, prog), bad[i].flag,
-		    bad[i].value), 64, bad[i].what);
-	snprintf(listen, sizeof(listen), "unix:%s", p.cp_sock);
-	snprintf(procs, sizeof(procs), "%u", max + 1);
-	snprintf(want, sizeof(want), "expected a whole number 1..%u", max);
-	expect_refusal(&p, CP_ARGS(OWN_ARGV(&p, prog), "--listen", listen,
-	    "--processors", procs), 64, want);
-	CP_ASSERT(&p, cp_segments(p.cp_name) == 0, "a refused start left "
-	    "segments");
 }
 END_TEST
 
@@ -2751,7 +2727,6 @@ pipeline_suite_of(const char *name, bool threads)
 	tc = mk("Usage", 120);
 	tcase_add_test(tc, test_pipeline_listen_not_socket);
 	tcase_add_test(tc, test_pipeline_listen_fails_later);
-	tcase_add_test(tc, test_pipeline_bad_values);
 	tcase_add_test(tc, test_pipeline_processors_max);
 	tcase_add_test(tc, test_pipeline_file_refusals);
 	tcase_add_test(tc, test_pipeline_std_fds_closed);
