@@ -518,9 +518,12 @@ flush_conn(struct rp *rp, uint32_t slot)
 		finish(rp, slot, true);
 		return;
 	}
-	position(rp, slot, &seq, &off);
-	n = gather(rp, slot, seq, off, &bytes);
-	if (n > 0) {
+	/* One write takes at most RP_IOV replies: go on until all that are
+	 * in order are out, or the client's socket is full. */
+	for (;;) {
+		position(rp, slot, &seq, &off);
+		if ((n = gather(rp, slot, seq, off, &bytes)) == 0)
+			break;
 		w = write_out(rp, slot, n);
 		if (w < 0 && errno != EAGAIN && (SHMPIPE_CONN_FLAGS(
 		    conn_state(rp, slot)) & SHMPIPE_CONN_FILE)) {
@@ -543,14 +546,17 @@ flush_conn(struct rp *rp, uint32_t slot)
 		} else {
 			busy(rp, slot, false);
 		}
+		/* A regular file took less only because a signal came. */
+		if (w > 0 && (size_t)w < bytes && pc->pc_regular)
+			continue;
 		if (w < 0 || (size_t)w < bytes) {
 			if (pc->pc_stall_ns == 0)
 				pc->pc_stall_ns = stage_coarse_ns();
 			watch_out(rp, slot, true);
 			return;
 		}
-		watch_out(rp, slot, false);
 	}
+	watch_out(rp, slot, false);
 	if (complete(rp, slot))
 		finish(rp, slot, false);
 }

@@ -740,6 +740,80 @@ START_TEST(test_pipeline_file_mode)
 END_TEST
 
 /*
+ * Every reply of file mode is written, however many wait at the end: the
+ * reply process is held stopped until all PILE_LINES are answered and the
+ * input has ended, then writes them at once.  A write takes at most 512
+ * replies, and the reply process used to write once a connection was
+ * marked, and stop when the queue was empty, losing the rest while the
+ * run ended 0.
+ */
+#define PILE_LINES	4000
+#define PILE_ARG	3000
+
+START_TEST(test_pipeline_file_pile_up)
+{
+	char out[CP_PATH_LEN + 8], *line, *got;
+	uint64_t end, served;
+	struct cp_pipe p;
+	struct ctl c;
+	pid_t reply;
+	FILE *f;
+	int pfd[2], st;
+
+	cp_prepare(&p, 3);
+	snprintf(out, sizeof(out), "%s/out.txt", p.cp_dir);
+	ck_assert_ptr_nonnull(line = malloc(PILE_ARG + 32));
+	ck_assert_ptr_nonnull(got = malloc(PILE_ARG + 32));
+	ck_assert_int_eq(pipe2(pfd, O_CLOEXEC), 0);
+	file_spawn(&p, "-", out, pfd[0]);
+	close(pfd[0]);
+	cp_ctl(&p, &c);
+	end = now_ms() + CP_WAIT_S * 1000u;
+	while ((reply = cp_row_pid(&c, SV_ROW_REPLY)) == 0) {
+		CP_ASSERT(&p, now_ms() < end, "no reply process");
+		nap_ms(1);
+	}
+	ck_assert_int_eq(kill(reply, SIGSTOP), 0);
+	memset(line, 'q', PILE_ARG + 32);
+	for (unsigned i = 0; i < PILE_LINES; i++) {
+		int n = snprintf(line, 32, "echo %04u:", i);
+		line[n] = 'q';
+		line[PILE_ARG] = '\n';
+		cp_send(pfd[1], line, PILE_ARG + 1);
+	}
+	close(pfd[1]);
+	do {			/* all answered, waiting for the reply stage */
+		served = 0;
+		for (uint32_t r = SV_ROW_PROC0; r < c.c_g.nprocs; r++)
+			served += atomic_load(&ctl_proc(&c, r)->served);
+		CP_ASSERT(&p, now_ms() < end, "%" PRIu64 " of %u answered",
+		    served, PILE_LINES);
+		nap_ms(1);
+	} while (served < PILE_LINES);
+	ctl_close(&c);
+	ck_assert_int_eq(kill(reply, SIGCONT), 0);
+	st = cp_wait_exit(&p, CP_WAIT_S);
+	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 0, "file mode: "
+	    "status %#x, expected exit 0", st);
+	ck_assert_ptr_nonnull(f = fopen(out, "re"));
+	for (unsigned i = 0; i < PILE_LINES; i++) {
+		int n = snprintf(line, 32, "OK %04u:", i);
+		memset(line + n, 'q', PILE_ARG - 2 - (size_t)n);
+		line[PILE_ARG - 2] = '\0';
+		CP_ASSERT(&p, fgets(got, PILE_ARG + 32, f) != NULL, "output ends "
+		    "after %u of %u lines", i, PILE_LINES);
+		got[strcspn(got, "\n")] = '\0';
+		CP_ASSERT(&p, strcmp(got, line) == 0, "line %u wrong", i + 1);
+	}
+	CP_ASSERT(&p, fgets(got, PILE_ARG + 32, f) == NULL, "extra output");
+	fclose(f);
+	free(line);
+	free(got);
+	cp_assert_gone(&p);
+}
+END_TEST
+
+/*
  * An output that fails (here a full device) ends file mode with exit 74
  * and a line saying so: the replies have nowhere to go, and a restarted
  * reply stage would fail alike.  Before, the run "succeeded" with nothing
@@ -2671,6 +2745,8 @@ pipeline_suite_of(const char *name, bool threads)
 	tcase_add_test(tc, test_pipeline_file_mode_pipe);
 	tcase_add_test(tc, test_pipeline_file_offset);
 	tcase_add_test(tc, test_pipeline_file_output_fails);
+	if (!threads)
+		tcase_add_test(tc, test_pipeline_file_pile_up);
 	suite_add_tcase(s, tc);
 
 	tc = mk("Crash", 180);
