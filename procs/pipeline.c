@@ -545,6 +545,25 @@ pipeline_input_done(const struct pipeline *pl)
 	    atomic_load(&pl->pl_ctl.c_hdr->req_closed);
 }
 
+int
+pipeline_file_verdict(const struct pipeline *pl)
+{
+	struct shmpipe_conn *cn;
+	uint32_t left;
+
+	if (pl->pl_opt->input == NULL)
+		return 0;
+	cn = conn(pl, 0);
+	left = (atomic_load(&cn->final_seq) - atomic_load(&cn->reply_seq)) &
+	    SHMPIPE_SEQ_MASK;
+	if (left == 0 && (SHMPIPE_CONN_FLAGS(atomic_load(&cn->state)) &
+	    SHMPIPE_CONN_RD_DONE))
+		return 0;
+	log_event("%u request(s) read were not written out; the output is "
+	    "short", left);
+	return STAGE_EX_SOFTWARE;
+}
+
 void
 pipeline_log_start(const struct pipeline *pl, const char *what)
 {

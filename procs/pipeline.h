@@ -98,6 +98,13 @@ void	pipeline_drain(struct pipeline *pl, const char *why);
 /* File mode's input read to the end? */
 bool	pipeline_input_done(const struct pipeline *pl);
 
+/*
+ * At the end of a drain: 0, or in file mode a nonzero exit status after
+ * saying how many requests read were not written out (by the file's own
+ * sequence numbers, which a crash does not skew as it may the counters).
+ */
+int	pipeline_file_verdict(const struct pipeline *pl);
+
 void	pipeline_log_start(const struct pipeline *pl, const char *what);
 
 #endif /* PIPELINE_H */

@@ -431,8 +431,9 @@ main(int argc, char **argv)
 		remove_pidfile();
 		_exit(r);
 	}
+	r = pipeline_file_verdict(&tp.tp_pl);
 	log_event("stopped: %llu requests answered", (unsigned long long)
 	    atomic_load(&tp.tp_pl.pl_ctl.c_hdr->answered));
 	teardown(&tp);
-	return 0;
+	return r;
 }

@@ -427,6 +427,8 @@ supervisor_run(struct options *opt)
 	loop(&sv);
 	if (sv.sv_giving_up)
 		kill_and_reap(&sv);
+	else if (sv.sv_exit == 0)
+		sv.sv_exit = pipeline_file_verdict(&sv.sv_pl);
 	c = sv.sv_pl.pl_ctl.c_hdr;
 	log_event("stopped: %llu requests answered, %llu restarts",
 	    (unsigned long long)atomic_load(&c->answered),
