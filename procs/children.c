@@ -98,7 +98,8 @@ child_close_fds(struct sv *sv, const struct child *me, int keep_chan)
 	close(sv->sv_sigfd);
 	if (sv->sv_pfh != NULL)
 		pidfile_close(sv->sv_pfh);
-	close(sv->sv_lock);
+	/* sv_lock is kept: the name stays taken until the last stage of
+	 * this pipeline is gone, listeners and all. */
 	shmq_close(sv->sv_pl.pl_req);		/* forked: only unmaps */
 	shmq_close(sv->sv_pl.pl_rep);
 }

@@ -192,6 +192,8 @@ queue_left(const char *pipeline, const char *suffix)
 	return true;
 }
 
+#define NAME_WAIT_NS	3000000000ull	/* for a dead supervisor's stages */
+
 static void __attribute__((noreturn))
 refuse_running(const struct options *o, pid_t pid)
 {
@@ -277,8 +279,12 @@ remove_pidfile(void)
  * together with their own pidfiles would each take the other's segments
  * for stale ones, or fail half-way and remove them.  The lock is a name in
  * the abstract Unix socket namespace: taken atomically, never left behind,
- * and let go when the supervisor dies (its stages, which would hold it
- * too, close it and die with it).
+ * and let go when the last process holding it is gone.  The stages hold it
+ * too, so that a supervisor killed with SIGKILL lets go of the name only
+ * once its stages (which the kernel kills with it) have let go of its
+ * listeners: its successor waits that long, not for ever.  The namespace
+ * is the network namespace's, so pipelines that share /dev/shm across
+ * network namespaces need names of their own.
  */
 static int
 name_lock(const struct options *o)
@@ -287,22 +293,31 @@ name_lock(const struct options *o)
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	int n = snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1,
 	    "shmpipe.%s", o->name);
+	socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
+	    1 + (size_t)n);
+	uint64_t end = stage_now_ns() + NAME_WAIT_NS;
+	struct timespec nap = { 0, 10000000 };
+	struct ctl c;
 
 	if (fd < 0)
 		err(EX_OSERR, "socket");
-	struct ctl c;
-
-	if (bind(fd, (struct sockaddr *)&sa, (socklen_t)(offsetof(
-	    struct sockaddr_un, sun_path) + 1 + (size_t)n)) != 0) {
+	while (bind(fd, (struct sockaddr *)&sa, len) != 0) {
 		if (errno != EADDRINUSE)
 			err(EX_OSERR, "cannot lock the name %s", o->name);
 		if (ctl_open(&c, o->name, CTL_OPEN_RDONLY) == 0) {
 			pid_t pid = (pid_t)c.c_hdr->supervisor_pid;
+			bool alive = shmq_pid_alive(pid,
+			    c.c_hdr->supervisor_start);
+
 			ctl_close(&c);
-			refuse_running(o, pid);
+			if (alive)
+				refuse_running(o, pid);
 		}
-		errx(1, "pipeline %s is already running or starting "
-		    "(another supervisor holds the name)", o->name);
+		if (stage_now_ns() >= end)
+			errx(1, "pipeline %s is already running or starting "
+			    "(another supervisor, or the stages of one that "
+			    "died, hold the name)", o->name);
+		nanosleep(&nap, NULL);	/* a dead one's stages are exiting */
 	}
 	return fd;
 }
