@@ -2148,6 +2148,24 @@ START_TEST(test_pipeline_threaded_refusals)
 }
 END_TEST
 
+/* Compile src into the shared object DIR/name.so (its path into so). */
+static void
+handler_build(const struct cp_pipe *p, const char *name, const char *src,
+    char *so, size_t solen)
+{
+	char c_src[CP_PATH_LEN + 32], cmd[3 * CP_PATH_LEN + 64];
+	FILE *f;
+
+	snprintf(c_src, sizeof(c_src), "%s/%s.c", p->cp_dir, name);
+	snprintf(so, solen, "%s/%s.so", p->cp_dir, name);
+	ck_assert_ptr_nonnull(f = fopen(c_src, "we"));
+	fputs(src, f);
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), "cc -std=c11 -fPIC -shared -Iinclude -o %s "
+	    "%s", so, c_src);
+	ck_assert_msg(system(cmd) == 0, "failed: %s", cmd);
+}
+
 /*
  * SIGKILLs of processors still starting are not a crash loop: the
  * processor's handler waits in init() until the test lets it go, and its
@@ -2174,7 +2192,7 @@ START_TEST(test_pipeline_kill_starting)
 	    "    return SHMPIPE_PASS; }\n"
 	    "const struct shmpipe_handler shmpipe_handler = {\n"
 	    "    SHMPIPE_HANDLER_ABI, \"gated\", gate, 0, h };\n";
-	char so[CP_PATH_LEN + 16], c_src[CP_PATH_LEN + 16], cmd[600];
+	char so[CP_PATH_LEN + 16];
 	char gate[CP_PATH_LEN + 16], dead[80];
 	struct cp_pipe p;
 	struct ctl c;
@@ -2183,15 +2201,8 @@ START_TEST(test_pipeline_kill_starting)
 	int fd;
 
 	cp_prepare(&p, 1);
-	snprintf(c_src, sizeof(c_src), "%s/gated.c", p.cp_dir);
-	snprintf(so, sizeof(so), "%s/gated.so", p.cp_dir);
 	snprintf(gate, sizeof(gate), "%s/gate", p.cp_dir);
-	ck_assert_ptr_nonnull(f = fopen(c_src, "we"));
-	fputs(src, f);
-	fclose(f);
-	snprintf(cmd, sizeof(cmd), "cc -std=c11 -fPIC -shared -Iinclude -o %s "
-	    "%s", so, c_src);
-	ck_assert_msg(system(cmd) == 0, "failed: %s", cmd);
+	handler_build(&p, "gated", src, so, sizeof(so));
 	ck_assert_int_eq(setenv("CP_GATE", gate, 1), 0);
 	cp_spawn(&p, CP_ARGS("--handler", so));
 	cp_wait_log(&p, "started processor 0");
@@ -2239,21 +2250,13 @@ START_TEST(test_pipeline_crash_loop)
 	    "    return SHMPIPE_PASS; }\n"
 	    "const struct shmpipe_handler shmpipe_handler = {\n"
 	    "    SHMPIPE_HANDLER_ABI, \"refuser\", no, 0, h };\n";
-	char so[CP_PATH_LEN + 16], c_src[CP_PATH_LEN + 16], cmd[600];
+	char so[CP_PATH_LEN + 16];
 	char want[CP_PATH_LEN + 80];
 	struct cp_pipe p;
-	FILE *f;
 	int st;
 
 	cp_prepare(&p, 2);
-	snprintf(c_src, sizeof(c_src), "%s/refuser.c", p.cp_dir);
-	snprintf(so, sizeof(so), "%s/refuser.so", p.cp_dir);
-	ck_assert_ptr_nonnull(f = fopen(c_src, "we"));
-	fputs(src, f);
-	fclose(f);
-	snprintf(cmd, sizeof(cmd), "cc -std=c11 -fPIC -shared -Iinclude -o %s "
-	    "%s", so, c_src);
-	ck_assert_msg(system(cmd) == 0, "failed: %s", cmd);
+	handler_build(&p, "refuser", src, so, sizeof(so));
 	cp_spawn(&p, CP_ARGS("--handler", so));
 	st = cp_wait_exit(&p, CP_WAIT_S);
 	/* Threads are not restarted: the handler, loaded once for them
@@ -2322,7 +2325,7 @@ START_TEST(test_pipeline_handler_once)
 	    "    return i == 1 && f == 0 ? SHMPIPE_OK : SHMPIPE_ERR; }\n"
 	    "const struct shmpipe_handler shmpipe_handler = {\n"
 	    "    SHMPIPE_HANDLER_ABI, \"counter\", in, fi, h };\n";
-	char so[CP_PATH_LEN + 16], c_src[CP_PATH_LEN + 16], cmd[600];
+	char so[CP_PATH_LEN + 16];
 	char mark[CP_PATH_LEN + 16], req[CP_PATH_LEN + 32];
 	char fini[CP_PATH_LEN + 24], got[LINE_MAX_TEST];
 	struct cp_pipe p;
@@ -2330,16 +2333,9 @@ START_TEST(test_pipeline_handler_once)
 	int fd;
 
 	cp_prepare(&p, 2);
-	snprintf(c_src, sizeof(c_src), "%s/counter.c", p.cp_dir);
-	snprintf(so, sizeof(so), "%s/counter.so", p.cp_dir);
 	snprintf(mark, sizeof(mark), "%s/slow", p.cp_dir);
 	snprintf(fini, sizeof(fini), "%s.fini", mark);
-	ck_assert_ptr_nonnull(f = fopen(c_src, "we"));
-	fputs(src, f);
-	fclose(f);
-	snprintf(cmd, sizeof(cmd), "cc -std=c11 -fPIC -shared -Iinclude -o %s "
-	    "%s", so, c_src);
-	ck_assert_msg(system(cmd) == 0, "failed: %s", cmd);
+	handler_build(&p, "counter", src, so, sizeof(so));
 	cp_spawn(&p, CP_ARGS("--handler", so));
 	cp_wait_ready(&p);
 	fd = cp_connect(&p);
