@@ -1476,6 +1476,20 @@ deep_send(int fd, unsigned n)
 	return total;
 }
 
+/* Wait until connection slot has read len bytes of its client. */
+static void
+wait_read(struct cp_pipe *p, const struct ctl *c, uint32_t slot, size_t len)
+{
+	uint64_t end = now_ms() + CP_WAIT_S * 1000u;
+
+	while (atomic_load(&ctl_conn(c, slot)->in_total) < len) {
+		CP_ASSERT(p, now_ms() < end, "connection %u: %" PRIu64 " of %zu bytes read "
+		    "after %d s", slot, (uint64_t)atomic_load(&ctl_conn(c,
+		    slot)->in_total), len, CP_WAIT_S);
+		nap_ms(1);
+	}
+}
+
 /*
  * Wait until the request stage has read `bytes` from its one client (in
  * slot `slot`'s ring), and check that most of it is not on the queue yet:
@@ -1485,14 +1499,7 @@ static void
 deep_wait_read(struct cp_pipe *p, const struct ctl *c, uint32_t slot,
     size_t bytes, unsigned lines)
 {
-	uint64_t end = now_ms() + CP_WAIT_S * 1000u;
-
-	while (atomic_load(&ctl_conn(c, slot)->in_total) < bytes) {
-		CP_ASSERT(p, now_ms() < end, "%zu bytes sent, %" PRIu64 " read "
-		    "after %d s", bytes, (uint64_t)atomic_load(&ctl_conn(c,
-		    slot)->in_total), CP_WAIT_S);
-		nap_ms(1);
-	}
+	wait_read(p, c, slot, bytes);
 	CP_ASSERT(p, atomic_load(&c->c_hdr->accepted) < lines / 2, "%" PRIu64
 	    " of %u requests on the queue before the drain; the test proved "
 	    "nothing", (uint64_t)atomic_load(&c->c_hdr->accepted), lines);
@@ -1550,7 +1557,6 @@ START_TEST(test_pipeline_drain_half_line)
 {
 	static const char sent[] = "echo a\necho b\necho par";
 	static const char *const want[] = { "OK a", "OK b" };
-	uint64_t end = now_ms() + CP_WAIT_S * 1000u;
 	struct cp_pipe p;
 	struct ctl c;
 	uint32_t slot;
@@ -1561,11 +1567,7 @@ START_TEST(test_pipeline_drain_half_line)
 	fd = cp_connect(&p);
 	cp_sends(fd, sent);
 	slot = deep_slot(&p, &c);
-	while (atomic_load(&ctl_conn(&c, slot)->in_total) < sizeof(sent) - 1) {
-		CP_ASSERT(&p, now_ms() < end, "not all read after %d s",
-		    CP_WAIT_S);
-		nap_ms(1);
-	}
+	wait_read(&p, &c, slot, sizeof(sent) - 1);
 	ctl_close(&c);
 	kill(p.cp_pid, SIGTERM);
 	for (unsigned i = 0; i < 2; i++)
@@ -1731,7 +1733,6 @@ END_TEST
 START_TEST(test_pipeline_drain_window)
 {
 	char want[32], *all;
-	uint64_t end = now_ms() + CP_WAIT_S * 1000u;
 	size_t len = 0;
 	struct cp_pipe p;
 	struct ctl c;
@@ -1750,11 +1751,7 @@ START_TEST(test_pipeline_drain_window)
 	cp_send(fd, all, len);
 	free(all);
 	slot = deep_slot(&p, &c);
-	while (atomic_load(&ctl_conn(&c, slot)->in_total) < len) {
-		CP_ASSERT(&p, now_ms() < end, "not all read after %d s",
-		    CP_WAIT_S);
-		nap_ms(1);
-	}
+	wait_read(&p, &c, slot, len);
 	kill(p.cp_pid, SIGTERM);
 	cp_wait_log(&p, "terminating: answering the");
 	ck_assert_int_eq(kill(proc, SIGCONT), 0);
@@ -1769,19 +1766,6 @@ START_TEST(test_pipeline_drain_window)
 	cp_assert_gone(&p);
 }
 END_TEST
-
-/* Wait until connection slot has read len bytes of its client. */
-static void
-wait_read(struct cp_pipe *p, const struct ctl *c, uint32_t slot, size_t len)
-{
-	uint64_t end = now_ms() + CP_WAIT_S * 1000u;
-
-	while (atomic_load(&ctl_conn(c, slot)->in_total) < len) {
-		CP_ASSERT(p, now_ms() < end, "connection %u: not all read "
-		    "after %d s", slot, CP_WAIT_S);
-		nap_ms(1);
-	}
-}
 
 /*
  * A drain does not let one connection waiting on its window hold up the
