@@ -84,6 +84,7 @@ struct rp {
 	char		*rp_out;	/* RP_OUT bytes: replies to write */
 	bool		 rp_chan_ready;	/* the channel has something */
 	bool		 rp_fd_wanted;	/* replies wait for a connection */
+	uint64_t	 rp_now_ns;	/* this round's coarse clock */
 	uint64_t	 rp_poll_ns;	/* last epoll_wait */
 	uint64_t	 rp_sweep_ns;	/* last sweep() */
 	uint64_t	 rp_answered, rp_freed;
@@ -887,7 +888,7 @@ static bool
 poll_events(struct rp *rp, bool idle)
 {
 	struct epoll_event ev[64];
-	uint64_t now = stage_coarse_ns();
+	uint64_t now = rp->rp_now_ns = stage_coarse_ns();
 	int n;
 
 	if (!idle && rp->rp_nstalled == 0 && !rp->rp_fd_wanted &&
@@ -949,7 +950,7 @@ drained(struct rp *rp)
 static void
 sweep(struct rp *rp)
 {
-	rp->rp_sweep_ns = stage_coarse_ns();
+	rp->rp_sweep_ns = rp->rp_now_ns;
 	for (uint32_t i = 0; i < rp->rp_nconns; i++)
 		if (rp->rp_conns[i].pc_fd >= 0 || lost(rp, i))
 			flush_conn(rp, i);
@@ -991,8 +992,7 @@ stage_reply(struct stage *st)
 			r = rp.rp_exit;
 			break;
 		}
-		if (n <= 0 || stage_coarse_ns() - rp.rp_sweep_ns >=
-		    RP_SWEEP_NS)
+		if (n <= 0 || rp.rp_now_ns - rp.rp_sweep_ns >= RP_SWEEP_NS)
 			sweep(&rp);		/* idle, or it is time */
 		if (n <= 0 && drained(&rp))
 			break;
