@@ -5,18 +5,21 @@
 # run: echo over loopback TCP with 50 connections, unpipelined and at depth
 # 16 (shmpipe-bench, every reply checked) next to redis-server with
 # redis-benchmark -t ping_inline; and file mode over 2 M lines.
-# Rounds alternate shmpipe and redis; medians are reported.  The targets
-# are judged on shmpipe-bench's default echo of 64 bytes; a PING carries
-# none, so depth 16 is also measured with the smallest request
+# Each round runs shmpipe and then redis for about as long, so that both
+# see the same machine: this one is shared, and its speed moves by tens of
+# per cent within a minute.  The ratio is therefore taken round by round,
+# and the median of those ratios is reported beside the median rates.  The
+# targets are judged on shmpipe-bench's default echo of 64 bytes; a PING
+# carries none, so depth 16 is also measured with the smallest request
 # shmpipe-bench can check (-s 0: its CONN:SEQ: tag alone), for reference.
 #
 #   SHMPIPE_BUILD=build scripts/bench-pipeline.sh
-#   BENCH_ROUNDS=3 BENCH_SECONDS=4      (defaults)
+#   BENCH_ROUNDS=5 BENCH_SECONDS=4      (defaults)
 #   BENCH_STRICT=1                      exit 1 if a target is missed
 set -u
 
 build=${SHMPIPE_BUILD:-build}
-rounds=${BENCH_ROUNDS:-3}
+rounds=${BENCH_ROUNDS:-5}
 secs=${BENCH_SECONDS:-4}
 tmp=$(mktemp -d /tmp/bench-pipeline.XXXXXX)
 name="bp$$"
@@ -76,14 +79,21 @@ shmpipe_rate() {	# depth [payload bytes] -> req/s, or FAIL
 	echo "$out" | field req_per_s
 }
 
+# redis-benchmark counts requests, not seconds: ask for as many as the
+# last round's rate gives in $secs, so that both servers run as long.
 redis_rate() {		# depth -> req/s
-	redis-benchmark -p "$rport" -t ping_inline -c 50 -P "$1" \
-	    -n $(( $1 == 1 ? 100000 * secs / 4 : 1500000 * secs / 4 )) -q 2>/dev/null |
+	local n last
+	last=$(tail -n 1 "$tmp/r$1" 2>/dev/null)
+	n=$(awk -v r="${last:-0}" -v d="$1" -v s="$secs" 'BEGIN {
+		if (r <= 0) r = d == 1 ? 80000 : 1000000
+		printf "%d", r * s }')
+	redis-benchmark -p "$rport" -t ping_inline -c 50 -P "$1" -n "$n" -q 2>/dev/null |
 	    tr '\r' '\n' | sed -n 's/.*PING_INLINE: \([0-9.]*\) requests per second.*/\1/p' | tail -1
 }
 
 echo "shmpipe pipeline: echo over loopback TCP, 50 connections, ${secs} s per run, median of $rounds rounds"
 : >"$tmp/s1"; : >"$tmp/s16"; : >"$tmp/s16t"; : >"$tmp/r1"; : >"$tmp/r16"
+: >"$tmp/x1"; : >"$tmp/x16"; : >"$tmp/x16t"
 for _ in $(seq 1 "$rounds"); do
 	for d in 1 16 16t; do		# 16t: depth 16, the tag alone
 		case $d in
@@ -95,7 +105,10 @@ for _ in $(seq 1 "$rounds"); do
 			exit 1
 		fi
 		echo "$r" >>"$tmp/s$d"
-		[ "$have_redis" = 1 ] && [ "$d" != 16t ] && redis_rate "$d" >>"$tmp/r$d"
+		[ "$have_redis" = 1 ] || continue
+		# 16t is paired with the redis run of depth 16 next to it.
+		[ "$d" != 16t ] && redis_rate "$d" >>"$tmp/r$d"
+		tail -n 1 "$tmp/r${d%t}" | awk -v s="$r" '$1 > 0 { print s / $1 }' >>"$tmp/x$d"
 	done
 done
 
@@ -112,10 +125,11 @@ report() {		# label run redis-run [target]
 	else
 		printf '  %-34s %10.0f req/s  (for reference)' "$1" "$s"
 	fi
-	if [ "$have_redis" = 1 ] && [ -s "$tmp/r$3" ]; then
+	if [ "$have_redis" = 1 ] && [ -s "$tmp/x$2" ]; then
 		r=$(median <"$tmp/r$3")
-		printf '; redis %10.0f req/s, shmpipe/redis %.2fx' "$r" \
-		    "$(awk -v a="$s" -v b="$r" 'BEGIN { print a / b }')"
+		printf '; redis %10.0f req/s; shmpipe/redis %.2fx (rounds %s)' \
+		    "$r" "$(median <"$tmp/x$2")" \
+		    "$(sort -g "$tmp/x$2" | awk '{ printf "%s%.2f", (NR > 1 ? " " : ""), $1 }')"
 	fi
 	printf '\n'
 }
