@@ -15,6 +15,7 @@
 #include <err.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,64 @@ conn_flags(const struct pipeline *pl, uint32_t slot)
 	    memory_order_acquire));
 }
 
+/* ---- signals while starting ------------------------------------------- */
+
+/*
+ * From the pidfile to the signalfd, SIGTERM or SIGINT would end us by
+ * their default action and leave the pidfile and socket files behind; and
+ * file mode may wait there as long as the user likes, in the open(2) of a
+ * FIFO nobody opens the other end of.  Until the signalfd takes over they
+ * are caught and kept: a waiting open gives up (open_waiting()), and
+ * pipeline_signals_handover() raises the signal again for the signalfd.
+ */
+static volatile sig_atomic_t start_signal;
+
+static void
+on_start_signal(int sig)
+{
+	if (sig != SIGHUP)		/* a reload: nothing to reload yet */
+		start_signal = sig;
+}
+
+void
+pipeline_signals_catch(void)
+{
+	struct sigaction sa = { .sa_handler = on_start_signal };
+
+	sigemptyset(&sa.sa_mask);	/* no SA_RESTART: open(2) gives up */
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+void
+pipeline_signals_handover(void)
+{
+	signal(SIGTERM, SIG_DFL);	/* blocked: they stay pending */
+	signal(SIGINT, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
+	if (start_signal != 0)
+		raise(start_signal);
+}
+
+/*
+ * open(2) a file mode path, which may be a FIFO that waits for its other
+ * end; a stop signal meanwhile ends the start (the usual exit status of
+ * that signal, the pidfile removed by its atexit(3) handler).
+ */
+static int
+open_waiting(const char *path, int flags)
+{
+	int fd;
+
+	do {
+		if (start_signal != 0)
+			errx(128 + start_signal, "SIG%s while waiting to open %s",
+			    sigabbrev_np(start_signal), path);
+	} while ((fd = open(path, flags, 0644)) < 0 && errno == EINTR);
+	return fd;
+}
+
 /* ---- setting up ------------------------------------------------------- */
 
 static void
@@ -55,11 +114,11 @@ open_files(struct pipeline *pl)
 	const struct options *o = pl->pl_opt;
 
 	pl->pl_in_fd = strcmp(o->input, "-") == 0 ? STDIN_FILENO :
-	    open(o->input, O_RDONLY | O_CLOEXEC);
+	    open_waiting(o->input, O_RDONLY | O_CLOEXEC);
 	if (pl->pl_in_fd < 0)
 		err(EX_NOINPUT, "cannot read %s", o->input);
 	pl->pl_out_fd = strcmp(o->output, "-") == 0 ? STDOUT_FILENO :
-	    open(o->output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	    open_waiting(o->output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC);
 	if (pl->pl_out_fd < 0)
 		err(EX_CANTCREAT, "cannot write %s", o->output);
 }

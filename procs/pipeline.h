@@ -32,6 +32,14 @@ struct pipeline {
 };
 
 /*
+ * SIGTERM, SIGINT and SIGHUP from the pidfile on: caught (catch), then, with
+ * them blocked for the signalfd, one that came meanwhile raised again
+ * (handover).  A stop signal while file mode waits to open a FIFO exits.
+ */
+void	pipeline_signals_catch(void);
+void	pipeline_signals_handover(void);
+
+/*
  * Open the listening sockets (or the files, in file mode), create the
  * control area for nrows stage rows and the two queues (named after the
  * pipeline, or anonymous).  Exits with one line on failure, through

@@ -170,6 +170,7 @@ setup(struct tp *tp)
 	pid_t other;
 
 	pipeline_pidfile_path(o, path, sizeof(path));
+	pipeline_signals_catch();
 	if ((tp->tp_pfh = pidfile_open(path, 0600, &other)) == NULL) {
 		if (errno == EEXIST)
 			errx(1, "pipeline %s is already running (pid %d, "
@@ -185,6 +186,7 @@ setup(struct tp *tp)
 	    chan_pair(tp->tp_chan_req) != 0 || chan_pair(tp->tp_chan_rep) != 0)
 		err(EX_OSERR, "setup");
 	tp->tp_sigfd = signals_block();
+	pipeline_signals_handover();
 	tp->tp_ep = epoll_create1(EPOLL_CLOEXEC);
 	ev.data.u32 = EP_SIGNAL;
 	if (tp->tp_sigfd < 0 || tp->tp_ep < 0 ||

@@ -331,6 +331,7 @@ setup(struct sv *sv)
 	pid_t other;
 
 	pipeline_pidfile_path(o, path, sizeof(path));
+	pipeline_signals_catch();
 	if ((sv->sv_pfh = pidfile_open(path, 0600, &other)) == NULL) {
 		if (errno == EEXIST)
 			errx(1, "pipeline %s is already running (pid %d, "
@@ -345,6 +346,7 @@ setup(struct sv *sv)
 	rows_init(sv);
 	pipeline_open(&sv->sv_pl, o, sv->sv_nrows, false);
 	sv->sv_sigfd = signals_open();
+	pipeline_signals_handover();
 	sv->sv_ep = epoll_create1(EPOLL_CLOEXEC);
 	if (sv->sv_sigfd < 0 || sv->sv_ep < 0 ||
 	    epoll_ctl(sv->sv_ep, EPOLL_CTL_ADD, sv->sv_sigfd, &ev) != 0)

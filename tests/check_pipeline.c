@@ -25,6 +25,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -841,6 +842,61 @@ START_TEST(test_pipeline_file_output_fails)
 	    "left on device"), "no line says the output failed");
 	cp_assert_gone(&p);
 	fclose(want);
+}
+END_TEST
+
+/* Is pid in an open(2) that waits, as for the other end of a FIFO? */
+static bool
+in_open(pid_t pid)
+{
+	char path[64], buf[64];
+	long nr = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/syscall", (int)pid);
+	if ((f = fopen(path, "re")) == NULL)
+		return false;
+	if (fgets(buf, sizeof(buf), f) != NULL)
+		nr = strtol(buf, NULL, 10);
+	fclose(f);
+	return nr == SYS_openat || nr == SYS_open;
+}
+
+/*
+ * File mode waiting to open an output FIFO nobody reads yet: SIGTERM (or
+ * SIGINT) ends it with the signal's usual status, a line saying so, and
+ * no pidfile left.  Before, the signal's default action killed it there
+ * and the pidfile stayed, for the next start to find.
+ */
+START_TEST(test_pipeline_file_fifo_signal)
+{
+	static const int sigs[] = { SIGTERM, SIGINT };
+	char in[CP_PATH_LEN + 8], fifo[CP_PATH_LEN + 8];
+	int sig = sigs[_i], st;
+	struct cp_pipe p;
+
+	cp_prepare(&p, 3);
+	snprintf(in, sizeof(in), "%s/in", p.cp_dir);
+	snprintf(fifo, sizeof(fifo), "%s/fifo", p.cp_dir);
+	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+	st = open(in, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	ck_assert_int_ge(st, 0);
+	cp_sends(st, "echo 1\n");
+	close(st);
+	file_spawn(&p, in, fifo, -1);
+	for (int i = 0; !in_open(p.cp_pid); i++) {
+		CP_ASSERT(&p, i < CP_WAIT_S * 100, "shmpipe never waited to "
+		    "open the FIFO");
+		usleep(10000);
+	}
+	kill(p.cp_pid, sig);
+	st = cp_wait_exit(&p, CP_WAIT_S);
+	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 128 + sig,
+	    "status %#x, expected exit %d", st, 128 + sig);
+	CP_ASSERT(&p, cp_log_has(&p, "while waiting to open"), "no line says "
+	    "why it stopped");
+	cp_assert_gone(&p);
+	unlink(fifo);
 }
 END_TEST
 
@@ -2767,6 +2823,7 @@ pipeline_suite_of(const char *name, bool threads)
 	tcase_add_test(tc, test_pipeline_file_mode_pipe);
 	tcase_add_test(tc, test_pipeline_file_offset);
 	tcase_add_test(tc, test_pipeline_file_output_fails);
+	tcase_add_loop_test(tc, test_pipeline_file_fifo_signal, 0, 2);
 	if (!threads)
 		tcase_add_test(tc, test_pipeline_file_pile_up);
 	suite_add_tcase(s, tc);
