@@ -111,9 +111,10 @@ top_title(const struct tool_rows *rs, const struct tool_opts *o,
 	    o->o_pattern ? o->o_pattern : "", interval);
 }
 
-/* One refresh: on a terminal, the screen; else a plain snapshot. */
+/* One refresh: on a terminal, the screen; else a plain snapshot.  Sets
+ * *matched if a queue matched the pattern. */
 static int
-top_once(const struct tool_opts *o, bool tty, double interval)
+top_once(const struct tool_opts *o, bool tty, double interval, bool *matched)
 {
 	struct tool_rows rs;
 	int r;
@@ -128,6 +129,8 @@ top_once(const struct tool_opts *o, bool tty, double interval)
 	tool_rows_print(&rs, o, stdout, "top");
 	if (!tty)
 		putchar('\n');
+	if (rs.r_matched > 0)
+		*matched = true;
 	tool_rows_free(&rs);
 	return 0;
 }
@@ -163,7 +166,7 @@ tool_cmd_top(int argc, char **argv)
 	double interval = 2;
 	long long count = 0;
 	int ch, r = 0;
-	bool tty = isatty(STDOUT_FILENO);
+	bool tty = isatty(STDOUT_FILENO), matched = false;
 
 	tool_opts_init(&o);
 	while ((ch = getopt_long(argc, argv, "hi:n:w:", longopts,
@@ -189,10 +192,16 @@ tool_cmd_top(int argc, char **argv)
 	for (long long n = 0; !top_stop && (count == 0 || n < count); n++) {
 		if (n > 0)
 			top_sleep(interval);
-		if (!top_stop && (r = top_once(&o, tty, interval)) != 0)
+		if (!top_stop && (r = top_once(&o, tty, interval,
+		    &matched)) != 0)
 			break;
 		if (tool_flush() != 0)
 			break;		/* nobody sees it; tool_run says why */
+	}
+	/* As ls: no refresh found anything the pattern names. */
+	if (r == 0 && o.o_pattern != NULL && !matched) {
+		warnx("no queue matches %s", o.o_pattern);
+		r = TOOL_EX_NOINPUT;
 	}
 	return r;
 }

@@ -1247,6 +1247,12 @@ START_TEST(test_shmq_tool_top)
 	ck_assert_ptr_nonnull(strstr(r.r_out, st_bare(name)));
 	st_free(&r);
 	shmq_close(q);
+	/* Nothing matched in any refresh: 66, as ls (it was 0). */
+	shmq_unlink(name);
+	ST_RUN(&r, "top", "-n", "2", "-i", "0.01", pat);
+	st_expect(&r, 66, "top of a pattern matching nothing");
+	ck_assert_ptr_nonnull(strstr(r.r_err, "no queue matches"));
+	st_free(&r);
 }
 END_TEST
 
