@@ -21,8 +21,8 @@ chan_pair(int sv[2])
 	return 0;
 }
 
-int
-chan_send(int sock, const struct chan_msg *m, int fd)
+static int
+send_msg(int sock, const struct chan_msg *m, int fd, int flags)
 {
 	union {
 		struct cmsghdr	align;
@@ -44,9 +44,21 @@ chan_send(int sock, const struct chan_msg *m, int fd)
 		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
 	}
 	do
-		n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+		n = sendmsg(sock, &mh, MSG_NOSIGNAL | flags);
 	while (n < 0 && errno == EINTR);
 	return n == (ssize_t)sizeof(*m) ? 0 : n < 0 ? -errno : -EMSGSIZE;
+}
+
+int
+chan_send(int sock, const struct chan_msg *m, int fd)
+{
+	return send_msg(sock, m, fd, 0);
+}
+
+int
+chan_try_send(int sock, const struct chan_msg *m, int fd)
+{
+	return send_msg(sock, m, fd, MSG_DONTWAIT);
 }
 
 /* The descriptor passed with mh, or -1; extra ones are closed. */

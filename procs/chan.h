@@ -29,6 +29,9 @@ int	chan_pair(int sv[2]);
 /* Send m with fd attached (fd < 0: none).  0 or -errno. */
 int	chan_send(int sock, const struct chan_msg *m, int fd);
 
+/* The same, -EAGAIN at once if the receiver's side is full. */
+int	chan_try_send(int sock, const struct chan_msg *m, int fd);
+
 /*
  * Receive one message, waiting up to timeout_ms (0: not at all, -1: for
  * ever); *fd is the attached descriptor or -1.  1 if one was read, 0 at

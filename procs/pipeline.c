@@ -280,7 +280,10 @@ pipeline_open(struct pipeline *pl, const struct options *o, uint32_t nrows,
 	make_control(pl, nrows);
 	pl->pl_keep = malloc(o->max_conns * sizeof(*pl->pl_keep));
 	pl->pl_keep_gen = calloc(o->max_conns, sizeof(*pl->pl_keep_gen));
-	if (pl->pl_keep == NULL || pl->pl_keep_gen == NULL)
+	pl->pl_unsent = calloc((o->max_conns + 63) / 64,
+	    sizeof(*pl->pl_unsent));
+	if (pl->pl_keep == NULL || pl->pl_keep_gen == NULL ||
+	    pl->pl_unsent == NULL)
 		err(EX_OSERR, "malloc");
 	for (uint32_t i = 0; i < o->max_conns; i++)
 		pl->pl_keep[i] = -1;
@@ -352,6 +355,7 @@ pipeline_close(struct pipeline *pl)
 		pipeline_unlink(o->name);
 	free(pl->pl_keep);
 	free(pl->pl_keep_gen);
+	free(pl->pl_unsent);
 	pl->pl_keep = NULL;
 }
 
@@ -425,9 +429,68 @@ pipeline_request_died(struct pipeline *pl)
 	}
 }
 
+/* Send the kept connection of slot i to a reply stage; -EAGAIN if full. */
+static int
+pass_one(struct pipeline *pl, int sock, uint32_t i)
+{
+	if (pl->pl_keep[i] < 0 || (conn_flags(pl, i) & SHMPIPE_CONN_RP_DONE))
+		return 0;		/* gone meanwhile: nothing to pass */
+	return chan_try_send(sock, &(struct chan_msg){ CHAN_CONN, i,
+	    pl->pl_keep_gen[i], 0 }, pl->pl_keep[i]);
+}
+
+static void
+unsent_clear(struct pipeline *pl, uint32_t i)
+{
+	pl->pl_unsent[i / 64] &= ~(UINT64_C(1) << (i % 64));
+	pl->pl_nunsent--;
+}
+
+bool
+pipeline_pass(struct pipeline *pl, int sock, const struct chan_msg *m)
+{
+	uint32_t i = m->cm_slot;
+	uint64_t bit = UINT64_C(1) << (i % 64);
+
+	if (i >= pl->pl_ctl.c_g.max_conns)
+		return false;
+	if (!(pl->pl_unsent[i / 64] & bit)) {
+		pl->pl_unsent[i / 64] |= bit;
+		pl->pl_nunsent++;
+	}
+	return pipeline_pass_unsent(pl, sock);
+}
+
+bool
+pipeline_pass_unsent(struct pipeline *pl, int sock)
+{
+	bool sent = false;
+
+	for (uint32_t w = 0; pl->pl_nunsent > 0 &&
+	    w < (pl->pl_ctl.c_g.max_conns + 63) / 64; w++)
+		while (pl->pl_unsent[w] != 0) {
+			uint32_t i = w * 64 +
+			    (uint32_t)__builtin_ctzll(pl->pl_unsent[w]);
+			int r = pass_one(pl, sock, i);
+
+			if (r == -EAGAIN)
+				return sent;	/* the rest when it has room */
+			/* Sent, gone, or the stage is: its successor is
+			 * sent every connection when it starts. */
+			sent |= r == 0;
+			unsent_clear(pl, i);
+		}
+	return sent;
+}
+
 bool
 pipeline_send_conns(struct pipeline *pl, int sock, uint32_t done)
 {
+	if (done == SHMPIPE_CONN_RP_DONE) {	/* a reply stage: given all */
+		memset(pl->pl_unsent, 0, (pl->pl_ctl.c_g.max_conns + 63) / 64 *
+		    sizeof(*pl->pl_unsent));
+		pl->pl_nunsent = 0;
+	}
 	for (uint32_t i = 0; i < pl->pl_ctl.c_g.max_conns; i++) {
 		if (pl->pl_keep[i] < 0 || (conn_flags(pl, i) & done))
 			continue;

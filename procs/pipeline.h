@@ -29,6 +29,9 @@ struct pipeline {
 	int		 pl_out_fd;
 	int		*pl_keep;	/* client fd per connection slot, -1 */
 	uint32_t	*pl_keep_gen;
+	uint64_t	*pl_unsent;	/* kept, not yet passed to the reply
+					 * stage: its channel was full */
+	uint32_t	 pl_nunsent;
 };
 
 /*
@@ -66,6 +69,16 @@ void	pipeline_pidfile_path(const struct options *o, char *buf, size_t len);
 
 /* "/shmpipe.NAME.*" segments of a pipeline, removed. */
 void	pipeline_unlink(const char *name);
+
+/*
+ * Pass a kept connection on to the reply stage (channel sock) without
+ * waiting: a reply stage stopped or slow must not hold the caller up, and
+ * must not lose the connection either.  What its channel has no room for
+ * is sent by pipeline_pass_unsent(), in order, once it has.  Both return
+ * whether anything went (ring the stage's doorbell then).
+ */
+bool	pipeline_pass(struct pipeline *pl, int sock, const struct chan_msg *m);
+bool	pipeline_pass_unsent(struct pipeline *pl, int sock);
 
 /* Keep a connection the request stage accepted (fd is ours now). */
 void	pipeline_keep(struct pipeline *pl, const struct chan_msg *m, int fd);

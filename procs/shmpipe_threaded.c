@@ -257,7 +257,7 @@ relay(struct tp *tp)
 			continue;
 		}
 		pipeline_keep(&tp->tp_pl, &m, fd);
-		if (chan_send(tp->tp_chan_rep[0], &m, fd) == 0)
+		if (pipeline_pass(&tp->tp_pl, tp->tp_chan_rep[0], &m))
 			stage_poke(&tp->tp_thr[1].th_st, false);
 	}
 }
@@ -379,6 +379,9 @@ loop(struct tp *tp)
 			else
 				relay(tp);
 		}
+		if (tp->tp_pl.pl_nunsent > 0 && pipeline_pass_unsent(
+		    &tp->tp_pl, tp->tp_chan_rep[0]))
+			stage_poke(&tp->tp_thr[1].th_st, false);
 		pipeline_gc(&tp->tp_pl, ++ticks % SLAB_GC_TICKS == 0);
 		if (pipeline_input_done(&tp->tp_pl))
 			start_drain(tp, "input read to the end");

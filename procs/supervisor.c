@@ -44,9 +44,20 @@ keep_conn(struct sv *sv, const struct chan_msg *m, int fd)
 	struct child *rp = &sv->sv_child[SV_ROW_REPLY];
 
 	pipeline_keep(&sv->sv_pl, m, fd);
-	if (m->cm_slot < sv->sv_pl.pl_ctl.c_g.max_conns && rp->ch_pid != 0 &&
-	    rp->ch_sock >= 0 && chan_send(rp->ch_sock, m, fd) == 0)
+	if (rp->ch_pid != 0 && rp->ch_sock >= 0 &&
+	    pipeline_pass(&sv->sv_pl, rp->ch_sock, m))
 		kill(rp->ch_pid, SIGUSR1);	/* doorbell: a take waits */
+}
+
+/* What the reply stage's channel had no room for, once it has. */
+static void
+pass_unsent(struct sv *sv)
+{
+	struct child *rp = &sv->sv_child[SV_ROW_REPLY];
+
+	if (sv->sv_pl.pl_nunsent > 0 && rp->ch_pid != 0 && rp->ch_sock >= 0 &&
+	    pipeline_pass_unsent(&sv->sv_pl, rp->ch_sock))
+		kill(rp->ch_pid, SIGUSR1);
 }
 
 void
@@ -383,6 +394,7 @@ static bool
 tick(struct sv *sv, uint64_t now, unsigned n)
 {
 	sv_timeouts(sv, now);
+	pass_unsent(sv);
 	pipeline_gc(&sv->sv_pl, n % SLAB_GC_TICKS == 0);
 	sv_reload_step(sv);
 	if (pipeline_input_done(&sv->sv_pl))

@@ -1929,6 +1929,54 @@ START_TEST(test_pipeline_idle_unread)
 }
 END_TEST
 
+#define HELD_CONNS	400	/* more than a stage's channel holds (~280) */
+
+/*
+ * The reply process stopped while HELD_CONNS clients connect, each with a
+ * request, and kept stopped a while after: the supervisor's channel to it
+ * fills.  Every client is answered once it runs again.  Before, the
+ * supervisor waited 2 s on each send to the full channel, its loop held
+ * up, then dropped the connection: those clients never had a reply.
+ */
+START_TEST(test_pipeline_reply_stopped_connects)
+{
+	int fd[HELD_CONNS];
+	char line[32], want[32];
+	struct cp_pipe p;
+	struct ctl c;
+	pid_t rep;
+
+	cp_start(&p, 1, NULL);
+	cp_ctl(&p, &c);
+	rep = cp_row_pid(&c, SV_ROW_REPLY);
+	ck_assert_int_eq(kill(rep, SIGSTOP), 0);
+	for (int i = 0; i < HELD_CONNS; i++) {
+		fd[i] = cp_connect(&p);
+		snprintf(line, sizeof(line), "echo %d\n", i);
+		cp_sends(fd[i], line);
+	}
+	for (int i = 0; atomic_load(&c.c_hdr->conns_accepted) < HELD_CONNS;
+	    i++) {
+		CP_ASSERT(&p, i < CP_WAIT_S * 100, "only %" PRIu64 " of %d "
+		    "connections accepted", atomic_load(
+		    &c.c_hdr->conns_accepted), HELD_CONNS);
+		usleep(10000);
+	}
+	/* Stopped past the 2 s a send to the full channel used to wait. */
+	usleep(2500000);
+	ck_assert_int_eq(kill(rep, SIGCONT), 0);
+	for (int i = 0; i < HELD_CONNS; i++) {
+		snprintf(want, sizeof(want), "OK %d", i);
+		CP_ASSERT(&p, cp_line(fd[i], line, sizeof(line)) > 0 &&
+		    strcmp(line, want) == 0, "client %d: '%s', expected '%s'",
+		    i, line, want);
+		cp_close(fd[i]);
+	}
+	ctl_close(&c);
+	cp_stop(&p);
+}
+END_TEST
+
 /* Whether signal sig waits, undelivered, for process pid. */
 static bool
 sig_pending(pid_t pid, int sig)
@@ -2814,8 +2862,10 @@ pipeline_suite_of(const char *name, bool threads)
 	tcase_add_test(tc, test_pipeline_many_connections);
 	tcase_add_test(tc, test_pipeline_max_connections);
 	tcase_add_test(tc, test_pipeline_idle_timeout);
-	if (!threads)
+	if (!threads) {
 		tcase_add_test(tc, test_pipeline_idle_unread);
+		tcase_add_test(tc, test_pipeline_reply_stopped_connects);
+	}
 	suite_add_tcase(s, tc);
 
 	tc = mk("Files", 120);
