@@ -68,10 +68,13 @@ look_queue(void *arg)
 	if ((n = shmq_procs(l->l_q, gc_procs, SHMQ_PROCS_LIMIT)) < 0)
 		return n;
 	for (int i = 0; i < n && i < SHMQ_PROCS_LIMIT; i++) {
+		/* Recovered records hold messages, not owners (snap_count). */
+		if (gc_procs[i].state != SHMQ_PROC_ALIVE)
+			continue;
 		l->l_records++;
 		/* Never the cache: a fresh look at /proc each time. */
-		l->l_alive += gc_procs[i].state == SHMQ_PROC_ALIVE &&
-		    shmq_pid_alive(gc_procs[i].pid, gc_procs[i].start_ticks);
+		l->l_alive += shmq_pid_alive(gc_procs[i].pid,
+		    gc_procs[i].start_ticks);
 	}
 	return 0;
 }

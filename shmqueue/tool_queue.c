@@ -213,6 +213,11 @@ snap_count(struct tool_qrow *r, const struct shmq_proc_info *pi, int n,
 		    tool_pid_alive(pi[i].pid, pi[i].start_ticks);
 		if (alive != NULL)
 			alive[i] = live;
+		/* A recovered record only keeps what its process held, for
+		 * redelivery (a clean close with a lease released leaves one
+		 * too): nobody is attached by it. */
+		if (pi[i].state != SHMQ_PROC_ALIVE)
+			continue;
 		r->q_attached++;
 		r->q_attached_alive += live;
 		if (pi[i].roles & SHMQ_ROLE_PRODUCER) {

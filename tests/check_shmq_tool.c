@@ -472,6 +472,47 @@ START_TEST(test_shmq_tool_usage)
 }
 END_TEST
 
+/*
+ * A get that cannot write its message gives it back (its lease, released,
+ * waits in the get's own record for the next taker) and exits 71.  The
+ * queue is still a script queue nobody is attached to: before, that record
+ * made it STALE, check CRITICAL, and gc removed it with its messages.
+ */
+START_TEST(test_shmq_tool_get_fail_keeps_queue)
+{
+	char name[CU_NAME_LEN];
+	struct st_run r;
+
+	cu_name(name, "gfail");
+	ST_RUN(&r, "create", "-c", "8", "-m", "64", name);
+	st_expect(&r, 0, "create");
+	st_free(&r);
+	ST_RUN(&r, "put", name, "job1", "job2", "job3");
+	st_expect(&r, 0, "put");
+	st_free(&r);
+	st_run_to(&r, NULL, "/dev/full", (const char *const[]){ "get", name,
+	    NULL });
+	st_expect(&r, 71, "get to a full device");
+	st_free(&r);
+	ST_RUN(&r, "ls", name);
+	st_expect(&r, 0, "ls after the failed get");
+	ck_assert_msg(strstr(r.r_out, "STALE") == NULL, "ls:\n%s", r.r_out);
+	st_free(&r);
+	ST_RUN(&r, "check", name);
+	st_expect(&r, 0, "check after the failed get");
+	st_free(&r);
+	ST_RUN(&r, "gc", name);
+	st_free(&r);
+	ST_RUN(&r, "get", "-n", "3", "-t", "0", name);
+	st_expect(&r, 0, "get after gc");
+	ck_assert_str_eq(r.r_out, "job1\njob2\njob3\n");
+	st_free(&r);
+	ST_RUN(&r, "rm", name);
+	st_expect(&r, 0, "rm");
+	st_free(&r);
+}
+END_TEST
+
 START_TEST(test_shmq_tool_put_get)
 {
 	char name[CU_NAME_LEN];
@@ -1897,6 +1938,7 @@ shmq_tool_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_shmq_tool_usage);
 	tcase_add_test(tc, test_shmq_tool_put_get);
+	tcase_add_test(tc, test_shmq_tool_get_fail_keeps_queue);
 	tcase_add_test(tc, test_shmq_tool_put_full_timeout);
 	tcase_add_test(tc, test_shmq_tool_create_values);
 	tcase_add_test(tc, test_shmq_tool_ls_formats);
