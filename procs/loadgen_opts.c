@@ -340,7 +340,11 @@ parse_one(struct loadgen_opts *o, int c, const char *s, struct seen *se,
 	}
 }
 
-/* -a: no newline (it could not be sent); sleep's must be milliseconds. */
+/*
+ * -a: no newline (it could not be sent); sleep's must be milliseconds and
+ * fib's its N.  A bad one would only get the server's ERR, which the run
+ * counts as expected: it would pass without one reply computed.
+ */
 static int
 check_arg(const struct loadgen_opts *o, char *err, size_t errlen)
 {
@@ -357,6 +361,9 @@ check_arg(const struct loadgen_opts *o, char *err, size_t errlen)
 	if (o->lo_kind == LOADGEN_SLEEP)
 		return number("-a", "milliseconds to sleep", o->lo_arg, 0,
 		    PROTO_SLEEP_MAX, &v, err, errlen);
+	if (o->lo_kind == LOADGEN_FIB)
+		return number("-a", "fib's N", o->lo_arg, 0, PROTO_FIB_MAX,
+		    &v, err, errlen);
 	return 0;
 }
 
