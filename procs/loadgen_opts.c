@@ -11,6 +11,7 @@
 #include <sys/un.h>
 
 #include "loadgen_opts.h"
+#include "options.h"
 #include "proto.h"
 
 #define STR(x)		#x
@@ -167,27 +168,26 @@ defaults(struct loadgen_opts *o)
 	o->lo_timeout_ms = LOADGEN_TIMEOUT_DEFAULT;
 }
 
-/* --tcp HOST:PORT, the host maybe in brackets (IPv6). */
+/* --tcp HOST:PORT or [V6ADDR]:PORT, read as shmpipe --listen reads it. */
 static int
 parse_tcp(struct loadgen_opts *o, const char *s, char *err, size_t errlen)
 {
-	const char *colon = strrchr(s, ':');
-	const char *host = s;
+	const char *host, *portstr;
 	size_t hlen;
 	long long port;
+	int rc;
 
-	if (colon == NULL || colon == s)
-		return fail(err, errlen, "--tcp '%s': expected HOST:PORT, "
-		    "e.g. 127.0.0.1:7878", s);
-	hlen = (size_t)(colon - s);
-	if (hlen >= 2 && s[0] == '[' && s[hlen - 1] == ']') {
-		host++;
-		hlen -= 2;
-	}
-	if (hlen == 0 || hlen >= sizeof(o->lo_host))
-		return fail(err, errlen, "--tcp '%s': expected HOST:PORT with a "
-		    "host of 1..%zu bytes", s, sizeof(o->lo_host) - 1);
-	if (number("--tcp port", "a port", colon + 1, 1, 65535, &port, err,
+	rc = options_hostport(s, &host, &hlen, &portstr);
+	if (rc == OPTIONS_HOSTPORT_V6)
+		return fail(err, errlen, "--tcp '%s': an IPv6 address goes in "
+		    "brackets; expected " OPTIONS_HOSTPORT_FORMS, s);
+	if (rc != 0)
+		return fail(err, errlen, "--tcp '%s': expected "
+		    OPTIONS_HOSTPORT_FORMS ", e.g. 127.0.0.1:7878", s);
+	if (hlen >= sizeof(o->lo_host))
+		return fail(err, errlen, "--tcp '%s': expected a host of "
+		    "1..%zu bytes", s, sizeof(o->lo_host) - 1);
+	if (number("--tcp port", "a port", portstr, 1, 65535, &port, err,
 	    errlen) != 0)
 		return -EINVAL;
 	memcpy(o->lo_host, host, hlen);

@@ -132,37 +132,53 @@ number(const char *flag, const char *arg, long long min, long long max)
 #define LISTEN_TCP_FORMS	"tcp:HOST:PORT or tcp:[V6ADDR]:PORT"
 
 /*
- * The host and port of tcp:HOST:PORT or tcp:[V6ADDR]:PORT into ls.  A
- * host with a ':' is an IPv6 address, and only brackets say where it
- * ends: 'tcp:::1:80' could be port 80 of ::1, or the address ::1:80
- * without its port, so it is refused rather than guessed at.
+ * A host with a ':' is an IPv6 address, and only brackets say where it
+ * ends: '::1:80' could be port 80 of ::1, or the address ::1:80 without
+ * its port, so it is refused rather than guessed at.
  */
-static void
-parse_tcp(struct listen_spec *ls, const char *arg)
+int
+options_hostport(const char *s, const char **host, size_t *hlen,
+    const char **port)
 {
-	const char *hp = arg + 4, *end, *port;
-	size_t hlen;
+	const char *hp = s, *end;
 
 	if (hp[0] == '[') {
 		hp++;
 		if ((end = strchr(hp, ']')) == NULL || end[1] != ':')
-			bad("--listen '%s': expected " LISTEN_TCP_FORMS, arg);
-		port = end + 2;
+			return OPTIONS_HOSTPORT_FORM;
+		*port = end + 2;
 	} else {
 		if ((end = strchr(hp, ':')) == NULL)
-			bad("--listen '%s': expected " LISTEN_TCP_FORMS, arg);
-		port = end + 1;
-		if (strchr(port, ':') != NULL)
-			bad("--listen '%s': an IPv6 address goes in brackets; "
-			    "expected " LISTEN_TCP_FORMS, arg);
+			return OPTIONS_HOSTPORT_FORM;
+		*port = end + 1;
+		if (strchr(*port, ':') != NULL)
+			return OPTIONS_HOSTPORT_V6;
 	}
-	hlen = (size_t)(end - hp);
-	if (hlen == 0 || memchr(hp, '[', hlen) != NULL ||
-	    memchr(hp, ']', hlen) != NULL)
+	*host = hp;
+	*hlen = (size_t)(end - hp);
+	if (*hlen == 0 || memchr(hp, '[', *hlen) != NULL ||
+	    memchr(hp, ']', *hlen) != NULL)
+		return OPTIONS_HOSTPORT_FORM;
+	return 0;
+}
+
+/* The host and port of tcp:HOST:PORT or tcp:[V6ADDR]:PORT into ls. */
+static void
+parse_tcp(struct listen_spec *ls, const char *arg)
+{
+	const char *host, *port;
+	size_t hlen;
+	int rc;
+
+	rc = options_hostport(arg + 4, &host, &hlen, &port);
+	if (rc == OPTIONS_HOSTPORT_V6)
+		bad("--listen '%s': an IPv6 address goes in brackets; "
+		    "expected " LISTEN_TCP_FORMS, arg);
+	if (rc != 0)
 		bad("--listen '%s': expected " LISTEN_TCP_FORMS, arg);
 	if (hlen >= sizeof(ls->ls_host))
 		bad("--listen '%s': host name too long", arg);
-	memcpy(ls->ls_host, hp, hlen);
+	memcpy(ls->ls_host, host, hlen);
 	ls->ls_host[hlen] = '\0';
 	number("--listen port", port, 0, 65535);
 	strlcpy(ls->ls_port, port, sizeof(ls->ls_port));

@@ -339,6 +339,27 @@ START_TEST(test_loadgen_opts_tcp)
 }
 END_TEST
 
+/*
+ * An IPv6 address without brackets is refused, as shmpipe --listen does:
+ * '::1:1' could be port 1 of ::1 or the address ::1:1 without a port.
+ */
+START_TEST(test_loadgen_opts_tcp_v6_brackets)
+{
+	struct loadgen_opts o;
+
+	FAILS("[V6ADDR]:PORT", "--tcp", "::1:1");
+	FAILS("[V6ADDR]:PORT", "--tcp", "fe80::1:7878");
+	FAILS("[V6ADDR]:PORT", "--tcp", "[::1:1");
+	FAILS("[V6ADDR]:PORT", "--tcp", "[::1]x:1");
+	FAILS("[V6ADDR]:PORT", "--tcp", "[]:1");
+	FAILS("[V6ADDR]:PORT", "--tcp", "[[::1]]:1");
+	FAILS("port", "--tcp", "[::1]:");
+	ck_assert_int_eq(PARSE(&o, "--tcp", "[fe80::1%lo]:7878"), 0);
+	ck_assert_str_eq(o.lo_host, "fe80::1%lo");
+	ck_assert_str_eq(o.lo_port, "7878");
+}
+END_TEST
+
 START_TEST(test_loadgen_opts_bad_numbers)
 {
 	FAILS("-c", "-c", "0");
@@ -476,6 +497,7 @@ loadgen_suite(void)
 	tcase_add_test(tc, test_loadgen_opts_all);
 	tcase_add_test(tc, test_loadgen_opts_long_names);
 	tcase_add_test(tc, test_loadgen_opts_tcp);
+	tcase_add_test(tc, test_loadgen_opts_tcp_v6_brackets);
 	tcase_add_test(tc, test_loadgen_opts_bad_numbers);
 	tcase_add_test(tc, test_loadgen_opts_bad_combinations);
 	tcase_add_test(tc, test_loadgen_opts_help);
