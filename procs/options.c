@@ -221,7 +221,7 @@ defaults(struct options *o, bool threaded)
 	if (o->processors > processors_max(threaded))
 		o->processors = processors_max(threaded);
 	o->capacity = 4096;
-	o->max_line = 4096;
+	o->max_line = OPT_MAX_LINE_DEFAULT;
 	o->request_timeout_ms = 30000;
 	o->max_deliveries = 2;
 	o->max_conns = 1024;
@@ -246,8 +246,8 @@ option(struct options *o, int c, const char *arg, bool threaded)
 	case 'H': o->handler = arg; break;
 	case 'c': o->capacity = (uint32_t)number("--capacity", arg, 2,
 		    1 << 20); break;
-	case 'm': o->max_line = (uint32_t)number("--max-line", arg, 16,
-		    1 << 20); break;
+	case 'm': o->max_line = (uint32_t)number("--max-line", arg,
+		    OPT_MAX_LINE_MIN, OPT_MAX_LINE_MAX); break;
 	case 'r': o->max_requests = (uint64_t)number("--max-requests", arg, 0,
 		    INT64_MAX); break;
 	case 't': o->request_timeout_ms = (uint32_t)number(

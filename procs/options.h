@@ -77,6 +77,11 @@ void	options_std_fds(void);
 void	options_parse(struct options *o, int argc, char **argv,
 	    bool threaded);
 
+/* --max-line: its default and range, which shmpipe-bench mirrors. */
+#define OPT_MAX_LINE_DEFAULT	4096
+#define OPT_MAX_LINE_MIN	16
+#define OPT_MAX_LINE_MAX	1048576
+
 /* The forms of a TCP address, for messages. */
 #define OPTIONS_HOSTPORT_FORMS	"HOST:PORT or [V6ADDR]:PORT"
 

@@ -5,8 +5,11 @@
 #include <check.h>
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "check_pipeline_util.h"
 #include "loadgen_opts.h"
 #include "loadgen_stats.h"
 
@@ -275,6 +278,7 @@ START_TEST(test_loadgen_opts_defaults)
 	ck_assert_ptr_null(o.lo_arg);
 	ck_assert_uint_eq(o.lo_crash_at, 0);
 	ck_assert_uint_eq(o.lo_timeout_ms, 10000);
+	ck_assert_uint_eq(o.lo_max_line, 4096);
 	ck_assert(!o.lo_reconnect && !o.lo_json && !o.lo_quiet);
 }
 END_TEST
@@ -336,6 +340,32 @@ START_TEST(test_loadgen_opts_tcp)
 	FAILS("port", "--tcp", "h:8x");
 	FAILS("port", "--tcp", "h:+80");
 	FAILS("--tcp and --unix", "--tcp", "h:1", "--unix", "/s");
+}
+END_TEST
+
+/*
+ * --max-line is the server's, as shmpipe takes it; requests that would all
+ * be longer are refused, not answered ERR and counted as expected.
+ */
+START_TEST(test_loadgen_opts_max_line)
+{
+	struct loadgen_opts o;
+
+	ck_assert_int_eq(PARSE(&o, "--max-line", "16", "-v", "fib"), 0);
+	ck_assert_uint_eq(o.lo_max_line, 16);
+	ck_assert_int_eq(PARSE(&o, "--max-line", "1048576", "-s", "1000"),
+	    0);
+	ck_assert_uint_eq(o.lo_max_line, 1048576);
+	ck_assert_int_eq(PARSE(&o, "-s", "4091"), 0);	/* "echo " + 4091 */
+	FAILS("--max-line", "-s", "4092");
+	FAILS("--max-line", "-v", "upper", "-s", "5000");
+	ck_assert_int_eq(PARSE(&o, "-s", "5000", "--max-line", "5005"), 0);
+	FAILS("--max-line", "-a", "0123456789ab", "--max-line", "16");
+	ck_assert_int_eq(PARSE(&o, "-a", "0123456789", "--max-line", "16",
+	    "-s", "1000"), 0);
+	FAILS("--max-line", "--max-line", "15");
+	FAILS("--max-line", "--max-line", "1048577");
+	FAILS("--max-line", "--max-line", "4k");
 }
 END_TEST
 
@@ -469,6 +499,80 @@ START_TEST(test_loadgen_opts_quota)
 }
 END_TEST
 
+/* ---- runs against a server ------------------------------------------- */
+
+/* Compile src into the shared object DIR/name.so (its path into so). */
+static void
+handler_build(const struct cp_pipe *p, const char *name, const char *src,
+    char *so, size_t solen)
+{
+	char c_src[CP_PATH_LEN + 32], cmd[3 * CP_PATH_LEN + 64];
+	FILE *f;
+
+	snprintf(c_src, sizeof(c_src), "%s/%s.c", p->cp_dir, name);
+	snprintf(so, solen, "%s/%s.so", p->cp_dir, name);
+	ck_assert_ptr_nonnull(f = fopen(c_src, "we"));
+	fputs(src, f);
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), "cc -std=c11 -fPIC -shared -Iinclude -o %s "
+	    "%s", so, c_src);
+	ck_assert_msg(system(cmd) == 0, "failed: %s", cmd);
+}
+
+/* A verb whose result never fits the reply: one byte more than there is
+ * room for, whatever the server's --max-line. */
+static const char big_src[] =
+    "#include \"shmpipe_handler.h\"\n"
+    "static int h(const struct shmpipe_request *q,\n"
+    "    struct shmpipe_result *r) {\n"
+    "    if (q->verb_len != 3 || q->verb[0] != 'b') return SHMPIPE_PASS;\n"
+    "    r->len = r->cap + 1; return SHMPIPE_OK; }\n"
+    "const struct shmpipe_handler shmpipe_handler = {\n"
+    "    SHMPIPE_HANDLER_ABI, \"big\", 0, 0, h };\n";
+
+/* Run n requests of "big" against p; every reply must be its ERR. */
+static void
+run_big(const struct cp_pipe *p, const char *so, const char *max_line)
+{
+	struct cp_bench b;
+
+	if (max_line == NULL)
+		cp_bench_start(&b, p, CP_ARGS("-c", "2", "-d", "4", "-n", "40",
+		    "-v", "big", "--handler", so));
+	else
+		cp_bench_start(&b, p, CP_ARGS("-c", "2", "-d", "4", "-n", "40",
+		    "-v", "big", "--handler", so, "--max-line", max_line));
+	cp_bench_wait(&b);
+	cp_bench_assert_clean(p, &b, 40);
+	ck_assert_uint_eq(cp_bench_u64(&b, "err"), 40);
+}
+
+/*
+ * A result over the reply limit is the server's ERR "result too long
+ * (N bytes, at most M fit)", M from its --max-line.  The bench expected
+ * M = 65533 whatever the server's, and marked a right server wrong.
+ */
+START_TEST(test_loadgen_run_result_too_long)
+{
+	char so[CP_PATH_LEN + 16];
+	struct cp_pipe p;
+
+	cp_prepare(&p, 1);
+	handler_build(&p, "big", big_src, so, sizeof(so));
+	cp_spawn(&p, CP_ARGS("--handler", so));
+	cp_wait_ready(&p);
+	run_big(&p, so, NULL);		/* both at their default, 4096 */
+	cp_stop(&p);
+
+	cp_prepare(&p, 1);
+	handler_build(&p, "big", big_src, so, sizeof(so));
+	cp_spawn(&p, CP_ARGS("--handler", so, "--max-line", "1000"));
+	cp_wait_ready(&p);
+	run_big(&p, so, "1000");
+	cp_stop(&p);
+}
+END_TEST
+
 Suite *
 loadgen_suite(void)
 {
@@ -498,12 +602,18 @@ loadgen_suite(void)
 	tcase_add_test(tc, test_loadgen_opts_long_names);
 	tcase_add_test(tc, test_loadgen_opts_tcp);
 	tcase_add_test(tc, test_loadgen_opts_tcp_v6_brackets);
+	tcase_add_test(tc, test_loadgen_opts_max_line);
 	tcase_add_test(tc, test_loadgen_opts_bad_numbers);
 	tcase_add_test(tc, test_loadgen_opts_bad_combinations);
 	tcase_add_test(tc, test_loadgen_opts_help);
 	tcase_add_test(tc, test_loadgen_opts_verbs);
 	tcase_add_test(tc, test_loadgen_opts_fib_arg);
 	tcase_add_test(tc, test_loadgen_opts_quota);
+	suite_add_tcase(s, tc);
+
+	cp_init();
+	tc = cp_tcase("Runs", 120);
+	tcase_add_test(tc, test_loadgen_run_result_too_long);
 	suite_add_tcase(s, tc);
 	return s;
 }
