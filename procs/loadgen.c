@@ -44,6 +44,7 @@
 #include "handlers.h"
 #include "proto.h"
 #include "shmq.h"
+#include "utf8.h"
 
 #define EXIT_WRONG	1	/* a reply was not right */
 #define EXIT_CONNECT	2	/* could not connect */
@@ -1160,23 +1161,6 @@ us(uint64_t ns)
 	return (double)ns / 1000.0;
 }
 
-/* s as the body of a JSON string. */
-static void
-json_string(FILE *f, const char *s)
-{
-	putc('"', f);
-	for (; *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20)
-			fprintf(f, "\\u%04x", c);
-		else
-			putc(c, f);
-	}
-	putc('"', f);
-}
-
 static void
 report_json(const struct summary *su, const struct plan *pl)
 {
@@ -1185,9 +1169,9 @@ report_json(const struct summary *su, const struct plan *pl)
 	const struct loadgen_hist *h = &su->su_hist;
 
 	fputs("{\"target\":", stdout);
-	json_string(stdout, pl->pl_target);
+	utf8_json_string(stdout, pl->pl_target);
 	fputs(",\"verb\":", stdout);
-	json_string(stdout, o->lo_verb);
+	utf8_json_string(stdout, o->lo_verb);
 	printf(",\"connections\":%u,\"depth\":%u,\"threads\":%u,"
 	    "\"payload_bytes\":%zu", o->lo_conns, o->lo_depth, o->lo_threads,
 	    o->lo_size);

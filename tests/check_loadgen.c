@@ -9,9 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_json.h"
 #include "check_pipeline_util.h"
 #include "loadgen_opts.h"
 #include "loadgen_stats.h"
+#include "utf8.h"
 
 Suite	*loadgen_suite(void);
 
@@ -499,6 +501,43 @@ START_TEST(test_loadgen_opts_quota)
 }
 END_TEST
 
+/* ---- JSON strings ----------------------------------------------------- */
+
+/* s as utf8_json_string() writes it must be want. */
+static void
+json_is(const char *s, const char *want)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	ck_assert_ptr_nonnull(f);
+	utf8_json_string(f, s);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_str_eq(buf, want);
+	free(buf);
+}
+
+/* Every byte that is not UTF-8 is \ufffd, never passed on raw. */
+START_TEST(test_loadgen_json_string_utf8)
+{
+	json_is("a\"b\\c\nd", "\"a\\\"b\\\\c\\nd\"");
+	json_is("\x01\x7f\xc2\x9f", "\"\\u0001\\u007f\\u009f\"");
+	json_is("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80",
+	    "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"");
+	json_is("\xff", "\"\\ufffd\"");
+	json_is("x\xc3", "\"x\\ufffd\"");			/* truncated */
+	json_is("\xc3x", "\"\\ufffdx\"");
+	json_is("\xc0\xaf", "\"\\ufffd\\ufffd\"");		/* overlong */
+	json_is("\xe0\x80\xaf", "\"\\ufffd\\ufffd\\ufffd\"");
+	json_is("\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\"");	/* surrogate */
+	json_is("\xf4\x90\x80\x80",					/* > U+10FFFF */
+	    "\"\\ufffd\\ufffd\\ufffd\\ufffd\"");
+	json_is("\x80", "\"\\ufffd\"");			/* stray */
+	json_is("", "\"\"");
+}
+END_TEST
+
 /* ---- runs against a server ------------------------------------------- */
 
 /* Compile src into the shared object DIR/name.so (its path into so). */
@@ -573,6 +612,42 @@ START_TEST(test_loadgen_run_result_too_long)
 }
 END_TEST
 
+/*
+ * --json is UTF-8 whatever the --unix path holds: a byte that is not
+ * UTF-8 is \ufffd, as in shmq's JSON; controls (C0 and C1) are escaped;
+ * a valid sequence passes.  The path's bytes used to be copied raw.
+ */
+START_TEST(test_loadgen_run_json_utf8)
+{
+	char want[CP_PATH_LEN + 64], decoded[CP_PATH_LEN + 64];
+	const char *why = NULL;
+	struct cp_bench b;
+	struct cp_pipe p;
+	struct cj *v;
+
+	cp_prepare(&p, 1);
+	/* 0xff: not UTF-8; e-acute; ESC; NEL, a C1 control. */
+	snprintf(p.cp_sock, sizeof(p.cp_sock), "%s/j\xff\xc3\xa9\x1b\xc2\x85.s",
+	    p.cp_dir);
+	cp_spawn(&p, NULL);
+	cp_wait_ready(&p);
+	cp_bench_start(&b, &p, CP_ARGS("-c", "1", "-n", "3"));
+	cp_bench_wait(&b);
+	cp_bench_assert_clean(&p, &b, 3);
+	snprintf(want, sizeof(want), "{\"target\":\"unix:%s/j\\ufffd\xc3\xa9"
+	    "\\u001b\\u0085.s\",", p.cp_dir);
+	ck_assert_msg(strncmp(b.b_json, want, strlen(want)) == 0,
+	    "JSON '%s' does not start '%s'", b.b_json, want);
+	v = cj_parse(b.b_json, &why, NULL);
+	ck_assert_msg(v != NULL, "not JSON (%s): %s", why, b.b_json);
+	snprintf(decoded, sizeof(decoded), "unix:%s/j\xef\xbf\xbd\xc3\xa9"
+	    "\x1b\xc2\x85.s", p.cp_dir);
+	ck_assert_str_eq(cj_str(cj_get(v, "target")), decoded);
+	cj_free(v);
+	cp_stop(&p);
+}
+END_TEST
+
 Suite *
 loadgen_suite(void)
 {
@@ -611,9 +686,14 @@ loadgen_suite(void)
 	tcase_add_test(tc, test_loadgen_opts_quota);
 	suite_add_tcase(s, tc);
 
+	tc = tcase_create("JSON");
+	tcase_add_test(tc, test_loadgen_json_string_utf8);
+	suite_add_tcase(s, tc);
+
 	cp_init();
 	tc = cp_tcase("Runs", 120);
 	tcase_add_test(tc, test_loadgen_run_result_too_long);
+	tcase_add_test(tc, test_loadgen_run_json_utf8);
 	suite_add_tcase(s, tc);
 	return s;
 }
