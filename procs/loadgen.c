@@ -6,7 +6,8 @@
  *
  * Each request carries an argument unique to its (connection, sequence),
  * so its reply names the request it answers.  The expected reply is what
- * proto_handle() gives for the same line; replies that are the same for
+ * the server gives for the same line: proto_handle() with its reply size,
+ * or its ERR for a line over its --max-line; replies that are the same for
  * many requests (sha256 and fib tables, a fixed -a) are computed once.
  *
  * A connection's replies are matched against a cursor, the oldest request
@@ -37,11 +38,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ctl.h"
 #include "loadgen_opts.h"
 #include "loadgen_stats.h"
 #include "handlers.h"
 #include "proto.h"
 #include "shmq.h"
+#include "utf8.h"
 
 #define EXIT_WRONG	1	/* a reply was not right */
 #define EXIT_CONNECT	2	/* could not connect */
@@ -60,7 +63,6 @@
 #define RBUF_MIN	16384
 #define WBUF_MAX	(256 * 1024)	/* a batch of requests, at most */
 #define EVENTS_MAX	256
-#define REPLY_MIN	65536	/* room for a handler's expected reply */
 
 enum seq_state {
 	SEQ_PENDING,		/* sent, not answered */
@@ -94,7 +96,7 @@ struct plan {
 	unsigned		 pl_table;	/* expectation table; 0: none */
 	uint64_t		 pl_crash_seq;	/* on connection 0; or MAX */
 	size_t			 pl_line_max;	/* request line, no '\n' */
-	size_t			 pl_reply_cap;	/* an expected reply */
+	size_t			 pl_reply_cap;	/* the server's reply_max */
 	size_t			 pl_rline_max;	/* a reply line accepted */
 	size_t			 pl_wbuf;	/* a batch of requests */
 	unsigned		 pl_ring;	/* power of two >= 2 * depth */
@@ -281,6 +283,21 @@ request_line(const struct plan *pl, unsigned id, uint64_t seq, char *out)
 	return n + unique_arg(pl, id, seq, out + n);
 }
 
+/*
+ * The server's reply to a request line of n bytes: as proto_handle() with
+ * the room its --max-line gives a reply (ctl_reply_max), which shows in
+ * the text of "result too long"; or its ERR for a line over --max-line.
+ */
+static size_t
+server_reply(const struct plan *pl, const char *line, size_t n, char *out)
+{
+	uint32_t max = pl->pl_opts->lo_max_line;
+
+	if (n > max)
+		return proto_err_too_long(max, out, pl->pl_reply_cap);
+	return proto_handle(pl->pl_proto, line, n, 1, out, pl->pl_reply_cap);
+}
+
 /* sleep's reply, made without sleeping: "OK MS" (-a is checked). */
 static size_t
 sleep_reply(const struct plan *pl, char *out)
@@ -308,8 +325,7 @@ table_expect(struct worker *w, unsigned i)
 	} else {
 		n = verb_prefix(pl, w->w_line);
 		n += entry_arg(pl, i, w->w_line + n);
-		len = proto_handle(pl->pl_proto, w->w_line, n, 1, w->w_reply,
-		    pl->pl_reply_cap);
+		len = server_reply(pl, w->w_line, n, w->w_reply);
 	}
 	if ((ex->ex_text = malloc(len + 1)) == NULL)
 		err(EXIT_FAILURE, "malloc");
@@ -333,8 +349,7 @@ expected(struct worker *w, const struct conn *cn, uint64_t seq,
 		return ex->ex_text;
 	}
 	n = request_line(pl, cn->cn_id, seq, w->w_line);
-	*lenp = proto_handle(pl->pl_proto, w->w_line, n, 1, w->w_reply,
-	    pl->pl_reply_cap);
+	*lenp = server_reply(pl, w->w_line, n, w->w_reply);
 	return w->w_reply;
 }
 
@@ -956,9 +971,7 @@ plan_sizes(struct plan *pl)
 		arg = TAG_MAX;
 	pl->pl_verb_len = strlen(o->lo_verb);
 	pl->pl_line_max = pl->pl_verb_len + 1 + arg;
-	pl->pl_reply_cap = 4 * pl->pl_line_max + PROTO_REPLY_MIN;
-	if (pl->pl_reply_cap < REPLY_MIN)
-		pl->pl_reply_cap = REPLY_MIN;
+	pl->pl_reply_cap = ctl_reply_max(o->lo_max_line);
 	pl->pl_rline_max = pl->pl_reply_cap > (1u << 20) ? pl->pl_reply_cap :
 	    (1u << 20);
 	per = pl->pl_line_max + 1;
@@ -1148,23 +1161,6 @@ us(uint64_t ns)
 	return (double)ns / 1000.0;
 }
 
-/* s as the body of a JSON string. */
-static void
-json_string(FILE *f, const char *s)
-{
-	putc('"', f);
-	for (; *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20)
-			fprintf(f, "\\u%04x", c);
-		else
-			putc(c, f);
-	}
-	putc('"', f);
-}
-
 static void
 report_json(const struct summary *su, const struct plan *pl)
 {
@@ -1173,9 +1169,9 @@ report_json(const struct summary *su, const struct plan *pl)
 	const struct loadgen_hist *h = &su->su_hist;
 
 	fputs("{\"target\":", stdout);
-	json_string(stdout, pl->pl_target);
+	utf8_json_string(stdout, pl->pl_target);
 	fputs(",\"verb\":", stdout);
-	json_string(stdout, o->lo_verb);
+	utf8_json_string(stdout, o->lo_verb);
 	printf(",\"connections\":%u,\"depth\":%u,\"threads\":%u,"
 	    "\"payload_bytes\":%zu", o->lo_conns, o->lo_depth, o->lo_threads,
 	    o->lo_size);

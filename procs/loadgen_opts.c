@@ -11,6 +11,7 @@
 #include <sys/un.h>
 
 #include "loadgen_opts.h"
+#include "options.h"
 #include "proto.h"
 
 #define STR(x)		#x
@@ -23,7 +24,8 @@ enum {
 	OPT_RECONNECT,
 	OPT_JSON,
 	OPT_TIMEOUT,
-	OPT_HANDLER
+	OPT_HANDLER,
+	OPT_MAX_LINE
 };
 
 static const char usage[] =
@@ -64,6 +66,9 @@ static const char usage[] =
 	LOADGEN_SLEEP_DEFAULT ")\n"
 "  --handler PATH           load this handler object as the server does, to\n"
 "                           compute the expected replies of its verbs\n"
+"  --max-line BYTES         the server's --max-line, which limits requests\n"
+"                           and replies, " XSTR(OPT_MAX_LINE_MIN) ".."
+	XSTR(OPT_MAX_LINE_MAX) " (default " XSTR(OPT_MAX_LINE_DEFAULT) ")\n"
 "  --crash-at K             send \"crash\" as request K (1, 2, ...) of\n"
 "                           connection 0; its reply must be an ERR line\n"
 "Checking:\n"
@@ -94,6 +99,7 @@ static const struct option longopts[] = {
 	{ "size",	 required_argument, NULL, 's' },
 	{ "arg",	 required_argument, NULL, 'a' },
 	{ "handler",	 required_argument, NULL, OPT_HANDLER },
+	{ "max-line",	 required_argument, NULL, OPT_MAX_LINE },
 	{ "crash-at",	 required_argument, NULL, OPT_CRASH_AT },
 	{ "timeout",	 required_argument, NULL, OPT_TIMEOUT },
 	{ "reconnect",	 no_argument,	    NULL, OPT_RECONNECT },
@@ -165,29 +171,29 @@ defaults(struct loadgen_opts *o)
 	o->lo_kind = LOADGEN_ECHO;
 	o->lo_size = LOADGEN_SIZE_DEFAULT;
 	o->lo_timeout_ms = LOADGEN_TIMEOUT_DEFAULT;
+	o->lo_max_line = OPT_MAX_LINE_DEFAULT;
 }
 
-/* --tcp HOST:PORT, the host maybe in brackets (IPv6). */
+/* --tcp HOST:PORT or [V6ADDR]:PORT, read as shmpipe --listen reads it. */
 static int
 parse_tcp(struct loadgen_opts *o, const char *s, char *err, size_t errlen)
 {
-	const char *colon = strrchr(s, ':');
-	const char *host = s;
+	const char *host, *portstr;
 	size_t hlen;
 	long long port;
+	int rc;
 
-	if (colon == NULL || colon == s)
-		return fail(err, errlen, "--tcp '%s': expected HOST:PORT, "
-		    "e.g. 127.0.0.1:7878", s);
-	hlen = (size_t)(colon - s);
-	if (hlen >= 2 && s[0] == '[' && s[hlen - 1] == ']') {
-		host++;
-		hlen -= 2;
-	}
-	if (hlen == 0 || hlen >= sizeof(o->lo_host))
-		return fail(err, errlen, "--tcp '%s': expected HOST:PORT with a "
-		    "host of 1..%zu bytes", s, sizeof(o->lo_host) - 1);
-	if (number("--tcp port", "a port", colon + 1, 1, 65535, &port, err,
+	rc = options_hostport(s, &host, &hlen, &portstr);
+	if (rc == OPTIONS_HOSTPORT_V6)
+		return fail(err, errlen, "--tcp '%s': an IPv6 address goes in "
+		    "brackets; expected " OPTIONS_HOSTPORT_FORMS, s);
+	if (rc != 0)
+		return fail(err, errlen, "--tcp '%s': expected "
+		    OPTIONS_HOSTPORT_FORMS ", e.g. 127.0.0.1:7878", s);
+	if (hlen >= sizeof(o->lo_host))
+		return fail(err, errlen, "--tcp '%s': expected a host of "
+		    "1..%zu bytes", s, sizeof(o->lo_host) - 1);
+	if (number("--tcp port", "a port", portstr, 1, 65535, &port, err,
 	    errlen) != 0)
 		return -EINVAL;
 	memcpy(o->lo_host, host, hlen);
@@ -251,6 +257,8 @@ static const struct numopt numopts[] = {
 	{ OPT_CRASH_AT, "--crash-at", "a request number", 1,
 	    LOADGEN_COUNT_MAX },
 	{ OPT_TIMEOUT, "--timeout", "milliseconds", 1, LOADGEN_TIMEOUT_MAX },
+	{ OPT_MAX_LINE, "--max-line", "the server's --max-line in bytes",
+	    OPT_MAX_LINE_MIN, OPT_MAX_LINE_MAX },
 };
 
 /* Store v, checked, for option c. */
@@ -280,6 +288,9 @@ store_number(struct loadgen_opts *o, int c, long long v, struct seen *se)
 		break;
 	case OPT_CRASH_AT:
 		o->lo_crash_at = (uint64_t)v;
+		break;
+	case OPT_MAX_LINE:
+		o->lo_max_line = (uint32_t)v;
 		break;
 	default:	/* OPT_TIMEOUT */
 		o->lo_timeout_ms = (unsigned)v;
@@ -340,7 +351,11 @@ parse_one(struct loadgen_opts *o, int c, const char *s, struct seen *se,
 	}
 }
 
-/* -a: no newline (it could not be sent); sleep's must be milliseconds. */
+/*
+ * -a: no newline (it could not be sent); sleep's must be milliseconds and
+ * fib's its N.  A bad one would only get the server's ERR, which the run
+ * counts as expected: it would pass without one reply computed.
+ */
 static int
 check_arg(const struct loadgen_opts *o, char *err, size_t errlen)
 {
@@ -357,6 +372,36 @@ check_arg(const struct loadgen_opts *o, char *err, size_t errlen)
 	if (o->lo_kind == LOADGEN_SLEEP)
 		return number("-a", "milliseconds to sleep", o->lo_arg, 0,
 		    PROTO_SLEEP_MAX, &v, err, errlen);
+	if (o->lo_kind == LOADGEN_FIB)
+		return number("-a", "fib's N", o->lo_arg, 0, PROTO_FIB_MAX,
+		    &v, err, errlen);
+	return 0;
+}
+
+/*
+ * Requests that all exceed the server's --max-line would all get its
+ * "request too long" ERR, which the run would count as expected: refuse
+ * them.  (The CONN:SEQ: tag may make some longer still; those get the
+ * same ERR here as from the server.)
+ */
+static int
+check_line(const struct loadgen_opts *o, char *err, size_t errlen)
+{
+	size_t verb = strlen(o->lo_verb) + 1, line;
+
+	if (o->lo_arg != NULL) {
+		line = verb + strlen(o->lo_arg);
+		if (line > o->lo_max_line)
+			return fail(err, errlen, "-a: requests of %zu bytes "
+			    "exceed --max-line %u; expected the server's "
+			    "--max-line", line, o->lo_max_line);
+		return 0;
+	}
+	line = verb + o->lo_size;
+	if (o->lo_kind != LOADGEN_FIB && line > o->lo_max_line)
+		return fail(err, errlen, "-s %zu: requests of %zu bytes exceed "
+		    "--max-line %u; expected the server's --max-line",
+		    o->lo_size, line, o->lo_max_line);
 	return 0;
 }
 
@@ -383,7 +428,9 @@ check(struct loadgen_opts *o, const struct seen *se, char *err,
 		    "only %ju requests; expected 1..%ju",
 		    (uintmax_t)o->lo_crash_at, (uintmax_t)loadgen_opts_quota(o,
 		    0), (uintmax_t)loadgen_opts_quota(o, 0));
-	return check_arg(o, err, errlen);
+	if (check_arg(o, err, errlen) != 0)
+		return -EINVAL;
+	return check_line(o, err, errlen);
 }
 
 /* The option getopt_long() stopped at, as the user wrote it. */

@@ -56,6 +56,7 @@ struct loadgen_opts {
 	const char	*lo_arg;	/* -a; NULL for payloads made per request */
 	uint64_t	 lo_crash_at;	/* --crash-at; 0 for none */
 	unsigned	 lo_timeout_ms;	/* --timeout */
+	uint32_t	 lo_max_line;	/* --max-line, the server's */
 	const char	*lo_handler;	/* --handler; NULL for none */
 	bool		 lo_reconnect;	/* --reconnect */
 	bool		 lo_json;	/* --json */

@@ -132,37 +132,53 @@ number(const char *flag, const char *arg, long long min, long long max)
 #define LISTEN_TCP_FORMS	"tcp:HOST:PORT or tcp:[V6ADDR]:PORT"
 
 /*
- * The host and port of tcp:HOST:PORT or tcp:[V6ADDR]:PORT into ls.  A
- * host with a ':' is an IPv6 address, and only brackets say where it
- * ends: 'tcp:::1:80' could be port 80 of ::1, or the address ::1:80
- * without its port, so it is refused rather than guessed at.
+ * A host with a ':' is an IPv6 address, and only brackets say where it
+ * ends: '::1:80' could be port 80 of ::1, or the address ::1:80 without
+ * its port, so it is refused rather than guessed at.
  */
-static void
-parse_tcp(struct listen_spec *ls, const char *arg)
+int
+options_hostport(const char *s, const char **host, size_t *hlen,
+    const char **port)
 {
-	const char *hp = arg + 4, *end, *port;
-	size_t hlen;
+	const char *hp = s, *end;
 
 	if (hp[0] == '[') {
 		hp++;
 		if ((end = strchr(hp, ']')) == NULL || end[1] != ':')
-			bad("--listen '%s': expected " LISTEN_TCP_FORMS, arg);
-		port = end + 2;
+			return OPTIONS_HOSTPORT_FORM;
+		*port = end + 2;
 	} else {
 		if ((end = strchr(hp, ':')) == NULL)
-			bad("--listen '%s': expected " LISTEN_TCP_FORMS, arg);
-		port = end + 1;
-		if (strchr(port, ':') != NULL)
-			bad("--listen '%s': an IPv6 address goes in brackets; "
-			    "expected " LISTEN_TCP_FORMS, arg);
+			return OPTIONS_HOSTPORT_FORM;
+		*port = end + 1;
+		if (strchr(*port, ':') != NULL)
+			return OPTIONS_HOSTPORT_V6;
 	}
-	hlen = (size_t)(end - hp);
-	if (hlen == 0 || memchr(hp, '[', hlen) != NULL ||
-	    memchr(hp, ']', hlen) != NULL)
+	*host = hp;
+	*hlen = (size_t)(end - hp);
+	if (*hlen == 0 || memchr(hp, '[', *hlen) != NULL ||
+	    memchr(hp, ']', *hlen) != NULL)
+		return OPTIONS_HOSTPORT_FORM;
+	return 0;
+}
+
+/* The host and port of tcp:HOST:PORT or tcp:[V6ADDR]:PORT into ls. */
+static void
+parse_tcp(struct listen_spec *ls, const char *arg)
+{
+	const char *host, *port;
+	size_t hlen;
+	int rc;
+
+	rc = options_hostport(arg + 4, &host, &hlen, &port);
+	if (rc == OPTIONS_HOSTPORT_V6)
+		bad("--listen '%s': an IPv6 address goes in brackets; "
+		    "expected " LISTEN_TCP_FORMS, arg);
+	if (rc != 0)
 		bad("--listen '%s': expected " LISTEN_TCP_FORMS, arg);
 	if (hlen >= sizeof(ls->ls_host))
 		bad("--listen '%s': host name too long", arg);
-	memcpy(ls->ls_host, hp, hlen);
+	memcpy(ls->ls_host, host, hlen);
 	ls->ls_host[hlen] = '\0';
 	number("--listen port", port, 0, 65535);
 	strlcpy(ls->ls_port, port, sizeof(ls->ls_port));
@@ -205,7 +221,7 @@ defaults(struct options *o, bool threaded)
 	if (o->processors > processors_max(threaded))
 		o->processors = processors_max(threaded);
 	o->capacity = 4096;
-	o->max_line = 4096;
+	o->max_line = OPT_MAX_LINE_DEFAULT;
 	o->request_timeout_ms = 30000;
 	o->max_deliveries = 2;
 	o->max_conns = 1024;
@@ -230,8 +246,8 @@ option(struct options *o, int c, const char *arg, bool threaded)
 	case 'H': o->handler = arg; break;
 	case 'c': o->capacity = (uint32_t)number("--capacity", arg, 2,
 		    1 << 20); break;
-	case 'm': o->max_line = (uint32_t)number("--max-line", arg, 16,
-		    1 << 20); break;
+	case 'm': o->max_line = (uint32_t)number("--max-line", arg,
+		    OPT_MAX_LINE_MIN, OPT_MAX_LINE_MAX); break;
 	case 'r': o->max_requests = (uint64_t)number("--max-requests", arg, 0,
 		    INT64_MAX); break;
 	case 't': o->request_timeout_ms = (uint32_t)number(

@@ -77,6 +77,27 @@ void	options_std_fds(void);
 void	options_parse(struct options *o, int argc, char **argv,
 	    bool threaded);
 
+/* --max-line: its default and range, which shmpipe-bench mirrors. */
+#define OPT_MAX_LINE_DEFAULT	4096
+#define OPT_MAX_LINE_MIN	16
+#define OPT_MAX_LINE_MAX	1048576
+
+/* The forms of a TCP address, for messages. */
+#define OPTIONS_HOSTPORT_FORMS	"HOST:PORT or [V6ADDR]:PORT"
+
+/* What options_hostport() found wrong. */
+#define OPTIONS_HOSTPORT_FORM	(-1)	/* neither form, or no host */
+#define OPTIONS_HOSTPORT_V6	(-2)	/* a ':' in a host without brackets */
+
+/*
+ * Split s, HOST:PORT or [V6ADDR]:PORT, into its host (*host, *hlen, the
+ * brackets left out) and its port text (*port, not checked).  Returns 0
+ * or OPTIONS_HOSTPORT_*.  Shared with shmpipe-bench's --tcp, so that the
+ * two read an address the same way.
+ */
+int	options_hostport(const char *s, const char **host, size_t *hlen,
+	    const char **port);
+
 /* "tcp:127.0.0.1:7878" or "unix:/path" for log lines. */
 void	options_listen_str(const struct listen_spec *ls, char *buf,
 	    size_t len);

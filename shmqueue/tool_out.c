@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "tool.h"
+#include "utf8.h"
 
 /* ---- human numbers ----------------------------------------------------- */
 
@@ -68,51 +69,8 @@ tool_age(char *buf, size_t len, int64_t ms)
  * is not part of one becomes U+FFFD.  Control characters (C0, DEL, C1)
  * are escaped in JSON, become U+FFFD in Prometheus labels (a newline is
  * \n) and '?' in tables and CSV, where they would reach a terminal
- * (shmq.1, OUTPUT).
+ * (shmq.1, OUTPUT).  The checks are utf8.c's, shared with shmpipe-bench.
  */
-#define UTF8_REPLACEMENT	"\xef\xbf\xbd"	/* U+FFFD */
-
-/* The length of the valid UTF-8 sequence at p (1..4), or 0: a stray
- * continuation byte, a truncated, overlong or surrogate sequence, or one
- * past U+10FFFF. */
-static size_t
-utf8_len(const unsigned char *p)
-{
-	size_t n;
-	uint32_t cp;
-
-	if (p[0] < 0x80)
-		return 1;
-	if (p[0] >= 0xc2 && p[0] <= 0xdf)
-		n = 2, cp = p[0] & 0x1f;
-	else if (p[0] >= 0xe0 && p[0] <= 0xef)
-		n = 3, cp = p[0] & 0x0f;
-	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-		n = 4, cp = p[0] & 0x07;
-	else
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((p[i] & 0xc0) != 0x80)	/* the NUL too: no overrun */
-			return 0;
-		cp = cp << 6 | (p[i] & 0x3f);
-	}
-	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
-	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-		return 0;
-	return n;
-}
-
-/* The control character at p (of a valid sequence of n bytes), if any:
- * C0, DEL or C1 (U+0080..U+009F, 0xc2 0x80..0x9f); -1 if none. */
-static int
-utf8_control(const unsigned char *p, size_t n)
-{
-	if (n == 1 && (p[0] < 0x20 || p[0] == 0x7f))
-		return p[0];
-	if (n == 2 && p[0] == 0xc2 && p[1] < 0xa0)
-		return p[1];
-	return -1;
-}
 
 /* s as tables and CSV show it, into a new string. */
 static char *
@@ -259,30 +217,6 @@ tool_json_init(struct tool_json *j, FILE *f)
 	j->j_first[0] = true;
 }
 
-static void
-json_string(FILE *f, const char *s)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	size_t n;
-	int cc;
-
-	fputc('"', f);
-	for (; *p; p += n ? n : 1) {
-		n = utf8_len(p);
-		if (n == 0)			/* not UTF-8: JSON cannot say it */
-			fputs("\\ufffd", f);
-		else if (*p == '"' || *p == '\\')
-			fprintf(f, "\\%c", *p);
-		else if (*p == '\n')
-			fputs("\\n", f);
-		else if ((cc = utf8_control(p, n)) >= 0)
-			fprintf(f, "\\u%04x", (unsigned)cc);
-		else
-			fwrite(p, 1, n, f);
-	}
-	fputc('"', f);
-}
-
 /* The comma and the key before a value. */
 static void
 json_key(struct tool_json *j, const char *key)
@@ -291,7 +225,7 @@ json_key(struct tool_json *j, const char *key)
 		fputc(',', j->j_f);
 	j->j_first[j->j_depth] = false;
 	if (key != NULL) {
-		json_string(j->j_f, key);
+		utf8_json_string(j->j_f, key);
 		fputc(':', j->j_f);
 	}
 }
@@ -323,7 +257,7 @@ tool_json_str(struct tool_json *j, const char *key, const char *s)
 	if (s == NULL)
 		fputs("null", j->j_f);
 	else
-		json_string(j->j_f, s);
+		utf8_json_string(j->j_f, s);
 }
 
 void

@@ -5,10 +5,15 @@
 #include <check.h>
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "check_json.h"
+#include "check_pipeline_util.h"
 #include "loadgen_opts.h"
 #include "loadgen_stats.h"
+#include "utf8.h"
 
 Suite	*loadgen_suite(void);
 
@@ -275,6 +280,7 @@ START_TEST(test_loadgen_opts_defaults)
 	ck_assert_ptr_null(o.lo_arg);
 	ck_assert_uint_eq(o.lo_crash_at, 0);
 	ck_assert_uint_eq(o.lo_timeout_ms, 10000);
+	ck_assert_uint_eq(o.lo_max_line, 4096);
 	ck_assert(!o.lo_reconnect && !o.lo_json && !o.lo_quiet);
 }
 END_TEST
@@ -336,6 +342,53 @@ START_TEST(test_loadgen_opts_tcp)
 	FAILS("port", "--tcp", "h:8x");
 	FAILS("port", "--tcp", "h:+80");
 	FAILS("--tcp and --unix", "--tcp", "h:1", "--unix", "/s");
+}
+END_TEST
+
+/*
+ * --max-line is the server's, as shmpipe takes it; requests that would all
+ * be longer are refused, not answered ERR and counted as expected.
+ */
+START_TEST(test_loadgen_opts_max_line)
+{
+	struct loadgen_opts o;
+
+	ck_assert_int_eq(PARSE(&o, "--max-line", "16", "-v", "fib"), 0);
+	ck_assert_uint_eq(o.lo_max_line, 16);
+	ck_assert_int_eq(PARSE(&o, "--max-line", "1048576", "-s", "1000"),
+	    0);
+	ck_assert_uint_eq(o.lo_max_line, 1048576);
+	ck_assert_int_eq(PARSE(&o, "-s", "4091"), 0);	/* "echo " + 4091 */
+	FAILS("--max-line", "-s", "4092");
+	FAILS("--max-line", "-v", "upper", "-s", "5000");
+	ck_assert_int_eq(PARSE(&o, "-s", "5000", "--max-line", "5005"), 0);
+	FAILS("--max-line", "-a", "0123456789ab", "--max-line", "16");
+	ck_assert_int_eq(PARSE(&o, "-a", "0123456789", "--max-line", "16",
+	    "-s", "1000"), 0);
+	FAILS("--max-line", "--max-line", "15");
+	FAILS("--max-line", "--max-line", "1048577");
+	FAILS("--max-line", "--max-line", "4k");
+}
+END_TEST
+
+/*
+ * An IPv6 address without brackets is refused, as shmpipe --listen does:
+ * '::1:1' could be port 1 of ::1 or the address ::1:1 without a port.
+ */
+START_TEST(test_loadgen_opts_tcp_v6_brackets)
+{
+	struct loadgen_opts o;
+
+	FAILS("[V6ADDR]:PORT", "--tcp", "::1:1");
+	FAILS("[V6ADDR]:PORT", "--tcp", "fe80::1:7878");
+	FAILS("[V6ADDR]:PORT", "--tcp", "[::1:1");
+	FAILS("[V6ADDR]:PORT", "--tcp", "[::1]x:1");
+	FAILS("[V6ADDR]:PORT", "--tcp", "[]:1");
+	FAILS("[V6ADDR]:PORT", "--tcp", "[[::1]]:1");
+	FAILS("port", "--tcp", "[::1]:");
+	ck_assert_int_eq(PARSE(&o, "--tcp", "[fe80::1%lo]:7878"), 0);
+	ck_assert_str_eq(o.lo_host, "fe80::1%lo");
+	ck_assert_str_eq(o.lo_port, "7878");
 }
 END_TEST
 
@@ -401,7 +454,28 @@ START_TEST(test_loadgen_opts_verbs)
 	ck_assert_int_eq(o.lo_kind, LOADGEN_UPPER);
 	ck_assert_int_eq(PARSE(&o, "-v", "len"), 0);
 	ck_assert_int_eq(o.lo_kind, LOADGEN_OTHER);
-	ck_assert_int_eq(PARSE(&o, "-v", "fib", "-a", "99"), 0);
+}
+END_TEST
+
+/* fib's -a is refused as sleep's is, out of range or not a number: the
+ * server's ERR would otherwise count as expected and the run pass. */
+START_TEST(test_loadgen_opts_fib_arg)
+{
+	struct loadgen_opts o;
+
+	ck_assert_int_eq(PARSE(&o, "-v", "fib", "-a", "0"), 0);
+	ck_assert_int_eq(PARSE(&o, "-v", "FIB", "-a", "40"), 0);
+	ck_assert_str_eq(o.lo_arg, "40");
+	FAILS("-a '41'", "-v", "fib", "-a", "41");
+	FAILS("0..40", "-v", "fib", "-a", "99");
+	FAILS("-a 'abc'", "-v", "fib", "-a", "abc");
+	FAILS("invalid", "-v", "fib", "-a", "+5");
+	FAILS("invalid", "-v", "fib", "-a", "-1");
+	FAILS("invalid", "-v", "fib", "-a", "");
+	/* The order of the options does not matter. */
+	FAILS("-a '41'", "-a", "41", "-v", "fib");
+	/* Other verbs take any argument. */
+	ck_assert_int_eq(PARSE(&o, "-v", "echo", "-a", "41x"), 0);
 }
 END_TEST
 
@@ -424,6 +498,153 @@ START_TEST(test_loadgen_opts_quota)
 	ck_assert_uint_eq(loadgen_opts_quota(&o, 0), UINT64_MAX);
 	ck_assert_int_eq(PARSE(&o, "-c", "4", "-n", "10", "--crash-at", "3"),
 	    0);
+}
+END_TEST
+
+/* ---- JSON strings ----------------------------------------------------- */
+
+/* s as utf8_json_string() writes it must be want. */
+static void
+json_is(const char *s, const char *want)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	ck_assert_ptr_nonnull(f);
+	utf8_json_string(f, s);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_str_eq(buf, want);
+	free(buf);
+}
+
+/* Every byte that is not UTF-8 is \ufffd, never passed on raw. */
+START_TEST(test_loadgen_json_string_utf8)
+{
+	json_is("a\"b\\c\nd", "\"a\\\"b\\\\c\\nd\"");
+	json_is("\x01\x7f\xc2\x9f", "\"\\u0001\\u007f\\u009f\"");
+	json_is("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80",
+	    "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"");
+	json_is("\xff", "\"\\ufffd\"");
+	json_is("x\xc3", "\"x\\ufffd\"");			/* truncated */
+	json_is("\xc3x", "\"\\ufffdx\"");
+	json_is("\xc0\xaf", "\"\\ufffd\\ufffd\"");		/* overlong */
+	json_is("\xe0\x80\xaf", "\"\\ufffd\\ufffd\\ufffd\"");
+	json_is("\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\"");	/* surrogate */
+	json_is("\xf4\x90\x80\x80",					/* > U+10FFFF */
+	    "\"\\ufffd\\ufffd\\ufffd\\ufffd\"");
+	json_is("\x80", "\"\\ufffd\"");			/* stray */
+	json_is("", "\"\"");
+}
+END_TEST
+
+/* ---- runs against a server ------------------------------------------- */
+
+/* Compile src into the shared object DIR/name.so (its path into so). */
+static void
+handler_build(const struct cp_pipe *p, const char *name, const char *src,
+    char *so, size_t solen)
+{
+	char c_src[CP_PATH_LEN + 32], cmd[3 * CP_PATH_LEN + 64];
+	FILE *f;
+
+	snprintf(c_src, sizeof(c_src), "%s/%s.c", p->cp_dir, name);
+	snprintf(so, solen, "%s/%s.so", p->cp_dir, name);
+	ck_assert_ptr_nonnull(f = fopen(c_src, "we"));
+	fputs(src, f);
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), "cc -std=c11 -fPIC -shared -Iinclude -o %s "
+	    "%s", so, c_src);
+	ck_assert_msg(system(cmd) == 0, "failed: %s", cmd);
+}
+
+/* A verb whose result never fits the reply: one byte more than there is
+ * room for, whatever the server's --max-line. */
+static const char big_src[] =
+    "#include \"shmpipe_handler.h\"\n"
+    "static int h(const struct shmpipe_request *q,\n"
+    "    struct shmpipe_result *r) {\n"
+    "    if (q->verb_len != 3 || q->verb[0] != 'b') return SHMPIPE_PASS;\n"
+    "    r->len = r->cap + 1; return SHMPIPE_OK; }\n"
+    "const struct shmpipe_handler shmpipe_handler = {\n"
+    "    SHMPIPE_HANDLER_ABI, \"big\", 0, 0, h };\n";
+
+/* Run n requests of "big" against p; every reply must be its ERR. */
+static void
+run_big(const struct cp_pipe *p, const char *so, const char *max_line)
+{
+	struct cp_bench b;
+
+	if (max_line == NULL)
+		cp_bench_start(&b, p, CP_ARGS("-c", "2", "-d", "4", "-n", "40",
+		    "-v", "big", "--handler", so));
+	else
+		cp_bench_start(&b, p, CP_ARGS("-c", "2", "-d", "4", "-n", "40",
+		    "-v", "big", "--handler", so, "--max-line", max_line));
+	cp_bench_wait(&b);
+	cp_bench_assert_clean(p, &b, 40);
+	ck_assert_uint_eq(cp_bench_u64(&b, "err"), 40);
+}
+
+/*
+ * A result over the reply limit is the server's ERR "result too long
+ * (N bytes, at most M fit)", M from its --max-line.  The bench expected
+ * M = 65533 whatever the server's, and marked a right server wrong.
+ */
+START_TEST(test_loadgen_run_result_too_long)
+{
+	char so[CP_PATH_LEN + 16];
+	struct cp_pipe p;
+
+	cp_prepare(&p, 1);
+	handler_build(&p, "big", big_src, so, sizeof(so));
+	cp_spawn(&p, CP_ARGS("--handler", so));
+	cp_wait_ready(&p);
+	run_big(&p, so, NULL);		/* both at their default, 4096 */
+	cp_stop(&p);
+
+	cp_prepare(&p, 1);
+	handler_build(&p, "big", big_src, so, sizeof(so));
+	cp_spawn(&p, CP_ARGS("--handler", so, "--max-line", "1000"));
+	cp_wait_ready(&p);
+	run_big(&p, so, "1000");
+	cp_stop(&p);
+}
+END_TEST
+
+/*
+ * --json is UTF-8 whatever the --unix path holds: a byte that is not
+ * UTF-8 is \ufffd, as in shmq's JSON; controls (C0 and C1) are escaped;
+ * a valid sequence passes.  The path's bytes used to be copied raw.
+ */
+START_TEST(test_loadgen_run_json_utf8)
+{
+	char want[CP_PATH_LEN + 64], decoded[CP_PATH_LEN + 64];
+	const char *why = NULL;
+	struct cp_bench b;
+	struct cp_pipe p;
+	struct cj *v;
+
+	cp_prepare(&p, 1);
+	/* 0xff: not UTF-8; e-acute; ESC; NEL, a C1 control. */
+	snprintf(p.cp_sock, sizeof(p.cp_sock), "%s/j\xff\xc3\xa9\x1b\xc2\x85.s",
+	    p.cp_dir);
+	cp_spawn(&p, NULL);
+	cp_wait_ready(&p);
+	cp_bench_start(&b, &p, CP_ARGS("-c", "1", "-n", "3"));
+	cp_bench_wait(&b);
+	cp_bench_assert_clean(&p, &b, 3);
+	snprintf(want, sizeof(want), "{\"target\":\"unix:%s/j\\ufffd\xc3\xa9"
+	    "\\u001b\\u0085.s\",", p.cp_dir);
+	ck_assert_msg(strncmp(b.b_json, want, strlen(want)) == 0,
+	    "JSON '%s' does not start '%s'", b.b_json, want);
+	v = cj_parse(b.b_json, &why, NULL);
+	ck_assert_msg(v != NULL, "not JSON (%s): %s", why, b.b_json);
+	snprintf(decoded, sizeof(decoded), "unix:%s/j\xef\xbf\xbd\xc3\xa9"
+	    "\x1b\xc2\x85.s", p.cp_dir);
+	ck_assert_str_eq(cj_str(cj_get(v, "target")), decoded);
+	cj_free(v);
+	cp_stop(&p);
 }
 END_TEST
 
@@ -455,11 +676,24 @@ loadgen_suite(void)
 	tcase_add_test(tc, test_loadgen_opts_all);
 	tcase_add_test(tc, test_loadgen_opts_long_names);
 	tcase_add_test(tc, test_loadgen_opts_tcp);
+	tcase_add_test(tc, test_loadgen_opts_tcp_v6_brackets);
+	tcase_add_test(tc, test_loadgen_opts_max_line);
 	tcase_add_test(tc, test_loadgen_opts_bad_numbers);
 	tcase_add_test(tc, test_loadgen_opts_bad_combinations);
 	tcase_add_test(tc, test_loadgen_opts_help);
 	tcase_add_test(tc, test_loadgen_opts_verbs);
+	tcase_add_test(tc, test_loadgen_opts_fib_arg);
 	tcase_add_test(tc, test_loadgen_opts_quota);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("JSON");
+	tcase_add_test(tc, test_loadgen_json_string_utf8);
+	suite_add_tcase(s, tc);
+
+	cp_init();
+	tc = cp_tcase("Runs", 120);
+	tcase_add_test(tc, test_loadgen_run_result_too_long);
+	tcase_add_test(tc, test_loadgen_run_json_utf8);
 	suite_add_tcase(s, tc);
 	return s;
 }
