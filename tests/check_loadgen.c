@@ -540,24 +540,6 @@ END_TEST
 
 /* ---- runs against a server ------------------------------------------- */
 
-/* Compile src into the shared object DIR/name.so (its path into so). */
-static void
-handler_build(const struct cp_pipe *p, const char *name, const char *src,
-    char *so, size_t solen)
-{
-	char c_src[CP_PATH_LEN + 32], cmd[3 * CP_PATH_LEN + 64];
-	FILE *f;
-
-	snprintf(c_src, sizeof(c_src), "%s/%s.c", p->cp_dir, name);
-	snprintf(so, solen, "%s/%s.so", p->cp_dir, name);
-	ck_assert_ptr_nonnull(f = fopen(c_src, "we"));
-	fputs(src, f);
-	fclose(f);
-	snprintf(cmd, sizeof(cmd), "cc -std=c11 -fPIC -shared -Iinclude -o %s "
-	    "%s", so, c_src);
-	ck_assert_msg(system(cmd) == 0, "failed: %s", cmd);
-}
-
 /* A verb whose result never fits the reply: one byte more than there is
  * room for, whatever the server's --max-line. */
 static const char big_src[] =
@@ -597,14 +579,14 @@ START_TEST(test_loadgen_run_result_too_long)
 	struct cp_pipe p;
 
 	cp_prepare(&p, 1);
-	handler_build(&p, "big", big_src, so, sizeof(so));
+	cp_handler_build(&p, "big", big_src, so, sizeof(so));
 	cp_spawn(&p, CP_ARGS("--handler", so));
 	cp_wait_ready(&p);
 	run_big(&p, so, NULL);		/* both at their default, 4096 */
 	cp_stop(&p);
 
 	cp_prepare(&p, 1);
-	handler_build(&p, "big", big_src, so, sizeof(so));
+	cp_handler_build(&p, "big", big_src, so, sizeof(so));
 	cp_spawn(&p, CP_ARGS("--handler", so, "--max-line", "1000"));
 	cp_wait_ready(&p);
 	run_big(&p, so, "1000");

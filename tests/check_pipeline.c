@@ -2236,24 +2236,6 @@ START_TEST(test_pipeline_threaded_refusals)
 }
 END_TEST
 
-/* Compile src into the shared object DIR/name.so (its path into so). */
-static void
-handler_build(const struct cp_pipe *p, const char *name, const char *src,
-    char *so, size_t solen)
-{
-	char c_src[CP_PATH_LEN + 32], cmd[3 * CP_PATH_LEN + 64];
-	FILE *f;
-
-	snprintf(c_src, sizeof(c_src), "%s/%s.c", p->cp_dir, name);
-	snprintf(so, solen, "%s/%s.so", p->cp_dir, name);
-	ck_assert_ptr_nonnull(f = fopen(c_src, "we"));
-	fputs(src, f);
-	fclose(f);
-	snprintf(cmd, sizeof(cmd), "cc -std=c11 -fPIC -shared -Iinclude -o %s "
-	    "%s", so, c_src);
-	ck_assert_msg(system(cmd) == 0, "failed: %s", cmd);
-}
-
 /*
  * SIGKILLs of processors still starting are not a crash loop: the
  * processor's handler waits in init() until the test lets it go, and its
@@ -2290,7 +2272,7 @@ START_TEST(test_pipeline_kill_starting)
 
 	cp_prepare(&p, 1);
 	snprintf(gate, sizeof(gate), "%s/gate", p.cp_dir);
-	handler_build(&p, "gated", src, so, sizeof(so));
+	cp_handler_build(&p, "gated", src, so, sizeof(so));
 	ck_assert_int_eq(setenv("CP_GATE", gate, 1), 0);
 	cp_spawn(&p, CP_ARGS("--handler", so));
 	cp_wait_log(&p, "started processor 0");
@@ -2344,7 +2326,7 @@ START_TEST(test_pipeline_crash_loop)
 	int st;
 
 	cp_prepare(&p, 2);
-	handler_build(&p, "refuser", src, so, sizeof(so));
+	cp_handler_build(&p, "refuser", src, so, sizeof(so));
 	cp_spawn(&p, CP_ARGS("--handler", so));
 	st = cp_wait_exit(&p, CP_WAIT_S);
 	/* Threads are not restarted: the handler, loaded once for them
@@ -2423,7 +2405,7 @@ START_TEST(test_pipeline_handler_once)
 	cp_prepare(&p, 2);
 	snprintf(mark, sizeof(mark), "%s/slow", p.cp_dir);
 	snprintf(fini, sizeof(fini), "%s.fini", mark);
-	handler_build(&p, "counter", src, so, sizeof(so));
+	cp_handler_build(&p, "counter", src, so, sizeof(so));
 	cp_spawn(&p, CP_ARGS("--handler", so));
 	cp_wait_ready(&p);
 	fd = cp_connect(&p);

@@ -830,3 +830,20 @@ cp_bench_run(const struct cp_pipe *p, uint64_t requests,
 	cp_bench_wait(&b);
 	cp_bench_assert_clean(p, &b, requests);
 }
+
+void
+cp_handler_build(const struct cp_pipe *p, const char *name, const char *src,
+    char *so, size_t solen)
+{
+	char c_src[CP_PATH_LEN + 32], cmd[3 * CP_PATH_LEN + 64];
+	FILE *f;
+
+	snprintf(c_src, sizeof(c_src), "%s/%s.c", p->cp_dir, name);
+	snprintf(so, solen, "%s/%s.so", p->cp_dir, name);
+	ck_assert_ptr_nonnull(f = fopen(c_src, "we"));
+	fputs(src, f);
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), "cc -std=c11 -fPIC -shared -Iinclude -o %s "
+	    "%s", so, c_src);
+	ck_assert_msg(system(cmd) == 0, "failed: %s", cmd);
+}

@@ -134,6 +134,10 @@ size_t	 cp_log_count(const struct cp_pipe *p, const char *needle);
 /* The log's last lines on stderr: what a failing test shows. */
 void	 cp_dump(const struct cp_pipe *p, const char *why);
 
+/* Compile handler source src into DIR/name.so (its path into so). */
+void	 cp_handler_build(const struct cp_pipe *p, const char *name,
+	    const char *src, char *so, size_t solen);
+
 /* Assertions that show the pipeline's log before failing. */
 #define CP_ASSERT(p, cond, ...) do {					\
 	if (!(cond)) {							\
