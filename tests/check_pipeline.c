@@ -2077,6 +2077,47 @@ START_TEST(test_pipeline_term_request_alone)
 }
 END_TEST
 
+/* Does path accept a connection yet?  (No assertion: it may not.) */
+static bool
+unix_listening(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool ok;
+
+	ck_assert_int_ge(fd, 0);
+	strlcpy(sun.sun_path, path, sizeof(sun.sun_path));
+	ok = connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0;
+	close(fd);
+	return ok;
+}
+
+/*
+ * SIGTERM the moment the pipeline can be reached, while it is still making
+ * its segments: a drain of nothing, exit 0, nothing left behind.  Before,
+ * the signal's default action ended it there (143), leaving the pidfile,
+ * the socket file and a queue segment.
+ */
+START_TEST(test_pipeline_term_at_start)
+{
+	struct cp_pipe p;
+	int st;
+
+	cp_prepare(&p, 2);
+	cp_spawn(&p, NULL);
+	for (int i = 0; !unix_listening(p.cp_sock); i++) {
+		CP_ASSERT(&p, i < CP_WAIT_S * 10000, "never listened on %s",
+		    p.cp_sock);
+		usleep(100);
+	}
+	kill(p.cp_pid, SIGTERM);
+	st = cp_wait_exit(&p, CP_WAIT_S);
+	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x, "
+	    "expected exit 0", st);
+	cp_assert_gone(&p);
+}
+END_TEST
+
 START_TEST(test_pipeline_second_signal)
 {
 	struct cp_pipe p;
@@ -2892,6 +2933,7 @@ pipeline_suite_of(const char *name, bool threads)
 	if (!threads)
 		tcase_add_test(tc, test_pipeline_drain_request_killed);
 	tcase_add_test(tc, test_pipeline_second_signal);
+	tcase_add_test(tc, test_pipeline_term_at_start);
 	if (!threads) {
 		tcase_add_test(tc, test_pipeline_term_everyone);
 		tcase_add_test(tc, test_pipeline_term_request_alone);
