@@ -27,6 +27,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -54,6 +55,8 @@
 #define RQ_EMFILE_NS	100000000ull	/* out of descriptors: accept again
 					 * after this long */
 #define RQ_SWEEP_NS	100000000ull	/* look for aborted connections */
+#define RQ_INPUT_SLICE_MS 100		/* file mode: a silent pipe, looked at
+					 * for a drain this often */
 
 /* Our side of a connection; the shared side is struct shmpipe_conn. */
 struct rq_conn {
@@ -64,6 +67,7 @@ struct rq_conn {
 	bool		 rc_disc;	/* skipping the rest of a long line */
 	bool		 rc_eof;	/* no more input: finish when put */
 	bool		 rc_regular;	/* a regular file: pread */
+	bool		 rc_blocks;	/* file mode's pipe, FIFO or terminal */
 	bool		 rc_watched;	/* in the epoll set */
 	bool		 rc_waiting;	/* in rq_wait */
 	bool		 rc_ending;	/* in rq_eof */
@@ -495,6 +499,20 @@ finish(struct rq *rq, uint32_t slot)
 	(void)shmq_put(rq->rq_st->st_rep, &h, sizeof(h), 0);
 }
 
+/*
+ * Has file mode's blocking input something to read (or an end)?  Waited
+ * for in slices, so that a drain is seen while its writer is silent: the
+ * doorbell cuts a slice short in a stage process (poll(2) is never
+ * restarted); a stage thread takes no signals and sees it within a slice.
+ */
+static bool
+input_ready(int fd)
+{
+	struct pollfd pf = { .fd = fd, .events = POLLIN };
+
+	return poll(&pf, 1, RQ_INPUT_SLICE_MS) > 0;
+}
+
 /* Read what the client sent into the ring.  False at end of input. */
 static bool
 fill(struct rq *rq, uint32_t slot)
@@ -514,6 +532,8 @@ fill(struct rq *rq, uint32_t slot)
 		space = RQ_READ_MAX;
 	if (space == 0)
 		return true;			/* full until the batch goes */
+	if (rc->rc_blocks && !input_ready(rc->rc_fd))
+		return true;			/* the loop looks at stop */
 	n = rc->rc_regular ? pread(rc->rc_fd, ctl_conn_ring(cn) + at, space,
 	    (off_t)total) : read(rc->rc_fd, ctl_conn_ring(cn) + at, space);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -944,6 +964,7 @@ run_file(struct rq *rq)
 
 	adopt(rq, 0, SHMPIPE_CONN_GEN(atomic_load(&conn(rq, 0)->state)),
 	    rq->rq_st->st_in_fd);
+	rc->rc_blocks = !rc->rc_regular;
 	stage_state(rq->rq_st, SHMPIPE_PROC_READY);
 	while (!stage_stopping(rq->rq_st) && !stage_draining(rq->rq_st) &&
 	    rc->rc_fd >= 0) {

@@ -1733,6 +1733,54 @@ START_TEST(test_pipeline_drain_file)
 END_TEST
 
 /*
+ * File mode reading a pipe whose writer has gone quiet but not closed it
+ * (a terminal, tail -f): SIGTERM answers what was read and exits 0.
+ * Before, the request stage sat in read(2) until the writer wrote again or
+ * closed, in both builds.
+ */
+START_TEST(test_pipeline_drain_file_quiet)
+{
+	char prog[CP_PATH_LEN], out[CP_PATH_LEN + 8], got[64];
+	struct cp_pipe p;
+	struct ctl c;
+	int pfd[2], st;
+	FILE *f;
+
+	cp_prepare(&p, 2);
+	snprintf(out, sizeof(out), "%s/out.txt", p.cp_dir);
+	ck_assert_int_eq(pipe2(pfd, O_CLOEXEC), 0);
+	cp_server(prog, sizeof(prog));
+	p.cp_pid = cp_spawnv(&p, CP_ARGS(prog, "--name", p.cp_name,
+	    "--pidfile", p.cp_pidfile, "--processors", "2", "--input", "-",
+	    "--output", out), pfd[0]);
+	close(pfd[0]);
+	cp_wait_ready(&p);
+	cp_ctl(&p, &c);
+	cp_sends(pfd[1], "echo one\necho two\n");
+	for (int i = 0; atomic_load(&c.c_hdr->answered) < 2; i++) {
+		CP_ASSERT(&p, i < CP_WAIT_S * 100, "the two lines were not "
+		    "answered");
+		usleep(10000);
+	}
+	ctl_close(&c);
+	kill(p.cp_pid, SIGTERM);
+	st = cp_wait_exit(&p, CP_WAIT_S);
+	close(pfd[1]);
+	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x, "
+	    "expected exit 0", st);
+	CP_ASSERT(&p, (f = fopen(out, "re")) != NULL, "no output file %s",
+	    out);
+	CP_ASSERT(&p, fgets(got, sizeof(got), f) != NULL &&
+	    strcmp(got, "OK one\n") == 0, "first line wrong");
+	CP_ASSERT(&p, fgets(got, sizeof(got), f) != NULL &&
+	    strcmp(got, "OK two\n") == 0, "second line wrong");
+	CP_ASSERT(&p, fgets(got, sizeof(got), f) == NULL, "extra output");
+	fclose(f);
+	cp_assert_gone(&p);
+}
+END_TEST
+
+/*
  * The request process killed in a deep drain, while its processor is
  * stopped (so it cannot have put everything): its successor starts into
  * the drain, must take up the connections the supervisor hands it, and
@@ -2928,6 +2976,7 @@ pipeline_suite_of(const char *name, bool threads)
 	if (!threads)
 		tcase_add_test(tc, test_pipeline_drain_window);
 	tcase_add_test(tc, test_pipeline_drain_file);
+	tcase_add_test(tc, test_pipeline_drain_file_quiet);
 	if (!threads)
 		tcase_add_test(tc, test_pipeline_drain_stuck_window);
 	if (!threads)
