@@ -184,6 +184,9 @@ int	 tool_lookup(const char *arg, unsigned kinds, struct tool_ent *e);
 bool	 tool_pipe_name(const char *seg, char *pipe, size_t len,
 	    const char **suffix);
 
+/* Is it named as a pipeline's control segment, "shmpipe.NAME.ctl"? */
+bool	 tool_pipe_ctl(const char *seg);
+
 /* ---- tool_queue.c: a snapshot of one queue ---------------------------- */
 
 enum tool_state {
@@ -261,7 +264,7 @@ enum tool_state tool_pipe_state(const char *pipeline, const char **why);
 struct tool_rows {
 	struct tool_qrow *r_rows;
 	size_t		  r_n, r_cap;
-	unsigned	  r_matched;	/* files that matched the pattern */
+	unsigned	  r_matched;	/* queues that matched the pattern */
 	unsigned	  r_denied;	/* unreadable, left out */
 };
 

@@ -38,6 +38,12 @@ collect_one(const struct tool_ent *e, void *arg)
 		rs->r_denied++;	/* maybe not even ours: say so once */
 		return 0;
 	}
+	/* What cannot be read is told by its name alone, and one named as
+	 * a control segment is a pipeline's (check and ps report it), as
+	 * it would be to one who may read it. */
+	if (e->e_kind == TOOL_K_DENIED && tool_pipe_ctl(e->e_name))
+		return 0;
+	rs->r_matched++;
 	if (rs->r_n == rs->r_cap) {
 		size_t cap = rs->r_cap ? rs->r_cap * 2 : 64;
 		row = reallocarray(rs->r_rows, cap, sizeof(*row));
@@ -61,7 +67,7 @@ tool_rows_collect(struct tool_rows *rs, const struct tool_opts *o)
 	memset(rs, 0, sizeof(*rs));
 	tool_pid_forget();
 	return tool_scan(o->o_pattern, TOOL_K_QUEUE | TOOL_K_QINIT |
-	    TOOL_K_DENIED, collect_one, &c, &rs->r_matched);
+	    TOOL_K_DENIED, collect_one, &c, NULL);
 }
 
 void

@@ -224,6 +224,16 @@ tool_pipe_name(const char *seg, char *pipe, size_t len, const char **suffix)
 	return true;
 }
 
+bool
+tool_pipe_ctl(const char *seg)
+{
+	char pipe[TOOL_NAME_LEN];
+	const char *suffix;
+
+	return tool_pipe_name(seg, pipe, sizeof(pipe), &suffix) &&
+	    strcmp(suffix, "ctl") == 0;
+}
+
 int
 tool_lookup(const char *arg, unsigned kinds, struct tool_ent *e)
 {

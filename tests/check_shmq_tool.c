@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <math.h>
 #include <poll.h>
@@ -71,12 +72,18 @@ st_sleep_ms(long ms)
 		;
 }
 
+/* Run the tool as nobody (st_run_to, as root): exit 99 if it cannot be. */
+static bool st_nobody;
+
 /* The child's side: stdin, stdout and stderr, a clean mask, exec. */
 static void __attribute__((noreturn))
 st_exec(const char *const *argv, int in, int out, int err)
 {
 	sigset_t none;
 
+	if (st_nobody && (setgroups(0, NULL) != 0 || setgid(65534) != 0 ||
+	    setuid(65534) != 0))
+		_exit(99);
 	dup2(in, STDIN_FILENO);
 	dup2(out, STDOUT_FILENO);
 	dup2(err, STDERR_FILENO);
@@ -894,6 +901,15 @@ st_file(const char *name, const void *head, size_t hlen, size_t len)
 	close(fd);
 }
 
+static void
+st_chmod(const char *name, mode_t mode)
+{
+	char path[CU_NAME_LEN * 4];	/* names of pipelines' segments too */
+
+	snprintf(path, sizeof(path), "/dev/shm/%s", st_bare(name));
+	ck_assert_int_eq(chmod(path, mode), 0);
+}
+
 START_TEST(test_shmq_tool_bad_segments)
 {
 	char corrupt[CU_NAME_LEN], incompat[CU_NAME_LEN], foreign[CU_NAME_LEN];
@@ -1203,6 +1219,68 @@ START_TEST(test_shmq_tool_permission)
 	st_expect(&r, 77, "show of an unreadable queue");
 	ck_assert_ptr_nonnull(strstr(r.r_err, "permission denied"));
 	st_free(&r);
+}
+END_TEST
+
+/*
+ * A pipeline whose segments the user may not read is one pipeline and two
+ * queues to check, as it is to root: check listed it once for each of its
+ * three segments, and its control segment as a queue too ("3 queues, 3
+ * pipelines"); ls listed the control segment as a queue.
+ */
+START_TEST(test_shmq_tool_denied_pipeline)
+{
+	static const char *const sfx[] = { "ctl", "req", "rep" };
+	char base[CU_NAME_LEN], pipe[CU_NAME_LEN], seg[3][CU_NAME_LEN + 16];
+	char pat[CU_NAME_LEN + 16], line[512];
+	struct st_run chk, js, ls;
+	const char *p;
+	struct cj *v;
+	int n;
+
+	cu_name(base, "dpipe");
+	snprintf(pipe, sizeof(pipe), "%s", st_bare(base));
+	snprintf(pat, sizeof(pat), "shmpipe.%s.*", pipe);
+	for (int i = 0; i < 3; i++) {
+		snprintf(seg[i], sizeof(seg[i]), "shmpipe.%s.%s", pipe, sfx[i]);
+		st_file(seg[i], "x", 1, 4096);
+		if (geteuid() != 0)	/* root reads anything: nobody */
+			st_chmod(seg[i], 0);
+	}
+	st_nobody = geteuid() == 0;
+	ST_RUN(&chk, "check", pat);
+	ST_RUN(&js, "check", "-o", "json", pat);
+	ST_RUN(&ls, "ls", "-o", "csv", pat);
+	st_nobody = false;
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(shm_unlink(seg[i]), 0);
+	if (chk.r_code == 99 || chk.r_code == 127)
+		goto out;		/* nobody may not run it here */
+	st_expect(&chk, 3, "check of an unreadable pipeline");
+	ck_assert_msg(strncmp(chk.r_out, "SHMQ UNKNOWN - 2 queues, 1 "
+	    "pipeline:", 35) == 0, "%s", chk.r_out);
+	snprintf(line, sizeof(line), "\npipeline %s: UNKNOWN DENIED", pipe);
+	for (n = 0, p = chk.r_out; (p = strstr(p, line)) != NULL; p++)
+		n++;
+	ck_assert_msg(n == 1, "the pipeline %d times:\n%s", n, chk.r_out);
+	snprintf(line, sizeof(line), "queue %s:", seg[0]);
+	ck_assert_msg(strstr(chk.r_out, line) == NULL, "its control segment "
+	    "as a queue:\n%s", chk.r_out);
+	st_expect(&js, 3, "check -o json of an unreadable pipeline");
+	v = st_json(&js, "check");
+	ck_assert_ptr_nonnull(cj_at(cj_get(v, "segments"), 2));
+	ck_assert_ptr_null(cj_at(cj_get(v, "segments"), 3));
+	ck_assert_ptr_null(st_find(v, "segments", seg[0]));
+	ck_assert_str_eq(cj_str(cj_get(st_find(v, "segments", pipe),
+	    "kind")), "pipeline");
+	cj_free(v);
+	st_expect(&ls, 77, "ls of an unreadable pipeline's queues");
+	ck_assert_int_eq(st_csv(ls.r_out), 3);
+	ck_assert_ptr_null(strstr(ls.r_out, seg[0]));
+out:
+	st_free(&chk);
+	st_free(&js);
+	st_free(&ls);
 }
 END_TEST
 
@@ -1910,6 +1988,7 @@ shmq_tool_suite(void)
 	tcase_add_test(tc, test_shmq_tool_names_utf8);
 	tcase_add_test(tc, test_shmq_tool_check_names);
 	tcase_add_test(tc, test_shmq_tool_permission);
+	tcase_add_test(tc, test_shmq_tool_denied_pipeline);
 	tcase_add_test(tc, test_shmq_tool_top);
 	tcase_add_test(tc, test_shmq_tool_gc_queues);
 	tcase_add_test(tc, test_shmq_tool_write_error);
