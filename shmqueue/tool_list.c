@@ -209,10 +209,14 @@ rows_json(const struct tool_rows *rs, const struct tool_opts *o, FILE *f,
 
 /* ---- CSV --------------------------------------------------------------- */
 
+/* The fields of JSON; those it gained later at the end, so that the
+ * columns a script counts to stay where they were. */
 static const char *const csv_head[] = { "name", "state", "reason", "depth",
 	"capacity", "fill_pct", "high_water", "enq_per_s", "deq_per_s",
 	"rate_window_ms", "oldest_age_ms", "producers_alive", "producers",
-	"consumers_alive", "consumers", "attached_alive", "attached" };
+	"consumers_alive", "consumers", "attached_alive", "attached",
+	"msg_max", "redeliver_pending", "leases_held", "enqueued",
+	"dequeued" };
 #define CSV_NCOLS	(sizeof(csv_head) / sizeof(csv_head[0]))
 
 static void
@@ -244,7 +248,12 @@ csv_row(const struct tool_qrow *r, FILE *f)
 	tool_csv_u64(f, r->q_cons_alive, false);
 	tool_csv_u64(f, r->q_cons, false);
 	tool_csv_u64(f, r->q_attached_alive, false);
-	tool_csv_u64(f, r->q_attached, true);
+	tool_csv_u64(f, r->q_attached, false);
+	tool_csv_u64(f, st->msg_max, false);
+	tool_csv_u64(f, st->redeliver_pending, false);
+	tool_csv_u64(f, st->leases_held, false);
+	tool_csv_u64(f, st->enqueued, false);
+	tool_csv_u64(f, st->dequeued, true);
 }
 
 static void

@@ -685,6 +685,53 @@ START_TEST(test_shmq_tool_ls_formats)
 }
 END_TEST
 
+/*
+ * ls -o csv carries every field of ls -o json, named as there, as shmq.1
+ * says of every format: msg_max, redeliver_pending, leases_held, enqueued
+ * and dequeued were missing.
+ */
+START_TEST(test_shmq_tool_ls_csv_fields)
+{
+	char name[CU_NAME_LEN], head[1024], *tok, *save;
+	const struct cj *row;
+	struct shmq *q;
+	struct st_run r;
+	struct cj *v;
+	size_t n;
+
+	cu_name(name, "csvf");
+	q = cu_create(name, 16, 64, 0, 0);
+	st_put_n(q, 3);
+	v = st_ls_json(name, NULL);
+	ck_assert_ptr_nonnull(row = st_find(v, "queues", st_bare(name)));
+	ST_RUN(&r, "ls", "-o", "csv", st_bare(name));
+	st_expect(&r, 0, "ls -o csv");
+	ck_assert_int_eq(st_csv(r.r_out), 2);
+	n = strcspn(r.r_out, "\r");
+	ck_assert_uint_lt(n, sizeof(head) - 2);
+	head[0] = ',';
+	memcpy(head + 1, r.r_out, n);
+	strcpy(head + 1 + n, ",");
+	for (size_t i = 0; i < row->cj_n; i++) {
+		char want[64];
+		snprintf(want, sizeof(want), ",%s,", row->cj_keys[i]);
+		ck_assert_msg(strstr(head, want) != NULL, "ls -o csv has no "
+		    "%s: %s", row->cj_keys[i], head + 1);
+	}
+	/* As many columns as JSON members, and the values under them. */
+	head[n + 1] = '\0';
+	n = 0;
+	for (tok = strtok_r(head + 1, ",", &save); tok != NULL;
+	    tok = strtok_r(NULL, ",", &save))
+		n++;
+	ck_assert_uint_eq(n, row->cj_n);
+	ck_assert_ptr_nonnull(strstr(r.r_out, ",64,0,0,3,0\r\n"));
+	cj_free(v);
+	st_free(&r);
+	shmq_close(q);
+}
+END_TEST
+
 static const struct cj *
 st_proc(const struct cj *v, pid_t pid)
 {
@@ -1978,6 +2025,7 @@ shmq_tool_suite(void)
 	tcase_add_test(tc, test_shmq_tool_put_full_timeout);
 	tcase_add_test(tc, test_shmq_tool_create_values);
 	tcase_add_test(tc, test_shmq_tool_ls_formats);
+	tcase_add_test(tc, test_shmq_tool_ls_csv_fields);
 	tcase_add_test(tc, test_shmq_tool_show);
 	tcase_add_test(tc, test_shmq_tool_peek);
 	tcase_add_test(tc, test_shmq_tool_states);
