@@ -128,22 +128,50 @@ put_one(struct shmq *q, const char *msg, size_t len, int ms)
 	return r == 0 ? 0 : io_fail(q, r, "the queue stayed full");
 }
 
+/*
+ * The next line of f, without its newline, into buf of max bytes (the
+ * queue's msg_max): 1 and its length in *len, 0 at the end of the input,
+ * -EMSGSIZE for a line longer than max, or -errno if f cannot be read.  No
+ * more than max + 1 bytes of a line are read: a line may be longer than
+ * memory, or never end, and one that does not fit is refused anyway.
+ */
+static int
+put_line(FILE *f, char *buf, size_t max, size_t *len)
+{
+	size_t n = 0;
+	int c;
+
+	while ((c = getc_unlocked(f)) != EOF && c != '\n') {
+		if (n == max)
+			return -EMSGSIZE;
+		buf[n++] = (char)c;
+	}
+	if (c == EOF && ferror(f))
+		return -(errno != 0 ? errno : EIO);
+	*len = n;
+	return c == EOF && n == 0 ? 0 : 1;
+}
+
+/* Each line of standard input, until one cannot be put (as arguments). */
 static int
 put_stdin(struct shmq *q, int ms)
 {
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
-	int code = 0;
+	size_t max = shmq_msg_max(q), len = 0;
+	char *line = malloc(max > 0 ? max : 1);
+	int code = 0, r = 0;
 
-	while (code == 0 && io_signal == 0 &&
-	    (n = getline(&line, &cap, stdin)) >= 0) {
-		if (n > 0 && line[n - 1] == '\n')
-			line[--n] = '\0';
-		code = put_one(q, line, (size_t)n, ms);
+	if (line == NULL) {
+		warn("malloc");
+		return TOOL_EX_OSERR;
 	}
-	if (code == 0 && ferror(stdin)) {
-		warn("stdin");
+	while (code == 0 && io_signal == 0 &&
+	    (r = put_line(stdin, line, max, &len)) > 0)
+		code = put_one(q, line, len, ms);
+	if (code == 0 && io_signal == 0 && r == -EMSGSIZE) {
+		code = io_fail(q, r, "");
+	} else if (code == 0 && io_signal == 0 && r < 0) {
+		/* Not the end of the input: lines may be left unread. */
+		warnx("stdin: %s", strerror(-r));
 		code = TOOL_EX_OSERR;
 	}
 	free(line);

@@ -137,14 +137,14 @@ st_collect(struct st_run *r, int out, int err)
 	}
 }
 
-/* Run shmq with args (and input on its stdin, if not NULL); its stdout
- * into r_out, or into the file out if it is not NULL (/dev/full). */
+/* Run shmq with args and in as its stdin (closed here); its stdout into
+ * r_out, or into the file out if it is not NULL (/dev/full). */
 static void
-st_run_to(struct st_run *r, const char *input, const char *out_path,
+st_run_fd(struct st_run *r, int in, const char *out_path,
     const char *const *args)
 {
 	const char *argv[ST_ARGS];
-	int out[2], err[2], in, n = 0, status;
+	int out[2], err[2], n = 0, status;
 	pid_t pid;
 
 	memset(r, 0, sizeof(*r));
@@ -152,11 +152,6 @@ st_run_to(struct st_run *r, const char *input, const char *out_path,
 	for (int i = 0; args[i] != NULL && n < ST_ARGS - 1; i++)
 		argv[n++] = args[i];
 	argv[n] = NULL;
-	ck_assert_int_ge(in = memfd_create("shmq-in", MFD_CLOEXEC), 0);
-	if (input != NULL)
-		ck_assert_int_eq(write(in, input, strlen(input)),
-		    (ssize_t)strlen(input));
-	lseek(in, 0, SEEK_SET);
 	out[0] = -1;			/* st_collect skips it */
 	if (out_path != NULL)
 		ck_assert_int_ge(out[1] = open(out_path, O_WRONLY | O_CLOEXEC),
@@ -178,6 +173,22 @@ st_run_to(struct st_run *r, const char *input, const char *out_path,
 	r->r_signaled = WIFSIGNALED(status);
 	r->r_code = WIFEXITED(status) ? WEXITSTATUS(status) :
 	    128 + WTERMSIG(status);
+}
+
+/* Run shmq with args (and input on its stdin, if not NULL); its stdout
+ * into r_out, or into the file out if it is not NULL (/dev/full). */
+static void
+st_run_to(struct st_run *r, const char *input, const char *out_path,
+    const char *const *args)
+{
+	int in;
+
+	ck_assert_int_ge(in = memfd_create("shmq-in", MFD_CLOEXEC), 0);
+	if (input != NULL)
+		ck_assert_int_eq(write(in, input, strlen(input)),
+		    (ssize_t)strlen(input));
+	lseek(in, 0, SEEK_SET);
+	st_run_fd(r, in, out_path, args);
 }
 
 static void
@@ -520,6 +531,64 @@ START_TEST(test_shmq_tool_put_get)
 	st_free(&r);
 	ST_RUN(&r, "put", name, "x");
 	st_expect(&r, 66, "put to what is gone");
+	st_free(&r);
+}
+END_TEST
+
+/*
+ * put from standard input reads at most msg_max + 1 bytes of a line: one
+ * longer than the queue takes is refused, 65, as an argument is, and the
+ * lines before it are on the queue, it and those after are not.  put read
+ * each line whole (getline), so a line that never ends, or does not fit in
+ * memory, was read for ever, or taken for the end of the input (exit 0,
+ * later lines dropped, nothing said); here a line that never ends.
+ */
+START_TEST(test_shmq_tool_put_stdin_long)
+{
+	char name[CU_NAME_LEN], long_line[1000];
+	struct st_run r;
+	int pfd[2], dir;
+
+	cu_name(name, "putlong");
+	shmq_close(cu_create(name, 16, 16, 0, 0));
+	ck_assert_int_eq(pipe2(pfd, O_CLOEXEC), 0);
+	memset(long_line, 'a', sizeof(long_line));
+	ck_assert_int_eq(write(pfd[1], "first\n", 6), 6);
+	ck_assert_int_eq(write(pfd[1], long_line, sizeof(long_line)),
+	    (ssize_t)sizeof(long_line));
+	st_run_fd(&r, pfd[0], NULL, (const char *const[]){ "put", name,
+	    NULL });
+	close(pfd[1]);			/* the line ends only now */
+	st_expect(&r, 65, "put of a line that never ends");
+	ck_assert_msg(strstr(r.r_err, ": a message longer than its 16 "
+	    "bytes\n") != NULL, "%s", r.r_err);
+	st_free(&r);
+	ST_RUN(&r, "get", "-n", "10", "-t", "0", name);
+	st_expect(&r, 0, "get");
+	ck_assert_str_eq(r.r_out, "first\n");
+	st_free(&r);
+
+	/* msg_max bytes fit; one more does not; the last line needs no
+	 * newline. */
+	ST_RUN_IN(&r, "0123456789abcdef\nx\n0123456789abcdefX\nlast\n", "put",
+	    name);
+	st_expect(&r, 65, "put of a line one byte too long");
+	st_free(&r);
+	ST_RUN_IN(&r, "\nend", "put", name);
+	st_expect(&r, 0, "put of an empty line and one without a newline");
+	st_free(&r);
+	ST_RUN(&r, "get", "-n", "10", "-t", "0", name);
+	st_expect(&r, 0, "get");
+	ck_assert_str_eq(r.r_out, "0123456789abcdef\nx\n\nend\n");
+	st_free(&r);
+
+	/* Input that cannot be read is a system error, said. */
+	ck_assert_int_ge(dir = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC),
+	    0);
+	st_run_fd(&r, dir, NULL, (const char *const[]){ "put", name, NULL });
+	st_expect(&r, 71, "put from a directory");
+	ck_assert_msg(strstr(r.r_err, "stdin: Is a directory") != NULL, "%s",
+	    r.r_err);
 	st_free(&r);
 }
 END_TEST
@@ -2022,6 +2091,7 @@ shmq_tool_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_shmq_tool_usage);
 	tcase_add_test(tc, test_shmq_tool_put_get);
+	tcase_add_test(tc, test_shmq_tool_put_stdin_long);
 	tcase_add_test(tc, test_shmq_tool_put_full_timeout);
 	tcase_add_test(tc, test_shmq_tool_create_values);
 	tcase_add_test(tc, test_shmq_tool_ls_formats);
