@@ -44,13 +44,14 @@ io_signals(void)
 static struct shmq *
 io_open(const char *arg, int *code)
 {
-	char name[TOOL_NAME_LEN];
+	struct tool_ent e;
+	const char *name = e.e_name;
 	struct shmq *q;
 
-	if (tool_seg_name(arg, name, sizeof(name)) != 0) {
-		*code = TOOL_EX_USAGE;
+	/* What is not a queue is named as show and peek name it (the
+	 * open would say only "Protocol error" or "No data available"). */
+	if ((*code = tool_lookup(arg, TOOL_K_QUEUE | TOOL_K_QINIT, &e)) != 0)
 		return NULL;
-	}
 	if ((q = shmq_open(name)) == NULL) {
 		*code = tool_exit_code(errno);
 		if (errno == EPERM)

@@ -1183,6 +1183,55 @@ START_TEST(test_shmq_tool_fifo)
 }
 END_TEST
 
+/*
+ * get and put on what is not a queue say what show and peek say of it,
+ * with the same exit status: they said strerror(ENODATA) "No data
+ * available" of a small file, "Protocol error" of a FIFO and of a
+ * pipeline's control segment.
+ */
+START_TEST(test_shmq_tool_io_not_a_queue)
+{
+	static const uint64_t magic = SHMPIPE_CTL_MAGIC;
+	char text[CU_NAME_LEN], big[CU_NAME_LEN], fifo[CU_NAME_LEN];
+	char ctl[CU_NAME_LEN + 16], path[CU_NAME_LEN + 16];
+	const char *names[] = { text, big, fifo, ctl };
+	struct st_run show[4], peek[4], get[4], put[4];
+
+	cu_name(text, "nq-text");
+	cu_name(big, "nq-big");
+	cu_name(fifo, "nq-fifo");
+	snprintf(ctl, sizeof(ctl), "shmpipe.%s.ctl", st_bare(text));
+	st_file(text, "not a queue\n", 12, 12);
+	st_file(big, "NOTSHMQ!", 8, 65536);
+	snprintf(path, sizeof(path), "/dev/shm/%s", st_bare(fifo));
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	st_file(ctl, &magic, sizeof(magic), 4096);
+	for (size_t i = 0; i < 4; i++) {
+		ST_RUN(&show[i], "show", names[i]);
+		ST_RUN(&peek[i], "peek", names[i]);
+		ST_RUN(&get[i], "get", "-t", "0", names[i]);
+		ST_RUN(&put[i], "put", "-t", "0", names[i], "x");
+	}
+	ck_assert_int_eq(shm_unlink(ctl), 0);	/* not cu_name's: ours */
+	for (size_t i = 0; i < 4; i++) {
+		st_expect(&show[i], 65, names[i]);
+		ck_assert_ptr_nonnull(strstr(show[i].r_err, i == 3 ? "a "
+		    "pipeline's control segment, not a queue" :
+		    "not a libshmq queue"));
+		st_expect(&peek[i], 65, "peek");
+		st_expect(&get[i], 65, "get");
+		st_expect(&put[i], 65, "put");
+		ck_assert_str_eq(peek[i].r_err, show[i].r_err);
+		ck_assert_str_eq(get[i].r_err, show[i].r_err);
+		ck_assert_str_eq(put[i].r_err, show[i].r_err);
+		st_free(&show[i]);
+		st_free(&peek[i]);
+		st_free(&get[i]);
+		st_free(&put[i]);
+	}
+}
+END_TEST
+
 /* Is text valid UTF-8 (RFC 3629: no overlong forms, no surrogates)? */
 static bool
 st_utf8(const char *text)
@@ -2103,6 +2152,7 @@ shmq_tool_suite(void)
 	tcase_add_test(tc, test_shmq_tool_bad_segments);
 	tcase_add_test(tc, test_shmq_tool_corrupt_ring);
 	tcase_add_test(tc, test_shmq_tool_fifo);
+	tcase_add_test(tc, test_shmq_tool_io_not_a_queue);
 	tcase_add_test(tc, test_shmq_tool_names_utf8);
 	tcase_add_test(tc, test_shmq_tool_check_names);
 	tcase_add_test(tc, test_shmq_tool_permission);
