@@ -232,6 +232,17 @@ void	 tool_queue_read(const struct tool_ent *e,
 	    struct tool_qdetail *d);
 void	 tool_qdetail_free(struct tool_qdetail *d);
 
+/*
+ * Say on stderr why the queue of e cannot be opened or read (errno err) in
+ * the words of ls and show, "q: CORRUPT: truncated: smaller than its
+ * header says"; an err that is no state of a queue (ENOMEM) by its
+ * strerror.  Returns the exit status for err.
+ */
+int	 tool_queue_fail(const struct tool_ent *e, int err);
+
+/* The line ls and show write on stderr for a row's state and its why. */
+void	 tool_row_warn(const struct tool_qrow *r);
+
 /* Fill %, 0..100, of a row with stats. */
 double	 tool_fill_pct(const struct tool_qrow *r);
 

@@ -44,22 +44,23 @@ io_signals(void)
 static struct shmq *
 io_open(const char *arg, int *code)
 {
+	char shown[TOOL_NAME_LEN * 3];
 	struct tool_ent e;
-	const char *name = e.e_name;
 	struct shmq *q;
 
 	/* What is not a queue is named as show and peek name it (the
 	 * open would say only "Protocol error" or "No data available"). */
 	if ((*code = tool_lookup(arg, TOOL_K_QUEUE | TOOL_K_QINIT, &e)) != 0)
 		return NULL;
-	if ((q = shmq_open(name)) == NULL) {
-		*code = tool_exit_code(errno);
-		if (errno == EPERM)
-			warnx("%s: owned by another user, or open to group or "
-			    "others: put and get use only one's own queues",
-			    name);
-		else
-			warn("%s", name);
+	if ((q = shmq_open(e.e_name)) == NULL && errno == EPERM) {
+		warnx("%s: owned by another user, or open to group or others: "
+		    "put and get use only one's own queues",
+		    tool_safe(shown, sizeof(shown), e.e_name));
+		*code = TOOL_EX_NOPERM;
+		return NULL;
+	}
+	if (q == NULL) {		/* as show says it: CORRUPT... */
+		*code = tool_queue_fail(&e, errno);
 		return NULL;
 	}
 	/* Ours to do as a user: what a killed get or put left behind. */
@@ -77,13 +78,16 @@ io_close(struct shmq *q, int code)
 	return io_signal != 0 ? 128 + io_signal : code;
 }
 
-/* The queue's name as the user gave it, without the leading slash. */
+/* The queue's name as the user gave it, without the leading slash, as
+ * lines for people show it (static). */
 static const char *
 io_name(const struct shmq *q)
 {
+	static char shown[TOOL_NAME_LEN * 3];
 	const char *name = shmq_name(q);
 
-	return name[0] == '/' ? name + 1 : name;
+	return tool_safe(shown, sizeof(shown), name[0] == '/' ? name + 1 :
+	    name);
 }
 
 /* The code for a failed put or get, with a message. */
@@ -380,7 +384,7 @@ tool_cmd_create(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 }
 	};
 	struct shmq_config cfg = { 0 };
-	char name[TOOL_NAME_LEN];
+	char name[TOOL_NAME_LEN], shown[TOOL_NAME_LEN * 3];
 	const char *why;
 	struct shmq *q;
 	int ch;
@@ -399,9 +403,10 @@ tool_cmd_create(int argc, char **argv)
 	if (tool_seg_name(argv[optind], name, sizeof(name)) != 0)
 		return TOOL_EX_USAGE;
 	if ((q = shmq_create(name, &cfg)) == NULL) {
-		warn("%s", name);
-		return errno == ENOSPC ? TOOL_EX_CANTCREAT :
-		    tool_exit_code(errno);
+		int e = errno;
+		warnx("%s: %s", tool_safe(shown, sizeof(shown), name),
+		    strerror(e));
+		return e == ENOSPC ? TOOL_EX_CANTCREAT : tool_exit_code(e);
 	}
 	shmq_close(q);
 	return 0;

@@ -82,13 +82,10 @@ tool_rows_warn(const struct tool_rows *rs)
 {
 	for (size_t i = 0; i < rs->r_n; i++) {
 		const struct tool_qrow *r = &rs->r_rows[i];
-		char shown[TOOL_NAME_LEN * 3];
 		if (r->q_state == TOOL_ST_CORRUPT ||
 		    r->q_state == TOOL_ST_INCOMPATIBLE ||
 		    r->q_state == TOOL_ST_DENIED)
-			warnx("%s: %s: %s", tool_safe(shown, sizeof(shown),
-			    r->q_name), tool_state_name(r->q_state),
-			    r->q_why);
+			tool_row_warn(r);
 	}
 	if (rs->r_denied > 0)
 		warnx("%u file%s in " TOOL_SHM_DIR " not readable (permission "

@@ -5,6 +5,7 @@
  * state shmq(1) reports (the rules are in shmq.1, STATES).
  */
 #define _GNU_SOURCE
+#include <err.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -109,9 +110,9 @@ tool_rows_exit(const struct tool_qrow *rows, size_t n)
 	return denied ? TOOL_EX_NOPERM : 0;
 }
 
-/* A failure to open or read, as a state. */
-static void
-row_fail(struct tool_qrow *r, int err)
+/* The state a failure to open or read is, and why; false if none. */
+static bool
+fail_state(int err, enum tool_state *st, const char **why)
 {
 	static const struct {
 		int		 f_err;
@@ -134,15 +135,25 @@ row_fail(struct tool_qrow *r, int err)
 		    "replaced while being read (magic or file type)" },
 	};
 
-	r->q_err = err;
-	r->q_have = false;
-	r->q_state = TOOL_ST_CORRUPT;
-	r->q_why = "cannot be read";
 	for (size_t i = 0; i < sizeof(fails) / sizeof(fails[0]); i++)
 		if (fails[i].f_err == err) {
-			r->q_state = fails[i].f_state;
-			r->q_why = fails[i].f_why;
+			*st = fails[i].f_state;
+			*why = fails[i].f_why;
+			return true;
 		}
+	return false;
+}
+
+/* A failure to open or read, as a state. */
+static void
+row_fail(struct tool_qrow *r, int err)
+{
+	r->q_err = err;
+	r->q_have = false;
+	if (!fail_state(err, &r->q_state, &r->q_why)) {
+		r->q_state = TOOL_ST_CORRUPT;
+		r->q_why = "cannot be read";
+	}
 }
 
 /*
@@ -338,6 +349,36 @@ tool_queue_read(const struct tool_ent *e, const struct tool_opts *o,
 		return;
 	}
 	r->q_state = row_state(r, o);
+}
+
+int
+tool_queue_fail(const struct tool_ent *e, int err)
+{
+	char shown[TOOL_NAME_LEN * 3];
+	struct tool_qrow r;
+
+	memset(&r, 0, sizeof(r));
+	strlcpy(r.q_name, e->e_name, sizeof(r.q_name));
+	/* The header first, as tool_queue_read: what it says is why. */
+	if (row_from_header(e, &r) || fail_state(err, &r.q_state, &r.q_why))
+		tool_row_warn(&r);
+	else
+		warnx("%s: %s", tool_safe(shown, sizeof(shown), e->e_name),
+		    strerror(err));
+	return tool_exit_code(err);
+}
+
+void
+tool_row_warn(const struct tool_qrow *r)
+{
+	char shown[TOOL_NAME_LEN * 3];
+
+	tool_safe(shown, sizeof(shown), r->q_name);
+	if (r->q_state == TOOL_ST_GONE)
+		warnx("%s: %s", shown, r->q_why);
+	else
+		warnx("%s: %s: %s", shown, tool_state_name(r->q_state),
+		    r->q_why);
 }
 
 void

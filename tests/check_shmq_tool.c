@@ -1312,6 +1312,53 @@ START_TEST(test_shmq_tool_names_utf8)
 END_TEST
 
 /*
+ * Error lines are written for people: a name's control characters are '?'
+ * in them, as in ls's and rm's.  show, peek, get and put wrote the name
+ * raw (an ESC sequence reached the terminal, a newline split the line),
+ * and of a truncated queue peek, get and put said "No data available"
+ * where ls and show say CORRUPT and why; now all say it alike.
+ */
+START_TEST(test_shmq_tool_error_names)
+{
+	char base[CU_NAME_LEN], name[CU_NAME_LEN + 16], none[CU_NAME_LEN + 16];
+	char path[CU_NAME_LEN + 32], want[CU_NAME_LEN + 96];
+	char pat[CU_NAME_LEN + 2];
+	const char *const runs[][6] = {
+		{ "show", name }, { "peek", name }, { "get", "-t", "0", name },
+		{ "put", "-t", "0", name, "x" }, { "ls", pat },
+	};
+	struct st_run r;
+
+	cu_name(base, "ctlname");
+	snprintf(name, sizeof(name), "%s-\x1b[7mX\nY", base);
+	snprintf(none, sizeof(none), "%s-\x1b[7mnone", base);
+	st_glob(pat, sizeof(pat), base);
+	shmq_close(cu_create(name, 16, 64, 0, 0));
+	snprintf(path, sizeof(path), "/dev/shm/%s", st_bare(name));
+	ck_assert_int_eq(truncate(path, 1000), 0);
+	snprintf(want, sizeof(want), "shmq: %s-?[7mX?Y: CORRUPT: truncated: "
+	    "smaller than its header says\n", st_bare(base));
+	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+		st_run_in(&r, NULL, runs[i]);
+		st_expect(&r, 65, runs[i][0]);
+		ck_assert_msg(strcmp(r.r_err, want) == 0, "%s: stderr:\n%s",
+		    runs[i][0], r.r_err);
+		st_free(&r);
+	}
+	for (size_t i = 0; i < 4; i++) {
+		const char *const args[] = { runs[i][0], none, NULL };
+		st_run_in(&r, NULL, args);
+		st_expect(&r, 66, runs[i][0]);
+		ck_assert_msg(strchr(r.r_err, '\x1b') == NULL &&
+		    strstr(r.r_err, "-?[7mnone: no such segment\n") != NULL,
+		    "%s of nothing: stderr:\n%s", runs[i][0], r.r_err);
+		st_free(&r);
+	}
+	ck_assert_int_eq(unlink(path), 0);
+}
+END_TEST
+
+/*
  * check's Nagios output with a queue named a|b'c<newline>d=e, 94% full:
  * one status line, whose only '|' is the one before the performance
  * data; labels with ' doubled and no '='.  The name went out raw before:
@@ -2155,6 +2202,7 @@ shmq_tool_suite(void)
 	tcase_add_test(tc, test_shmq_tool_io_not_a_queue);
 	tcase_add_test(tc, test_shmq_tool_names_utf8);
 	tcase_add_test(tc, test_shmq_tool_check_names);
+	tcase_add_test(tc, test_shmq_tool_error_names);
 	tcase_add_test(tc, test_shmq_tool_permission);
 	tcase_add_test(tc, test_shmq_tool_denied_pipeline);
 	tcase_add_test(tc, test_shmq_tool_top);
