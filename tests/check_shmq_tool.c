@@ -708,7 +708,6 @@ START_TEST(test_shmq_tool_ls_formats)
 	st_put_n(q, 1);
 	holder = st_holder(name);	/* a consumer: takes it, holds it */
 	st_put_n(q, 2);
-	st_sleep_ms(20);		/* rates need a coarse clock tick */
 	ST_RUN(&r, "ls", pat);
 	st_expect(&r, 0, "ls");
 	ck_assert_ptr_nonnull(strstr(r.r_out, st_bare(name)));
@@ -797,6 +796,52 @@ START_TEST(test_shmq_tool_ls_csv_fields)
 	ck_assert_ptr_nonnull(strstr(r.r_out, ",64,0,0,3,0\r\n"));
 	cj_free(v);
 	st_free(&r);
+	shmq_close(q);
+}
+END_TEST
+
+/*
+ * A burst into a fresh queue has rates at once, averaged over the window
+ * less a second, as shmq.1 says: with its first snapshot in the same tick
+ * of the coarse clock as the look, shmq_rates measured no span, so ls said
+ * IN/s 0 over 0 ms, and a queue whose next message was being written was
+ * STALLED ("nobody touched it").  The snapshot is planted at the present
+ * tick, after the puts, so that the look falls within it whatever the
+ * machine's speed; the rates are the moves since, over a span of 1 ms to
+ * the library and of 4 s (-w 5) to ls.
+ */
+START_TEST(test_shmq_tool_rate_first_tick)
+{
+	char name[CU_NAME_LEN];
+	const struct cj *row;
+	struct shmq_seg_rate *sr;
+	struct timespec ts;
+	struct shmq *q;
+	struct cj *v;
+	double put, get;
+	uint64_t win;
+
+	cu_name(name, "rate0");
+	q = cu_create(name, 64, 16, 0, 0);
+	st_put_n(q, 40);
+	memset((void *)q->hdr->rates, 0, sizeof(q->hdr->rates));
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	sr = &q->hdr->rates[0];
+	atomic_store(&sr->at_ns, (uint64_t)ts.tv_sec * 1000000000u +
+	    (uint64_t)ts.tv_nsec);
+	atomic_store(&sr->prod_pos, 0);
+	atomic_store(&sr->cons_pos, 0);
+	QASSERT_EQ(q, shmq_rates(q, 5, &put, &get, &win), 0);
+	QASSERT(q, win >= 1);
+	QASSERT(q, (uint64_t)(put * win / 1000.0 + 0.5) == 40);
+	QASSERT(q, get == 0);
+	v = st_ls_json(name, NULL);
+	ck_assert_ptr_nonnull(row = st_find(v, "queues", st_bare(name)));
+	ck_assert_str_eq(cj_str(cj_get(row, "state")), "OK");
+	ck_assert(st_num(row, "rate_window_ms") >= 4000);
+	ck_assert((uint64_t)(st_num(row, "enq_per_s") *
+	    st_num(row, "rate_window_ms") / 1000.0 + 0.5) == 40);
+	cj_free(v);
 	shmq_close(q);
 }
 END_TEST
@@ -2192,6 +2237,7 @@ shmq_tool_suite(void)
 	tcase_add_test(tc, test_shmq_tool_create_values);
 	tcase_add_test(tc, test_shmq_tool_ls_formats);
 	tcase_add_test(tc, test_shmq_tool_ls_csv_fields);
+	tcase_add_test(tc, test_shmq_tool_rate_first_tick);
 	tcase_add_test(tc, test_shmq_tool_show);
 	tcase_add_test(tc, test_shmq_tool_peek);
 	tcase_add_test(tc, test_shmq_tool_states);
