@@ -8,6 +8,7 @@
 #include <err.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -305,6 +306,34 @@ snap_read(void *arg)
 	return 0;
 }
 
+/*
+ * Ring positions get and put refuse to attach to (the library's bound:
+ * more than two laps and 64 apart), from the counts the stats take of
+ * them (voided puts off both, which only makes them nearer).  Judged only
+ * of a queue no live process is attached to: the positions are hints,
+ * moved after the slots, that a batch in flight takes far apart for a
+ * moment, and a live queue is not called corrupt.  A few apart is what a
+ * process killed before it moved one leaves.
+ */
+static bool
+row_positions_bad(struct tool_qrow *r)
+{
+	const struct shmq_stats *st = &r->q_st;
+	uint64_t reach = 2 * (uint64_t)st->capacity + 64;
+	bool cons = st->dequeued > st->enqueued;
+	uint64_t apart = cons ? st->dequeued - st->enqueued :
+	    st->enqueued - st->dequeued;
+
+	if (r->q_attached_alive > 0 || apart <= reach)
+		return false;
+	row_fail(r, EBADMSG);
+	snprintf(r->q_whybuf, sizeof(r->q_whybuf), "ring positions out of "
+	    "reach: the %s' %" PRIu64 " ahead", cons ? "consumers" :
+	    "producers", apart);
+	r->q_why = r->q_whybuf;
+	return true;
+}
+
 /* The state of a queue that could be read; the rules of shmq.1. */
 static enum tool_state
 row_state(const struct tool_qrow *r, const struct tool_opts *o)
@@ -348,7 +377,8 @@ tool_queue_read(const struct tool_ent *e, const struct tool_opts *o,
 		row_fail(r, -err);
 		return;
 	}
-	r->q_state = row_state(r, o);
+	if (!row_positions_bad(r))
+		r->q_state = row_state(r, o);
 }
 
 int

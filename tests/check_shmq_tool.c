@@ -1189,6 +1189,67 @@ START_TEST(test_shmq_tool_corrupt_ring)
 END_TEST
 
 /*
+ * Ring positions that get and put refuse to attach to (the library's
+ * bound: more than two laps and 64 apart) make a queue nobody is attached
+ * to CORRUPT: ls and check called one with the consumers' position 4093
+ * ahead of the producers' IDLE and OK, while get said "Bad message".  A
+ * few ahead is what a producer killed before it moved the index leaves,
+ * and is no corruption.
+ */
+START_TEST(test_shmq_tool_bad_positions)
+{
+	char name[CU_NAME_LEN], buf[64];
+	const struct cj *row;
+	struct shmq *q;
+	struct st_run r;
+	struct cj *v;
+	uint64_t pos;
+
+	cu_name(name, "badpos");
+	q = cu_create(name, 8, 64, 0, 0);
+	st_put_n(q, 3);
+	QASSERT_EQ(q, shmq_get(q, buf, sizeof(buf), 0), 7);
+	shmq_close(q);
+	pos = 3 + 5;
+	st_poke(name, offsetof(struct shmq_seg_header, cons_pos), &pos,
+	    sizeof(pos));
+	ck_assert_str_ne(st_state(name, NULL), "CORRUPT");
+	pos = 4096;
+	st_poke(name, offsetof(struct shmq_seg_header, cons_pos), &pos,
+	    sizeof(pos));
+	ST_RUN(&r, "ls", "-o", "json", name);
+	st_expect(&r, 65, "ls of a queue with impossible positions");
+	v = st_json(&r, "ls");
+	ck_assert_ptr_nonnull(row = st_find(v, "queues", st_bare(name)));
+	ck_assert_str_eq(cj_str(cj_get(row, "state")), "CORRUPT");
+	ck_assert_ptr_nonnull(strstr(cj_str(cj_get(row, "reason")),
+	    "4093"));
+	cj_free(v);
+	st_free(&r);
+	ST_RUN(&r, "check", name);
+	st_expect(&r, 2, "check of a queue with impossible positions");
+	st_free(&r);
+	ST_RUN(&r, "get", "-t", "0", name);
+	st_expect(&r, 65, "get of a queue with impossible positions");
+	st_free(&r);
+	/* The other way: the producers' three laps ahead. */
+	pos = 1;
+	st_poke(name, offsetof(struct shmq_seg_header, cons_pos), &pos,
+	    sizeof(pos));
+	pos = 1 + 3 * 8 + 64;
+	st_poke(name, offsetof(struct shmq_seg_header, prod_pos), &pos,
+	    sizeof(pos));
+	ST_RUN(&r, "ls", "-o", "json", name);
+	st_expect(&r, 65, "ls of a queue with impossible positions");
+	v = st_json(&r, "ls");
+	ck_assert_ptr_nonnull(row = st_find(v, "queues", st_bare(name)));
+	ck_assert_str_eq(cj_str(cj_get(row, "state")), "CORRUPT");
+	cj_free(v);
+	st_free(&r);
+}
+END_TEST
+
+/*
  * A FIFO by a segment's name: the libshmq and control segment opens that
  * shmq reaches after classifying a name fail at once (EPROTO) instead of
  * waiting for a writer forever.  The tool classifies names without
@@ -2244,6 +2305,7 @@ shmq_tool_suite(void)
 	tcase_add_test(tc, test_shmq_tool_check);
 	tcase_add_test(tc, test_shmq_tool_bad_segments);
 	tcase_add_test(tc, test_shmq_tool_corrupt_ring);
+	tcase_add_test(tc, test_shmq_tool_bad_positions);
 	tcase_add_test(tc, test_shmq_tool_fifo);
 	tcase_add_test(tc, test_shmq_tool_io_not_a_queue);
 	tcase_add_test(tc, test_shmq_tool_names_utf8);
