@@ -296,8 +296,8 @@ int		 shmq_leases(struct shmq *q, struct shmq_lease_info *out,
  * shmq_rates - messages per second put and taken over about the last
  * window_s seconds (1..8), from the snapshot of the indices the queue
  * records each second it is used.  *window_ms is the span actually
- * measured (0 if there is no history yet: rates are then 0).  A queue idle
- * for longer than the window reports 0.  Read-only; no lock.
+ * measured, 1 at least (0 if there is no history yet: rates are then 0).
+ * A queue idle for longer than the window reports 0.  Read-only; no lock.
  */
 int		 shmq_rates(struct shmq *q, unsigned window_s, double *put_per_s,
 		    double *get_per_s, uint64_t *window_ms);

@@ -316,9 +316,10 @@ shmq_rates(struct shmq *q, unsigned window_s, double *put_per_s,
 	if (best == 0)
 		return 0;			/* idle for the whole window */
 	ring_depth(q, &prod, &cons);
-	span = (double)(now - best) / 1e9;
-	if (span < 0.001)
-		return 0;
+	/* A snapshot of this very tick of the coarse clock (a few ms) is a
+	 * span of 1 ms, not none: what moved since it is there to count,
+	 * and a caller may average it over a longer span (shmq(1) does). */
+	span = now - best < 1000000u ? 0.001 : (double)(now - best) / 1e9;
 	*window_ms = (uint64_t)(span * 1000);
 	*put_per_s = (double)(prod - best_prod) / span;
 	*get_per_s = (double)(cons - best_cons) / span;

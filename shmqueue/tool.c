@@ -230,11 +230,14 @@ tool_pattern(const char *arg)
 int
 tool_seg_name(const char *arg, char *out, size_t len)
 {
+	char shown[TOOL_NAME_LEN * 3];
+
 	arg = tool_pattern(arg);
 	if (*arg == '\0' || strchr(arg, '/') != NULL ||
 	    strstr(arg, "..") != NULL || strcmp(arg, ".") == 0 ||
 	    strlcpy(out, arg, len) >= len) {
-		warnx("%s: not a segment name", arg);
+		warnx("%s: not a segment name", tool_safe(shown,
+		    sizeof(shown), arg));
 		return -EINVAL;
 	}
 	return 0;

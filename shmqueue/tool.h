@@ -184,6 +184,9 @@ int	 tool_lookup(const char *arg, unsigned kinds, struct tool_ent *e);
 bool	 tool_pipe_name(const char *seg, char *pipe, size_t len,
 	    const char **suffix);
 
+/* Is it named as a pipeline's control segment, "shmpipe.NAME.ctl"? */
+bool	 tool_pipe_ctl(const char *seg);
+
 /* ---- tool_queue.c: a snapshot of one queue ---------------------------- */
 
 enum tool_state {
@@ -229,6 +232,17 @@ void	 tool_queue_read(const struct tool_ent *e,
 	    struct tool_qdetail *d);
 void	 tool_qdetail_free(struct tool_qdetail *d);
 
+/*
+ * Say on stderr why the queue of e cannot be opened or read (errno err) in
+ * the words of ls and show, "q: CORRUPT: truncated: smaller than its
+ * header says"; an err that is no state of a queue (ENOMEM) by its
+ * strerror.  Returns the exit status for err.
+ */
+int	 tool_queue_fail(const struct tool_ent *e, int err);
+
+/* The line ls and show write on stderr for a row's state and its why. */
+void	 tool_row_warn(const struct tool_qrow *r);
+
 /* Fill %, 0..100, of a row with stats. */
 double	 tool_fill_pct(const struct tool_qrow *r);
 
@@ -261,7 +275,7 @@ enum tool_state tool_pipe_state(const char *pipeline, const char **why);
 struct tool_rows {
 	struct tool_qrow *r_rows;
 	size_t		  r_n, r_cap;
-	unsigned	  r_matched;	/* files that matched the pattern */
+	unsigned	  r_matched;	/* queues that matched the pattern */
 	unsigned	  r_denied;	/* unreadable, left out */
 };
 

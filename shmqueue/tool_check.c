@@ -116,11 +116,14 @@ check_pipe(const struct tool_ent *e, void *arg)
 {
 	struct check *c = arg;
 	char name[TOOL_NAME_LEN];
-	const char *why = NULL;
+	const char *why = NULL, *suffix;
 	enum tool_state st = TOOL_ST_DENIED;
 	struct verdict *v;
 
-	if (!tool_pipe_name(e->e_name, name, sizeof(name), NULL))
+	/* A pipeline is judged once, by its control segment: its queues,
+	 * when they cannot be read, match the pattern too. */
+	if (!tool_pipe_name(e->e_name, name, sizeof(name), &suffix) ||
+	    strcmp(suffix, "ctl") != 0)
 		return 0;
 	if (e->e_kind != TOOL_K_DENIED)
 		st = tool_pipe_state(name, &why);

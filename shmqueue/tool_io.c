@@ -44,21 +44,23 @@ io_signals(void)
 static struct shmq *
 io_open(const char *arg, int *code)
 {
-	char name[TOOL_NAME_LEN];
+	char shown[TOOL_NAME_LEN * 3];
+	struct tool_ent e;
 	struct shmq *q;
 
-	if (tool_seg_name(arg, name, sizeof(name)) != 0) {
-		*code = TOOL_EX_USAGE;
+	/* What is not a queue is named as show and peek name it (the
+	 * open would say only "Protocol error" or "No data available"). */
+	if ((*code = tool_lookup(arg, TOOL_K_QUEUE | TOOL_K_QINIT, &e)) != 0)
+		return NULL;
+	if ((q = shmq_open(e.e_name)) == NULL && errno == EPERM) {
+		warnx("%s: owned by another user, or open to group or others: "
+		    "put and get use only one's own queues",
+		    tool_safe(shown, sizeof(shown), e.e_name));
+		*code = TOOL_EX_NOPERM;
 		return NULL;
 	}
-	if ((q = shmq_open(name)) == NULL) {
-		*code = tool_exit_code(errno);
-		if (errno == EPERM)
-			warnx("%s: owned by another user, or open to group or "
-			    "others: put and get use only one's own queues",
-			    name);
-		else
-			warn("%s", name);
+	if (q == NULL) {		/* as show says it: CORRUPT... */
+		*code = tool_queue_fail(&e, errno);
 		return NULL;
 	}
 	/* Ours to do as a user: what a killed get or put left behind. */
@@ -76,13 +78,16 @@ io_close(struct shmq *q, int code)
 	return io_signal != 0 ? 128 + io_signal : code;
 }
 
-/* The queue's name as the user gave it, without the leading slash. */
+/* The queue's name as the user gave it, without the leading slash, as
+ * lines for people show it (static). */
 static const char *
 io_name(const struct shmq *q)
 {
+	static char shown[TOOL_NAME_LEN * 3];
 	const char *name = shmq_name(q);
 
-	return name[0] == '/' ? name + 1 : name;
+	return tool_safe(shown, sizeof(shown), name[0] == '/' ? name + 1 :
+	    name);
 }
 
 /* The code for a failed put or get, with a message. */
@@ -128,22 +133,50 @@ put_one(struct shmq *q, const char *msg, size_t len, int ms)
 	return r == 0 ? 0 : io_fail(q, r, "the queue stayed full");
 }
 
+/*
+ * The next line of f, without its newline, into buf of max bytes (the
+ * queue's msg_max): 1 and its length in *len, 0 at the end of the input,
+ * -EMSGSIZE for a line longer than max, or -errno if f cannot be read.  No
+ * more than max + 1 bytes of a line are read: a line may be longer than
+ * memory, or never end, and one that does not fit is refused anyway.
+ */
+static int
+put_line(FILE *f, char *buf, size_t max, size_t *len)
+{
+	size_t n = 0;
+	int c;
+
+	while ((c = getc_unlocked(f)) != EOF && c != '\n') {
+		if (n == max)
+			return -EMSGSIZE;
+		buf[n++] = (char)c;
+	}
+	if (c == EOF && ferror(f))
+		return -(errno != 0 ? errno : EIO);
+	*len = n;
+	return c == EOF && n == 0 ? 0 : 1;
+}
+
+/* Each line of standard input, until one cannot be put (as arguments). */
 static int
 put_stdin(struct shmq *q, int ms)
 {
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
-	int code = 0;
+	size_t max = shmq_msg_max(q), len = 0;
+	char *line = malloc(max > 0 ? max : 1);
+	int code = 0, r = 0;
 
-	while (code == 0 && io_signal == 0 &&
-	    (n = getline(&line, &cap, stdin)) >= 0) {
-		if (n > 0 && line[n - 1] == '\n')
-			line[--n] = '\0';
-		code = put_one(q, line, (size_t)n, ms);
+	if (line == NULL) {
+		warn("malloc");
+		return TOOL_EX_OSERR;
 	}
-	if (code == 0 && ferror(stdin)) {
-		warn("stdin");
+	while (code == 0 && io_signal == 0 &&
+	    (r = put_line(stdin, line, max, &len)) > 0)
+		code = put_one(q, line, len, ms);
+	if (code == 0 && io_signal == 0 && r == -EMSGSIZE) {
+		code = io_fail(q, r, "");
+	} else if (code == 0 && io_signal == 0 && r < 0) {
+		/* Not the end of the input: lines may be left unread. */
+		warnx("stdin: %s", strerror(-r));
 		code = TOOL_EX_OSERR;
 	}
 	free(line);
@@ -351,7 +384,7 @@ tool_cmd_create(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 }
 	};
 	struct shmq_config cfg = { 0 };
-	char name[TOOL_NAME_LEN];
+	char name[TOOL_NAME_LEN], shown[TOOL_NAME_LEN * 3];
 	const char *why;
 	struct shmq *q;
 	int ch;
@@ -370,9 +403,10 @@ tool_cmd_create(int argc, char **argv)
 	if (tool_seg_name(argv[optind], name, sizeof(name)) != 0)
 		return TOOL_EX_USAGE;
 	if ((q = shmq_create(name, &cfg)) == NULL) {
-		warn("%s", name);
-		return errno == ENOSPC ? TOOL_EX_CANTCREAT :
-		    tool_exit_code(errno);
+		int e = errno;
+		warnx("%s: %s", tool_safe(shown, sizeof(shown), name),
+		    strerror(e));
+		return e == ENOSPC ? TOOL_EX_CANTCREAT : tool_exit_code(e);
 	}
 	shmq_close(q);
 	return 0;

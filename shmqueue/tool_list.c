@@ -38,6 +38,12 @@ collect_one(const struct tool_ent *e, void *arg)
 		rs->r_denied++;	/* maybe not even ours: say so once */
 		return 0;
 	}
+	/* What cannot be read is told by its name alone, and one named as
+	 * a control segment is a pipeline's (check and ps report it), as
+	 * it would be to one who may read it. */
+	if (e->e_kind == TOOL_K_DENIED && tool_pipe_ctl(e->e_name))
+		return 0;
+	rs->r_matched++;
 	if (rs->r_n == rs->r_cap) {
 		size_t cap = rs->r_cap ? rs->r_cap * 2 : 64;
 		row = reallocarray(rs->r_rows, cap, sizeof(*row));
@@ -61,7 +67,7 @@ tool_rows_collect(struct tool_rows *rs, const struct tool_opts *o)
 	memset(rs, 0, sizeof(*rs));
 	tool_pid_forget();
 	return tool_scan(o->o_pattern, TOOL_K_QUEUE | TOOL_K_QINIT |
-	    TOOL_K_DENIED, collect_one, &c, &rs->r_matched);
+	    TOOL_K_DENIED, collect_one, &c, NULL);
 }
 
 void
@@ -76,13 +82,10 @@ tool_rows_warn(const struct tool_rows *rs)
 {
 	for (size_t i = 0; i < rs->r_n; i++) {
 		const struct tool_qrow *r = &rs->r_rows[i];
-		char shown[TOOL_NAME_LEN * 3];
 		if (r->q_state == TOOL_ST_CORRUPT ||
 		    r->q_state == TOOL_ST_INCOMPATIBLE ||
 		    r->q_state == TOOL_ST_DENIED)
-			warnx("%s: %s: %s", tool_safe(shown, sizeof(shown),
-			    r->q_name), tool_state_name(r->q_state),
-			    r->q_why);
+			tool_row_warn(r);
 	}
 	if (rs->r_denied > 0)
 		warnx("%u file%s in " TOOL_SHM_DIR " not readable (permission "
@@ -203,10 +206,14 @@ rows_json(const struct tool_rows *rs, const struct tool_opts *o, FILE *f,
 
 /* ---- CSV --------------------------------------------------------------- */
 
+/* The fields of JSON; those it gained later at the end, so that the
+ * columns a script counts to stay where they were. */
 static const char *const csv_head[] = { "name", "state", "reason", "depth",
 	"capacity", "fill_pct", "high_water", "enq_per_s", "deq_per_s",
 	"rate_window_ms", "oldest_age_ms", "producers_alive", "producers",
-	"consumers_alive", "consumers", "attached_alive", "attached" };
+	"consumers_alive", "consumers", "attached_alive", "attached",
+	"msg_max", "redeliver_pending", "leases_held", "enqueued",
+	"dequeued" };
 #define CSV_NCOLS	(sizeof(csv_head) / sizeof(csv_head[0]))
 
 static void
@@ -238,7 +245,12 @@ csv_row(const struct tool_qrow *r, FILE *f)
 	tool_csv_u64(f, r->q_cons_alive, false);
 	tool_csv_u64(f, r->q_cons, false);
 	tool_csv_u64(f, r->q_attached_alive, false);
-	tool_csv_u64(f, r->q_attached, true);
+	tool_csv_u64(f, r->q_attached, false);
+	tool_csv_u64(f, st->msg_max, false);
+	tool_csv_u64(f, st->redeliver_pending, false);
+	tool_csv_u64(f, st->leases_held, false);
+	tool_csv_u64(f, st->enqueued, false);
+	tool_csv_u64(f, st->dequeued, true);
 }
 
 static void

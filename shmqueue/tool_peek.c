@@ -138,8 +138,5 @@ tool_cmd_peek(int argc, char **argv)
 		r = -tool_guard(peek_run, &p);
 	shmq_close(p.p_q);
 	free(p.p_buf);
-	if (r != 0)
-		warnx("%s: %s", e.e_name, r == EFAULT ? "truncated while being "
-		    "read (SIGBUS)" : r == EBADMSG ? "corrupt" : strerror(r));
-	return tool_exit_code(r);
+	return r != 0 ? tool_queue_fail(&e, r) : 0;
 }

@@ -5,8 +5,10 @@
  * state shmq(1) reports (the rules are in shmq.1, STATES).
  */
 #define _GNU_SOURCE
+#include <err.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,9 +111,9 @@ tool_rows_exit(const struct tool_qrow *rows, size_t n)
 	return denied ? TOOL_EX_NOPERM : 0;
 }
 
-/* A failure to open or read, as a state. */
-static void
-row_fail(struct tool_qrow *r, int err)
+/* The state a failure to open or read is, and why; false if none. */
+static bool
+fail_state(int err, enum tool_state *st, const char **why)
 {
 	static const struct {
 		int		 f_err;
@@ -134,15 +136,25 @@ row_fail(struct tool_qrow *r, int err)
 		    "replaced while being read (magic or file type)" },
 	};
 
-	r->q_err = err;
-	r->q_have = false;
-	r->q_state = TOOL_ST_CORRUPT;
-	r->q_why = "cannot be read";
 	for (size_t i = 0; i < sizeof(fails) / sizeof(fails[0]); i++)
 		if (fails[i].f_err == err) {
-			r->q_state = fails[i].f_state;
-			r->q_why = fails[i].f_why;
+			*st = fails[i].f_state;
+			*why = fails[i].f_why;
+			return true;
 		}
+	return false;
+}
+
+/* A failure to open or read, as a state. */
+static void
+row_fail(struct tool_qrow *r, int err)
+{
+	r->q_err = err;
+	r->q_have = false;
+	if (!fail_state(err, &r->q_state, &r->q_why)) {
+		r->q_state = TOOL_ST_CORRUPT;
+		r->q_why = "cannot be read";
+	}
 }
 
 /*
@@ -299,6 +311,34 @@ snap_read(void *arg)
 	return 0;
 }
 
+/*
+ * Ring positions get and put refuse to attach to (the library's bound:
+ * more than two laps and 64 apart), from the counts the stats take of
+ * them (voided puts off both, which only makes them nearer).  Judged only
+ * of a queue no live process is attached to: the positions are hints,
+ * moved after the slots, that a batch in flight takes far apart for a
+ * moment, and a live queue is not called corrupt.  A few apart is what a
+ * process killed before it moved one leaves.
+ */
+static bool
+row_positions_bad(struct tool_qrow *r)
+{
+	const struct shmq_stats *st = &r->q_st;
+	uint64_t reach = 2 * (uint64_t)st->capacity + 64;
+	bool cons = st->dequeued > st->enqueued;
+	uint64_t apart = cons ? st->dequeued - st->enqueued :
+	    st->enqueued - st->dequeued;
+
+	if (r->q_attached_alive > 0 || apart <= reach)
+		return false;
+	row_fail(r, EBADMSG);
+	snprintf(r->q_whybuf, sizeof(r->q_whybuf), "ring positions out of "
+	    "reach: the %s' %" PRIu64 " ahead", cons ? "consumers" :
+	    "producers", apart);
+	r->q_why = r->q_whybuf;
+	return true;
+}
+
 /* The state of a queue that could be read; the rules of shmq.1. */
 static enum tool_state
 row_state(const struct tool_qrow *r, const struct tool_opts *o)
@@ -342,7 +382,38 @@ tool_queue_read(const struct tool_ent *e, const struct tool_opts *o,
 		row_fail(r, -err);
 		return;
 	}
-	r->q_state = row_state(r, o);
+	if (!row_positions_bad(r))
+		r->q_state = row_state(r, o);
+}
+
+int
+tool_queue_fail(const struct tool_ent *e, int err)
+{
+	char shown[TOOL_NAME_LEN * 3];
+	struct tool_qrow r;
+
+	memset(&r, 0, sizeof(r));
+	strlcpy(r.q_name, e->e_name, sizeof(r.q_name));
+	/* The header first, as tool_queue_read: what it says is why. */
+	if (row_from_header(e, &r) || fail_state(err, &r.q_state, &r.q_why))
+		tool_row_warn(&r);
+	else
+		warnx("%s: %s", tool_safe(shown, sizeof(shown), e->e_name),
+		    strerror(err));
+	return tool_exit_code(err);
+}
+
+void
+tool_row_warn(const struct tool_qrow *r)
+{
+	char shown[TOOL_NAME_LEN * 3];
+
+	tool_safe(shown, sizeof(shown), r->q_name);
+	if (r->q_state == TOOL_ST_GONE)
+		warnx("%s: %s", shown, r->q_why);
+	else
+		warnx("%s: %s: %s", shown, tool_state_name(r->q_state),
+		    r->q_why);
 }
 
 void

@@ -224,24 +224,35 @@ tool_pipe_name(const char *seg, char *pipe, size_t len, const char **suffix)
 	return true;
 }
 
+bool
+tool_pipe_ctl(const char *seg)
+{
+	char pipe[TOOL_NAME_LEN];
+	const char *suffix;
+
+	return tool_pipe_name(seg, pipe, sizeof(pipe), &suffix) &&
+	    strcmp(suffix, "ctl") == 0;
+}
+
 int
 tool_lookup(const char *arg, unsigned kinds, struct tool_ent *e)
 {
-	char name[TOOL_NAME_LEN];
+	char name[TOOL_NAME_LEN], shown[TOOL_NAME_LEN * 3];
 	int r;
 
 	if (tool_seg_name(arg, name, sizeof(name)) != 0)
 		return TOOL_EX_USAGE;
+	tool_safe(shown, sizeof(shown), name);
 	if ((r = tool_classify(name, e)) == -ENOENT) {
-		warnx("%s: no such segment", name);
+		warnx("%s: no such segment", shown);
 		return TOOL_EX_NOINPUT;
 	}
 	if (r == 0 && e->e_kind == TOOL_K_DENIED) {
-		warnx("%s: permission denied", name);
+		warnx("%s: permission denied", shown);
 		return TOOL_EX_NOPERM;
 	}
 	if (r != 0 || (e->e_kind & kinds) == 0) {
-		warnx("%s: %s", name, r == 0 && (e->e_kind & (TOOL_K_PIPE |
+		warnx("%s: %s", shown, r == 0 && (e->e_kind & (TOOL_K_PIPE |
 		    TOOL_K_PINIT)) ? "a pipeline's control segment, not a "
 		    "queue (see shmq ps)" : "not a libshmq queue");
 		return TOOL_EX_DATAERR;

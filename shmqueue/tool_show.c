@@ -456,7 +456,7 @@ tool_cmd_show(int argc, char **argv)
 	kv.k_fmt = o.o_fmt;
 	kv.k_f = stdout;
 	if (s->s_row.q_state == TOOL_ST_GONE)
-		warnx("%s: removed while being read", s->s_row.q_name);
+		tool_row_warn(&s->s_row);	/* "removed while ..." */
 	else if (o.o_fmt == TOOL_FMT_JSON)
 		show_json(&kv, s, &o);
 	else if (o.o_fmt == TOOL_FMT_CSV)
@@ -466,8 +466,7 @@ tool_cmd_show(int argc, char **argv)
 	else
 		show_table(&kv, s);
 	if (s->s_row.q_why != NULL && s->s_row.q_state != TOOL_ST_GONE)
-		warnx("%s: %s: %s", s->s_row.q_name,
-		    tool_state_name(s->s_row.q_state), s->s_row.q_why);
+		tool_row_warn(&s->s_row);
 	code = show_exit(&s->s_row);
 	tool_qdetail_free(&s->s_detail);
 	free(s);

@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <math.h>
 #include <poll.h>
@@ -71,12 +72,18 @@ st_sleep_ms(long ms)
 		;
 }
 
+/* Run the tool as nobody (st_run_to, as root): exit 99 if it cannot be. */
+static bool st_nobody;
+
 /* The child's side: stdin, stdout and stderr, a clean mask, exec. */
 static void __attribute__((noreturn))
 st_exec(const char *const *argv, int in, int out, int err)
 {
 	sigset_t none;
 
+	if (st_nobody && (setgroups(0, NULL) != 0 || setgid(65534) != 0 ||
+	    setuid(65534) != 0))
+		_exit(99);
 	dup2(in, STDIN_FILENO);
 	dup2(out, STDOUT_FILENO);
 	dup2(err, STDERR_FILENO);
@@ -130,14 +137,14 @@ st_collect(struct st_run *r, int out, int err)
 	}
 }
 
-/* Run shmq with args (and input on its stdin, if not NULL); its stdout
- * into r_out, or into the file out if it is not NULL (/dev/full). */
+/* Run shmq with args and in as its stdin (closed here); its stdout into
+ * r_out, or into the file out if it is not NULL (/dev/full). */
 static void
-st_run_to(struct st_run *r, const char *input, const char *out_path,
+st_run_fd(struct st_run *r, int in, const char *out_path,
     const char *const *args)
 {
 	const char *argv[ST_ARGS];
-	int out[2], err[2], in, n = 0, status;
+	int out[2], err[2], n = 0, status;
 	pid_t pid;
 
 	memset(r, 0, sizeof(*r));
@@ -145,11 +152,6 @@ st_run_to(struct st_run *r, const char *input, const char *out_path,
 	for (int i = 0; args[i] != NULL && n < ST_ARGS - 1; i++)
 		argv[n++] = args[i];
 	argv[n] = NULL;
-	ck_assert_int_ge(in = memfd_create("shmq-in", MFD_CLOEXEC), 0);
-	if (input != NULL)
-		ck_assert_int_eq(write(in, input, strlen(input)),
-		    (ssize_t)strlen(input));
-	lseek(in, 0, SEEK_SET);
 	out[0] = -1;			/* st_collect skips it */
 	if (out_path != NULL)
 		ck_assert_int_ge(out[1] = open(out_path, O_WRONLY | O_CLOEXEC),
@@ -171,6 +173,22 @@ st_run_to(struct st_run *r, const char *input, const char *out_path,
 	r->r_signaled = WIFSIGNALED(status);
 	r->r_code = WIFEXITED(status) ? WEXITSTATUS(status) :
 	    128 + WTERMSIG(status);
+}
+
+/* Run shmq with args (and input on its stdin, if not NULL); its stdout
+ * into r_out, or into the file out if it is not NULL (/dev/full). */
+static void
+st_run_to(struct st_run *r, const char *input, const char *out_path,
+    const char *const *args)
+{
+	int in;
+
+	ck_assert_int_ge(in = memfd_create("shmq-in", MFD_CLOEXEC), 0);
+	if (input != NULL)
+		ck_assert_int_eq(write(in, input, strlen(input)),
+		    (ssize_t)strlen(input));
+	lseek(in, 0, SEEK_SET);
+	st_run_fd(r, in, out_path, args);
 }
 
 static void
@@ -559,6 +577,64 @@ START_TEST(test_shmq_tool_put_get)
 END_TEST
 
 /*
+ * put from standard input reads at most msg_max + 1 bytes of a line: one
+ * longer than the queue takes is refused, 65, as an argument is, and the
+ * lines before it are on the queue, it and those after are not.  put read
+ * each line whole (getline), so a line that never ends, or does not fit in
+ * memory, was read for ever, or taken for the end of the input (exit 0,
+ * later lines dropped, nothing said); here a line that never ends.
+ */
+START_TEST(test_shmq_tool_put_stdin_long)
+{
+	char name[CU_NAME_LEN], long_line[1000];
+	struct st_run r;
+	int pfd[2], dir;
+
+	cu_name(name, "putlong");
+	shmq_close(cu_create(name, 16, 16, 0, 0));
+	ck_assert_int_eq(pipe2(pfd, O_CLOEXEC), 0);
+	memset(long_line, 'a', sizeof(long_line));
+	ck_assert_int_eq(write(pfd[1], "first\n", 6), 6);
+	ck_assert_int_eq(write(pfd[1], long_line, sizeof(long_line)),
+	    (ssize_t)sizeof(long_line));
+	st_run_fd(&r, pfd[0], NULL, (const char *const[]){ "put", name,
+	    NULL });
+	close(pfd[1]);			/* the line ends only now */
+	st_expect(&r, 65, "put of a line that never ends");
+	ck_assert_msg(strstr(r.r_err, ": a message longer than its 16 "
+	    "bytes\n") != NULL, "%s", r.r_err);
+	st_free(&r);
+	ST_RUN(&r, "get", "-n", "10", "-t", "0", name);
+	st_expect(&r, 0, "get");
+	ck_assert_str_eq(r.r_out, "first\n");
+	st_free(&r);
+
+	/* msg_max bytes fit; one more does not; the last line needs no
+	 * newline. */
+	ST_RUN_IN(&r, "0123456789abcdef\nx\n0123456789abcdefX\nlast\n", "put",
+	    name);
+	st_expect(&r, 65, "put of a line one byte too long");
+	st_free(&r);
+	ST_RUN_IN(&r, "\nend", "put", name);
+	st_expect(&r, 0, "put of an empty line and one without a newline");
+	st_free(&r);
+	ST_RUN(&r, "get", "-n", "10", "-t", "0", name);
+	st_expect(&r, 0, "get");
+	ck_assert_str_eq(r.r_out, "0123456789abcdef\nx\n\nend\n");
+	st_free(&r);
+
+	/* Input that cannot be read is a system error, said. */
+	ck_assert_int_ge(dir = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC),
+	    0);
+	st_run_fd(&r, dir, NULL, (const char *const[]){ "put", name, NULL });
+	st_expect(&r, 71, "put from a directory");
+	ck_assert_msg(strstr(r.r_err, "stdin: Is a directory") != NULL, "%s",
+	    r.r_err);
+	st_free(&r);
+}
+END_TEST
+
+/*
  * create refuses a bad value naming the option, the value and what it
  * expects, in one line as ls -w does, then its usage; it listed every
  * range and left the user to guess which one was meant.
@@ -673,7 +749,6 @@ START_TEST(test_shmq_tool_ls_formats)
 	st_put_n(q, 1);
 	holder = st_holder(name);	/* a consumer: takes it, holds it */
 	st_put_n(q, 2);
-	st_sleep_ms(20);		/* rates need a coarse clock tick */
 	ST_RUN(&r, "ls", pat);
 	st_expect(&r, 0, "ls");
 	ck_assert_ptr_nonnull(strstr(r.r_out, st_bare(name)));
@@ -715,6 +790,99 @@ START_TEST(test_shmq_tool_ls_formats)
 	st_expect(&r, 66, "ls of nothing");
 	st_free(&r);
 	st_kill(holder);
+	shmq_close(q);
+}
+END_TEST
+
+/*
+ * ls -o csv carries every field of ls -o json, named as there, as shmq.1
+ * says of every format: msg_max, redeliver_pending, leases_held, enqueued
+ * and dequeued were missing.
+ */
+START_TEST(test_shmq_tool_ls_csv_fields)
+{
+	char name[CU_NAME_LEN], head[1024], *tok, *save;
+	const struct cj *row;
+	struct shmq *q;
+	struct st_run r;
+	struct cj *v;
+	size_t n;
+
+	cu_name(name, "csvf");
+	q = cu_create(name, 16, 64, 0, 0);
+	st_put_n(q, 3);
+	v = st_ls_json(name, NULL);
+	ck_assert_ptr_nonnull(row = st_find(v, "queues", st_bare(name)));
+	ST_RUN(&r, "ls", "-o", "csv", st_bare(name));
+	st_expect(&r, 0, "ls -o csv");
+	ck_assert_int_eq(st_csv(r.r_out), 2);
+	n = strcspn(r.r_out, "\r");
+	ck_assert_uint_lt(n, sizeof(head) - 2);
+	head[0] = ',';
+	memcpy(head + 1, r.r_out, n);
+	strcpy(head + 1 + n, ",");
+	for (size_t i = 0; i < row->cj_n; i++) {
+		char want[64];
+		snprintf(want, sizeof(want), ",%s,", row->cj_keys[i]);
+		ck_assert_msg(strstr(head, want) != NULL, "ls -o csv has no "
+		    "%s: %s", row->cj_keys[i], head + 1);
+	}
+	/* As many columns as JSON members, and the values under them. */
+	head[n + 1] = '\0';
+	n = 0;
+	for (tok = strtok_r(head + 1, ",", &save); tok != NULL;
+	    tok = strtok_r(NULL, ",", &save))
+		n++;
+	ck_assert_uint_eq(n, row->cj_n);
+	ck_assert_ptr_nonnull(strstr(r.r_out, ",64,0,0,3,0\r\n"));
+	cj_free(v);
+	st_free(&r);
+	shmq_close(q);
+}
+END_TEST
+
+/*
+ * A burst into a fresh queue has rates at once, averaged over the window
+ * less a second, as shmq.1 says: with its first snapshot in the same tick
+ * of the coarse clock as the look, shmq_rates measured no span, so ls said
+ * IN/s 0 over 0 ms, and a queue whose next message was being written was
+ * STALLED ("nobody touched it").  The snapshot is planted at the present
+ * tick, after the puts, so that the look falls within it whatever the
+ * machine's speed; the rates are the moves since, over a span of 1 ms to
+ * the library and of 4 s (-w 5) to ls.
+ */
+START_TEST(test_shmq_tool_rate_first_tick)
+{
+	char name[CU_NAME_LEN];
+	const struct cj *row;
+	struct shmq_seg_rate *sr;
+	struct timespec ts;
+	struct shmq *q;
+	struct cj *v;
+	double put, get;
+	uint64_t win;
+
+	cu_name(name, "rate0");
+	q = cu_create(name, 64, 16, 0, 0);
+	st_put_n(q, 40);
+	memset((void *)q->hdr->rates, 0, sizeof(q->hdr->rates));
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	sr = &q->hdr->rates[0];
+	atomic_store(&sr->at_ns, (uint64_t)ts.tv_sec * 1000000000u +
+	    (uint64_t)ts.tv_nsec);
+	atomic_store(&sr->prod_pos, 0);
+	atomic_store(&sr->cons_pos, 0);
+	QASSERT_EQ(q, shmq_rates(q, 5, &put, &get, &win), 0);
+	QASSERT(q, win >= 1);
+	QASSERT(q, (uint64_t)(put * win / 1000.0 + 0.5) == 40);
+	QASSERT(q, get == 0);
+	v = st_ls_json(name, NULL);
+	ck_assert_ptr_nonnull(row = st_find(v, "queues", st_bare(name)));
+	ck_assert_str_eq(cj_str(cj_get(row, "state")), "OK");
+	ck_assert(st_num(row, "rate_window_ms") >= 4000);
+	ck_assert((uint64_t)(st_num(row, "enq_per_s") *
+	    st_num(row, "rate_window_ms") / 1000.0 + 0.5) == 40);
+	cj_free(v);
 	shmq_close(q);
 }
 END_TEST
@@ -935,6 +1103,15 @@ st_file(const char *name, const void *head, size_t hlen, size_t len)
 	close(fd);
 }
 
+static void
+st_chmod(const char *name, mode_t mode)
+{
+	char path[CU_NAME_LEN * 4];	/* names of pipelines' segments too */
+
+	snprintf(path, sizeof(path), "/dev/shm/%s", st_bare(name));
+	ck_assert_int_eq(chmod(path, mode), 0);
+}
+
 START_TEST(test_shmq_tool_bad_segments)
 {
 	char corrupt[CU_NAME_LEN], incompat[CU_NAME_LEN], foreign[CU_NAME_LEN];
@@ -1053,6 +1230,67 @@ START_TEST(test_shmq_tool_corrupt_ring)
 END_TEST
 
 /*
+ * Ring positions that get and put refuse to attach to (the library's
+ * bound: more than two laps and 64 apart) make a queue nobody is attached
+ * to CORRUPT: ls and check called one with the consumers' position 4093
+ * ahead of the producers' IDLE and OK, while get said "Bad message".  A
+ * few ahead is what a producer killed before it moved the index leaves,
+ * and is no corruption.
+ */
+START_TEST(test_shmq_tool_bad_positions)
+{
+	char name[CU_NAME_LEN], buf[64];
+	const struct cj *row;
+	struct shmq *q;
+	struct st_run r;
+	struct cj *v;
+	uint64_t pos;
+
+	cu_name(name, "badpos");
+	q = cu_create(name, 8, 64, 0, 0);
+	st_put_n(q, 3);
+	QASSERT_EQ(q, shmq_get(q, buf, sizeof(buf), 0), 7);
+	shmq_close(q);
+	pos = 3 + 5;
+	st_poke(name, offsetof(struct shmq_seg_header, cons_pos), &pos,
+	    sizeof(pos));
+	ck_assert_str_ne(st_state(name, NULL), "CORRUPT");
+	pos = 4096;
+	st_poke(name, offsetof(struct shmq_seg_header, cons_pos), &pos,
+	    sizeof(pos));
+	ST_RUN(&r, "ls", "-o", "json", name);
+	st_expect(&r, 65, "ls of a queue with impossible positions");
+	v = st_json(&r, "ls");
+	ck_assert_ptr_nonnull(row = st_find(v, "queues", st_bare(name)));
+	ck_assert_str_eq(cj_str(cj_get(row, "state")), "CORRUPT");
+	ck_assert_ptr_nonnull(strstr(cj_str(cj_get(row, "reason")),
+	    "4093"));
+	cj_free(v);
+	st_free(&r);
+	ST_RUN(&r, "check", name);
+	st_expect(&r, 2, "check of a queue with impossible positions");
+	st_free(&r);
+	ST_RUN(&r, "get", "-t", "0", name);
+	st_expect(&r, 65, "get of a queue with impossible positions");
+	st_free(&r);
+	/* The other way: the producers' three laps ahead. */
+	pos = 1;
+	st_poke(name, offsetof(struct shmq_seg_header, cons_pos), &pos,
+	    sizeof(pos));
+	pos = 1 + 3 * 8 + 64;
+	st_poke(name, offsetof(struct shmq_seg_header, prod_pos), &pos,
+	    sizeof(pos));
+	ST_RUN(&r, "ls", "-o", "json", name);
+	st_expect(&r, 65, "ls of a queue with impossible positions");
+	v = st_json(&r, "ls");
+	ck_assert_ptr_nonnull(row = st_find(v, "queues", st_bare(name)));
+	ck_assert_str_eq(cj_str(cj_get(row, "state")), "CORRUPT");
+	cj_free(v);
+	st_free(&r);
+}
+END_TEST
+
+/*
  * A FIFO by a segment's name: the libshmq and control segment opens that
  * shmq reaches after classifying a name fail at once (EPROTO) instead of
  * waiting for a writer forever.  The tool classifies names without
@@ -1089,6 +1327,55 @@ START_TEST(test_shmq_tool_fifo)
 	ck_assert(!r.r_signaled && r.r_code != 0);
 	st_free(&r);
 	ck_assert_int_eq(unlink(path), 0);
+}
+END_TEST
+
+/*
+ * get and put on what is not a queue say what show and peek say of it,
+ * with the same exit status: they said strerror(ENODATA) "No data
+ * available" of a small file, "Protocol error" of a FIFO and of a
+ * pipeline's control segment.
+ */
+START_TEST(test_shmq_tool_io_not_a_queue)
+{
+	static const uint64_t magic = SHMPIPE_CTL_MAGIC;
+	char text[CU_NAME_LEN], big[CU_NAME_LEN], fifo[CU_NAME_LEN];
+	char ctl[CU_NAME_LEN + 16], path[CU_NAME_LEN + 16];
+	const char *names[] = { text, big, fifo, ctl };
+	struct st_run show[4], peek[4], get[4], put[4];
+
+	cu_name(text, "nq-text");
+	cu_name(big, "nq-big");
+	cu_name(fifo, "nq-fifo");
+	snprintf(ctl, sizeof(ctl), "shmpipe.%s.ctl", st_bare(text));
+	st_file(text, "not a queue\n", 12, 12);
+	st_file(big, "NOTSHMQ!", 8, 65536);
+	snprintf(path, sizeof(path), "/dev/shm/%s", st_bare(fifo));
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	st_file(ctl, &magic, sizeof(magic), 4096);
+	for (size_t i = 0; i < 4; i++) {
+		ST_RUN(&show[i], "show", names[i]);
+		ST_RUN(&peek[i], "peek", names[i]);
+		ST_RUN(&get[i], "get", "-t", "0", names[i]);
+		ST_RUN(&put[i], "put", "-t", "0", names[i], "x");
+	}
+	ck_assert_int_eq(shm_unlink(ctl), 0);	/* not cu_name's: ours */
+	for (size_t i = 0; i < 4; i++) {
+		st_expect(&show[i], 65, names[i]);
+		ck_assert_ptr_nonnull(strstr(show[i].r_err, i == 3 ? "a "
+		    "pipeline's control segment, not a queue" :
+		    "not a libshmq queue"));
+		st_expect(&peek[i], 65, "peek");
+		st_expect(&get[i], 65, "get");
+		st_expect(&put[i], 65, "put");
+		ck_assert_str_eq(peek[i].r_err, show[i].r_err);
+		ck_assert_str_eq(get[i].r_err, show[i].r_err);
+		ck_assert_str_eq(put[i].r_err, show[i].r_err);
+		st_free(&show[i]);
+		st_free(&peek[i]);
+		st_free(&get[i]);
+		st_free(&put[i]);
+	}
 }
 END_TEST
 
@@ -1172,6 +1459,53 @@ START_TEST(test_shmq_tool_names_utf8)
 END_TEST
 
 /*
+ * Error lines are written for people: a name's control characters are '?'
+ * in them, as in ls's and rm's.  show, peek, get and put wrote the name
+ * raw (an ESC sequence reached the terminal, a newline split the line),
+ * and of a truncated queue peek, get and put said "No data available"
+ * where ls and show say CORRUPT and why; now all say it alike.
+ */
+START_TEST(test_shmq_tool_error_names)
+{
+	char base[CU_NAME_LEN], name[CU_NAME_LEN + 16], none[CU_NAME_LEN + 16];
+	char path[CU_NAME_LEN + 32], want[CU_NAME_LEN + 96];
+	char pat[CU_NAME_LEN + 2];
+	const char *const runs[][6] = {
+		{ "show", name }, { "peek", name }, { "get", "-t", "0", name },
+		{ "put", "-t", "0", name, "x" }, { "ls", pat },
+	};
+	struct st_run r;
+
+	cu_name(base, "ctlname");
+	snprintf(name, sizeof(name), "%s-\x1b[7mX\nY", base);
+	snprintf(none, sizeof(none), "%s-\x1b[7mnone", base);
+	st_glob(pat, sizeof(pat), base);
+	shmq_close(cu_create(name, 16, 64, 0, 0));
+	snprintf(path, sizeof(path), "/dev/shm/%s", st_bare(name));
+	ck_assert_int_eq(truncate(path, 1000), 0);
+	snprintf(want, sizeof(want), "shmq: %s-?[7mX?Y: CORRUPT: truncated: "
+	    "smaller than its header says\n", st_bare(base));
+	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+		st_run_in(&r, NULL, runs[i]);
+		st_expect(&r, 65, runs[i][0]);
+		ck_assert_msg(strcmp(r.r_err, want) == 0, "%s: stderr:\n%s",
+		    runs[i][0], r.r_err);
+		st_free(&r);
+	}
+	for (size_t i = 0; i < 4; i++) {
+		const char *const args[] = { runs[i][0], none, NULL };
+		st_run_in(&r, NULL, args);
+		st_expect(&r, 66, runs[i][0]);
+		ck_assert_msg(strchr(r.r_err, '\x1b') == NULL &&
+		    strstr(r.r_err, "-?[7mnone: no such segment\n") != NULL,
+		    "%s of nothing: stderr:\n%s", runs[i][0], r.r_err);
+		st_free(&r);
+	}
+	ck_assert_int_eq(unlink(path), 0);
+}
+END_TEST
+
+/*
  * check's Nagios output with a queue named a|b'c<newline>d=e, 94% full:
  * one status line, whose only '|' is the one before the performance
  * data; labels with ' doubled and no '='.  The name went out raw before:
@@ -1244,6 +1578,68 @@ START_TEST(test_shmq_tool_permission)
 	st_expect(&r, 77, "show of an unreadable queue");
 	ck_assert_ptr_nonnull(strstr(r.r_err, "permission denied"));
 	st_free(&r);
+}
+END_TEST
+
+/*
+ * A pipeline whose segments the user may not read is one pipeline and two
+ * queues to check, as it is to root: check listed it once for each of its
+ * three segments, and its control segment as a queue too ("3 queues, 3
+ * pipelines"); ls listed the control segment as a queue.
+ */
+START_TEST(test_shmq_tool_denied_pipeline)
+{
+	static const char *const sfx[] = { "ctl", "req", "rep" };
+	char base[CU_NAME_LEN], pipe[CU_NAME_LEN], seg[3][CU_NAME_LEN + 16];
+	char pat[CU_NAME_LEN + 16], line[512];
+	struct st_run chk, js, ls;
+	const char *p;
+	struct cj *v;
+	int n;
+
+	cu_name(base, "dpipe");
+	snprintf(pipe, sizeof(pipe), "%s", st_bare(base));
+	snprintf(pat, sizeof(pat), "shmpipe.%s.*", pipe);
+	for (int i = 0; i < 3; i++) {
+		snprintf(seg[i], sizeof(seg[i]), "shmpipe.%s.%s", pipe, sfx[i]);
+		st_file(seg[i], "x", 1, 4096);
+		if (geteuid() != 0)	/* root reads anything: nobody */
+			st_chmod(seg[i], 0);
+	}
+	st_nobody = geteuid() == 0;
+	ST_RUN(&chk, "check", pat);
+	ST_RUN(&js, "check", "-o", "json", pat);
+	ST_RUN(&ls, "ls", "-o", "csv", pat);
+	st_nobody = false;
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(shm_unlink(seg[i]), 0);
+	if (chk.r_code == 99 || chk.r_code == 127)
+		goto out;		/* nobody may not run it here */
+	st_expect(&chk, 3, "check of an unreadable pipeline");
+	ck_assert_msg(strncmp(chk.r_out, "SHMQ UNKNOWN - 2 queues, 1 "
+	    "pipeline:", 35) == 0, "%s", chk.r_out);
+	snprintf(line, sizeof(line), "\npipeline %s: UNKNOWN DENIED", pipe);
+	for (n = 0, p = chk.r_out; (p = strstr(p, line)) != NULL; p++)
+		n++;
+	ck_assert_msg(n == 1, "the pipeline %d times:\n%s", n, chk.r_out);
+	snprintf(line, sizeof(line), "queue %s:", seg[0]);
+	ck_assert_msg(strstr(chk.r_out, line) == NULL, "its control segment "
+	    "as a queue:\n%s", chk.r_out);
+	st_expect(&js, 3, "check -o json of an unreadable pipeline");
+	v = st_json(&js, "check");
+	ck_assert_ptr_nonnull(cj_at(cj_get(v, "segments"), 2));
+	ck_assert_ptr_null(cj_at(cj_get(v, "segments"), 3));
+	ck_assert_ptr_null(st_find(v, "segments", seg[0]));
+	ck_assert_str_eq(cj_str(cj_get(st_find(v, "segments", pipe),
+	    "kind")), "pipeline");
+	cj_free(v);
+	st_expect(&ls, 77, "ls of an unreadable pipeline's queues");
+	ck_assert_int_eq(st_csv(ls.r_out), 3);
+	ck_assert_ptr_null(strstr(ls.r_out, seg[0]));
+out:
+	st_free(&chk);
+	st_free(&js);
+	st_free(&ls);
 }
 END_TEST
 
@@ -1939,19 +2335,26 @@ shmq_tool_suite(void)
 	tcase_add_test(tc, test_shmq_tool_usage);
 	tcase_add_test(tc, test_shmq_tool_put_get);
 	tcase_add_test(tc, test_shmq_tool_get_fail_keeps_queue);
+	tcase_add_test(tc, test_shmq_tool_put_stdin_long);
 	tcase_add_test(tc, test_shmq_tool_put_full_timeout);
 	tcase_add_test(tc, test_shmq_tool_create_values);
 	tcase_add_test(tc, test_shmq_tool_ls_formats);
+	tcase_add_test(tc, test_shmq_tool_ls_csv_fields);
+	tcase_add_test(tc, test_shmq_tool_rate_first_tick);
 	tcase_add_test(tc, test_shmq_tool_show);
 	tcase_add_test(tc, test_shmq_tool_peek);
 	tcase_add_test(tc, test_shmq_tool_states);
 	tcase_add_test(tc, test_shmq_tool_check);
 	tcase_add_test(tc, test_shmq_tool_bad_segments);
 	tcase_add_test(tc, test_shmq_tool_corrupt_ring);
+	tcase_add_test(tc, test_shmq_tool_bad_positions);
 	tcase_add_test(tc, test_shmq_tool_fifo);
+	tcase_add_test(tc, test_shmq_tool_io_not_a_queue);
 	tcase_add_test(tc, test_shmq_tool_names_utf8);
 	tcase_add_test(tc, test_shmq_tool_check_names);
+	tcase_add_test(tc, test_shmq_tool_error_names);
 	tcase_add_test(tc, test_shmq_tool_permission);
+	tcase_add_test(tc, test_shmq_tool_denied_pipeline);
 	tcase_add_test(tc, test_shmq_tool_top);
 	tcase_add_test(tc, test_shmq_tool_gc_queues);
 	tcase_add_test(tc, test_shmq_tool_write_error);
