@@ -12,6 +12,9 @@
 
 #define CHAN_CONN	1u	/* a client connection: slot, gen + its fd */
 #define CHAN_SYNCED	2u	/* every open connection has been sent */
+#define CHAN_SLOTS	3u	/* request stage: every connection slot is
+				 * taken, free the finished ones now; the
+				 * parent answers the same once it has */
 
 struct chan_msg {
 	uint32_t	cm_type;	/* CHAN_* */

@@ -249,6 +249,11 @@ relay(struct tp *tp)
 	int fd;
 
 	while (chan_recv(tp->tp_chan_req[0], &m, &fd, 0) == 1) {
+		if (m.cm_type == CHAN_SLOTS) {
+			pipeline_gc(&tp->tp_pl, false);
+			(void)chan_try_send(tp->tp_chan_req[0], &m, -1);
+			continue;
+		}
 		if (m.cm_type == CHAN_CONN && fd < 0)
 			pipeline_lost_conn(&tp->tp_pl, &m);
 		if (m.cm_type != CHAN_CONN || fd < 0) {

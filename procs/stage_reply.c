@@ -437,6 +437,14 @@ finish(struct rp *rp, uint32_t slot, bool abort)
 			*p = 0;
 		}
 	}
+	/*
+	 * Done before the client can see the end, so that one that comes
+	 * back at once finds the slot free to take (the socket is ours to
+	 * shut down whatever the supervisor does with its copy meanwhile).
+	 * Release: the supervisor frees the slot once both sides are done.
+	 */
+	atomic_fetch_or_explicit(&cn->state, SHMPIPE_CONN_RP_DONE |
+	    (abort ? SHMPIPE_CONN_ABORT : 0), memory_order_release);
 	if (pc->pc_fd >= 0) {
 		watch_out(rp, slot, false);
 		if (!pc->pc_regular && !(SHMPIPE_CONN_FLAGS(conn_state(rp,
@@ -449,9 +457,6 @@ finish(struct rp *rp, uint32_t slot, bool abort)
 	}
 	pc->pc_fd = -1;
 	pc->pc_stall_ns = 0;
-	/* Release: the supervisor frees the slot once both sides are done. */
-	atomic_fetch_or_explicit(&cn->state, SHMPIPE_CONN_RP_DONE |
-	    (abort ? SHMPIPE_CONN_ABORT : 0), memory_order_release);
 }
 
 /* All its requests answered and the client sent its last one? */

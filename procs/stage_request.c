@@ -55,6 +55,8 @@
 #define RQ_EMFILE_NS	100000000ull	/* out of descriptors: accept again
 					 * after this long */
 #define RQ_SWEEP_NS	100000000ull	/* look for aborted connections */
+#define RQ_SLOTS_WAIT_MS 20		/* for the parent to free slots */
+#define RQ_SLOTS_NS	10000000ull	/* after it freed none: ask again */
 #define RQ_INPUT_SLICE_MS 100		/* file mode: a silent pipe, looked at
 					 * for a drain this often */
 
@@ -100,6 +102,7 @@ struct rq {
 	bool		 rq_synced;	/* the supervisor has handed us every
 					 * connection it holds */
 	uint64_t	 rq_accept_at;	/* listeners paused until; 0 = not */
+	uint64_t	 rq_slots_at;	/* no CHAN_SLOTS before; 0 = any time */
 	uint64_t	 rq_sweep_at;	/* next look for aborted connections */
 	/* The batch being built. */
 	unsigned	 rq_n;
@@ -635,6 +638,8 @@ reap(struct rq *rq)
 
 /* ---- accepting ------------------------------------------------------- */
 
+static bool	ask_slots(struct rq *);
+
 /* A free connection slot, claimed; UINT32_MAX if every one is in use. */
 static uint32_t
 conn_claim(struct rq *rq, bool is_unix)
@@ -733,8 +738,11 @@ accept_on(struct rq *rq, int i)
 				accept_pause(rq, errno);
 			return;
 		}
-		if ((slot = conn_claim(rq, rq->rq_st->st_listen_unix[i])) ==
-		    UINT32_MAX) {
+		slot = conn_claim(rq, rq->rq_st->st_listen_unix[i]);
+		if (slot == UINT32_MAX && ask_slots(rq) && (slot = conn_claim(rq,
+		    rq->rq_st->st_listen_unix[i])) != UINT32_MAX)
+			rq->rq_slots_at = 0;	/* it freed some: ask again */
+		if (slot == UINT32_MAX) {
 			refuse(rq, fd);
 			continue;
 		}
@@ -782,6 +790,19 @@ sweep_aborted(struct rq *rq)
  * Connections the supervisor hands us after a restart.  Until it has said
  * it sent them all, wait up to timeout_ms for each.
  */
+static void
+chan_take(struct rq *rq, const struct chan_msg *m, int fd)
+{
+	if (m->cm_type == CHAN_CONN && fd >= 0 && m->cm_slot <
+	    rq->rq_nconns && !(conn_flags(rq, m->cm_slot) &
+	    SHMPIPE_CONN_RD_DONE))
+		adopt(rq, m->cm_slot, m->cm_gen, fd);
+	else if (fd >= 0)
+		close(fd);
+	if (m->cm_type == CHAN_SYNCED)
+		rq->rq_synced = true;
+}
+
 static bool
 read_chan(struct rq *rq, int timeout_ms)
 {
@@ -789,17 +810,37 @@ read_chan(struct rq *rq, int timeout_ms)
 	int fd, r;
 
 	while ((r = chan_recv(rq->rq_st->st_chan, &m, &fd, rq->rq_synced ? 0 :
-	    timeout_ms)) == 1) {
-		if (m.cm_type == CHAN_CONN && fd >= 0 && m.cm_slot <
-		    rq->rq_nconns && !(conn_flags(rq, m.cm_slot) &
-		    SHMPIPE_CONN_RD_DONE))
-			adopt(rq, m.cm_slot, m.cm_gen, fd);
-		else if (fd >= 0)
-			close(fd);
-		if (m.cm_type == CHAN_SYNCED)
-			rq->rq_synced = true;
-	}
+	    timeout_ms)) == 1)
+		chan_take(rq, &m, fd);	/* a late CHAN_SLOTS: nothing */
 	return r != 0;
+}
+
+/*
+ * Every connection slot is taken.  Only the parent frees them, on its
+ * 20 ms tick, so clients that come and go quickly were refused far below
+ * --max-connections: ask it to free the finished ones now, and wait (a
+ * little) for its word.  If that freed none, refuse for a while without
+ * asking: a pipeline that is truly full must not pay a round trip for
+ * every client it turns away.  True if a slot may be free.
+ */
+static bool
+ask_slots(struct rq *rq)
+{
+	struct chan_msg m;
+	uint64_t now = stage_coarse_ns();
+	int fd;
+
+	if (rq->rq_st->st_chan < 0 || now < rq->rq_slots_at ||
+	    chan_try_send(rq->rq_st->st_chan, &(struct chan_msg){ CHAN_SLOTS,
+	    0, 0, 0 }, -1) != 0)
+		return false;
+	rq->rq_slots_at = now + RQ_SLOTS_NS;
+	while (chan_recv(rq->rq_st->st_chan, &m, &fd, RQ_SLOTS_WAIT_MS) == 1) {
+		if (m.cm_type == CHAN_SLOTS)
+			return true;
+		chan_take(rq, &m, fd);
+	}
+	return false;
 }
 
 /* ---- the loop -------------------------------------------------------- */

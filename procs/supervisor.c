@@ -68,7 +68,11 @@ sv_read_chan(struct sv *sv, uint32_t row)
 
 	while (sv->sv_child[row].ch_sock >= 0 &&
 	    chan_recv(sv->sv_child[row].ch_sock, &m, &fd, 0) == 1) {
-		if (m.cm_type == CHAN_CONN && fd >= 0 &&
+		if (m.cm_type == CHAN_SLOTS &&
+		    sv->sv_child[row].ch_role == SHMPIPE_ROLE_REQUEST) {
+			pipeline_gc(&sv->sv_pl, false);
+			(void)chan_try_send(sv->sv_child[row].ch_sock, &m, -1);
+		} else if (m.cm_type == CHAN_CONN && fd >= 0 &&
 		    sv->sv_child[row].ch_role == SHMPIPE_ROLE_REQUEST)
 			keep_conn(sv, &m, fd);
 		else if (m.cm_type == CHAN_CONN &&

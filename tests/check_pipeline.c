@@ -1977,6 +1977,37 @@ START_TEST(test_pipeline_idle_unread)
 }
 END_TEST
 
+#define CHURN_CLIENTS	200
+
+/*
+ * Clients one after another, each gone before the next comes, against a
+ * single connection slot (-C 1): every one is served.  The slot of the
+ * last is free as soon as it is done, not at the supervisor's next tick:
+ * before, nine in ten such clients were told "ERR too many connections".
+ */
+START_TEST(test_pipeline_conn_churn)
+{
+	char line[96], want[32];
+	struct cp_pipe p;
+
+	cp_start(&p, 1, CP_ARGS("--max-connections", "1"));
+	for (int i = 0; i < CHURN_CLIENTS; i++) {
+		int fd = cp_connect(&p);
+
+		snprintf(line, sizeof(line), "echo %d\n", i);
+		cp_sends(fd, line);
+		ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+		snprintf(want, sizeof(want), "OK %d", i);
+		CP_ASSERT(&p, cp_line(fd, line, sizeof(line)) > 0 &&
+		    strcmp(line, want) == 0, "client %d of %d: '%s', expected "
+		    "'%s'", i + 1, CHURN_CLIENTS, line, want);
+		cp_expect_eof(fd);
+		cp_close(fd);
+	}
+	cp_stop(&p);
+}
+END_TEST
+
 #define HELD_CONNS	400	/* more than a stage's channel holds (~280) */
 
 /*
@@ -2933,6 +2964,7 @@ pipeline_suite_of(const char *name, bool threads)
 	tcase_add_test(tc, test_pipeline_many_connections);
 	tcase_add_test(tc, test_pipeline_max_connections);
 	tcase_add_test(tc, test_pipeline_idle_timeout);
+	tcase_add_test(tc, test_pipeline_conn_churn);
 	if (!threads) {
 		tcase_add_test(tc, test_pipeline_idle_unread);
 		tcase_add_test(tc, test_pipeline_reply_stopped_connects);
