@@ -651,10 +651,13 @@ void
 pipeline_drain(struct pipeline *pl, const char *why)
 {
 	struct shmpipe_ctl *c = pl->pl_ctl.c_hdr;
-	uint64_t in = atomic_load(&c->accepted), out = atomic_load(&c->answered);
+	/* As shmq ps counts them: slab slots held for a reply (a reply
+	 * dropped with its client frees its slot but is never answered). */
+	uint64_t held = atomic_load(&c->reserved), done = atomic_load(
+	    &c->freed) + atomic_load(&c->gc_freed);
 
 	log_event("%s: answering the %llu request(s) in flight", why,
-	    (unsigned long long)(in > out ? in - out : 0));
+	    (unsigned long long)(held > done ? held - done : 0));
 	/* Release: stages that see DRAINING see everything before it. */
 	atomic_store_explicit(&c->phase, SHMPIPE_PHASE_DRAINING,
 	    memory_order_release);

@@ -442,8 +442,10 @@ main(int argc, char **argv)
 		_exit(r);
 	}
 	r = pipeline_file_verdict(&tp.tp_pl);
-	log_event("stopped: %llu requests answered", (unsigned long long)
-	    atomic_load(&tp.tp_pl.pl_ctl.c_hdr->answered));
+	log_event("stopped: %llu requests answered, %llu replies dropped with "
+	    "their clients", (unsigned long long)atomic_load(
+	    &tp.tp_pl.pl_ctl.c_hdr->answered), (unsigned long long)
+	    atomic_load(&tp.tp_pl.pl_ctl.c_hdr->dropped));
 	teardown(&tp);
 	return r;
 }

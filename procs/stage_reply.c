@@ -428,15 +428,20 @@ finish(struct rp *rp, uint32_t slot, bool abort)
 	struct rp_conn *pc = &rp->rp_conns[slot];
 	struct shmpipe_conn *cn = ctl_conn(rp->rp_ctl, slot);
 	uint32_t seq = atomic_load_explicit(&cn->reply_seq,
-	    memory_order_relaxed);
+	    memory_order_relaxed), gone = 0;
 
 	for (uint32_t i = 0; i < rp->rp_window; i++, seq++) {
 		uint32_t *p = pend(rp, slot, seq);
 		if (*p != 0) {
 			slab_free_filled(rp, ctl_slab(rp->rp_ctl, *p - 1));
 			*p = 0;
+			gone++;
 		}
 	}
+	/* Relaxed: statistics; as place() counts those that come later. */
+	if (gone > 0)
+		atomic_fetch_add_explicit(&rp->rp_ctl->c_hdr->dropped, gone,
+		    memory_order_relaxed);
 	/*
 	 * Done before the client can see the end, so that one that comes
 	 * back at once finds the slot free to take (the socket is ours to

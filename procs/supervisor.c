@@ -463,8 +463,10 @@ supervisor_run(struct options *opt)
 	else if (sv.sv_exit == 0)
 		sv.sv_exit = pipeline_file_verdict(&sv.sv_pl);
 	c = sv.sv_pl.pl_ctl.c_hdr;
-	log_event("stopped: %llu requests answered, %llu restarts",
+	log_event("stopped: %llu requests answered, %llu replies dropped with "
+	    "their clients, %llu restarts",
 	    (unsigned long long)atomic_load(&c->answered),
+	    (unsigned long long)atomic_load(&c->dropped),
 	    (unsigned long long)atomic_load(&c->restarts));
 	teardown(&sv);
 	return sv.sv_exit;
