@@ -290,6 +290,14 @@ pipeline_open(struct pipeline *pl, const struct options *o, uint32_t nrows,
 }
 
 void
+pipeline_pidfile_busy(const char *path, pid_t pid)
+{
+	/* Whose it is, the pidfile does not say: --pidfile may name any. */
+	errx(1, "pidfile %s is held by pid %d: a pipeline runs with it "
+	    "already", path, (int)pid);
+}
+
+void
 pipeline_pidfile_path(const struct options *o, char *buf, size_t len)
 {
 	const char *dir = getenv("XDG_RUNTIME_DIR");

@@ -67,6 +67,10 @@ void	pipeline_abandon(struct pipeline *pl);
  * $XDG_RUNTIME_DIR or /tmp. */
 void	pipeline_pidfile_path(const struct options *o, char *buf, size_t len);
 
+/* Exit 1: the pidfile at path is held, by pid. */
+void	pipeline_pidfile_busy(const char *path, pid_t pid)
+	    __attribute__((noreturn));
+
 /* "/shmpipe.NAME.*" segments of a pipeline, removed. */
 void	pipeline_unlink(const char *name);
 

@@ -173,8 +173,7 @@ setup(struct tp *tp)
 	pipeline_signals_catch();
 	if ((tp->tp_pfh = pidfile_open(path, 0600, &other)) == NULL) {
 		if (errno == EEXIST)
-			errx(1, "pipeline %s is already running (pid %d, "
-			    "pidfile %s)", o->name, (int)other, path);
+			pipeline_pidfile_busy(path, other);
 		err(EX_OSERR, "cannot create pidfile %s", path);
 	}
 	exit_pfh = tp->tp_pfh;

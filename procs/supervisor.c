@@ -349,8 +349,7 @@ setup(struct sv *sv)
 	pipeline_signals_catch();
 	if ((sv->sv_pfh = pidfile_open(path, 0600, &other)) == NULL) {
 		if (errno == EEXIST)
-			errx(1, "pipeline %s is already running (pid %d, "
-			    "pidfile %s)", o->name, (int)other, path);
+			pipeline_pidfile_busy(path, other);
 		err(EX_OSERR, "cannot create pidfile %s", path);
 	}
 	pidfh = sv->sv_pfh;

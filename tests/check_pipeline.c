@@ -2571,8 +2571,8 @@ START_TEST(test_pipeline_pidfile_refusal)
 	snprintf(listen, sizeof(listen), "unix:%s", p.cp_sock);
 	q = p;
 	snprintf(q.cp_log, sizeof(q.cp_log), "%s/log2", p.cp_dir);
-	snprintf(want, sizeof(want), "pipeline %s is already running (pid %d, "
-	    "pidfile %s)", p.cp_name, (int)p.cp_pid, p.cp_pidfile);
+	snprintf(want, sizeof(want), "pidfile %s is held by pid %d: a "
+	    "pipeline runs with it already", p.cp_pidfile, (int)p.cp_pid);
 	expect_refusal(&q, CP_ARGS(prog, "--name", p.cp_name, "--listen",
 	    listen, "--pidfile", p.cp_pidfile), 1, want);
 	/* Another pidfile: the live segments still refuse it (the threaded
@@ -2605,6 +2605,14 @@ START_TEST(test_pipeline_pidfile_refusal)
 	    "--pidfile", other), 71, want);
 	CP_ASSERT(&p, access(other, F_OK) != 0, "the refused one left its "
 	    "pidfile %s", other);
+	CP_ASSERT(&p, cp_segments(name) == 0, "the refused one left "
+	    "segments");
+	/* Another name with its pidfile: the pidfile is what refuses it,
+	 * and the line must not say that the new name is running. */
+	snprintf(want, sizeof(want), "pidfile %s is held by pid %d: a "
+	    "pipeline runs with it already", p.cp_pidfile, (int)p.cp_pid);
+	expect_refusal(&q, CP_ARGS(prog, "--name", name, "--listen", listen,
+	    "--pidfile", p.cp_pidfile), 1, want);
 	CP_ASSERT(&p, cp_segments(name) == 0, "the refused one left "
 	    "segments");
 	/* The first one was not disturbed. */
