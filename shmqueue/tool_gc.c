@@ -315,7 +315,9 @@ tool_cmd_gc(int argc, char **argv)
 	free(gc.g_ents);
 	free(gc.g_cands);
 	if (pat != NULL && matched == 0) {	/* as ls and rm: a typo? */
-		warnx("no segment matches %s", pat);
+		char shown[TOOL_NAME_LEN * 3];	/* the user's bytes */
+		warnx("no segment matches %s", tool_safe(shown, sizeof(shown),
+		    pat));
 		return TOOL_EX_NOINPUT;
 	}
 	return gc.g_code;

@@ -1506,6 +1506,43 @@ START_TEST(test_shmq_tool_error_names)
 END_TEST
 
 /*
+ * A pattern that matches nothing is said back as the rest of the error
+ * lines say names: control characters as '?'.  ls, top and gc wrote it
+ * raw (an ESC sequence reached the terminal, a newline split the line),
+ * and top's title on standard output too.
+ */
+START_TEST(test_shmq_tool_error_patterns)
+{
+	char base[CU_NAME_LEN], pat[CU_NAME_LEN + 16], want[CU_NAME_LEN + 64];
+	char shown[CU_NAME_LEN + 16];
+	const char *const runs[][7] = {
+		{ "ls", pat }, { "top", "-n", "1", "-i", "0.01", pat },
+		{ "gc", pat }, { "gc", "-n", pat },
+	};
+	struct st_run r;
+
+	cu_name(base, "ctlpat");
+	snprintf(pat, sizeof(pat), "%s-\x1b[7mnone\n*", st_bare(base));
+	snprintf(shown, sizeof(shown), "%s-?[7mnone?*", st_bare(base));
+	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+		snprintf(want, sizeof(want), "shmq: no %s matches %s\n",
+		    strcmp(runs[i][0], "gc") == 0 ? "segment" : "queue",
+		    shown);
+		st_run_in(&r, NULL, runs[i]);
+		st_expect(&r, 66, runs[i][0]);
+		ck_assert_msg(strcmp(r.r_err, want) == 0, "%s: stderr:\n%s",
+		    runs[i][0], r.r_err);
+		ck_assert_msg(strchr(r.r_out, '\x1b') == NULL, "%s: stdout:\n"
+		    "%s", runs[i][0], r.r_out);
+		if (strcmp(runs[i][0], "top") == 0)
+			ck_assert_msg(strstr(r.r_out, shown) != NULL, "top: "
+			    "stdout:\n%s", r.r_out);
+		st_free(&r);
+	}
+}
+END_TEST
+
+/*
  * check's Nagios output with a queue named a|b'c<newline>d=e, 94% full:
  * one status line, whose only '|' is the one before the performance
  * data; labels with ' doubled and no '='.  The name went out raw before:
@@ -2353,6 +2390,7 @@ shmq_tool_suite(void)
 	tcase_add_test(tc, test_shmq_tool_names_utf8);
 	tcase_add_test(tc, test_shmq_tool_check_names);
 	tcase_add_test(tc, test_shmq_tool_error_names);
+	tcase_add_test(tc, test_shmq_tool_error_patterns);
 	tcase_add_test(tc, test_shmq_tool_permission);
 	tcase_add_test(tc, test_shmq_tool_denied_pipeline);
 	tcase_add_test(tc, test_shmq_tool_top);
