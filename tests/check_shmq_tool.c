@@ -1543,6 +1543,66 @@ START_TEST(test_shmq_tool_error_patterns)
 END_TEST
 
 /*
+ * ps says a pipeline's name as the other commands say a queue's: control
+ * characters as '?'.  It wrote the name raw in its error lines (one given
+ * on the command line that is no pipeline name, and one of a control
+ * segment in /dev/shm it could not read) and in the title of its table.
+ * Whatever else of the command line an error line says back (an option's
+ * value, a command) is the user's bytes too, and is said alike.
+ */
+START_TEST(test_shmq_tool_error_pipe_names)
+{
+	char base[CU_NAME_LEN], arg[CU_NAME_LEN + 16], ctl[CU_NAME_LEN + 32];
+	char raw[CU_NAME_LEN + 16], want[CU_NAME_LEN + 64];
+	const uint64_t magic = SHMPIPE_CTL_MAGIC;
+	const char *const bad = "\x1b[7mX\nY";
+	const char *const runs[][5] = {
+		{ "ls", "-o", bad }, { "ls", "-w", bad }, { "ps", "-p", bad },
+		{ bad }, { "create", "-M", bad, arg }, { "create", "-c", bad,
+		arg },
+	};
+	struct st_run r;
+
+	cu_name(base, "ctlps");
+	snprintf(arg, sizeof(arg), "%s-\x1b[7mX\nY", st_bare(base));
+	ST_RUN(&r, "ps", arg);
+	st_expect(&r, 64, "ps of a name with controls");
+	snprintf(want, sizeof(want), "shmq: %s-?[7mX?Y: not a pipeline "
+	    "name\n", st_bare(base));
+	ck_assert_msg(strcmp(r.r_err, want) == 0, "stderr:\n%s", r.r_err);
+	st_free(&r);
+
+	/* ps lists every pipeline: only the lines of this one are ours. */
+	snprintf(raw, sizeof(raw), "%s-\x1b[7m", st_bare(base));
+	snprintf(ctl, sizeof(ctl), "shmpipe.%s.ctl", raw);
+	st_file(ctl, &magic, sizeof(magic), 4096);
+	ST_RUN(&r, "ps");
+	ck_assert_int_eq(shm_unlink(ctl), 0);
+	st_expect(&r, 65, "ps of a corrupt control segment");
+	snprintf(want, sizeof(want), "shmq: %s-?[7m: CORRUPT: ",
+	    st_bare(base));
+	ck_assert_msg(strstr(r.r_err, want) != NULL, "stderr:\n%s", r.r_err);
+	snprintf(want, sizeof(want), "pipeline %s-?[7m: CORRUPT (",
+	    st_bare(base));
+	ck_assert_msg(strstr(r.r_out, want) != NULL, "stdout:\n%s", r.r_out);
+	ck_assert_msg(strstr(r.r_err, raw) == NULL && strstr(r.r_out, raw) ==
+	    NULL, "the name raw:\n%s---\n%s", r.r_out, r.r_err);
+	st_free(&r);
+
+	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+		st_run_in(&r, NULL, runs[i]);
+		st_expect(&r, 64, runs[i][0]);
+		ck_assert_msg(strchr(r.r_err, '\x1b') == NULL && strstr(r.r_err,
+		    "?[7mX?Y") != NULL, "%s %s: stderr:\n%s", runs[i][0],
+		    runs[i][1] ? runs[i][1] : "", r.r_err);
+		st_free(&r);
+	}
+	snprintf(ctl, sizeof(ctl), "/dev/shm/%s", arg);
+	ck_assert_msg(access(ctl, F_OK) != 0, "create made it anyway");
+}
+END_TEST
+
+/*
  * check's Nagios output with a queue named a|b'c<newline>d=e, 94% full:
  * one status line, whose only '|' is the one before the performance
  * data; labels with ' doubled and no '='.  The name went out raw before:
@@ -2391,6 +2451,7 @@ shmq_tool_suite(void)
 	tcase_add_test(tc, test_shmq_tool_check_names);
 	tcase_add_test(tc, test_shmq_tool_error_names);
 	tcase_add_test(tc, test_shmq_tool_error_patterns);
+	tcase_add_test(tc, test_shmq_tool_error_pipe_names);
 	tcase_add_test(tc, test_shmq_tool_permission);
 	tcase_add_test(tc, test_shmq_tool_denied_pipeline);
 	tcase_add_test(tc, test_shmq_tool_top);
