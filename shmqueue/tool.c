@@ -139,13 +139,15 @@ static int
 opt_fmt(struct tool_opts *o, const char *arg)
 {
 	static const char *const names[] = { "table", "json", "csv", "prom" };
+	char shown[TOOL_NAME_LEN * 3];	/* the user's bytes, said back */
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (strcmp(arg, names[i]) == 0) {
 			o->o_fmt = (enum tool_fmt)i;
 			return 1;
 		}
-	warnx("-o %s: expected table, json, csv or prom", arg);
+	warnx("-o %s: expected table, json, csv or prom", tool_safe(shown,
+	    sizeof(shown), arg));
 	return -1;
 }
 
@@ -154,11 +156,12 @@ static int
 opt_num(unsigned *dst, const char *name, const char *arg, long long lo,
     long long hi)
 {
+	char shown[TOOL_NAME_LEN * 3];	/* as opt_fmt */
 	long long v;
 
 	if (!tool_num(arg, lo, hi, &v)) {
-		warnx("%s %s: expected a whole number %lld..%lld", name, arg,
-		    lo, hi);
+		warnx("%s %s: expected a whole number %lld..%lld", name,
+		    tool_safe(shown, sizeof(shown), arg), lo, hi);
 		return -1;
 	}
 	*dst = (unsigned)v;
@@ -385,7 +388,9 @@ tool_run(int argc, char **argv)
 		return flush_stdout(0);
 	}
 	if ((c = cmd_find(argv[1])) == NULL) {
-		fprintf(stderr, "shmq: %s: no such command\n", argv[1]);
+		char shown[TOOL_NAME_LEN * 3];
+		fprintf(stderr, "shmq: %s: no such command\n",
+		    tool_safe(shown, sizeof(shown), argv[1]));
 		return tool_usage(NULL, NULL);
 	}
 	optind = 0;			/* GNU: start getopt afresh */

@@ -203,6 +203,7 @@ gc_pipeline(struct gc *gc, const struct tool_ent *e)
 {
 	static const char *const sfx[] = { "req", "rep" };
 	char pipe[SHMPIPE_NAME_MAX], name[TOOL_NAME_LEN], why[128];
+	char shown[TOOL_NAME_LEN * 3], pshown[SHMPIPE_NAME_MAX * 3];
 	struct gc_cand g;
 	struct tool_ent q;
 
@@ -215,8 +216,9 @@ gc_pipeline(struct gc *gc, const struct tool_ent *e)
 		snprintf(name, sizeof(name), "shmpipe.%s.%s", pipe, sfx[i]);
 		if (tool_classify(name, &q) != -ENOENT &&
 		    !gc_add(gc, name, true, why, sizeof(why)))
-			printf("kept %s of dead pipeline %s: %s\n", name, pipe,
-			    why);
+			printf("kept %s of dead pipeline %s: %s\n",
+			    tool_safe(shown, sizeof(shown), name),
+			    tool_safe(pshown, sizeof(pshown), pipe), why);
 	}
 	(void)gc_add(gc, e->e_name, false, why, sizeof(why));
 }
@@ -315,7 +317,9 @@ tool_cmd_gc(int argc, char **argv)
 	free(gc.g_ents);
 	free(gc.g_cands);
 	if (pat != NULL && matched == 0) {	/* as ls and rm: a typo? */
-		warnx("no segment matches %s", pat);
+		char shown[TOOL_NAME_LEN * 3];	/* the user's bytes */
+		warnx("no segment matches %s", tool_safe(shown, sizeof(shown),
+		    pat));
 		return TOOL_EX_NOINPUT;
 	}
 	return gc.g_code;

@@ -333,6 +333,7 @@ static const char *
 create_opt(struct shmq_config *cfg, int ch, const char *arg)
 {
 	static char why[160];
+	char shown[80];		/* the user's bytes, said back; cut to fit */
 	uint32_t *dst;
 	long long v, lo = 1, hi;
 
@@ -358,14 +359,16 @@ create_opt(struct shmq_config *cfg, int ch, const char *arg)
 		if (create_mode(&cfg->mode, arg))
 			return NULL;
 		snprintf(why, sizeof(why), "-M %s: expected octal "
-		    "permissions 1..0777", arg);
+		    "permissions 1..0777", tool_safe(shown, sizeof(shown),
+		    arg));
 		return why;
 	default:
 		return "unknown option";	/* getopt said '?' first */
 	}
 	if (!tool_num(arg, lo, hi, &v)) {
 		snprintf(why, sizeof(why), "-%c %s: expected a whole number "
-		    "%lld..%lld", ch, arg, lo, hi);
+		    "%lld..%lld", ch, tool_safe(shown, sizeof(shown), arg),
+		    lo, hi);
 		return why;
 	}
 	*dst = (uint32_t)v;

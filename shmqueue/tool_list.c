@@ -271,8 +271,10 @@ GET(depth, r->q_st.depth)
 GET(capacity, r->q_st.capacity)
 GET(fill, tool_fill_pct(r) / 100)
 GET(hwm, r->q_st.high_water)
+GET(msg_max, r->q_st.msg_max)
 GET(in, r->q_put_rate)
 GET(out, r->q_get_rate)
+GET(window, r->q_window_ms / 1e3)
 GET(oldest, r->q_st.oldest_age_ms < 0 ? NAN : r->q_st.oldest_age_ms / 1e3)
 GET(prod, r->q_prod)
 GET(prod_alive, r->q_prod_alive)
@@ -280,6 +282,8 @@ GET(cons, r->q_cons)
 GET(cons_alive, r->q_cons_alive)
 GET(att, r->q_attached)
 GET(att_alive, r->q_attached_alive)
+GET(redel_pending, r->q_st.redeliver_pending)
+GET(leases, r->q_st.leases_held)
 GET(enq, r->q_st.enqueued)
 GET(deq, r->q_st.dequeued)
 GET(redel, r->q_st.redelivered)
@@ -293,10 +297,14 @@ static const struct metric metrics[] = {
 	    get_fill },
 	{ "shmq_queue_high_water", "gauge", "Deepest the queue has been.",
 	    get_hwm },
+	{ "shmq_queue_msg_max_bytes", "gauge", "Longest message the queue "
+	    "takes, in bytes.", get_msg_max },
 	{ "shmq_queue_enqueue_rate", "gauge", "Messages put per second over "
 	    "the rate window.", get_in },
 	{ "shmq_queue_dequeue_rate", "gauge", "Messages taken per second over "
 	    "the rate window.", get_out },
+	{ "shmq_queue_rate_window_seconds", "gauge", "Span the rates were "
+	    "measured over.", get_window },
 	{ "shmq_queue_oldest_age_seconds", "gauge", "Age of the next message "
 	    "to be taken.", get_oldest },
 	{ "shmq_queue_producers", "gauge", "Attachments that have put.",
@@ -311,6 +319,10 @@ static const struct metric metrics[] = {
 	    get_att },
 	{ "shmq_queue_attached_alive", "gauge", "Attachments whose process is "
 	    "alive.", get_att_alive },
+	{ "shmq_queue_redeliver_pending", "gauge", "Messages waiting to be "
+	    "delivered again.", get_redel_pending },
+	{ "shmq_queue_leases_held", "gauge", "Messages taken under a lease "
+	    "and not yet acknowledged.", get_leases },
 	{ "shmq_queue_enqueued_total", "counter", "Messages put.", get_enq },
 	{ "shmq_queue_dequeued_total", "counter", "Messages taken off the "
 	    "ring.", get_deq },

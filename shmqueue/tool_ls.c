@@ -51,6 +51,18 @@ scan_failed(int r)
 	return r == -ENOMEM ? TOOL_EX_OSERR : tool_exit_code(-r);
 }
 
+/* A pattern is the user's bytes: said back as names are, controls as '?'
+ * (an ESC would reach the terminal, a newline split the line). */
+static int
+no_match(const char *pattern)
+{
+	char shown[TOOL_NAME_LEN * 3];
+
+	warnx("no queue matches %s", tool_safe(shown, sizeof(shown),
+	    pattern));
+	return TOOL_EX_NOINPUT;
+}
+
 int
 tool_cmd_ls(int argc, char **argv)
 {
@@ -68,10 +80,8 @@ tool_cmd_ls(int argc, char **argv)
 	(void)tool_flush();	/* rows before warnings; tool_run says if not */
 	tool_rows_warn(&rs);
 	code = tool_rows_exit(rs.r_rows, rs.r_n);
-	if (code == 0 && o.o_pattern != NULL && rs.r_matched == 0) {
-		warnx("no queue matches %s", o.o_pattern);
-		code = TOOL_EX_NOINPUT;
-	}
+	if (code == 0 && o.o_pattern != NULL && rs.r_matched == 0)
+		code = no_match(o.o_pattern);
 	tool_rows_free(&rs);
 	return code;
 }
@@ -100,7 +110,7 @@ static void
 top_title(const struct tool_rows *rs, const struct tool_opts *o,
     double interval)
 {
-	char when[32];
+	char when[32], shown[TOOL_NAME_LEN * 3];
 	time_t now = time(NULL);
 	struct tm tm;
 
@@ -108,7 +118,8 @@ top_title(const struct tool_rows *rs, const struct tool_opts *o,
 	    localtime_r(&now, &tm));
 	printf("shmq top - %s - %zu queue%s%s%s, every %gs\n", when, rs->r_n,
 	    rs->r_n == 1 ? "" : "s", o->o_pattern ? " matching " : "",
-	    o->o_pattern ? o->o_pattern : "", interval);
+	    o->o_pattern ? tool_safe(shown, sizeof(shown), o->o_pattern) :
+	    "", interval);
 }
 
 /* One refresh: on a terminal, the screen; else a plain snapshot.  Sets
@@ -199,9 +210,7 @@ tool_cmd_top(int argc, char **argv)
 			break;		/* nobody sees it; tool_run says why */
 	}
 	/* As ls: no refresh found anything the pattern names. */
-	if (r == 0 && o.o_pattern != NULL && !matched) {
-		warnx("no queue matches %s", o.o_pattern);
-		r = TOOL_EX_NOINPUT;
-	}
+	if (r == 0 && o.o_pattern != NULL && !matched)
+		r = no_match(o.o_pattern);
 	return r;
 }

@@ -259,19 +259,21 @@ phase_name(uint32_t phase)
 static void
 pipe_title(const struct ps_pipe *p)
 {
+	char shown[SHMPIPE_NAME_MAX * 3];	/* a name from /dev/shm */
 	uint32_t alive = 0;
 
+	tool_safe(shown, sizeof(shown), p->p_name);
 	for (uint32_t i = 0; i < p->p_nrows; i++)
 		alive += p->p_rows[i].r_alive;
 	if (p->p_why != NULL && p->p_nrows == 0) {
-		printf("pipeline %s: %s (%s)\n", p->p_name,
+		printf("pipeline %s: %s (%s)\n", shown,
 		    tool_state_name(p->p_state), p->p_why);
 		return;
 	}
 	printf("pipeline %s: %s, supervisor %d %s, %s, %u of %u processes "
 	    "alive\n  requests accepted %" PRIu64 ", answered %" PRIu64
 	    ", in flight %" PRIu64 "/%u; restarts %" PRIu64 ", timeouts %"
-	    PRIu64 ", redelivered %" PRIu64 "\n", p->p_name,
+	    PRIu64 ", redelivered %" PRIu64 "\n", shown,
 	    tool_state_name(p->p_state), (int)p->p_sup, p->p_sup_alive ?
 	    "alive" : "dead", phase_name(p->p_phase) ? phase_name(p->p_phase) :
 	    "?", alive, p->p_nrows, p->p_accepted, p->p_answered,
@@ -541,11 +543,14 @@ ps_print(const struct ps_list *l, enum tool_fmt fmt)
 static int
 ps_name(const char *arg, char name[SHMPIPE_NAME_MAX])
 {
+	char shown[TOOL_NAME_LEN * 3];
+
 	arg = tool_pattern(arg);
 	if (!tool_pipe_name(arg, name, SHMPIPE_NAME_MAX, NULL))
 		strlcpy(name, arg, SHMPIPE_NAME_MAX);
-	if (!ctl_name_ok(name)) {
-		warnx("%s: not a pipeline name", arg);
+	if (!ctl_name_ok(name)) {	/* the user's bytes, said back */
+		warnx("%s: not a pipeline name", tool_safe(shown,
+		    sizeof(shown), arg));
 		return TOOL_EX_USAGE;
 	}
 	return 0;
@@ -590,6 +595,7 @@ tool_cmd_ps(int argc, char **argv)
 	struct tool_opts o;
 	struct ps_list l = { 0 };
 	char pat[TOOL_NAME_LEN] = "shmpipe.*.ctl", name[SHMPIPE_NAME_MAX];
+	char shown[TOOL_NAME_LEN * 3];
 	const char *arg;
 	long long pid = 0;
 	unsigned matched;
@@ -600,8 +606,8 @@ tool_cmd_ps(int argc, char **argv)
 		if (ch == 'h')
 			return tool_help("ps");
 		if (ch == 'p' && !tool_num(optarg, 1, INT_MAX, &pid)) {
-			warnx("-p %s: expected a process id, 1..%d", optarg,
-			    INT_MAX);
+			warnx("-p %s: expected a process id, 1..%d",
+			    tool_safe(shown, sizeof(shown), optarg), INT_MAX);
 			return TOOL_EX_USAGE;
 		}
 		if (ch != 'p' && (ch != 'o' ||
@@ -633,12 +639,13 @@ tool_cmd_ps(int argc, char **argv)
 	for (size_t i = 0; i < l.l_n; i++)
 		if (l.l_pipes[i].p_why != NULL && l.l_pipes[i].p_state !=
 		    TOOL_ST_STALE)
-			warnx("%s: %s: %s", l.l_pipes[i].p_name,
+			warnx("%s: %s: %s", tool_safe(shown, sizeof(shown),
+			    l.l_pipes[i].p_name),
 			    tool_state_name(l.l_pipes[i].p_state),
 			    l.l_pipes[i].p_why);
 	r = ps_exit(&l);
 	if (r == 0 && arg != NULL && l.l_n == 0) {
-		warnx("no pipeline %s", arg);
+		warnx("no pipeline %s", tool_safe(shown, sizeof(shown), arg));
 		r = TOOL_EX_NOINPUT;
 	}
 	list_free(&l);

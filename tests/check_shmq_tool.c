@@ -841,6 +841,120 @@ START_TEST(test_shmq_tool_ls_csv_fields)
 }
 END_TEST
 
+/* The value of family's sample labelled queue="name" in text; NAN if
+ * there is none. */
+static double
+st_prom_value(const char *text, const char *family, const char *name)
+{
+	char key[256];
+	const char *p;
+
+	snprintf(key, sizeof(key), "\n%s{queue=\"%s\"} ", family, name);
+	if ((p = strstr(text, key)) == NULL)
+		return NAN;
+	return strtod(p + strlen(key), NULL);
+}
+
+/*
+ * ls -o prom carries every field of ls -o json but the reason (text), as
+ * shmq.1 says, each as a sample of its own family with HELP and TYPE, in
+ * the units Prometheus wants: msg_max, rate_window_ms, redeliver_pending
+ * and leases_held were missing.  A member of JSON with no family here fails,
+ * so that one added later is not forgotten again.  Those that move with
+ * time (rates, ages, the rate window) are compared for presence only.
+ */
+START_TEST(test_shmq_tool_prom_fields)
+{
+	static const struct {
+		const char	*json, *prom;
+		double		 scale;
+		bool		 moves;
+	} map[] = {
+		{ "depth", "shmq_queue_depth", 1, false },
+		{ "capacity", "shmq_queue_capacity", 1, false },
+		{ "fill_pct", "shmq_queue_fill_ratio", 0.01, false },
+		{ "high_water", "shmq_queue_high_water", 1, false },
+		{ "msg_max", "shmq_queue_msg_max_bytes", 1, false },
+		{ "enq_per_s", "shmq_queue_enqueue_rate", 1, true },
+		{ "deq_per_s", "shmq_queue_dequeue_rate", 1, true },
+		{ "rate_window_ms", "shmq_queue_rate_window_seconds", 1e-3,
+		    true },
+		{ "oldest_age_ms", "shmq_queue_oldest_age_seconds", 1e-3,
+		    true },
+		{ "producers", "shmq_queue_producers", 1, false },
+		{ "producers_alive", "shmq_queue_producers_alive", 1, false },
+		{ "consumers", "shmq_queue_consumers", 1, false },
+		{ "consumers_alive", "shmq_queue_consumers_alive", 1, false },
+		{ "attached", "shmq_queue_attached", 1, false },
+		{ "attached_alive", "shmq_queue_attached_alive", 1, false },
+		{ "redeliver_pending", "shmq_queue_redeliver_pending", 1,
+		    false },
+		{ "leases_held", "shmq_queue_leases_held", 1, false },
+		{ "enqueued", "shmq_queue_enqueued_total", 1, false },
+		{ "dequeued", "shmq_queue_dequeued_total", 1, false },
+	};
+	char name[CU_NAME_LEN], type[128];
+	const struct cj *row;
+	struct shmq *q;
+	struct st_run r;
+	struct cj *v;
+	pid_t holder;
+
+	cu_name(name, "promf");
+	q = cu_create(name, 16, 64, 0, 0);
+	st_put_n(q, 3);
+	holder = st_holder(name);	/* a lease held: leases_held 1 */
+	v = st_ls_json(name, NULL);
+	ck_assert_ptr_nonnull(row = st_find(v, "queues", st_bare(name)));
+	ST_RUN(&r, "ls", "-o", "prom", st_bare(name));
+	st_expect(&r, 0, "ls -o prom");
+	ck_assert_int_gt(st_prom(r.r_out), 0);
+	for (size_t i = 0; i < row->cj_n; i++) {
+		const char *key = row->cj_keys[i];
+		const struct cj *jv = cj_get(row, key);
+		size_t m;
+		double pv;
+
+		/* Labels and text: the queue and state labels; a reason is
+		 * no number, and is in none. */
+		if (strcmp(key, "name") == 0 || strcmp(key, "state") == 0 ||
+		    strcmp(key, "reason") == 0)
+			continue;
+		for (m = 0; m < sizeof(map) / sizeof(map[0]); m++)
+			if (strcmp(map[m].json, key) == 0)
+				break;
+		ck_assert_msg(m < sizeof(map) / sizeof(map[0]), "no family "
+		    "for %s of ls -o json", key);
+		snprintf(type, sizeof(type), "# TYPE %s ", map[m].prom);
+		ck_assert_msg(strstr(r.r_out, type) != NULL, "ls -o prom has "
+		    "no %s (%s):\n%s", map[m].prom, key, r.r_out);
+		pv = st_prom_value(r.r_out, map[m].prom, st_bare(name));
+		if (jv->cj_type == CJ_NULL) {
+			ck_assert_msg(isnan(pv), "%s: a sample of null",
+			    map[m].prom);
+			continue;
+		}
+		ck_assert_msg(!isnan(pv), "no sample of %s", map[m].prom);
+		if (!map[m].moves)
+			ck_assert_msg(fabs(pv - st_num(row, key) *
+			    map[m].scale) < 1e-9, "%s %g, but %s %g",
+			    map[m].prom, pv, key, st_num(row, key));
+	}
+	ck_assert(st_prom_value(r.r_out, "shmq_queue_msg_max_bytes",
+	    st_bare(name)) == 64);
+	ck_assert(st_prom_value(r.r_out, "shmq_queue_leases_held",
+	    st_bare(name)) == 1);
+	ck_assert(st_prom_value(r.r_out, "shmq_queue_redeliver_pending",
+	    st_bare(name)) == 0);
+	ck_assert(st_prom_value(r.r_out, "shmq_queue_rate_window_seconds",
+	    st_bare(name)) > 0);
+	cj_free(v);
+	st_free(&r);
+	st_kill(holder);
+	shmq_close(q);
+}
+END_TEST
+
 /*
  * A burst into a fresh queue has rates at once, averaged over the window
  * less a second, as shmq.1 says: with its first snapshot in the same tick
@@ -1502,6 +1616,103 @@ START_TEST(test_shmq_tool_error_names)
 		st_free(&r);
 	}
 	ck_assert_int_eq(unlink(path), 0);
+}
+END_TEST
+
+/*
+ * A pattern that matches nothing is said back as the rest of the error
+ * lines say names: control characters as '?'.  ls, top and gc wrote it
+ * raw (an ESC sequence reached the terminal, a newline split the line),
+ * and top's title on standard output too.
+ */
+START_TEST(test_shmq_tool_error_patterns)
+{
+	char base[CU_NAME_LEN], pat[CU_NAME_LEN + 16], want[CU_NAME_LEN + 64];
+	char shown[CU_NAME_LEN + 16];
+	const char *const runs[][7] = {
+		{ "ls", pat }, { "top", "-n", "1", "-i", "0.01", pat },
+		{ "gc", pat }, { "gc", "-n", pat },
+	};
+	struct st_run r;
+
+	cu_name(base, "ctlpat");
+	snprintf(pat, sizeof(pat), "%s-\x1b[7mnone\n*", st_bare(base));
+	snprintf(shown, sizeof(shown), "%s-?[7mnone?*", st_bare(base));
+	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+		snprintf(want, sizeof(want), "shmq: no %s matches %s\n",
+		    strcmp(runs[i][0], "gc") == 0 ? "segment" : "queue",
+		    shown);
+		st_run_in(&r, NULL, runs[i]);
+		st_expect(&r, 66, runs[i][0]);
+		ck_assert_msg(strcmp(r.r_err, want) == 0, "%s: stderr:\n%s",
+		    runs[i][0], r.r_err);
+		ck_assert_msg(strchr(r.r_out, '\x1b') == NULL, "%s: stdout:\n"
+		    "%s", runs[i][0], r.r_out);
+		if (strcmp(runs[i][0], "top") == 0)
+			ck_assert_msg(strstr(r.r_out, shown) != NULL, "top: "
+			    "stdout:\n%s", r.r_out);
+		st_free(&r);
+	}
+}
+END_TEST
+
+/*
+ * ps says a pipeline's name as the other commands say a queue's: control
+ * characters as '?'.  It wrote the name raw in its error lines (one given
+ * on the command line that is no pipeline name, and one of a control
+ * segment in /dev/shm it could not read) and in the title of its table.
+ * Whatever else of the command line an error line says back (an option's
+ * value, a command) is the user's bytes too, and is said alike.
+ */
+START_TEST(test_shmq_tool_error_pipe_names)
+{
+	char base[CU_NAME_LEN], arg[CU_NAME_LEN + 16], ctl[CU_NAME_LEN + 32];
+	char raw[CU_NAME_LEN + 16], want[CU_NAME_LEN + 64];
+	const uint64_t magic = SHMPIPE_CTL_MAGIC;
+	const char *const bad = "\x1b[7mX\nY";
+	const char *const runs[][5] = {
+		{ "ls", "-o", bad }, { "ls", "-w", bad }, { "ps", "-p", bad },
+		{ bad }, { "create", "-M", bad, arg }, { "create", "-c", bad,
+		arg },
+	};
+	struct st_run r;
+
+	cu_name(base, "ctlps");
+	snprintf(arg, sizeof(arg), "%s-\x1b[7mX\nY", st_bare(base));
+	ST_RUN(&r, "ps", arg);
+	st_expect(&r, 64, "ps of a name with controls");
+	snprintf(want, sizeof(want), "shmq: %s-?[7mX?Y: not a pipeline "
+	    "name\n", st_bare(base));
+	ck_assert_msg(strcmp(r.r_err, want) == 0, "stderr:\n%s", r.r_err);
+	st_free(&r);
+
+	/* ps lists every pipeline: only the lines of this one are ours. */
+	snprintf(raw, sizeof(raw), "%s-\x1b[7m", st_bare(base));
+	snprintf(ctl, sizeof(ctl), "shmpipe.%s.ctl", raw);
+	st_file(ctl, &magic, sizeof(magic), 4096);
+	ST_RUN(&r, "ps");
+	ck_assert_int_eq(shm_unlink(ctl), 0);
+	st_expect(&r, 65, "ps of a corrupt control segment");
+	snprintf(want, sizeof(want), "shmq: %s-?[7m: CORRUPT: ",
+	    st_bare(base));
+	ck_assert_msg(strstr(r.r_err, want) != NULL, "stderr:\n%s", r.r_err);
+	snprintf(want, sizeof(want), "pipeline %s-?[7m: CORRUPT (",
+	    st_bare(base));
+	ck_assert_msg(strstr(r.r_out, want) != NULL, "stdout:\n%s", r.r_out);
+	ck_assert_msg(strstr(r.r_err, raw) == NULL && strstr(r.r_out, raw) ==
+	    NULL, "the name raw:\n%s---\n%s", r.r_out, r.r_err);
+	st_free(&r);
+
+	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+		st_run_in(&r, NULL, runs[i]);
+		st_expect(&r, 64, runs[i][0]);
+		ck_assert_msg(strchr(r.r_err, '\x1b') == NULL && strstr(r.r_err,
+		    "?[7mX?Y") != NULL, "%s %s: stderr:\n%s", runs[i][0],
+		    runs[i][1] ? runs[i][1] : "", r.r_err);
+		st_free(&r);
+	}
+	snprintf(ctl, sizeof(ctl), "/dev/shm/%s", arg);
+	ck_assert_msg(access(ctl, F_OK) != 0, "create made it anyway");
 }
 END_TEST
 
@@ -2340,6 +2551,7 @@ shmq_tool_suite(void)
 	tcase_add_test(tc, test_shmq_tool_create_values);
 	tcase_add_test(tc, test_shmq_tool_ls_formats);
 	tcase_add_test(tc, test_shmq_tool_ls_csv_fields);
+	tcase_add_test(tc, test_shmq_tool_prom_fields);
 	tcase_add_test(tc, test_shmq_tool_rate_first_tick);
 	tcase_add_test(tc, test_shmq_tool_show);
 	tcase_add_test(tc, test_shmq_tool_peek);
@@ -2353,6 +2565,8 @@ shmq_tool_suite(void)
 	tcase_add_test(tc, test_shmq_tool_names_utf8);
 	tcase_add_test(tc, test_shmq_tool_check_names);
 	tcase_add_test(tc, test_shmq_tool_error_names);
+	tcase_add_test(tc, test_shmq_tool_error_patterns);
+	tcase_add_test(tc, test_shmq_tool_error_pipe_names);
 	tcase_add_test(tc, test_shmq_tool_permission);
 	tcase_add_test(tc, test_shmq_tool_denied_pipeline);
 	tcase_add_test(tc, test_shmq_tool_top);
