@@ -1686,33 +1686,47 @@ END_TEST
  * in the output, in order.  Before, the request stage left at once,
  * neither parsing nor putting what it had read.
  */
+/*
+ * File mode (2 processors, a queue of capacity) reading a pipe, ready;
+ * its output file's path into out.  Returns the pipe's write end.
+ */
+static int
+pipe_spawn(struct cp_pipe *p, char *out, size_t outlen, const char *capacity)
+{
+	char prog[CP_PATH_LEN];
+	int pfd[2];
+
+	cp_prepare(p, 2);
+	snprintf(out, outlen, "%s/out.txt", p->cp_dir);
+	ck_assert_int_eq(pipe2(pfd, O_CLOEXEC), 0);
+	cp_server(prog, sizeof(prog));
+	p->cp_pid = cp_spawnv(p, CP_ARGS(prog, "--name", p->cp_name,
+	    "--pidfile", p->cp_pidfile, "--processors", "2", "--capacity",
+	    capacity, "--input", "-", "--output", out), pfd[0]);
+	close(pfd[0]);
+	cp_wait_ready(p);
+	return pfd[1];
+}
+
 START_TEST(test_pipeline_drain_file)
 {
-	char prog[CP_PATH_LEN], out[CP_PATH_LEN + 8], line[64], want[64];
+	char out[CP_PATH_LEN + 8], line[64], want[64];
 	char got[LINE_MAX_TEST];
 	struct cp_pipe p;
 	struct ctl c;
 	size_t bytes;
 	unsigned n = 0;
-	int pfd[2], st;
+	int wfd, st;
 	FILE *f;
 
-	cp_prepare(&p, 2);
-	snprintf(out, sizeof(out), "%s/out.txt", p.cp_dir);
-	ck_assert_int_eq(pipe2(pfd, O_CLOEXEC), 0);
-	cp_server(prog, sizeof(prog));
-	p.cp_pid = cp_spawnv(&p, CP_ARGS(prog, "--name", p.cp_name,
-	    "--pidfile", p.cp_pidfile, "--processors", "2", "--capacity", "4",
-	    "--input", "-", "--output", out), pfd[0]);
-	close(pfd[0]);
-	cp_wait_ready(&p);
+	wfd = pipe_spawn(&p, out, sizeof(out), "4");
 	cp_ctl(&p, &c);
-	bytes = deep_send(pfd[1], DEEP_FILE_LINES);
+	bytes = deep_send(wfd, DEEP_FILE_LINES);
 	deep_wait_read(&p, &c, 0, bytes, DEEP_FILE_LINES);
 	ctl_close(&c);
 	kill(p.cp_pid, SIGTERM);
 	st = cp_wait_exit(&p, CP_WAIT_S);
-	close(pfd[1]);
+	close(wfd);
 	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 0, "drained: "
 	    "status %#x, expected exit 0", st);
 	CP_ASSERT(&p, (f = fopen(out, "re")) != NULL, "no output file %s",
@@ -1740,23 +1754,15 @@ END_TEST
  */
 START_TEST(test_pipeline_drain_file_quiet)
 {
-	char prog[CP_PATH_LEN], out[CP_PATH_LEN + 8], got[64];
+	char out[CP_PATH_LEN + 8], got[64];
 	struct cp_pipe p;
 	struct ctl c;
-	int pfd[2], st;
+	int wfd, st;
 	FILE *f;
 
-	cp_prepare(&p, 2);
-	snprintf(out, sizeof(out), "%s/out.txt", p.cp_dir);
-	ck_assert_int_eq(pipe2(pfd, O_CLOEXEC), 0);
-	cp_server(prog, sizeof(prog));
-	p.cp_pid = cp_spawnv(&p, CP_ARGS(prog, "--name", p.cp_name,
-	    "--pidfile", p.cp_pidfile, "--processors", "2", "--input", "-",
-	    "--output", out), pfd[0]);
-	close(pfd[0]);
-	cp_wait_ready(&p);
+	wfd = pipe_spawn(&p, out, sizeof(out), "4096");
 	cp_ctl(&p, &c);
-	cp_sends(pfd[1], "echo one\necho two\n");
+	cp_sends(wfd, "echo one\necho two\n");
 	for (int i = 0; atomic_load(&c.c_hdr->answered) < 2; i++) {
 		CP_ASSERT(&p, i < CP_WAIT_S * 100, "the two lines were not "
 		    "answered");
@@ -1765,7 +1771,7 @@ START_TEST(test_pipeline_drain_file_quiet)
 	ctl_close(&c);
 	kill(p.cp_pid, SIGTERM);
 	st = cp_wait_exit(&p, CP_WAIT_S);
-	close(pfd[1]);
+	close(wfd);
 	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x, "
 	    "expected exit 0", st);
 	CP_ASSERT(&p, (f = fopen(out, "re")) != NULL, "no output file %s",
