@@ -55,6 +55,8 @@
 #define RP_POLL_NS	1000000u	/* busy: epoll at least this often */
 #define RP_STALL_NS	10000000000ull	/* a client that reads nothing 10 s */
 #define RP_SWEEP_NS	100000000u	/* busy: look at everyone this often */
+#define RP_OWED_NS	10000000000ull	/* drained but for connections whose
+					 * descriptor is on its way: so long */
 
 struct rp_conn {
 	int		 pc_fd;		/* -1 until the supervisor sends it */
@@ -84,6 +86,7 @@ struct rp {
 	char		*rp_out;	/* RP_OUT bytes: replies to write */
 	bool		 rp_chan_ready;	/* the channel has something */
 	bool		 rp_fd_wanted;	/* replies wait for a connection */
+	uint64_t	 rp_owed_ns;	/* drained but for those, since */
 	uint64_t	 rp_now_ns;	/* this round's coarse clock */
 	uint64_t	 rp_poll_ns;	/* last epoll_wait */
 	uint64_t	 rp_sweep_ns;	/* last sweep() */
@@ -939,15 +942,50 @@ reap_stalled(struct rp *rp)
 	}
 }
 
-/* Drained: no processor will put again and nothing is left to take. */
+/*
+ * An open connection whose descriptor has not come?  The supervisor sends
+ * what our channel had no room for on its next tick (we were stopped, or
+ * slow, while clients connected); its replies are in the slab meanwhile.
+ */
+static bool
+fd_owed(const struct rp *rp)
+{
+	const uint32_t done = SHMPIPE_CONN_RP_DONE | SHMPIPE_CONN_ABORT |
+	    SHMPIPE_CONN_FILE;
+
+	for (uint32_t i = 0; i < rp->rp_nconns; i++) {
+		uint32_t f = SHMPIPE_CONN_FLAGS(conn_state(rp, i));
+
+		if (rp->rp_conns[i].pc_fd < 0 && (f & SHMPIPE_CONN_OPEN) &&
+		    !(f & done))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Drained: no processor will put again, nothing is left to take, and no
+ * connection is owed us - waited for RP_OWED_NS at most, in case one
+ * never comes (then its client is closed by the supervisor's exit).
+ */
 static bool
 drained(struct rp *rp)
 {
 	const struct shmpipe_ctl *c = rp->rp_ctl->c_hdr;
 
-	return stage_draining(rp->rp_st) &&
-	    atomic_load_explicit(&c->procs_closed, memory_order_acquire) &&
-	    stage_queue_drained(rp->rp_st->st_rep) && rp->rp_nstalled == 0;
+	if (!stage_draining(rp->rp_st) ||
+	    !atomic_load_explicit(&c->procs_closed, memory_order_acquire) ||
+	    !stage_queue_drained(rp->rp_st->st_rep) || rp->rp_nstalled != 0)
+		return false;
+	if (!fd_owed(rp))
+		return true;
+	if (rp->rp_owed_ns == 0)
+		rp->rp_owed_ns = rp->rp_now_ns;
+	if (rp->rp_now_ns - rp->rp_owed_ns < RP_OWED_NS)
+		return false;
+	log_event("connections whose descriptor never came after %llu s: "
+	    "ending the drain without them", RP_OWED_NS / 1000000000ull);
+	return true;
 }
 
 /*

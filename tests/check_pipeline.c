@@ -2019,13 +2019,16 @@ END_TEST
 /*
  * The reply process stopped while HELD_CONNS clients connect, each with a
  * request, and kept stopped a while after: the supervisor's channel to it
- * fills.  Every client is answered once it runs again.  Before, the
- * supervisor waited 2 s on each send to the full channel, its loop held
- * up, then dropped the connection: those clients never had a reply.
+ * fills.  Every client is answered once it runs again, and (loop 1) also
+ * when the pipeline was told to drain meanwhile.  Before, the supervisor
+ * waited 2 s on each send to the full channel, its loop held up, then
+ * dropped the connection: those clients never had a reply; and (found
+ * after that was fixed) a drain ended once the queue was empty, with the
+ * connections still on their way never answered and the run exiting 0.
  */
 START_TEST(test_pipeline_reply_stopped_connects)
 {
-	int fd[HELD_CONNS];
+	int fd[HELD_CONNS], st;
 	char line[32], want[32];
 	struct cp_pipe p;
 	struct ctl c;
@@ -2049,16 +2052,40 @@ START_TEST(test_pipeline_reply_stopped_connects)
 	}
 	/* Stopped past the 2 s a send to the full channel used to wait. */
 	usleep(2500000);
-	ck_assert_int_eq(kill(rep, SIGCONT), 0);
+	if (_i == 1) {
+		kill(p.cp_pid, SIGTERM);
+		/* Until the processors are done, and the reply process is
+		 * all that is left of the drain. */
+		for (int i = 0; !atomic_load(&c.c_hdr->procs_closed); i++) {
+			CP_ASSERT(&p, i < CP_WAIT_S * 100, "no drain");
+			usleep(10000);
+		}
+		/* The reply process runs its drain with what it has, the
+		 * supervisor stopped: it must not end it (a second is given
+		 * it to do so wrongly) while connections are owed it. */
+		ck_assert_int_eq(kill(p.cp_pid, SIGSTOP), 0);
+		ck_assert_int_eq(kill(rep, SIGCONT), 0);
+		(void)cp_pid_gone(rep, 1);
+		ck_assert_int_eq(kill(p.cp_pid, SIGCONT), 0);
+	} else
+		ck_assert_int_eq(kill(rep, SIGCONT), 0);
 	for (int i = 0; i < HELD_CONNS; i++) {
 		snprintf(want, sizeof(want), "OK %d", i);
+		line[0] = '\0';
 		CP_ASSERT(&p, cp_line(fd[i], line, sizeof(line)) > 0 &&
 		    strcmp(line, want) == 0, "client %d: '%s', expected '%s'",
 		    i, line, want);
 		cp_close(fd[i]);
 	}
 	ctl_close(&c);
-	cp_stop(&p);
+	if (_i == 0) {
+		cp_stop(&p);
+		return;
+	}
+	st = cp_wait_exit(&p, CP_WAIT_S);
+	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 0, "drained: "
+	    "status %#x, expected exit 0", st);
+	cp_assert_gone(&p);
 }
 END_TEST
 
@@ -2981,7 +3008,8 @@ pipeline_suite_of(const char *name, bool threads)
 	tcase_add_test(tc, test_pipeline_conn_churn);
 	if (!threads) {
 		tcase_add_test(tc, test_pipeline_idle_unread);
-		tcase_add_test(tc, test_pipeline_reply_stopped_connects);
+		tcase_add_loop_test(tc, test_pipeline_reply_stopped_connects,
+		    0, 2);
 	}
 	suite_add_tcase(s, tc);
 
