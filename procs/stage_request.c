@@ -55,6 +55,8 @@
 #define RQ_EMFILE_NS	100000000ull	/* out of descriptors: accept again
 					 * after this long */
 #define RQ_SWEEP_NS	100000000ull	/* look for aborted connections */
+#define RQ_LINGER	64		/* refused sockets being closed */
+#define RQ_LINGER_NS	200000000ull	/* ... for their client to go */
 #define RQ_SLOTS_WAIT_MS 20		/* for the parent to free slots */
 #define RQ_SLOTS_NS	10000000ull	/* after it freed none: ask again */
 #define RQ_INPUT_SLICE_MS 100		/* file mode: a silent pipe, looked at
@@ -103,6 +105,9 @@ struct rq {
 					 * connection it holds */
 	uint64_t	 rq_accept_at;	/* listeners paused until; 0 = not */
 	uint64_t	 rq_slots_at;	/* no CHAN_SLOTS before; 0 = any time */
+	int		 rq_linger[RQ_LINGER];	/* refused, closing */
+	uint64_t	 rq_linger_at[RQ_LINGER];
+	unsigned	 rq_nlinger;
 	uint64_t	 rq_sweep_at;	/* next look for aborted connections */
 	/* The batch being built. */
 	unsigned	 rq_n;
@@ -675,6 +680,49 @@ conn_claim(struct rq *rq, bool is_unix)
 	return UINT32_MAX;
 }
 
+/* Read and drop what a refused client sent; true at its end (or error). */
+static bool
+discard_input(int fd)
+{
+	char sink[4096];
+
+	for (int k = 0; k < 16; k++) {
+		ssize_t n = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			return true;
+		if (n < 0 && errno == EAGAIN)
+			return false;
+	}
+	return false;
+}
+
+/* Close the refused sockets whose client has gone, or all at their time. */
+static void
+unlinger(struct rq *rq, bool all)
+{
+	uint64_t now = stage_coarse_ns();
+	unsigned kept = 0;
+
+	for (unsigned i = 0; i < rq->rq_nlinger; i++) {
+		if (all || discard_input(rq->rq_linger[i]) ||
+		    now >= rq->rq_linger_at[i]) {
+			close(rq->rq_linger[i]);
+			continue;
+		}
+		rq->rq_linger[kept] = rq->rq_linger[i];
+		rq->rq_linger_at[kept++] = rq->rq_linger_at[i];
+	}
+	rq->rq_nlinger = kept;
+}
+
+/*
+ * Tell a client there is no room, and close - but not on what it sent:
+ * closing a TCP socket with input unread sends a reset, and a client that
+ * sent its request at once (they all do) and then read to the end lost
+ * the line saying why.  The socket is shut for writing, its input read
+ * and dropped, and it is closed when the client has gone or after
+ * RQ_LINGER_NS (what comes after that is the client's lookout).
+ */
 static void
 refuse(struct rq *rq, int fd)
 {
@@ -683,7 +731,22 @@ refuse(struct rq *rq, int fd)
 	    "(max %u); try again later\n", rq->rq_nconns);
 
 	(void)!write(fd, msg, (size_t)n);
-	close(fd);
+	shutdown(fd, SHUT_WR);
+	if (discard_input(fd)) {
+		close(fd);
+	} else {
+		if (rq->rq_nlinger == RQ_LINGER) {	/* the oldest goes now */
+			close(rq->rq_linger[0]);
+			memmove(rq->rq_linger, rq->rq_linger + 1,
+			    (RQ_LINGER - 1) * sizeof(rq->rq_linger[0]));
+			memmove(rq->rq_linger_at, rq->rq_linger_at + 1,
+			    (RQ_LINGER - 1) * sizeof(rq->rq_linger_at[0]));
+			rq->rq_nlinger--;
+		}
+		rq->rq_linger[rq->rq_nlinger] = fd;
+		rq->rq_linger_at[rq->rq_nlinger++] = stage_coarse_ns() +
+		    RQ_LINGER_NS;
+	}
 	atomic_fetch_add_explicit(&rq->rq_c->conns_refused, 1,
 	    memory_order_relaxed);
 }
@@ -882,6 +945,7 @@ rq_setup(struct rq *rq, struct stage *st)
 static void
 rq_teardown(struct rq *rq)
 {
+	unlinger(rq, true);
 	for (uint32_t i = 0; rq->rq_conns != NULL && i < rq->rq_nconns; i++)
 		if (rq->rq_conns[i].rc_fd >= 0 && !(conn_flags(rq, i) &
 		    SHMPIPE_CONN_FILE))
@@ -1041,6 +1105,8 @@ run_net(struct rq *rq)
 			return STAGE_EX_OK;
 		unblock(rq);
 		sweep_aborted(rq);
+		if (rq->rq_nlinger > 0)
+			unlinger(rq, false);
 		if (flush(rq, 0) != 0)
 			return STAGE_EX_SOFTWARE;
 		reap(rq);

@@ -613,6 +613,61 @@ START_TEST(test_pipeline_max_connections)
 }
 END_TEST
 
+/* A TCP connection to p's --listen tcp: (cp_use_tcp). */
+static int
+tcp_connect(const struct cp_pipe *p)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET,
+	    .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	const char *colon = strrchr(p->cp_tcp, ':');
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	ck_assert_ptr_nonnull(colon);
+	sin.sin_port = htons((uint16_t)atoi(colon + 1));
+	CP_ASSERT(p, fd >= 0 && connect(fd, (struct sockaddr *)&sin,
+	    sizeof(sin)) == 0, "connect %s: %s", p->cp_tcp, strerror(errno));
+	return fd;
+}
+
+#define REFUSED_TCP	20
+
+/*
+ * Over TCP, clients refused for want of a slot send their request at once,
+ * as any client does, and must read why they are refused, then the end of
+ * the stream.  Before, the request process closed the socket with that
+ * request unread: the kernel reset the connection, and a client reading
+ * to the end (Python's read(), say) lost the line with the error.
+ */
+START_TEST(test_pipeline_refused_tcp)
+{
+	char got[LINE_MAX_TEST];
+	struct cp_pipe p;
+	int hold;
+
+	cp_prepare(&p, 1);
+	cp_use_tcp(&p);
+	cp_spawn(&p, CP_ARGS("--max-connections", "1"));
+	cp_wait_ready(&p);
+	hold = cp_connect(&p);
+	cp_expect(hold, "echo mine", "OK mine");
+	for (int i = 0; i < REFUSED_TCP; i++) {
+		int fd = tcp_connect(&p);
+
+		cp_sends(fd, "echo x\n");
+		got[0] = '\0';
+		CP_ASSERT(&p, cp_line(fd, got, sizeof(got)) > 0 && strcmp(got,
+		    "ERR too many connections (max 1); try again later") == 0,
+		    "refused client %d: '%s'", i + 1, got);
+		CP_ASSERT(&p, read(fd, got, sizeof(got)) == 0, "refused client "
+		    "%d: %s, expected the end of the stream", i + 1, errno ==
+		    ECONNRESET ? "reset" : "more");
+		cp_close(fd);
+	}
+	cp_close(hold);
+	cp_stop(&p);
+}
+END_TEST
+
 START_TEST(test_pipeline_idle_timeout)
 {
 	struct cp_pipe p;
@@ -3006,6 +3061,7 @@ pipeline_suite_of(const char *name, bool threads)
 	tcase_add_test(tc, test_pipeline_max_connections);
 	tcase_add_test(tc, test_pipeline_idle_timeout);
 	tcase_add_test(tc, test_pipeline_conn_churn);
+	tcase_add_test(tc, test_pipeline_refused_tcp);
 	if (!threads) {
 		tcase_add_test(tc, test_pipeline_idle_unread);
 		tcase_add_loop_test(tc, test_pipeline_reply_stopped_connects,
