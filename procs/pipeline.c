@@ -437,6 +437,14 @@ pipeline_request_died(struct pipeline *pl)
 	}
 }
 
+void
+pipeline_slots_asked(struct pipeline *pl, int sock)
+{
+	pipeline_gc(pl, false);
+	(void)chan_try_send(sock, &(struct chan_msg){ CHAN_SLOTS, 0, 0, 0 },
+	    -1);
+}
+
 /* Send the kept connection of slot i to a reply stage; -EAGAIN if full. */
 static int
 pass_one(struct pipeline *pl, int sock, uint32_t i)
@@ -445,6 +453,13 @@ pass_one(struct pipeline *pl, int sock, uint32_t i)
 		return 0;		/* gone meanwhile: nothing to pass */
 	return chan_try_send(sock, &(struct chan_msg){ CHAN_CONN, i,
 	    pl->pl_keep_gen[i], 0 }, pl->pl_keep[i]);
+}
+
+/* Words of the unsent bitmap. */
+static uint32_t
+unsent_words(const struct pipeline *pl)
+{
+	return (pl->pl_ctl.c_g.max_conns + 63) / 64;
 }
 
 static void
@@ -474,8 +489,7 @@ pipeline_pass_unsent(struct pipeline *pl, int sock)
 {
 	bool sent = false;
 
-	for (uint32_t w = 0; pl->pl_nunsent > 0 &&
-	    w < (pl->pl_ctl.c_g.max_conns + 63) / 64; w++)
+	for (uint32_t w = 0; pl->pl_nunsent > 0 && w < unsent_words(pl); w++)
 		while (pl->pl_unsent[w] != 0) {
 			uint32_t i = w * 64 +
 			    (uint32_t)__builtin_ctzll(pl->pl_unsent[w]);
@@ -495,7 +509,7 @@ bool
 pipeline_send_conns(struct pipeline *pl, int sock, uint32_t done)
 {
 	if (done == SHMPIPE_CONN_RP_DONE) {	/* a reply stage: given all */
-		memset(pl->pl_unsent, 0, (pl->pl_ctl.c_g.max_conns + 63) / 64 *
+		memset(pl->pl_unsent, 0, unsent_words(pl) *
 		    sizeof(*pl->pl_unsent));
 		pl->pl_nunsent = 0;
 	}

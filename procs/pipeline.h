@@ -82,6 +82,10 @@ void	pipeline_unlink(const char *name);
  * whether anything went (ring the stage's doorbell then).
  */
 bool	pipeline_pass(struct pipeline *pl, int sock, const struct chan_msg *m);
+
+/* The request stage (channel sock) found every connection slot taken:
+ * free the finished ones now, and tell it so (CHAN_SLOTS). */
+void	pipeline_slots_asked(struct pipeline *pl, int sock);
 bool	pipeline_pass_unsent(struct pipeline *pl, int sock);
 
 /* Keep a connection the request stage accepted (fd is ours now). */

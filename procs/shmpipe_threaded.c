@@ -249,8 +249,7 @@ relay(struct tp *tp)
 
 	while (chan_recv(tp->tp_chan_req[0], &m, &fd, 0) == 1) {
 		if (m.cm_type == CHAN_SLOTS) {
-			pipeline_gc(&tp->tp_pl, false);
-			(void)chan_try_send(tp->tp_chan_req[0], &m, -1);
+			pipeline_slots_asked(&tp->tp_pl, tp->tp_chan_req[0]);
 			continue;
 		}
 		if (m.cm_type == CHAN_CONN && fd < 0)
@@ -383,8 +382,7 @@ loop(struct tp *tp)
 			else
 				relay(tp);
 		}
-		if (tp->tp_pl.pl_nunsent > 0 && pipeline_pass_unsent(
-		    &tp->tp_pl, tp->tp_chan_rep[0]))
+		if (pipeline_pass_unsent(&tp->tp_pl, tp->tp_chan_rep[0]))
 			stage_poke(&tp->tp_thr[1].th_st, false);
 		pipeline_gc(&tp->tp_pl, ++ticks % SLAB_GC_TICKS == 0);
 		if (pipeline_input_done(&tp->tp_pl))

@@ -62,6 +62,12 @@
 #define RQ_INPUT_SLICE_MS 100		/* file mode: a silent pipe, looked at
 					 * for a drain this often */
 
+/* A refused client's socket, closing. */
+struct rq_linger {
+	int		 fd;
+	uint64_t	 at;		/* closed then at the latest */
+};
+
 /* Our side of a connection; the shared side is struct shmpipe_conn. */
 struct rq_conn {
 	int		 rc_fd;		/* -1: none */
@@ -105,8 +111,7 @@ struct rq {
 					 * connection it holds */
 	uint64_t	 rq_accept_at;	/* listeners paused until; 0 = not */
 	uint64_t	 rq_slots_at;	/* no CHAN_SLOTS before; 0 = any time */
-	int		 rq_linger[RQ_LINGER];	/* refused, closing */
-	uint64_t	 rq_linger_at[RQ_LINGER];
+	struct rq_linger rq_linger[RQ_LINGER];	/* refused, closing */
 	unsigned	 rq_nlinger;
 	uint64_t	 rq_sweep_at;	/* next look for aborted connections */
 	/* The batch being built. */
@@ -688,10 +693,10 @@ discard_input(int fd)
 
 	for (int k = 0; k < 16; k++) {
 		ssize_t n = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
-		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-			return true;
-		if (n < 0 && errno == EAGAIN)
-			return false;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n == 0 || errno != EAGAIN;
 	}
 	return false;
 }
@@ -704,13 +709,11 @@ unlinger(struct rq *rq, bool all)
 	unsigned kept = 0;
 
 	for (unsigned i = 0; i < rq->rq_nlinger; i++) {
-		if (all || discard_input(rq->rq_linger[i]) ||
-		    now >= rq->rq_linger_at[i]) {
-			close(rq->rq_linger[i]);
-			continue;
-		}
-		rq->rq_linger[kept] = rq->rq_linger[i];
-		rq->rq_linger_at[kept++] = rq->rq_linger_at[i];
+		if (all || discard_input(rq->rq_linger[i].fd) ||
+		    now >= rq->rq_linger[i].at)
+			close(rq->rq_linger[i].fd);
+		else
+			rq->rq_linger[kept++] = rq->rq_linger[i];
 	}
 	rq->rq_nlinger = kept;
 }
@@ -732,21 +735,12 @@ refuse(struct rq *rq, int fd)
 
 	(void)!write(fd, msg, (size_t)n);
 	shutdown(fd, SHUT_WR);
-	if (discard_input(fd)) {
+	/* Past RQ_LINGER at once, in a flood of refusals. */
+	if (discard_input(fd) || rq->rq_nlinger == RQ_LINGER)
 		close(fd);
-	} else {
-		if (rq->rq_nlinger == RQ_LINGER) {	/* the oldest goes now */
-			close(rq->rq_linger[0]);
-			memmove(rq->rq_linger, rq->rq_linger + 1,
-			    (RQ_LINGER - 1) * sizeof(rq->rq_linger[0]));
-			memmove(rq->rq_linger_at, rq->rq_linger_at + 1,
-			    (RQ_LINGER - 1) * sizeof(rq->rq_linger_at[0]));
-			rq->rq_nlinger--;
-		}
-		rq->rq_linger[rq->rq_nlinger] = fd;
-		rq->rq_linger_at[rq->rq_nlinger++] = stage_coarse_ns() +
-		    RQ_LINGER_NS;
-	}
+	else
+		rq->rq_linger[rq->rq_nlinger++] = (struct rq_linger){ fd,
+		    stage_coarse_ns() + RQ_LINGER_NS };
 	atomic_fetch_add_explicit(&rq->rq_c->conns_refused, 1,
 	    memory_order_relaxed);
 }
@@ -849,10 +843,8 @@ sweep_aborted(struct rq *rq)
 	}
 }
 
-/*
- * Connections the supervisor hands us after a restart.  Until it has said
- * it sent them all, wait up to timeout_ms for each.
- */
+/* One message from the supervisor: a connection to take up, or its word
+ * that it sent them all. */
 static void
 chan_take(struct rq *rq, const struct chan_msg *m, int fd)
 {
@@ -866,6 +858,10 @@ chan_take(struct rq *rq, const struct chan_msg *m, int fd)
 		rq->rq_synced = true;
 }
 
+/*
+ * Connections the supervisor hands us after a restart.  Until it has said
+ * it sent them all, wait up to timeout_ms for each.
+ */
 static bool
 read_chan(struct rq *rq, int timeout_ms)
 {

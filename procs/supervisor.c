@@ -55,7 +55,7 @@ pass_unsent(struct sv *sv)
 {
 	struct child *rp = &sv->sv_child[SV_ROW_REPLY];
 
-	if (sv->sv_pl.pl_nunsent > 0 && rp->ch_pid != 0 && rp->ch_sock >= 0 &&
+	if (rp->ch_pid != 0 && rp->ch_sock >= 0 &&
 	    pipeline_pass_unsent(&sv->sv_pl, rp->ch_sock))
 		kill(rp->ch_pid, SIGUSR1);
 }
@@ -69,10 +69,10 @@ sv_read_chan(struct sv *sv, uint32_t row)
 	while (sv->sv_child[row].ch_sock >= 0 &&
 	    chan_recv(sv->sv_child[row].ch_sock, &m, &fd, 0) == 1) {
 		if (m.cm_type == CHAN_SLOTS &&
-		    sv->sv_child[row].ch_role == SHMPIPE_ROLE_REQUEST) {
-			pipeline_gc(&sv->sv_pl, false);
-			(void)chan_try_send(sv->sv_child[row].ch_sock, &m, -1);
-		} else if (m.cm_type == CHAN_CONN && fd >= 0 &&
+		    sv->sv_child[row].ch_role == SHMPIPE_ROLE_REQUEST)
+			pipeline_slots_asked(&sv->sv_pl,
+			    sv->sv_child[row].ch_sock);
+		else if (m.cm_type == CHAN_CONN && fd >= 0 &&
 		    sv->sv_child[row].ch_role == SHMPIPE_ROLE_REQUEST)
 			keep_conn(sv, &m, fd);
 		else if (m.cm_type == CHAN_CONN &&
