@@ -1168,9 +1168,7 @@ START_TEST(test_pipeline_reply_dies_deciding)
 	CP_ASSERT(&p, cp_log_count(&p, "cannot say how much went out; "
 	    "closing it") == 1, "the connection was not closed as unsure");
 	/* The third serves on. */
-	fd = cp_connect(&p);
-	cp_expect(fd, "echo b", "OK b");
-	cp_close(fd);
+	cp_serves(&p, "b");
 	cp_stop(&p);
 }
 END_TEST
@@ -1242,9 +1240,7 @@ START_TEST(test_pipeline_reply_len_corrupt)
 	    "corrupt slots counted, not 1", atomic_load(&c.c_hdr->corrupt));
 	CP_ASSERT(&p, cp_log_count(&p, "started reply") == 2, "the reply "
 	    "process died again");
-	fd = cp_connect(&p);
-	cp_expect(fd, "echo b", "OK b");
-	cp_close(fd);
+	cp_serves(&p, "b");
 	ctl_close(&c);
 	cp_stop(&p);
 }
@@ -1291,9 +1287,7 @@ START_TEST(test_pipeline_request_dies_claiming)
 		/* Its slot is given back. */
 		wait_conns_free(&p, &c, 0);
 	}
-	fd = cp_connect(&p);
-	cp_expect(fd, "echo after", "OK after");
-	cp_close(fd);
+	cp_serves(&p, "after");
 	CP_ASSERT(&p, cp_log_count(&p, "the request process died before its "
 	    "descriptor reached us") == 2, "the two slots given up were not "
 	    "logged");
@@ -1396,9 +1390,7 @@ START_TEST(test_pipeline_supervisor_killed)
 	    "(its supervisor, pid %d, is gone)", q.cp_name, (int)old);
 	CP_ASSERT(&q, cp_log_has(&q, want) == !q.cp_threads, "'%s' %slogged",
 	    want, q.cp_threads ? "" : "not ");
-	fd = cp_connect(&q);
-	cp_expect(fd, "echo again", "OK again");
-	cp_close(fd);
+	cp_serves(&q, "again");
 	cp_bench_run(&q, 5000, CP_ARGS("-c", "4", "-d", "8", "-n", "5000"));
 	cp_stop(&q);
 }
@@ -1416,7 +1408,7 @@ END_TEST
 START_TEST(test_pipeline_supervisor_killed_restart)
 {
 	struct cp_pipe p, q;
-	int fd, st;
+	int st;
 
 	cp_start(&p, 2, NULL);
 	kill(p.cp_pid, SIGKILL);
@@ -1425,9 +1417,7 @@ START_TEST(test_pipeline_supervisor_killed_restart)
 	q = p;
 	cp_spawn(&q, NULL);
 	cp_wait_ready(&q);
-	fd = cp_connect(&q);
-	cp_expect(fd, "echo again", "OK again");
-	cp_close(fd);
+	cp_serves(&q, "again");
 	cp_stop(&q);
 }
 END_TEST
@@ -1480,9 +1470,7 @@ START_TEST(test_pipeline_threaded_crash)
 	q = p;
 	cp_spawn(&q, CP_ARGS("--enable-crash"));
 	cp_wait_ready(&q);
-	fd = cp_connect(&q);
-	cp_expect(fd, "echo again", "OK again");
-	cp_close(fd);
+	cp_serves(&q, "again");
 	cp_stop(&q);
 }
 END_TEST
@@ -2226,7 +2214,6 @@ START_TEST(test_pipeline_term_request_alone)
 	struct cp_pipe p;
 	struct ctl c;
 	pid_t req;
-	int fd;
 
 	cp_start(&p, 1, NULL);
 	cp_ctl(&p, &c);
@@ -2234,9 +2221,7 @@ START_TEST(test_pipeline_term_request_alone)
 	ck_assert_int_eq(kill(req, SIGTERM), 0);
 	while (sig_pending(req, SIGTERM))
 		nap_ms(1);
-	fd = cp_connect(&p);
-	cp_expect(fd, "echo still served", "OK still served");
-	cp_close(fd);
+	cp_serves(&p, "still served");
 	CP_ASSERT(&p, cp_row_pid(&c, SV_ROW_REQUEST) == req && kill(req, 0) ==
 	    0, "the request process %d went away", (int)req);
 	ctl_close(&c);
@@ -2362,7 +2347,6 @@ START_TEST(test_pipeline_reload_fails_often)
 	char cmd[3 * CP_PATH_LEN + 64];
 	struct cp_pipe p;
 	FILE *f;
-	int fd;
 
 	cp_prepare(&p, 2);
 	cp_prog(good, sizeof(good), "handler_example.so");
@@ -2391,9 +2375,7 @@ START_TEST(test_pipeline_reload_fails_often)
 	}
 	CP_ASSERT(&p, !cp_log_has(&p, "crash loop"), "failed reloads were "
 	    "taken for a crash loop");
-	fd = cp_connect(&p);
-	cp_expect(fd, "echo still here", "OK still here");
-	cp_close(fd);
+	cp_serves(&p, "still here");
 	cp_stop(&p);
 }
 END_TEST
@@ -2476,7 +2458,6 @@ START_TEST(test_pipeline_kill_starting)
 	struct ctl c;
 	pid_t last = 0;
 	FILE *f;
-	int fd;
 
 	cp_prepare(&p, 1);
 	snprintf(gate, sizeof(gate), "%s/gate", p.cp_dir);
@@ -2510,9 +2491,7 @@ START_TEST(test_pipeline_kill_starting)
 	ck_assert_ptr_nonnull(f = fopen(gate, "we"));
 	fclose(f);
 	cp_wait_ready(&p);
-	fd = cp_connect(&p);
-	cp_expect(fd, "echo after the kills", "OK after the kills");
-	cp_close(fd);
+	cp_serves(&p, "after the kills");
 	unsetenv("CP_GATE");
 	cp_stop(&p);
 }
@@ -2706,9 +2685,7 @@ START_TEST(test_pipeline_pidfile_refusal)
 	/* The first one was not disturbed. */
 	cp_expect(fd, "echo still mine", "OK still mine");
 	cp_close(fd);
-	fd = cp_connect(&p);
-	cp_expect(fd, "echo new client", "OK new client");
-	cp_close(fd);
+	cp_serves(&p, "new client");
 	cp_stop(&p);
 }
 END_TEST
@@ -2720,12 +2697,9 @@ END_TEST
 START_TEST(test_pipeline_small_window)
 {
 	struct cp_pipe p;
-	int fd;
 
 	cp_start(&p, 1, CP_ARGS("--window", "100"));
-	fd = cp_connect(&p);
-	cp_expect(fd, "echo small", "OK small");
-	cp_close(fd);
+	cp_serves(&p, "small");
 	cp_stop(&p);
 }
 END_TEST
@@ -2855,7 +2829,6 @@ START_TEST(test_pipeline_listen_not_socket)
 	char arg[CP_PATH_LEN + 16], want[2 * CP_PATH_LEN + 64];
 	struct cp_pipe p;
 	const char *path[] = { file, p.cp_dir, ln };
-	int fd;
 
 	cp_prepare(&p, 1);
 	cp_server(prog, sizeof(prog));
@@ -2881,9 +2854,7 @@ START_TEST(test_pipeline_listen_not_socket)
 	/* The stale socket itself is replaced, as before. */
 	cp_spawn(&p, NULL);
 	cp_wait_ready(&p);
-	fd = cp_connect(&p);
-	cp_expect(fd, "echo replaced", "OK replaced");
-	cp_close(fd);
+	cp_serves(&p, "replaced");
 	cp_stop(&p);
 }
 END_TEST
@@ -2932,13 +2903,10 @@ END_TEST
 START_TEST(test_pipeline_processors_max)
 {
 	struct cp_pipe p;
-	int fd;
 
 	cp_start(&p, cp_threads() ? OPT_PROCESSORS_MAX_THREADED :
 	    OPT_PROCESSORS_MAX, CP_ARGS("--quiet"));
-	fd = cp_connect(&p);
-	cp_expect(fd, "echo all there", "OK all there");
-	cp_close(fd);
+	cp_serves(&p, "all there");
 	cp_stop(&p);
 }
 END_TEST

@@ -847,3 +847,15 @@ cp_handler_build(const struct cp_pipe *p, const char *name, const char *src,
 	    "%s", so, c_src);
 	ck_assert_msg(system(cmd) == 0, "failed: %s", cmd);
 }
+
+void
+cp_serves(const struct cp_pipe *p, const char *word)
+{
+	char line[128], want[128];
+	int fd = cp_connect(p);
+
+	snprintf(line, sizeof(line), "echo %s", word);
+	snprintf(want, sizeof(want), "OK %s", word);
+	cp_expect(fd, line, want);
+	cp_close(fd);
+}

@@ -176,6 +176,9 @@ void	 cp_expect(int fd, const char *line, const char *want);
 /* Assert that the next thing on fd is the end of the stream. */
 void	 cp_expect_eof(int fd);
 
+/* A new client of p gets "OK word" for "echo word", and goes. */
+void	 cp_serves(const struct cp_pipe *p, const char *word);
+
 /* ---- shmpipe-bench ---------------------------------------------------- */
 
 /* Start shmpipe-bench --unix p (or --tcp) --json and the args. */
