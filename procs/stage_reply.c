@@ -1016,6 +1016,7 @@ stage_reply(struct stage *st)
 		rp_teardown(&rp);
 		return STAGE_EX_SOFTWARE;
 	}
+	SHMQ_FAULT("reply.started");
 	while (!synced && st->st_chan >= 0 && read_chan(&rp, &synced))
 		;				/* connections we hold first */
 	stage_state(st, SHMPIPE_PROC_READY);

@@ -69,7 +69,8 @@ shmq_fault_arm_stop(const char *point, unsigned nth)
  * shmq_fault_arm; every process of a pipeline inherits it, and counts its
  * own passes.  With SHMQ_FAULT_ONCE=DIR a point fires only in the first
  * process to get there (the one that creates DIR/point): so a test can
- * kill one process at one point and its successor at another.
+ * kill one process at one point and its successor at another.  With
+ * SHMQ_FAULT_STOP set, the point stops the process (SIGSTOP) instead.
  */
 static void
 fault_from_env(void)
@@ -80,6 +81,7 @@ fault_from_env(void)
 
 	env_read = 1;
 	once = getenv("SHMQ_FAULT_ONCE");
+	stop = getenv("SHMQ_FAULT_STOP") != NULL;
 	if (v == NULL || strlen(v) >= sizeof(buf))
 		return;
 	strcpy(buf, v);
@@ -124,7 +126,8 @@ shmq__fault(const char *point)
 			return;
 		if (stop) {
 			armed[i].point = NULL;
-			raise(SIGSTOP);
+			if (fault_first(point))
+				raise(SIGSTOP);
 			return;
 		}
 		if (fault_first(point))

@@ -7,7 +7,8 @@
  * point (or stops, armed with shmq_fault_arm_stop); in normal builds SHMQ_FAULT() compiles to nothing.  The
  * environment may arm a few points, POINT[:N],POINT[:N]; with
  * SHMQ_FAULT_ONCE=DIR each fires in one process only, the first to get
- * there (fault.c).
+ * there (fault.c), and with SHMQ_FAULT_STOP set they stop the process
+ * instead.
  */
 #ifndef SHMQ_FAULT_H
 #define SHMQ_FAULT_H

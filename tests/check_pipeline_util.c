@@ -221,23 +221,34 @@ cp_waitpid(pid_t pid, int *status, int timeout_ms)
 	return 1;
 }
 
+char
+cp_pid_state(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	/* "pid (comm) S ...": the name may hold anything, ')' too. */
+	if ((p = strrchr(buf, ')')) == NULL || p[1] == '\0')
+		return 0;
+	return p[2];
+}
+
 bool
 cp_pid_gone(pid_t pid, int timeout_s)
 {
 	uint64_t end = cp_now_ms() + (uint64_t)timeout_s * 1000u;
-	char path[64], buf[512], *p;
-	int fd;
-	ssize_t n;
+	char st;
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	while (cp_now_ms() < end) {
-		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-			return true;
-		n = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		buf[n > 0 ? n : 0] = '\0';
-		/* "pid (comm) S ...": a zombie has ended. */
-		if (n <= 0 || ((p = strrchr(buf, ')')) != NULL && p[2] == 'Z'))
+		/* A zombie has ended. */
+		if ((st = cp_pid_state(pid)) == 0 || st == 'Z')
 			return true;
 		cp_nap();
 	}

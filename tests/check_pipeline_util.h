@@ -149,6 +149,9 @@ void	 cp_handler_build(const struct cp_pipe *p, const char *name,
 /* Wait for a process: 1 ended (status), 0 still running after timeout. */
 int	 cp_waitpid(pid_t pid, int *status, int timeout_ms);
 
+/* The state letter of pid in /proc ('R', 'S', 'T', 'Z', ...); 0: gone. */
+char	 cp_pid_state(pid_t pid);
+
 /* Wait until pid has gone (or is a zombie of someone else). */
 bool	 cp_pid_gone(pid_t pid, int timeout_s);
 
