@@ -227,9 +227,9 @@ sv_spawn(struct sv *sv, uint32_t row)
 	    memory_order_relaxed);
 	if (ch->ch_sock >= 0) {
 		epoll_ctl(sv->sv_ep, EPOLL_CTL_ADD, ch->ch_sock, &ev);
-		pipeline_send_conns(&sv->sv_pl, ch->ch_sock, ch->ch_role ==
-		    SHMPIPE_ROLE_REQUEST ? SHMPIPE_CONN_RD_DONE :
-		    SHMPIPE_CONN_RP_DONE);	/* false: it died, we will hear */
+		(void)pipeline_send_conns(&sv->sv_pl, ch->ch_role ==
+		    SHMPIPE_ROLE_REQUEST ? PL_TO_REQUEST : PL_TO_REPLY,
+		    ch->ch_sock);	/* the rest on the tick */
 	}
 	log_info("started %s (pid %d)", who, (int)pid);
 }

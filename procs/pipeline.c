@@ -280,11 +280,14 @@ pipeline_open(struct pipeline *pl, const struct options *o, uint32_t nrows,
 	make_control(pl, nrows);
 	pl->pl_keep = malloc(o->max_conns * sizeof(*pl->pl_keep));
 	pl->pl_keep_gen = calloc(o->max_conns, sizeof(*pl->pl_keep_gen));
-	pl->pl_unsent = calloc((o->max_conns + 63) / 64,
-	    sizeof(*pl->pl_unsent));
-	if (pl->pl_keep == NULL || pl->pl_keep_gen == NULL ||
-	    pl->pl_unsent == NULL)
+	if (pl->pl_keep == NULL || pl->pl_keep_gen == NULL)
 		err(EX_OSERR, "malloc");
+	for (int to = 0; to < PL_TO_N; to++) {
+		pl->pl_out[to] = (struct pl_outbox){ .ob_set = calloc(
+		    (o->max_conns + 63) / 64, sizeof(uint64_t)) };
+		if (pl->pl_out[to].ob_set == NULL)
+			err(EX_OSERR, "malloc");
+	}
 	for (uint32_t i = 0; i < o->max_conns; i++)
 		pl->pl_keep[i] = -1;
 }
@@ -363,7 +366,8 @@ pipeline_close(struct pipeline *pl)
 		pipeline_unlink(o->name);
 	free(pl->pl_keep);
 	free(pl->pl_keep_gen);
-	free(pl->pl_unsent);
+	for (int to = 0; to < PL_TO_N; to++)
+		free(pl->pl_out[to].ob_set);
 	pl->pl_keep = NULL;
 }
 
@@ -445,83 +449,92 @@ pipeline_slots_asked(struct pipeline *pl, int sock)
 	    -1);
 }
 
-/* Send the kept connection of slot i to a reply stage; -EAGAIN if full. */
-static int
-pass_one(struct pipeline *pl, int sock, uint32_t i)
+/* What stage `to` has no use for: the connections it is done with. */
+static uint32_t
+done_flag(enum pl_to to)
 {
-	if (pl->pl_keep[i] < 0 || (conn_flags(pl, i) & SHMPIPE_CONN_RP_DONE))
+	return to == PL_TO_REPLY ? SHMPIPE_CONN_RP_DONE : SHMPIPE_CONN_RD_DONE;
+}
+
+/* Send the kept connection of slot i to stage `to`; -EAGAIN if full. */
+static int
+pass_one(struct pipeline *pl, enum pl_to to, int sock, uint32_t i)
+{
+	if (pl->pl_keep[i] < 0 || (conn_flags(pl, i) & done_flag(to)))
 		return 0;		/* gone meanwhile: nothing to pass */
 	return chan_try_send(sock, &(struct chan_msg){ CHAN_CONN, i,
 	    pl->pl_keep_gen[i], 0 }, pl->pl_keep[i]);
 }
 
-/* Words of the unsent bitmap. */
+/* Words of an outbox's set. */
 static uint32_t
-unsent_words(const struct pipeline *pl)
+set_words(const struct pipeline *pl)
 {
 	return (pl->pl_ctl.c_g.max_conns + 63) / 64;
 }
 
 static void
-unsent_clear(struct pipeline *pl, uint32_t i)
+outbox_add(struct pl_outbox *ob, uint32_t i)
 {
-	pl->pl_unsent[i / 64] &= ~(UINT64_C(1) << (i % 64));
-	pl->pl_nunsent--;
+	uint64_t bit = UINT64_C(1) << (i % 64);
+
+	if (!(ob->ob_set[i / 64] & bit)) {
+		ob->ob_set[i / 64] |= bit;
+		ob->ob_n++;
+	}
 }
 
 bool
 pipeline_pass(struct pipeline *pl, int sock, const struct chan_msg *m)
 {
-	uint32_t i = m->cm_slot;
-	uint64_t bit = UINT64_C(1) << (i % 64);
-
-	if (i >= pl->pl_ctl.c_g.max_conns)
+	if (m->cm_slot >= pl->pl_ctl.c_g.max_conns)
 		return false;
-	if (!(pl->pl_unsent[i / 64] & bit)) {
-		pl->pl_unsent[i / 64] |= bit;
-		pl->pl_nunsent++;
-	}
-	return pipeline_pass_unsent(pl, sock);
+	outbox_add(&pl->pl_out[PL_TO_REPLY], m->cm_slot);
+	return pipeline_flush(pl, PL_TO_REPLY, sock);
 }
 
 bool
-pipeline_pass_unsent(struct pipeline *pl, int sock)
+pipeline_flush(struct pipeline *pl, enum pl_to to, int sock)
 {
+	struct pl_outbox *ob = &pl->pl_out[to];
 	bool sent = false;
+	int r;
 
-	for (uint32_t w = 0; pl->pl_nunsent > 0 && w < unsent_words(pl); w++)
-		while (pl->pl_unsent[w] != 0) {
-			uint32_t i = w * 64 +
-			    (uint32_t)__builtin_ctzll(pl->pl_unsent[w]);
-			int r = pass_one(pl, sock, i);
+	for (uint32_t w = 0; ob->ob_n > 0 && w < set_words(pl); w++)
+		while (ob->ob_set[w] != 0) {
+			uint64_t bit = ob->ob_set[w] & -ob->ob_set[w];
 
+			r = pass_one(pl, to, sock, w * 64 +
+			    (uint32_t)__builtin_ctzll(bit));
 			if (r == -EAGAIN)
 				return sent;	/* the rest when it has room */
 			/* Sent, gone, or the stage is: its successor is
 			 * sent every connection when it starts. */
 			sent |= r == 0;
-			unsent_clear(pl, i);
+			ob->ob_set[w] &= ~bit;
+			ob->ob_n--;
 		}
+	if (ob->ob_synced) {
+		r = chan_try_send(sock, &(struct chan_msg){ CHAN_SYNCED, 0, 0,
+		    0 }, -1);
+		ob->ob_synced = r == -EAGAIN;
+		sent |= r == 0;
+	}
 	return sent;
 }
 
 bool
-pipeline_send_conns(struct pipeline *pl, int sock, uint32_t done)
+pipeline_send_conns(struct pipeline *pl, enum pl_to to, int sock)
 {
-	if (done == SHMPIPE_CONN_RP_DONE) {	/* a reply stage: given all */
-		memset(pl->pl_unsent, 0, unsent_words(pl) *
-		    sizeof(*pl->pl_unsent));
-		pl->pl_nunsent = 0;
-	}
-	for (uint32_t i = 0; i < pl->pl_ctl.c_g.max_conns; i++) {
-		if (pl->pl_keep[i] < 0 || (conn_flags(pl, i) & done))
-			continue;
-		if (chan_send(sock, &(struct chan_msg){ CHAN_CONN, i,
-		    pl->pl_keep_gen[i], 0 }, pl->pl_keep[i]) != 0)
-			return false;
-	}
-	return chan_send(sock, &(struct chan_msg){ CHAN_SYNCED, 0, 0, 0 },
-	    -1) == 0;
+	struct pl_outbox *ob = &pl->pl_out[to];
+
+	memset(ob->ob_set, 0, set_words(pl) * sizeof(*ob->ob_set));
+	ob->ob_n = 0;
+	for (uint32_t i = 0; i < pl->pl_ctl.c_g.max_conns; i++)
+		if (pl->pl_keep[i] >= 0 && !(conn_flags(pl, i) & done_flag(to)))
+			outbox_add(ob, i);
+	ob->ob_synced = true;
+	return pipeline_flush(pl, to, sock);
 }
 
 /* ---- housekeeping ----------------------------------------------------- */

@@ -16,6 +16,20 @@
 #include "options.h"
 #include "shmq.h"
 
+/* The stages the parent passes connections to. */
+enum pl_to { PL_TO_REQUEST, PL_TO_REPLY, PL_TO_N };
+
+/*
+ * Connections kept for a stage that its channel had no room for yet: the
+ * parent never waits on a stage, and loses nothing to one that is stopped
+ * or slow.  CHAN_SYNCED goes after all of them, once the set is empty.
+ */
+struct pl_outbox {
+	uint64_t	*ob_set;	/* connection slots to send */
+	uint32_t	 ob_n;
+	bool		 ob_synced;	/* CHAN_SYNCED owed */
+};
+
 struct pipeline {
 	const struct options *pl_opt;
 	bool		 pl_anon;	/* threads: anonymous memory, no names */
@@ -29,9 +43,7 @@ struct pipeline {
 	int		 pl_out_fd;
 	int		*pl_keep;	/* client fd per connection slot, -1 */
 	uint32_t	*pl_keep_gen;
-	uint64_t	*pl_unsent;	/* kept, not yet passed to the reply
-					 * stage: its channel was full */
-	uint32_t	 pl_nunsent;
+	struct pl_outbox pl_out[PL_TO_N];
 };
 
 /*
@@ -78,15 +90,15 @@ void	pipeline_unlink(const char *name);
  * Pass a kept connection on to the reply stage (channel sock) without
  * waiting: a reply stage stopped or slow must not hold the caller up, and
  * must not lose the connection either.  What its channel has no room for
- * is sent by pipeline_pass_unsent(), in order, once it has.  Both return
+ * is sent by pipeline_flush(), in order, once it has.  Both return
  * whether anything went (ring the stage's doorbell then).
  */
 bool	pipeline_pass(struct pipeline *pl, int sock, const struct chan_msg *m);
+bool	pipeline_flush(struct pipeline *pl, enum pl_to to, int sock);
 
 /* The request stage (channel sock) found every connection slot taken:
  * free the finished ones now, and tell it so (CHAN_SLOTS). */
 void	pipeline_slots_asked(struct pipeline *pl, int sock);
-bool	pipeline_pass_unsent(struct pipeline *pl, int sock);
 
 /* Keep a connection the request stage accepted (fd is ours now). */
 void	pipeline_keep(struct pipeline *pl, const struct chan_msg *m, int fd);
@@ -107,11 +119,11 @@ void	pipeline_lost_conn(struct pipeline *pl, const struct chan_msg *m);
 void	pipeline_request_died(struct pipeline *pl);
 
 /*
- * Send sock every kept connection whose `done` flag (SHMPIPE_CONN_RD_DONE
- * for a request stage, RP_DONE for a reply stage) is not set, then
- * CHAN_SYNCED.  False if the stage went away meanwhile.
+ * A stage `to` just started on channel sock: send it every kept connection
+ * it is not done with (SHMPIPE_CONN_RD_DONE, RP_DONE), then CHAN_SYNCED,
+ * through its outbox: what does not fit now goes with pipeline_flush().
  */
-bool	pipeline_send_conns(struct pipeline *pl, int sock, uint32_t done);
+bool	pipeline_send_conns(struct pipeline *pl, enum pl_to to, int sock);
 
 /*
  * Housekeeping, a few dozen times a second: free the connection slots both

@@ -382,7 +382,8 @@ loop(struct tp *tp)
 			else
 				relay(tp);
 		}
-		if (pipeline_pass_unsent(&tp->tp_pl, tp->tp_chan_rep[0]))
+		if (pipeline_flush(&tp->tp_pl, PL_TO_REPLY,
+		    tp->tp_chan_rep[0]))
 			stage_poke(&tp->tp_thr[1].th_st, false);
 		pipeline_gc(&tp->tp_pl, ++ticks % SLAB_GC_TICKS == 0);
 		if (pipeline_input_done(&tp->tp_pl))

@@ -49,15 +49,18 @@ keep_conn(struct sv *sv, const struct chan_msg *m, int fd)
 		kill(rp->ch_pid, SIGUSR1);	/* doorbell: a take waits */
 }
 
-/* What the reply stage's channel had no room for, once it has. */
+/* What the stages' channels had no room for, once they have. */
 static void
 pass_unsent(struct sv *sv)
 {
+	struct child *rq = &sv->sv_child[SV_ROW_REQUEST];
 	struct child *rp = &sv->sv_child[SV_ROW_REPLY];
 
+	if (rq->ch_pid != 0 && rq->ch_sock >= 0)
+		(void)pipeline_flush(&sv->sv_pl, PL_TO_REQUEST, rq->ch_sock);
 	if (rp->ch_pid != 0 && rp->ch_sock >= 0 &&
-	    pipeline_pass_unsent(&sv->sv_pl, rp->ch_sock))
-		kill(rp->ch_pid, SIGUSR1);
+	    pipeline_flush(&sv->sv_pl, PL_TO_REPLY, rp->ch_sock))
+		kill(rp->ch_pid, SIGUSR1);	/* doorbell */
 }
 
 void

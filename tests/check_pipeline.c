@@ -2132,6 +2132,85 @@ START_TEST(test_pipeline_reply_stopped_connects)
 }
 END_TEST
 
+/*
+ * A reply process replaced while HELD_CONNS clients are connected, its
+ * successor stopped before it reads a thing (reply.started): more
+ * connections are owed it than its channel holds.  The supervisor sent
+ * them waiting up to 2 s for room each, and at the first send that timed
+ * out gave up on the rest, CHAN_SYNCED too: those clients were never
+ * answered again.  It now keeps what does not fit and sends it as room
+ * comes.  Once it has logged the start (done with its sends, before or
+ * after), the successor goes on, and every client is answered.
+ */
+START_TEST(test_pipeline_reply_starts_stopped)
+{
+	char line[48], want[48], fired[CP_DIR_LEN + 16], started[64];
+	uint64_t end = now_ms() + CP_WAIT_S * 1000u;
+	int fd[HELD_CONNS];
+	struct cp_pipe p;
+	struct ctl c;
+	pid_t old, rep;
+
+	cp_prepare(&p, 1);
+	p.cp_binary = "shmpipe-fi";
+	/* Marked fired: the first reply process passes the point. */
+	snprintf(fired, sizeof(fired), "%s/reply.started", p.cp_dir);
+	ck_assert_int_ge(fd[0] = open(fired, O_WRONLY | O_CREAT | O_CLOEXEC,
+	    0600), 0);
+	close(fd[0]);
+	ck_assert_int_eq(setenv("SHMQ_FAULT", "reply.started", 1), 0);
+	ck_assert_int_eq(setenv("SHMQ_FAULT_ONCE", p.cp_dir, 1), 0);
+	ck_assert_int_eq(setenv("SHMQ_FAULT_STOP", "1", 1), 0);
+	cp_spawn(&p, NULL);
+	unsetenv("SHMQ_FAULT");
+	unsetenv("SHMQ_FAULT_ONCE");
+	unsetenv("SHMQ_FAULT_STOP");
+	cp_wait_ready(&p);
+	cp_ctl(&p, &c);
+	for (int i = 0; i < HELD_CONNS; i++) {
+		fd[i] = cp_connect(&p);
+		snprintf(line, sizeof(line), "echo %d", i);
+		snprintf(want, sizeof(want), "OK %d", i);
+		cp_expect(fd[i], line, want);
+	}
+	ck_assert_int_eq(unlink(fired), 0);
+	/* Killed inside a write, a connection is closed: not here. */
+	for (uint32_t i = 0; i < c.c_g.max_conns; i++)
+		while (SHMPIPE_OUT_BUSY(atomic_load(&ctl_conn(&c,
+		    i)->out_mark))) {
+			CP_ASSERT(&p, now_ms() < end, "connection %u still "
+			    "being written to", i);
+			nap_ms(1);
+		}
+	old = cp_row_pid(&c, SV_ROW_REPLY);
+	ck_assert_int_eq(kill(old, SIGKILL), 0);
+	while ((rep = cp_row_pid(&c, SV_ROW_REPLY)) == old || rep == 0 ||
+	    cp_pid_state(rep) != 'T') {
+		CP_ASSERT(&p, now_ms() < end, "no stopped successor to reply "
+		    "process %d", (int)old);
+		nap_ms(1);
+	}
+	snprintf(started, sizeof(started), "started reply (pid %d)",
+	    (int)rep);
+	cp_wait_log(&p, started);
+	ck_assert_int_eq(kill(rep, SIGCONT), 0);
+	for (int i = 0; i < HELD_CONNS; i++) {
+		int n = snprintf(line, sizeof(line), "echo again %d\n", i);
+
+		snprintf(want, sizeof(want), "OK again %d", i);
+		CP_ASSERT(&p, send(fd[i], line, (size_t)n, MSG_NOSIGNAL) == n,
+		    "client %d: send: %s", i, strerror(errno));
+		line[0] = '\0';
+		CP_ASSERT(&p, cp_line(fd[i], line, sizeof(line)) > 0 &&
+		    strcmp(line, want) == 0, "client %d: '%s', expected '%s'",
+		    i, line, want);
+		cp_close(fd[i]);
+	}
+	ctl_close(&c);
+	cp_stop(&p);
+}
+END_TEST
+
 /* Whether signal sig waits, undelivered, for process pid. */
 static bool
 sig_pending(pid_t pid, int sig)
@@ -3058,6 +3137,7 @@ pipeline_suite_of(const char *name, bool threads)
 		tcase_add_test(tc, test_pipeline_kill_reply_unix);
 		tcase_add_test(tc, test_pipeline_reply_dies_advancing);
 		tcase_add_test(tc, test_pipeline_reply_dies_deciding);
+		tcase_add_test(tc, test_pipeline_reply_starts_stopped);
 		tcase_add_test(tc, test_pipeline_reply_len_corrupt);
 		tcase_add_test(tc, test_pipeline_request_dies_claiming);
 		tcase_add_test(tc, test_pipeline_poison);
