@@ -2059,6 +2059,22 @@ END_TEST
 
 #define HELD_CONNS	400	/* more than a stage's channel holds (~280) */
 
+/* Client i of HELD_CONNS is answered "OK <word>i"; then each is closed. */
+static void
+held_answered(struct cp_pipe *p, int *fd, const char *word)
+{
+	char line[48], want[48];
+
+	for (int i = 0; i < HELD_CONNS; i++) {
+		snprintf(want, sizeof(want), "OK %s%d", word, i);
+		line[0] = '\0';
+		CP_ASSERT(p, cp_line(fd[i], line, sizeof(line)) > 0 &&
+		    strcmp(line, want) == 0, "client %d: '%s', expected '%s'",
+		    i, line, want);
+		cp_close(fd[i]);
+	}
+}
+
 /*
  * The reply process stopped while HELD_CONNS clients connect, each with a
  * request, and kept stopped a while after: the supervisor's channel to it
@@ -2072,7 +2088,7 @@ END_TEST
 START_TEST(test_pipeline_reply_stopped_connects)
 {
 	int fd[HELD_CONNS], st;
-	char line[32], want[32];
+	char line[32];
 	struct cp_pipe p;
 	struct ctl c;
 	pid_t rep;
@@ -2112,14 +2128,7 @@ START_TEST(test_pipeline_reply_stopped_connects)
 		ck_assert_int_eq(kill(p.cp_pid, SIGCONT), 0);
 	} else
 		ck_assert_int_eq(kill(rep, SIGCONT), 0);
-	for (int i = 0; i < HELD_CONNS; i++) {
-		snprintf(want, sizeof(want), "OK %d", i);
-		line[0] = '\0';
-		CP_ASSERT(&p, cp_line(fd[i], line, sizeof(line)) > 0 &&
-		    strcmp(line, want) == 0, "client %d: '%s', expected '%s'",
-		    i, line, want);
-		cp_close(fd[i]);
-	}
+	held_answered(&p, fd, "");
 	ctl_close(&c);
 	if (_i == 0) {
 		cp_stop(&p);
@@ -2197,15 +2206,10 @@ START_TEST(test_pipeline_reply_starts_stopped)
 	for (int i = 0; i < HELD_CONNS; i++) {
 		int n = snprintf(line, sizeof(line), "echo again %d\n", i);
 
-		snprintf(want, sizeof(want), "OK again %d", i);
 		CP_ASSERT(&p, send(fd[i], line, (size_t)n, MSG_NOSIGNAL) == n,
 		    "client %d: send: %s", i, strerror(errno));
-		line[0] = '\0';
-		CP_ASSERT(&p, cp_line(fd[i], line, sizeof(line)) > 0 &&
-		    strcmp(line, want) == 0, "client %d: '%s', expected '%s'",
-		    i, line, want);
-		cp_close(fd[i]);
 	}
+	held_answered(&p, fd, "again ");
 	ctl_close(&c);
 	cp_stop(&p);
 }
