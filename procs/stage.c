@@ -1,9 +1,14 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /* stage.c - the little every stage shares: its table row, stop, time. */
 #define _GNU_SOURCE
+#include <inttypes.h>
 #include <time.h>
 
+#include "log.h"
+#include "msg.h"
 #include "stage.h"
+
+#define DROPS_QUIET_NS	10000000000ull	/* one line about drops per 10 s */
 
 struct shmpipe_proc *
 stage_proc(const struct stage *st)
@@ -76,4 +81,20 @@ uint64_t
 stage_coarse_ns(void)
 {
 	return stage_clock_ns(CLOCK_MONOTONIC_COARSE);
+}
+
+void
+stage_malformed(struct stage_drops *d, const char *queue, size_t len)
+{
+	uint64_t now = stage_coarse_ns();
+
+	d->sd_n++;
+	if (now < d->sd_quiet_until)
+		return;
+	log_event("dropped %" PRIu64 " message(s) from the %s queue: too short "
+	    "to be one (the last %zu bytes; a header takes %zu): something "
+	    "other than this pipeline puts on it", d->sd_n, queue, len,
+	    sizeof(struct msg_hdr));
+	d->sd_n = 0;
+	d->sd_quiet_until = now + DROPS_QUIET_NS;
 }

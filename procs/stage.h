@@ -69,6 +69,18 @@ void	stage_poke(struct stage *st, bool stop);
 /* A queue that has nothing left for anyone: empty, no redeliveries. */
 bool	stage_queue_drained(struct shmq *q);
 
+/*
+ * A message on one of the pipeline's queues too short for its header: no
+ * stage put it (something else did: `shmq put`, a buggy program), and
+ * nobody can be answered.  The caller drops it; this says so, at most
+ * once every 10 s per stage, with how many were dropped meanwhile.
+ */
+struct stage_drops {
+	uint64_t	 sd_n;		/* dropped, not yet said */
+	uint64_t	 sd_quiet_until;
+};
+void	stage_malformed(struct stage_drops *d, const char *queue, size_t len);
+
 uint64_t stage_clock_ns(clockid_t clk);	/* that clock, in ns */
 uint64_t stage_now_ns(void);		/* CLOCK_MONOTONIC */
 uint64_t stage_coarse_ns(void);		/* CLOCK_MONOTONIC_COARSE */

@@ -38,6 +38,7 @@ struct pr {
 	struct iovec	 pr_out_iov[PR_BATCH];
 	struct shmq_lease pr_lease[PR_BATCH];
 	uint64_t	 pr_served;
+	struct stage_drops pr_drops;
 };
 
 /* The verdict for (conn, seq), copied out consistently; false if none. */
@@ -172,6 +173,29 @@ flush(struct pr *pr, unsigned n)
 }
 
 /*
+ * Drop the messages of a batch of n too short for a request's header (no
+ * request stage put them: nobody to answer), and close up the rest.  How
+ * many are left.
+ */
+static unsigned
+drop_malformed(struct pr *pr, unsigned n)
+{
+	unsigned k = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (pr->pr_in_iov[i].iov_len >= sizeof(struct msg_hdr)) {
+			pr->pr_in_iov[k] = pr->pr_in_iov[i];
+			pr->pr_lease[k++] = pr->pr_lease[i];
+			continue;
+		}
+		stage_malformed(&pr->pr_drops, "request",
+		    pr->pr_in_iov[i].iov_len);
+		shmq_ack(pr->pr_st->st_req, &pr->pr_lease[i]);
+	}
+	return k;
+}
+
+/*
  * Answer a batch.  If it is slow going (a long request among short ones),
  * the requests not yet started go back to the queue for other processors.
  */
@@ -181,6 +205,7 @@ handle_batch(struct pr *pr, unsigned n)
 	uint64_t t0 = stage_coarse_ns(), now = t0;
 	unsigned i;
 
+	n = drop_malformed(pr, n);
 	for (i = 0; i < n; i++) {
 		if (i > 0 && (now = stage_coarse_ns()) - t0 > PR_SLOW_NS)
 			break;

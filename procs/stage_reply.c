@@ -91,6 +91,7 @@ struct rp {
 	uint64_t	 rp_poll_ns;	/* last epoll_wait */
 	uint64_t	 rp_sweep_ns;	/* last sweep() */
 	uint64_t	 rp_answered, rp_freed;
+	struct stage_drops rp_drops;	/* malformed messages taken */
 	int		 rp_exit;	/* STAGE_EX_IOERR: stop with it */
 };
 
@@ -878,7 +879,8 @@ take(struct rp *rp, int timeout_ms)
 	for (int i = 0; i < n; i++) {
 		const struct msg_hdr *h = rp->rp_iov[i].iov_base;
 		if (rp->rp_iov[i].iov_len < sizeof(*h))
-			;			/* malformed: drop */
+			stage_malformed(&rp->rp_drops, "reply",
+			    rp->rp_iov[i].iov_len);
 		else if (h->mh_flags & MSG_CONN_DONE)
 			mark_dirty(rp, SHMPIPE_CONN_SLOT(h->mh_conn) %
 			    rp->rp_nconns);

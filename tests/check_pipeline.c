@@ -507,6 +507,39 @@ START_TEST(test_pipeline_garbage)
 }
 END_TEST
 
+/*
+ * Messages too short for a header, put on the pipeline's queues by
+ * something else (`shmq put`): a processor read a request header past the
+ * end of one, and its length as (size_t)(len - header): it died on it,
+ * twice, and so did its successor.  They are dropped, with a line, and
+ * the pipeline serves on with no processor lost.
+ */
+START_TEST(test_pipeline_foreign_messages)
+{
+	struct cp_pipe p;
+	char qname[64];
+	struct shmq *q;
+
+	cp_start(&p, 1, NULL);
+	for (int i = 0; i < 2; i++) {
+		snprintf(qname, sizeof(qname), "shmpipe.%s.%s", p.cp_name,
+		    i == 0 ? "req" : "rep");
+		CP_ASSERT(&p, (q = shmq_open(qname)) != NULL, "cannot open %s: "
+		    "%s", qname, strerror(errno));
+		ck_assert_int_eq(shmq_put(q, "hello", 5, 1000), 0);
+		ck_assert_int_eq(shmq_put(q, "", 0, 1000), 0);
+		shmq_close(q);
+	}
+	cp_wait_log(&p, "dropped 1 message(s) from the request queue: too "
+	    "short");
+	cp_wait_log(&p, "dropped 1 message(s) from the reply queue: too short");
+	cp_serves(&p, "after");
+	CP_ASSERT(&p, !cp_log_has(&p, "killed by signal"), "a stage died on "
+	    "a foreign message");
+	cp_stop(&p);
+}
+END_TEST
+
 /* Wait until all connection slots but `busy` are free again. */
 static void
 wait_conns_free(struct cp_pipe *p, const struct ctl *c, uint32_t busy)
@@ -3104,6 +3137,8 @@ pipeline_suite_of(const char *name, bool threads)
 	tcase_add_test(tc, test_pipeline_in_order);
 	tcase_add_test(tc, test_pipeline_long_lines);
 	tcase_add_test(tc, test_pipeline_garbage);
+	if (!threads)
+		tcase_add_test(tc, test_pipeline_foreign_messages);
 	suite_add_tcase(s, tc);
 
 	tc = mk("Limits", 120);
