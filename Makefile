@@ -147,7 +147,7 @@ $(BUILD)/handler_example.so: procs/handler_example.c include/shmpipe_handler.h
 	@mkdir -p $(@D)
 	$(CC) $(WARN) $(CFLAGS) -fPIC -shared -Iinclude -o $@ $<
 
-$(CHECK): $(TEST_OBJS) $(LIBFI) $(LIBPIPE) $(PROGS)
+$(CHECK): $(TEST_OBJS) $(LIBFI) $(LIBPIPE) $(PROGS) $(BENCH)
 	$(CC) $(SANFLAGS) -o $@ $(TEST_OBJS) $(LIBPIPE) $(LIBFI) $(PC_TESTLIBS) -pthread -ldl
 
 $(BENCH): $(BUILD)/shmqueue/bench.o $(LIBA)

@@ -832,17 +832,55 @@ selected(const struct row *r)
 	return only == NULL || strstr(impl_name[r->impl], only) != NULL;
 }
 
+/* The usage on stdout (-h, exit 0) or stderr (exit 64). */
 static void
-usage(void)
+usage(int code)
 {
-	fprintf(stderr, "usage: shmq-bench [-q] [-f queue] [-r repeats] "
+	fprintf(code == 0 ? stdout : stderr, "usage: shmq-bench [-q] [-f queue] [-r repeats] "
 	    "[-t seconds] [-p]\n"
 	    "  -f  only rows whose queue name contains this (no targets)\n"
 	    "  -p  only the ping-pong latencies\n"
 	    "  -q  quick: 3 repeats of 0.1 s\n"
 	    "  -r  trials per row, median reported (default 5)\n"
 	    "  -t  seconds per trial (default 0.25)\n");
+	exit(code);
+}
+
+/* A bad value: say which and what is expected, and exit 64. */
+static void
+bad_arg(const char *opt, const char *arg, const char *expected)
+{
+	fprintf(stderr, "shmq-bench: %s '%s': expected %s\n", opt, arg,
+	    expected);
 	exit(64);
+}
+
+static int
+parse_repeats(const char *arg)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(arg, &end, 10);
+	if (errno != 0 || end == arg || *end != '\0' || v < 1 ||
+	    v > MAX_SAMPLES)
+		bad_arg("-r", arg, "trials per row, 1 to 16");
+	return (int)v;
+}
+
+static double
+parse_secs(const char *arg)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(arg, &end);
+	if (errno != 0 || end == arg || *end != '\0' || !(v >= 0.01 &&
+	    v <= 60))
+		bad_arg("-t", arg, "seconds per trial, 0.01 to 60");
+	return v;
 }
 
 int
@@ -866,7 +904,8 @@ main(int argc, char **argv)
 	double redeliver_us;
 	int c;
 
-	while ((c = getopt(argc, argv, "f:pqr:t:h")) != -1) {
+	opterr = 0;			/* our own lines, below */
+	while ((c = getopt(argc, argv, ":f:pqr:t:h")) != -1) {
 		switch (c) {
 		case 'p':
 			only_pp = true;
@@ -879,17 +918,35 @@ main(int argc, char **argv)
 			trial_secs = 0.1;
 			break;
 		case 'r':
-			repeats = atoi(optarg);
+			repeats = parse_repeats(optarg);
 			break;
 		case 't':
-			trial_secs = atof(optarg);
+			trial_secs = parse_secs(optarg);
 			break;
+		case 'h':
+			usage(0);
+			break;
+		case ':':
+			fprintf(stderr, "shmq-bench: -%c needs a value; see "
+			    "shmq-bench -h\n", optopt);
+			exit(64);
 		default:
-			usage();
+			fprintf(stderr, "shmq-bench: unknown option -%c; see "
+			    "shmq-bench -h\n", optopt);
+			exit(64);
 		}
 	}
-	if (repeats < 1 || repeats > MAX_SAMPLES || trial_secs <= 0)
-		usage();
+	if (optind < argc)
+		bad_arg("argument", argv[optind], "none (options only)");
+	if (only != NULL && !only_pp) {
+		size_t i = 0;
+
+		while (i < NROWS && !selected(&rows[i]))
+			i++;
+		if (i == NROWS)
+			bad_arg("-f", only, "part of a queue's name: libshmq, "
+			    "pipe, socketpair, posix mq or mutex+condvar");
+	}
 	snprintf(qname, sizeof(qname), "/shmq-bench-%d", (int)getpid());
 	if (only_pp) {
 		pingpong_rounds(pp, (int)(sizeof(pp) / sizeof(pp[0])),

@@ -753,6 +753,31 @@ START_TEST(test_limits_names)
 }
 END_TEST
 
+/* shmq-bench with a bad flag or value says which, in one line: exit 64. */
+START_TEST(test_limits_bench_args)
+{
+	static const struct {
+		const char *arg, *val, *what;
+	} bad[] = {
+		{ "-r", "0", "-r '0'" }, { "-r", "abc", "-r 'abc'" },
+		{ "-r", "17", "1 to 16" }, { "-t", "0", "-t '0'" },
+		{ "-t", "1e9", "0.01 to 60" }, { "-t", "0.5x", "-t '0.5x'" },
+		{ "-f", "nothing", "-f 'nothing'" }, { "-z", NULL, "-z" },
+		{ "-r", NULL, "-r needs a value" }, { "extra", NULL, "'extra'" },
+	};
+	char prog[CP_PATH_LEN];
+	struct cp_pipe p;
+
+	cp_prepare(&p, 1);
+	cp_prog(prog, sizeof(prog), "shmq-bench");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		expect_exit(&p, bad[i].val != NULL ? CP_ARGS(prog, bad[i].arg,
+		    bad[i].val) : CP_ARGS(prog, bad[i].arg), 64,
+		    CP_ARGS(bad[i].what));
+	cp_assert_gone(&p);
+}
+END_TEST
+
 Suite *
 limits_suite(void)
 {
@@ -770,6 +795,7 @@ limits_suite(void)
 	tcase_add_test(tc, test_limits_segment_modes);
 	tcase_add_test(tc, test_limits_foreign_segments);
 	tcase_add_test(tc, test_limits_names);
+	tcase_add_test(tc, test_limits_bench_args);
 	suite_add_tcase(s, tc);
 	return s;
 }
