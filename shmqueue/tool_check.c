@@ -344,14 +344,17 @@ check_opts(struct check *c, int argc, char **argv)
 	static const struct option longopts[] = {
 		TOOL_LONG_COMMON, { NULL, 0, NULL, 0 }
 	};
-	int ch;
+	int ch, r;
 
 	tool_opts_init(&c->o);
-	while ((ch = getopt_long(argc, argv, "ho:w:", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, ":ho:w:", longopts, NULL)) !=
+	    -1) {
 		if (ch == 'h')
 			return tool_help("check") == 0 ? -1 : 1;
-		if (tool_opt_common(&c->o, ch, optarg) <= 0)
+		if ((r = tool_opt_common(&c->o, ch, optarg)) < 0)
 			return tool_usage("check", NULL);
+		if (r == 0)
+			return tool_opt_bad("check", ch, argv, longopts);
 	}
 	if (argc - optind > 1)
 		return tool_usage("check", "one PATTERN at most");

@@ -293,11 +293,11 @@ tool_cmd_gc(int argc, char **argv)
 	unsigned matched;
 	int ch, r;
 
-	while ((ch = getopt_long(argc, argv, "hn", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, ":hn", longopts, NULL)) != -1) {
 		if (ch == 'h')
 			return tool_help("gc");
 		if (ch != 'n')
-			return tool_usage("gc", NULL);
+			return tool_opt_bad("gc", ch, argv, longopts);
 		gc.g_dry = true;
 	}
 	if (argc - optind > 1)

@@ -589,8 +589,10 @@ ps_of_pid(struct ps_list *l, pid_t pid, const char *arg)
 int
 tool_cmd_ps(int argc, char **argv)
 {
+	/* Of TOOL_LONG_COMMON, what ps uses: it has no rates to judge. */
 	static const struct option longopts[] = {
-		TOOL_LONG_COMMON, { NULL, 0, NULL, 0 }
+		{ "output", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 }
 	};
 	struct tool_opts o;
 	struct ps_list l = { 0 };
@@ -602,7 +604,8 @@ tool_cmd_ps(int argc, char **argv)
 	int ch, r;
 
 	tool_opts_init(&o);
-	while ((ch = getopt_long(argc, argv, "ho:p:", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, ":ho:p:", longopts, NULL)) !=
+	    -1) {
 		if (ch == 'h')
 			return tool_help("ps");
 		if (ch == 'p' && !tool_num(optarg, 1, INT_MAX, &pid)) {
@@ -610,9 +613,10 @@ tool_cmd_ps(int argc, char **argv)
 			    tool_safe(shown, sizeof(shown), optarg), INT_MAX);
 			return TOOL_EX_USAGE;
 		}
-		if (ch != 'p' && (ch != 'o' ||
-		    tool_opt_common(&o, ch, optarg) <= 0))
+		if (ch == 'o' && tool_opt_common(&o, ch, optarg) < 0)
 			return tool_usage("ps", NULL);
+		if (ch != 'p' && ch != 'o')
+			return tool_opt_bad("ps", ch, argv, longopts);
 	}
 	if (argc - optind > 1)
 		return tool_usage("ps", "one PIPELINE at most");

@@ -491,6 +491,64 @@ START_TEST(test_shmq_tool_usage)
 END_TEST
 
 /*
+ * Every command says what is wrong with an option in the tool's words, one
+ * line "shmq: OPTION: what is wrong" and its usage under it, and exits 64
+ * (check: 3).  getopt printed its own line before, named for the command
+ * ("ls: invalid option -- 'z'"), and an option a command does not take but
+ * another does (ps --window, top --output) got the usage without a word.
+ */
+START_TEST(test_shmq_tool_option_errors)
+{
+	static const char *const runs[][4] = {
+		/* command, option, its value or NULL, what is said */
+		{ "ls", "-o", NULL, "-o: expected a value, FMT" },
+		{ "show", "--window", NULL, "--window: expected a value, S" },
+		{ "ps", "--window", "3", "--window: unknown option" },
+		{ "top", "--output", "json", "--output: unknown option" },
+		{ "peek", "--hex=1", "q", "--hex: takes no value" },
+		{ "put", "-t", NULL, "-t: expected a value, MS" },
+		{ "get", "--count", NULL, "--count: expected a value, K" },
+		{ "create", "-\x1b", "q", "-?: unknown option" },
+		{ "rm", "--force=1", "q", "--force: takes no value" },
+		{ "check", "--fill", "5", "--fill: ambiguous, expected "
+		    "--fill-warn or --fill-crit" },
+		{ "gc", "-nz", NULL, "-z: unknown option" },
+	};
+	static const char *const cmds[] = { "ls", "show", "ps", "top", "peek",
+		"put", "get", "create", "rm", "check", "gc" };
+	char want[256];
+	struct st_run r;
+
+	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+		const char *cmd = runs[i][0];
+		st_run_in(&r, NULL, (const char *const[]){ cmd, runs[i][1],
+		    runs[i][2], NULL });
+		st_expect(&r, strcmp(cmd, "check") == 0 ? 3 : 64, cmd);
+		snprintf(want, sizeof(want), "shmq: %s\nusage: shmq %s ",
+		    runs[i][3], cmd);
+		ck_assert_msg(strncmp(r.r_err, want, strlen(want)) == 0 &&
+		    strchr(r.r_err + strlen(want), '\n') == r.r_err +
+		    strlen(r.r_err) - 1, "%s %s: stderr:\n%s", cmd, runs[i][1],
+		    r.r_err);
+		st_free(&r);
+	}
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		for (int k = 0; k < 2; k++) {
+			const char *opt = k == 0 ? "-z" : "--bogus=1";
+			ST_RUN(&r, cmds[i], opt);
+			st_expect(&r, strcmp(cmds[i], "check") == 0 ? 3 : 64,
+			    cmds[i]);
+			snprintf(want, sizeof(want), "shmq: %s: unknown "
+			    "option\nusage: shmq %s ", k == 0 ? "-z" :
+			    "--bogus", cmds[i]);
+			ck_assert_msg(strncmp(r.r_err, want, strlen(want)) ==
+			    0, "%s %s: stderr:\n%s", cmds[i], opt, r.r_err);
+			st_free(&r);
+		}
+}
+END_TEST
+
+/*
  * A get that cannot write its message gives it back (its lease, released,
  * waits in the get's own record for the next taker) and exits 71.  The
  * queue is still a script queue nobody is attached to: before, that record
@@ -2544,6 +2602,7 @@ shmq_tool_suite(void)
 	tc = cu_tcase("Core");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_shmq_tool_usage);
+	tcase_add_test(tc, test_shmq_tool_option_errors);
 	tcase_add_test(tc, test_shmq_tool_put_get);
 	tcase_add_test(tc, test_shmq_tool_get_fail_keeps_queue);
 	tcase_add_test(tc, test_shmq_tool_put_stdin_long);
