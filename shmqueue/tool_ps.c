@@ -20,6 +20,8 @@
 #include "tool.h"
 
 #define PS_EXIT_LEN	48
+/* What ctl_name_ok() takes, as shmpipe --name says it. */
+#define PS_NAME_RULE	"expected 1..40 characters of A-Z a-z 0-9 _ . -"
 static_assert(sizeof(((struct shmpipe_proc *)0)->last_exit) == PS_EXIT_LEN,
     "last_exit is copied whole");
 
@@ -36,7 +38,7 @@ struct ps_row {
 
 /* One pipeline. */
 struct ps_pipe {
-	char		 p_name[SHMPIPE_NAME_MAX];
+	char		 p_name[TOOL_NAME_LEN];	/* a valid one, or not */
 	enum tool_state	 p_state;
 	const char	*p_why;
 	pid_t		 p_sup;
@@ -192,6 +194,13 @@ pipe_read(const char *name, pid_t pid, struct ps_pipe *p)
 
 	memset(p, 0, sizeof(*p));
 	strlcpy(p->p_name, name, sizeof(p->p_name));
+	/* A file named as no supervisor names one: ctl_open would refuse
+	 * its name (EINVAL), which says nothing of the file. */
+	if (!ctl_name_ok(name)) {
+		p->p_state = TOOL_ST_CORRUPT;
+		p->p_why = "not a pipeline name: " PS_NAME_RULE;
+		return;
+	}
 	r = tool_guard(read_ctl, &x);
 	ctl_close(&c);			/* never opened: a no-op */
 	if (r != 0) {
@@ -210,7 +219,7 @@ list_add(const struct tool_ent *e, void *arg)
 {
 	struct ps_list *l = arg;
 	struct ps_pipe *p;
-	char name[SHMPIPE_NAME_MAX];
+	char name[TOOL_NAME_LEN];	/* valid or not: pipe_read says */
 
 	if (!tool_pipe_name(e->e_name, name, sizeof(name), NULL))
 		return 0;
@@ -259,7 +268,7 @@ phase_name(uint32_t phase)
 static void
 pipe_title(const struct ps_pipe *p)
 {
-	char shown[SHMPIPE_NAME_MAX * 3];	/* a name from /dev/shm */
+	char shown[sizeof(p->p_name) * 3];	/* a name from /dev/shm */
 	uint32_t alive = 0;
 
 	tool_safe(shown, sizeof(shown), p->p_name);
@@ -549,7 +558,7 @@ ps_name(const char *arg, char name[SHMPIPE_NAME_MAX])
 	if (!tool_pipe_name(arg, name, SHMPIPE_NAME_MAX, NULL))
 		strlcpy(name, arg, SHMPIPE_NAME_MAX);
 	if (!ctl_name_ok(name)) {	/* the user's bytes, said back */
-		warnx("%s: not a pipeline name", tool_safe(shown,
+		warnx("%s: not a pipeline name: " PS_NAME_RULE, tool_safe(shown,
 		    sizeof(shown), arg));
 		return TOOL_EX_USAGE;
 	}

@@ -1725,7 +1725,7 @@ END_TEST
 START_TEST(test_shmq_tool_error_pipe_names)
 {
 	char base[CU_NAME_LEN], arg[CU_NAME_LEN + 16], ctl[CU_NAME_LEN + 32];
-	char raw[CU_NAME_LEN + 16], want[CU_NAME_LEN + 64];
+	char raw[CU_NAME_LEN + 16], want[CU_NAME_LEN + 160];
 	const uint64_t magic = SHMPIPE_CTL_MAGIC;
 	const char *const bad = "\x1b[7mX\nY";
 	const char *const runs[][5] = {
@@ -1740,7 +1740,8 @@ START_TEST(test_shmq_tool_error_pipe_names)
 	ST_RUN(&r, "ps", arg);
 	st_expect(&r, 64, "ps of a name with controls");
 	snprintf(want, sizeof(want), "shmq: %s-?[7mX?Y: not a pipeline "
-	    "name\n", st_bare(base));
+	    "name: expected 1..40 characters of A-Z a-z 0-9 _ . -\n",
+	    st_bare(base));
 	ck_assert_msg(strcmp(r.r_err, want) == 0, "stderr:\n%s", r.r_err);
 	st_free(&r);
 
@@ -1771,6 +1772,53 @@ START_TEST(test_shmq_tool_error_pipe_names)
 	}
 	snprintf(ctl, sizeof(ctl), "/dev/shm/%s", arg);
 	ck_assert_msg(access(ctl, F_OK) != 0, "create made it anyway");
+}
+END_TEST
+
+/*
+ * A file named as a control segment, "shmpipe.NAME.ctl" with the right
+ * magic, whose NAME no supervisor would make (a space, a '!', 45
+ * characters): ps and check say what is wrong with it, where they said
+ * "Invalid argument" (ctl_open refusing the name); and ps lists the long
+ * one too, which it left out.
+ */
+START_TEST(test_shmq_tool_bad_pipeline_name)
+{
+	char base[CU_NAME_LEN], bad[2][CU_NAME_LEN + 48];
+	char ctl[2][CU_NAME_LEN + 64], want[2 * CU_NAME_LEN + 256];
+	const uint64_t magic = SHMPIPE_CTL_MAGIC;
+	struct st_run ps, chk;
+
+	cu_name(base, "bpn");
+	snprintf(bad[0], sizeof(bad[0]), "%s bad!", st_bare(base));
+	snprintf(bad[1], sizeof(bad[1]), "%s-%045d", st_bare(base), 0);
+	for (int i = 0; i < 2; i++) {
+		snprintf(ctl[i], sizeof(ctl[i]), "shmpipe.%s.ctl", bad[i]);
+		st_file(ctl[i], &magic, sizeof(magic), 4096);
+	}
+	ST_RUN(&ps, "ps");
+	snprintf(want, sizeof(want), "shmpipe.%s*.ctl", st_bare(base));
+	ST_RUN(&chk, "check", want);
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(shm_unlink(ctl[i]), 0);
+	st_expect(&ps, 65, "ps of misnamed control segments");
+	st_expect(&chk, 2, "check of misnamed control segments");
+	ck_assert_msg(strstr(ps.r_err, "Invalid argument") == NULL &&
+	    strstr(chk.r_out, "Invalid argument") == NULL, "ps:\n%scheck:\n%s",
+	    ps.r_err, chk.r_out);
+	for (int i = 0; i < 2; i++) {
+		snprintf(want, sizeof(want), "shmq: %s: CORRUPT: not a pipeline "
+		    "name: expected 1..40 characters of A-Z a-z 0-9 _ . -\n",
+		    bad[i]);
+		ck_assert_msg(strstr(ps.r_err, want) != NULL, "ps: no %s in:\n%s",
+		    want, ps.r_err);
+		snprintf(want, sizeof(want), "pipeline %s: CRITICAL CORRUPT "
+		    "(not a pipeline name: expected", bad[i]);
+		ck_assert_msg(strstr(chk.r_out, want) != NULL, "check: no %s "
+		    "in:\n%s", want, chk.r_out);
+	}
+	st_free(&ps);
+	st_free(&chk);
 }
 END_TEST
 
@@ -2626,6 +2674,7 @@ shmq_tool_suite(void)
 	tcase_add_test(tc, test_shmq_tool_error_names);
 	tcase_add_test(tc, test_shmq_tool_error_patterns);
 	tcase_add_test(tc, test_shmq_tool_error_pipe_names);
+	tcase_add_test(tc, test_shmq_tool_bad_pipeline_name);
 	tcase_add_test(tc, test_shmq_tool_permission);
 	tcase_add_test(tc, test_shmq_tool_denied_pipeline);
 	tcase_add_test(tc, test_shmq_tool_top);
