@@ -21,6 +21,8 @@
 
 #define PS_EXIT_LEN	48
 /* What ctl_name_ok() takes, as shmpipe --name says it. */
+#define PS_STR(x)	#x
+#define PS_XSTR(x)	PS_STR(x)
 #define PS_NAME_RULE	"expected 1..40 characters of A-Z a-z 0-9 _ . -"
 static_assert(sizeof(((struct shmpipe_proc *)0)->last_exit) == PS_EXIT_LEN,
     "last_exit is copied whole");
@@ -180,6 +182,8 @@ pipe_fail(struct ps_pipe *p, int err)
 	    err == ENODATA ? "truncated: smaller than its header says" :
 	    err == EBADMSG ? "inconsistent sizes or offsets" :
 	    err == EPROTO ? "replaced while being read (magic or file type)" :
+	    err == EPROTONOSUPPORT ? "another major layout version; this "
+	    "shmq reads " PS_XSTR(SHMPIPE_LAYOUT_MAJOR) ".x" :
 	    err == EAGAIN ? "being created" : strerror(err);
 }
 

@@ -1823,6 +1823,40 @@ START_TEST(test_shmq_tool_bad_pipeline_name)
 END_TEST
 
 /*
+ * A control segment of another major layout version is INCOMPATIBLE, and
+ * ps and check say so as ls says it of a queue; they said "Protocol not
+ * supported" (EPROTONOSUPPORT by its strerror).
+ */
+START_TEST(test_shmq_tool_pipeline_incompatible)
+{
+	char base[CU_NAME_LEN], ctl[CU_NAME_LEN + 32], want[CU_NAME_LEN + 128];
+	struct shmpipe_ctl h = { .version_major = SHMPIPE_LAYOUT_MAJOR + 1 };
+	struct st_run ps, chk;
+
+	atomic_init(&h.magic, SHMPIPE_CTL_MAGIC);
+	cu_name(base, "pinc");
+	snprintf(ctl, sizeof(ctl), "shmpipe.%s.ctl", st_bare(base));
+	st_file(ctl, &h, sizeof(h), 4096);
+	ST_RUN(&ps, "ps", st_bare(base));
+	ST_RUN(&chk, "check", ctl);
+	ck_assert_int_eq(shm_unlink(ctl), 0);
+	st_expect(&ps, 65, "ps of another layout");
+	st_expect(&chk, 3, "check of another layout");
+	snprintf(want, sizeof(want), "shmq: %s: INCOMPATIBLE: another major "
+	    "layout version; this shmq reads %d.x\n", st_bare(base),
+	    SHMPIPE_LAYOUT_MAJOR);
+	ck_assert_msg(strcmp(ps.r_err, want) == 0, "ps:\n%s", ps.r_err);
+	snprintf(want, sizeof(want), "pipeline %s: UNKNOWN INCOMPATIBLE "
+	    "(another major layout version; this shmq reads %d.x)\n",
+	    st_bare(base), SHMPIPE_LAYOUT_MAJOR);
+	ck_assert_msg(strstr(chk.r_out, want) != NULL, "check:\n%s",
+	    chk.r_out);
+	st_free(&ps);
+	st_free(&chk);
+}
+END_TEST
+
+/*
  * check's Nagios output with a queue named a|b'c<newline>d=e, 94% full:
  * one status line, whose only '|' is the one before the performance
  * data; labels with ' doubled and no '='.  The name went out raw before:
@@ -2675,6 +2709,7 @@ shmq_tool_suite(void)
 	tcase_add_test(tc, test_shmq_tool_error_patterns);
 	tcase_add_test(tc, test_shmq_tool_error_pipe_names);
 	tcase_add_test(tc, test_shmq_tool_bad_pipeline_name);
+	tcase_add_test(tc, test_shmq_tool_pipeline_incompatible);
 	tcase_add_test(tc, test_shmq_tool_permission);
 	tcase_add_test(tc, test_shmq_tool_denied_pipeline);
 	tcase_add_test(tc, test_shmq_tool_top);
