@@ -404,43 +404,94 @@ ps_json(const struct ps_list *l)
 	tool_json_close(&j, '}');
 }
 
+/* A row's fields, or as many empty ones for a pipeline without rows. */
+static void
+csv_row(const struct ps_list *l, const struct ps_row *r, FILE *f)
+{
+	if (r == NULL) {
+		fputs(",,,,,,,,,,,,,,", f);
+		return;
+	}
+	tool_csv_u64(f, r->r_row, false);
+	tool_csv_u64(f, (uint64_t)r->r_pid, false);
+	tool_csv(f, role_name(r->r_role), false);
+	tool_csv_u64(f, r->r_index, false);
+	tool_csv_u64(f, r->r_gen, false);
+	tool_csv(f, row_state(r), false);
+	tool_csv(f, r->r_alive ? "true" : "false", false);
+	if (r->r_busy_ns != 0) {
+		tool_csv_u64(f, SHMPIPE_CONN_SLOT(r->r_conn), false);
+		tool_csv_u64(f, r->r_seq, false);
+		tool_csv_u64(f, (uint64_t)busy_ms(l, r), false);
+	} else {
+		fputs(",,,", f);
+	}
+	tool_csv_u64(f, r->r_served, false);
+	tool_csv_u64(f, r->r_served_total, false);
+	tool_csv_u64(f, r->r_restarts, false);
+	tool_csv(f, r->r_status == -1 ? NULL : r->r_exit, false);
+}
+
+/* The pipeline's fields of JSON, empty where it could not be read; the
+ * request's conn_gen, which came with them, last. */
+static void
+csv_pipe(const struct ps_pipe *p, const struct ps_row *r, FILE *f)
+{
+	bool have = p->p_state == TOOL_ST_OK || p->p_state == TOOL_ST_STALE;
+
+	tool_csv(f, p->p_why, false);
+	if (have) {
+		tool_csv_u64(f, (uint64_t)p->p_sup, false);
+		tool_csv(f, p->p_sup_alive ? "true" : "false", false);
+		tool_csv(f, phase_name(p->p_phase), false);
+		tool_csv_u64(f, p->p_accepted, false);
+		tool_csv_u64(f, p->p_answered, false);
+		tool_csv_u64(f, p->p_in_flight, false);
+		tool_csv_u64(f, p->p_window, false);
+		tool_csv_u64(f, p->p_restarts, false);
+		tool_csv_u64(f, p->p_timeouts, false);
+		tool_csv_u64(f, p->p_redelivered, false);
+	} else {
+		fputs(",,,,,,,,,,", f);
+	}
+	if (r != NULL && r->r_busy_ns != 0)
+		tool_csv_u64(f, r->r_conn >> 32, true);
+	else
+		tool_csv(f, NULL, true);
+}
+
+/*
+ * One line per process, and one for a pipeline without any (unreadable,
+ * or all rows empty) so that every pipeline of JSON is there.  The fields
+ * CSV gained after the first ones last, so that the columns a script
+ * counts to stay where they were.
+ */
 static void
 ps_csv(const struct ps_list *l)
 {
 	static const char *const head[] = { "pipeline", "pipeline_state",
 	    "row", "pid", "role", "index", "generation", "state", "alive",
 	    "request_conn", "request_seq", "request_age_ms", "served",
-	    "served_total", "restarts", "last_exit" };
+	    "served_total", "restarts", "last_exit", "reason",
+	    "supervisor_pid", "supervisor_alive", "phase", "accepted",
+	    "answered", "in_flight", "window", "pipeline_restarts",
+	    "timeouts", "redelivered", "request_conn_gen" };
 	FILE *f = stdout;
 
 	for (size_t i = 0; i < sizeof(head) / sizeof(head[0]); i++)
 		tool_csv(f, head[i], i + 1 == sizeof(head) / sizeof(head[0]));
-	for (size_t k = 0; k < l->l_n; k++)
-		for (uint32_t i = 0; i < l->l_pipes[k].p_nrows; i++) {
-			const struct ps_row *r = &l->l_pipes[k].p_rows[i];
-			tool_csv(f, l->l_pipes[k].p_name, false);
-			tool_csv(f, tool_state_name(l->l_pipes[k].p_state),
-			    false);
-			tool_csv_u64(f, r->r_row, false);
-			tool_csv_u64(f, (uint64_t)r->r_pid, false);
-			tool_csv(f, role_name(r->r_role), false);
-			tool_csv_u64(f, r->r_index, false);
-			tool_csv_u64(f, r->r_gen, false);
-			tool_csv(f, row_state(r), false);
-			tool_csv(f, r->r_alive ? "true" : "false", false);
-			if (r->r_busy_ns != 0) {
-				tool_csv_u64(f, SHMPIPE_CONN_SLOT(r->r_conn),
-				    false);
-				tool_csv_u64(f, r->r_seq, false);
-				tool_csv_u64(f, (uint64_t)busy_ms(l, r), false);
-			} else {
-				fputs(",,,", f);
-			}
-			tool_csv_u64(f, r->r_served, false);
-			tool_csv_u64(f, r->r_served_total, false);
-			tool_csv_u64(f, r->r_restarts, false);
-			tool_csv(f, r->r_status == -1 ? NULL : r->r_exit, true);
+	for (size_t k = 0; k < l->l_n; k++) {
+		const struct ps_pipe *p = &l->l_pipes[k];
+		for (uint32_t i = 0; i < p->p_nrows || (i == 0 &&
+		    p->p_nrows == 0); i++) {
+			const struct ps_row *r = p->p_nrows > 0 ?
+			    &p->p_rows[i] : NULL;
+			tool_csv(f, p->p_name, false);
+			tool_csv(f, tool_state_name(p->p_state), false);
+			csv_row(l, r, f);
+			csv_pipe(p, r, f);
 		}
+	}
 }
 
 /* Pipeline-wide metrics: one family per field. */

@@ -1232,7 +1232,7 @@ START_TEST(test_shmq_tool_check)
 	st_free(&r);
 	ST_RUN(&r, "check", "-o", "csv", pat);
 	st_expect(&r, 2, "check -o csv");
-	ck_assert_int_eq(st_csv(r.r_out), 2);
+	ck_assert_int_eq(st_csv(r.r_out), 3);	/* head, check, queue */
 	st_free(&r);
 	ST_RUN(&r, "check", "-o", "prom", pat);
 	st_expect(&r, 2, "check -o prom");
@@ -2330,6 +2330,165 @@ START_TEST(test_shmq_tool_ps)
 }
 END_TEST
 
+/* Field col of CSV line n (0: the header) of text into buf, unquoted;
+ * false if there is no such line or column. */
+static bool
+st_csv_get(const char *text, int n, const char *col, char *buf, size_t len)
+{
+	const char *p = text, *line;
+	int want = -1, k = 0;
+	size_t o = 0;
+
+	for (int i = 0; i <= n && *p; i++) {
+		line = p;
+		(void)st_csv_fields(&p);	/* past the line */
+		if (i == 0)
+			for (const char *h = line; h < p; k++) {
+				size_t w = strcspn(h, ",\r");
+				if (w == strlen(col) && strncmp(h, col, w) == 0)
+					want = k;
+				h += w + 1;
+			}
+		if (i < n || want < 0)
+			continue;
+		for (k = 0; k < want; line++)	/* to the field's start */
+			if (*line == '"')
+				line = strchr(line + 1, '"');
+			else if (*line == ',')
+				k++;
+		for (bool q = false; *line && (q || (*line != ',' &&
+		    *line != '\r')); line++) {
+			if (*line == '"' && !(q && line[1] == '"')) {
+				q = !q;
+				continue;
+			}
+			line += q && *line == '"';
+			if (o + 1 < len)
+				buf[o++] = *line;
+		}
+		buf[o] = '\0';
+		return true;
+	}
+	return false;
+}
+
+/* Every member of JSON object o is a column of CSV (renamed if in ren,
+ * pairs of JSON name, CSV name; skipped if renamed to NULL). */
+static void
+st_csv_has(const char *csv, const struct cj *o, const char *const *ren)
+{
+	char val[256];
+
+	for (size_t i = 0; i < o->cj_n; i++) {
+		const char *key = o->cj_keys[i];
+		for (size_t k = 0; ren[k] != NULL; k += 2)
+			if (strcmp(ren[k], key) == 0) {
+				key = ren[k + 1];
+				break;
+			}
+		ck_assert_msg(key == NULL || st_csv_get(csv, 0, key, val,
+		    sizeof(val)), "CSV has no %s:\n%s", key, csv);
+	}
+}
+
+/*
+ * ps -o csv and check -o csv carry what their JSON has: ps lacked every
+ * field of the pipeline itself (reason, supervisor, phase, counts) and the
+ * request's conn_gen, and left out a pipeline without rows, one it could
+ * not read; check lacked the whole check's status, code, summary and
+ * thresholds.
+ */
+START_TEST(test_shmq_tool_ps_check_csv_fields)
+{
+	static const char *const ps_ren[] = { "name", "pipeline", "state",
+	    "pipeline_state", "restarts", "pipeline_restarts", "procs", NULL,
+	    NULL };
+	static const char *const row_ren[] = { "request", "request_conn",
+	    "restarts", "restarts", NULL };
+	static const char *const chk_ren[] = { "thresholds", NULL, "segments",
+	    NULL, "schema", NULL, "tool", NULL, "version", NULL, "command",
+	    NULL, "time_ms", NULL, "summary", "reason", NULL };
+	char val[512], pid[16], bad[CU_NAME_LEN + 16], ctl[CU_NAME_LEN + 32];
+	char pat[CU_NAME_LEN + 32];
+	const uint64_t magic = SHMPIPE_CTL_MAGIC;
+	const struct cj *pipe, *th;
+	struct cp_pipe p;
+	struct st_run r;
+	struct cj *v;
+	int fd;
+
+	cp_start(&p, 1, NULL);
+	fd = cp_connect(&p);
+	cp_sends(fd, "sleep 3000\n");
+	v = st_ps_busy(&p);		/* a request in hand: conn_gen */
+	pipe = cj_at(cj_get(v, "pipelines"), 0);
+	ST_RUN(&r, "ps", "-o", "csv", p.cp_name);
+	st_expect(&r, 0, "ps -o csv");
+	st_csv_has(r.r_out, pipe, ps_ren);
+	st_csv_has(r.r_out, cj_at(cj_get(pipe, "procs"), 0), row_ren);
+	ck_assert(st_csv_get(r.r_out, 0, "request_seq", val, sizeof(val)));
+	ck_assert(st_csv_get(r.r_out, 0, "request_conn_gen", val,
+	    sizeof(val)));
+	snprintf(pid, sizeof(pid), "%d", (int)p.cp_pid);
+	for (int n = 1; n <= 3; n++) {
+		ck_assert(st_csv_get(r.r_out, n, "supervisor_pid", val,
+		    sizeof(val)));
+		ck_assert_str_eq(val, pid);
+		ck_assert(st_csv_get(r.r_out, n, "phase", val, sizeof(val)));
+		ck_assert_str_eq(val, "running");
+	}
+	cj_free(v);
+	st_free(&r);
+	cp_close(fd);
+	cp_stop(&p);
+
+	/* A pipeline without rows is a line too, with its reason. */
+	cu_name(bad, "csvbad");
+	snprintf(ctl, sizeof(ctl), "shmpipe.%s,x.ctl", st_bare(bad));
+	st_file(ctl, &magic, sizeof(magic), 4096);
+	ST_RUN(&r, "ps", "-o", "csv");
+	snprintf(pat, sizeof(pat), "shmpipe.%s*", st_bare(bad));
+	ck_assert_int_eq(shm_unlink(ctl), 0);
+	st_expect(&r, 65, "ps -o csv of a corrupt pipeline");
+	(void)st_csv(r.r_out);
+	snprintf(pat, sizeof(pat), "\"%s,x\",CORRUPT,,", st_bare(bad));
+	ck_assert_msg(strstr(r.r_out, pat) != NULL && strstr(r.r_out,
+	    ",not a pipeline name: expected") != NULL, "%s", r.r_out);
+	st_free(&r);
+
+	/* check: the whole check on a line of its own, first. */
+	cu_name(bad, "csvchk");
+	snprintf(pat, sizeof(pat), "%s*", st_bare(bad));
+	shmq_close(cu_create(bad, 16, 64, 0, 0));
+	ST_RUN(&r, "check", "-o", "json", "--stall", "7", pat);
+	st_expect(&r, 0, "check -o json");
+	v = st_json(&r, "check");
+	st_free(&r);
+	ST_RUN(&r, "check", "-o", "csv", "--stall", "7", pat);
+	st_expect(&r, 0, "check -o csv");
+	ck_assert_int_eq(st_csv(r.r_out), 3);
+	st_csv_has(r.r_out, v, chk_ren);
+	st_csv_has(r.r_out, cj_get(v, "thresholds"), (const char *const[]){
+	    NULL });
+	ck_assert(st_csv_get(r.r_out, 1, "kind", val, sizeof(val)));
+	ck_assert_str_eq(val, "check");
+	ck_assert(st_csv_get(r.r_out, 1, "reason", val, sizeof(val)));
+	ck_assert_str_eq(val, cj_str(cj_get(v, "summary")));
+	ck_assert(st_csv_get(r.r_out, 1, "status", val, sizeof(val)));
+	ck_assert_str_eq(val, cj_str(cj_get(v, "status")));
+	th = cj_get(v, "thresholds");
+	ck_assert(st_csv_get(r.r_out, 1, "stall_s", val, sizeof(val)));
+	ck_assert(strtod(val, NULL) == st_num(th, "stall_s"));
+	ck_assert(st_csv_get(r.r_out, 1, "fill_warn_pct", val, sizeof(val)));
+	ck_assert(strtod(val, NULL) == st_num(th, "fill_warn_pct"));
+	ck_assert(st_csv_get(r.r_out, 2, "name", val, sizeof(val)));
+	ck_assert_str_eq(val, st_bare(bad));
+	cj_free(v);
+	st_free(&r);
+	ck_assert_int_eq(shmq_unlink(bad), 0);
+}
+END_TEST
+
 /*
  * A control segment's header is anyone's to change while shmq reads it:
  * after ctl_open checked it, the counts and offsets it goes by are its own
@@ -2720,6 +2879,7 @@ shmq_tool_suite(void)
 
 	tc = cp_tcase("Pipeline", 120);
 	tcase_add_test(tc, test_shmq_tool_ps);
+	tcase_add_test(tc, test_shmq_tool_ps_check_csv_fields);
 	tcase_add_test(tc, test_shmq_tool_gc_pipeline);
 	suite_add_tcase(s, tc);
 
