@@ -187,6 +187,9 @@ parse_tcp(struct loadgen_opts *o, const char *s, char *err, size_t errlen)
 	if (rc == OPTIONS_HOSTPORT_V6)
 		return fail(err, errlen, "--tcp '%s': an IPv6 address goes in "
 		    "brackets; expected " OPTIONS_HOSTPORT_FORMS, s);
+	if (rc == OPTIONS_HOSTPORT_NOT_V6)
+		return fail(err, errlen, "--tcp '%s': brackets are for an IPv6 "
+		    "address only; expected " OPTIONS_HOSTPORT_FORMS, s);
 	if (rc != 0)
 		return fail(err, errlen, "--tcp '%s': expected "
 		    OPTIONS_HOSTPORT_FORMS ", e.g. 127.0.0.1:7878", s);

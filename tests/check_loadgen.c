@@ -392,6 +392,21 @@ START_TEST(test_loadgen_opts_tcp_v6_brackets)
 }
 END_TEST
 
+/*
+ * Brackets are for an IPv6 literal only, as shmpipe --listen has them:
+ * "[localhost]:7878" and "[127.0.0.1]:7878" were taken for localhost and
+ * 127.0.0.1.
+ */
+START_TEST(test_loadgen_opts_tcp_brackets_v6_only)
+{
+	FAILS("--tcp '[localhost]:7878': brackets are for an IPv6 address "
+	    "only; expected HOST:PORT or [V6ADDR]:PORT", "--tcp",
+	    "[localhost]:7878");
+	FAILS("brackets are for an IPv6 address only", "--tcp",
+	    "[127.0.0.1]:7878");
+}
+END_TEST
+
 START_TEST(test_loadgen_opts_bad_numbers)
 {
 	FAILS("-c", "-c", "0");
@@ -659,6 +674,7 @@ loadgen_suite(void)
 	tcase_add_test(tc, test_loadgen_opts_long_names);
 	tcase_add_test(tc, test_loadgen_opts_tcp);
 	tcase_add_test(tc, test_loadgen_opts_tcp_v6_brackets);
+	tcase_add_test(tc, test_loadgen_opts_tcp_brackets_v6_only);
 	tcase_add_test(tc, test_loadgen_opts_max_line);
 	tcase_add_test(tc, test_loadgen_opts_bad_numbers);
 	tcase_add_test(tc, test_loadgen_opts_bad_combinations);
