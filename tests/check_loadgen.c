@@ -451,6 +451,39 @@ START_TEST(test_loadgen_opts_bad_combinations)
 }
 END_TEST
 
+/*
+ * What getopt found wrong, said as shmpipe says it: a flag given a value
+ * and an ambiguous abbreviation were "unknown option --json=1" and
+ * "unknown option --t", and a long option without its value was named by
+ * its short letter.
+ */
+START_TEST(test_loadgen_opts_getopt_errors)
+{
+	FAILS("option --json takes no value; see --help", "--json=1");
+	FAILS("option --help takes no value", "--help=x");
+	FAILS("option --t is ambiguous: expected one of --tcp, --threads, "
+	    "--timeout; see --help", "--t");
+	FAILS("option --connections needs a value", "--connections");
+	FAILS("option --connections needs a value", "--conn");
+	FAILS("unknown option -z;", "-qz");
+	FAILS("unknown option --bogus;", "--bogus=1");
+}
+END_TEST
+
+/*
+ * The user's bytes in a usage error are shown as shmq shows a name: a
+ * control character as '?', a byte that is not UTF-8 as U+FFFD.  They
+ * went out raw, an ESC to the terminal.
+ */
+START_TEST(test_loadgen_opts_errors_escaped)
+{
+	FAILS("-v 'x?[7m': expected a verb", "-v", "x\x1b[7m");
+	FAILS("unexpected argument 'st\xef\xbf\xbdray?'", "st\xffray\x1b");
+	FAILS("unknown option -?;", "-\x1b");
+	FAILS("'[a?]:1': brackets", "--tcp", "[a\x1b]:1");
+}
+END_TEST
+
 START_TEST(test_loadgen_opts_help)
 {
 	struct loadgen_opts o;
@@ -756,6 +789,8 @@ loadgen_suite(void)
 	tcase_add_test(tc, test_loadgen_opts_bad_numbers);
 	tcase_add_test(tc, test_loadgen_opts_bad_combinations);
 	tcase_add_test(tc, test_loadgen_opts_help);
+	tcase_add_test(tc, test_loadgen_opts_getopt_errors);
+	tcase_add_test(tc, test_loadgen_opts_errors_escaped);
 	tcase_add_test(tc, test_loadgen_opts_verbs);
 	tcase_add_test(tc, test_loadgen_opts_fib_arg);
 	tcase_add_test(tc, test_loadgen_opts_quota);
