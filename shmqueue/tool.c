@@ -104,9 +104,15 @@ tool_help(const char *cmd)
 {
 	const struct tool_cmd *c = cmd != NULL ? cmd_find(cmd) : NULL;
 
+	if (c == NULL && cmd != NULL) {
+		char shown[TOOL_NAME_LEN * 3];
+		fprintf(stderr, "shmq: help %s: no such command\n",
+		    tool_safe(shown, sizeof(shown), cmd));
+		return tool_usage(NULL, NULL);
+	}
 	if (c == NULL) {
 		usage_all(stdout);
-		return cmd == NULL ? 0 : TOOL_EX_USAGE;
+		return 0;
 	}
 	printf("usage: shmq %s %s\n%s\n", c->c_name, c->c_args, c->c_what);
 	return 0;
@@ -320,6 +326,20 @@ tool_exit_code(int err)
 	}
 }
 
+int
+tool_pattern_arg(const char *cmd, const char *arg, const char **pat)
+{
+	char shown[TOOL_NAME_LEN * 3], why[sizeof(shown) + 128];
+
+	*pat = tool_pattern(arg);
+	if (**pat != '\0')
+		return 0;
+	snprintf(why, sizeof(why), "'%s': an empty PATTERN, which matches "
+	    "nothing; expected names or a fnmatch(3) pattern, '*' for all",
+	    tool_safe(shown, sizeof(shown), arg));
+	return tool_usage(cmd, why);
+}
+
 const char *
 tool_pattern(const char *arg)
 {
@@ -332,17 +352,26 @@ tool_pattern(const char *arg)
 	return arg;
 }
 
+#define TOOL_STR(x)	#x
+#define TOOL_XSTR(x)	TOOL_STR(x)
+#define TOOL_NAME_MAX_S	TOOL_XSTR(NAME_MAX)
+
 int
 tool_seg_name(const char *arg, char *out, size_t len)
 {
 	char shown[TOOL_NAME_LEN * 3];
 
-	arg = tool_pattern(arg);
-	if (*arg == '\0' || strchr(arg, '/') != NULL ||
-	    strstr(arg, "..") != NULL || strcmp(arg, ".") == 0 ||
-	    strlcpy(out, arg, len) >= len) {
-		warnx("%s: not a segment name", tool_safe(shown,
-		    sizeof(shown), arg));
+	const char *name = tool_pattern(arg);
+
+	if (*name == '\0' || strchr(name, '/') != NULL ||
+	    strstr(name, "..") != NULL || strcmp(name, ".") == 0 ||
+	    strlcpy(out, name, len) >= len) {
+		/* The empty one as the user wrote it: "''", "/dev/shm/". */
+		warnx("%s%s: not a segment name: %s", *arg == '\0' ? "''" :
+		    "", tool_safe(shown, sizeof(shown), *name ? name : arg),
+		    *name == '\0' ? "expected q, /q or " TOOL_SHM_DIR "/q" :
+		    strlen(name) >= len ? "longer than " TOOL_NAME_MAX_S
+		    " bytes" : "expected no '/' or '..' in it");
 		return -EINVAL;
 	}
 	return 0;
@@ -491,8 +520,10 @@ tool_run(int argc, char **argv)
 	}
 	if ((c = cmd_find(argv[1])) == NULL) {
 		char shown[TOOL_NAME_LEN * 3];
-		fprintf(stderr, "shmq: %s: no such command\n",
-		    tool_safe(shown, sizeof(shown), argv[1]));
+		fprintf(stderr, "shmq: %s: %s\n", tool_safe(shown,
+		    sizeof(shown), argv[1]), argv[1][0] == '-' ?
+		    "unknown option (-h, -V, or a command first)" :
+		    "no such command");
 		return tool_usage(NULL, NULL);
 	}
 	optind = 0;			/* GNU: start getopt afresh */

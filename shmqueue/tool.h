@@ -116,6 +116,10 @@ int	 tool_exit_code(int err);
 /* A PATTERN operand without "/dev/shm/" or a leading '/'. */
 const char *tool_pattern(const char *arg);
 
+/* The PATTERN operand arg of cmd into *pat (tool_pattern): 0, or the
+ * usage error of one that is empty ("", "/dev/shm/"), said. */
+int	 tool_pattern_arg(const char *cmd, const char *arg, const char **pat);
+
 /* A whole number lo..hi from s; false if it is not one. */
 bool	 tool_num(const char *s, long long lo, long long hi,
 	    long long *out);

@@ -374,10 +374,16 @@ check_opts(struct check *c, int argc, char **argv)
 	}
 	if (argc - optind > 1)
 		return tool_usage("check", "one PATTERN at most");
-	if (c->o.o_fill_warn > c->o.o_fill_crit)
-		return tool_usage("check", "--fill-warn above --fill-crit");
-	c->o.o_pattern = optind < argc ? tool_pattern(argv[optind]) : NULL;
-	return 0;
+	if (c->o.o_fill_warn > c->o.o_fill_crit) {
+		char why[96];
+		snprintf(why, sizeof(why), "--fill-warn %u is above --fill-crit "
+		    "%u; expected it at most that", c->o.o_fill_warn,
+		    c->o.o_fill_crit);
+		return tool_usage("check", why);
+	}
+	c->o.o_pattern = NULL;
+	return optind < argc ? tool_pattern_arg("check", argv[optind],
+	    &c->o.o_pattern) : 0;
 }
 
 int

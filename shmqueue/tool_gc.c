@@ -302,7 +302,10 @@ tool_cmd_gc(int argc, char **argv)
 	}
 	if (argc - optind > 1)
 		return tool_usage("gc", "one PATTERN at most");
-	pat = optind < argc ? tool_pattern(argv[optind]) : NULL;
+	pat = NULL;
+	if (optind < argc && (r = tool_pattern_arg("gc", argv[optind],
+	    &pat)) != 0)
+		return r;
 	/* DENIED too, though gc_run passes over them: a file the pattern
 	 * names is there, only not ours to prove dead. */
 	r = tool_scan(pat, TOOL_K_QUEUE | TOOL_K_PIPE | TOOL_K_QINIT |

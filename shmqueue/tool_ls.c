@@ -42,8 +42,8 @@ list_opts(const char *cmd, int argc, char **argv, struct tool_opts *o)
 	}
 	if (argc - optind > 1)
 		return tool_usage(cmd, "one PATTERN at most");
-	o->o_pattern = optind < argc ? tool_pattern(argv[optind]) : NULL;
-	return 0;
+	return optind < argc ? tool_pattern_arg(cmd, argv[optind],
+	    &o->o_pattern) : 0;
 }
 
 static int
@@ -210,7 +210,9 @@ tool_cmd_top(int argc, char **argv)
 	}
 	if (argc - optind > 1)
 		return tool_usage("top", "one PATTERN at most");
-	o.o_pattern = optind < argc ? tool_pattern(argv[optind]) : NULL;
+	if (optind < argc && (r = tool_pattern_arg("top", argv[optind],
+	    &o.o_pattern)) != 0)
+		return r;
 	top_signals();
 	for (long long n = 0; !top_stop && (count == 0 || n < count); n++) {
 		if (n > 0)

@@ -549,6 +549,52 @@ START_TEST(test_shmq_tool_option_errors)
 END_TEST
 
 /*
+ * Operands that are there but say nothing get a line that says what is
+ * wrong and what is expected: an empty PATTERN ("", "/dev/shm/") was "no
+ * queue matches " and exit 66; an empty NAME was ": not a segment name";
+ * "help nosuch" printed the usage on stdout without a word; "shmq -x" was
+ * "no such command"; crossed thresholds did not say their values.
+ */
+START_TEST(test_shmq_tool_odd_operands)
+{
+	static const char *const runs[][5] = {
+		/* exit, args..., what stderr starts with */
+		{ "64", "ls", "", NULL, "shmq: '': an empty PATTERN, which "
+		    "matches nothing; expected names or a fnmatch(3) pattern" },
+		{ "64", "ls", "/dev/shm/", NULL, "shmq: '/dev/shm/': an empty "
+		    "PATTERN" },
+		{ "64", "gc", "/", NULL, "shmq: '/': an empty PATTERN" },
+		{ "3", "check", "", NULL, "shmq: '': an empty PATTERN" },
+		{ "64", "show", "", NULL, "shmq: '': not a segment name: "
+		    "expected q, /q or /dev/shm/q\n" },
+		{ "64", "peek", "/dev/shm/", NULL, "shmq: /dev/shm/: not a "
+		    "segment name: expected q, /q or /dev/shm/q\n" },
+		{ "64", "rm", "a/b", NULL, "shmq: a/b: not a segment name: "
+		    "expected no '/' or '..' in it\n" },
+		{ "64", "help", "nosuch", NULL, "shmq: help nosuch: no such "
+		    "command\n" },
+		{ "64", "-x", NULL, NULL, "shmq: -x: unknown option" },
+		{ "3", "check", "--fill-warn=90", "--fill-crit=80", "shmq: "
+		    "--fill-warn 90 is above --fill-crit 80; expected" },
+	};
+	struct st_run r;
+
+	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+		const char *const *row = runs[i];
+		const char *want = row[4];
+		st_run_in(&r, NULL, (const char *const[]){ row[1], row[2],
+		    row[3], NULL });
+		st_expect(&r, atoi(row[0]), row[1]);
+		ck_assert_msg(strncmp(r.r_err, want, strlen(want)) == 0,
+		    "%s %s: stderr:\n%s", row[1], row[2] ? row[2] : "",
+		    r.r_err);
+		ck_assert_msg(r.r_len == 0, "%s: stdout:\n%s", row[1], r.r_out);
+		st_free(&r);
+	}
+}
+END_TEST
+
+/*
  * A get that cannot write its message gives it back (its lease, released,
  * waits in the get's own record for the next taker) and exits 71.  The
  * queue is still a script queue nobody is attached to: before, that record
@@ -2844,6 +2890,7 @@ shmq_tool_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_shmq_tool_usage);
 	tcase_add_test(tc, test_shmq_tool_option_errors);
+	tcase_add_test(tc, test_shmq_tool_odd_operands);
 	tcase_add_test(tc, test_shmq_tool_put_get);
 	tcase_add_test(tc, test_shmq_tool_get_fail_keeps_queue);
 	tcase_add_test(tc, test_shmq_tool_put_stdin_long);
