@@ -90,7 +90,7 @@ struct plan {
 	struct proto_handlers	*pl_proto;
 	struct sockaddr_storage	 pl_addr;
 	socklen_t		 pl_addrlen;
-	char			 pl_target[320];	/* for reports */
+	char			 pl_target[320];	/* for reports: raw */
 	char			*pl_pad;	/* lo_size bytes of filler */
 	size_t			 pl_verb_len;
 	unsigned		 pl_table;	/* expectation table; 0: none */
@@ -938,6 +938,7 @@ plan_target(struct plan *pl)
 	const struct loadgen_opts *o = pl->pl_opts;
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai;
 	struct sockaddr_un *sa = (struct sockaddr_un *)&pl->pl_addr;
+	char text[sizeof(o->lo_host) * 3];	/* the user's bytes, shown */
 	int rc;
 
 	if (o->lo_unix != NULL) {
@@ -949,8 +950,9 @@ plan_target(struct plan *pl)
 		return;
 	}
 	if ((rc = getaddrinfo(o->lo_host, o->lo_port, &hints, &ai)) != 0)
-		errx(EXIT_CONNECT, "cannot connect to %s:%s: %s", o->lo_host,
-		    o->lo_port, gai_strerror(rc));
+		errx(EXIT_CONNECT, "cannot connect to %s:%s: %s",
+		    utf8_safe(text, sizeof(text), o->lo_host), o->lo_port,
+		    gai_strerror(rc));
 	memcpy(&pl->pl_addr, ai->ai_addr, ai->ai_addrlen);
 	pl->pl_addrlen = ai->ai_addrlen;
 	freeaddrinfo(ai);
@@ -1094,6 +1096,7 @@ static void
 connect_all(struct worker *ws, const struct plan *pl)
 {
 	const struct loadgen_opts *o = pl->pl_opts;
+	char target[sizeof(pl->pl_target) * 3];
 	int rc;
 
 	for (unsigned t = 0; t < o->lo_threads; t++) {
@@ -1101,7 +1104,8 @@ connect_all(struct worker *ws, const struct plan *pl)
 			struct conn *cn = &ws[t].w_conns[i];
 			if ((rc = conn_open(cn, o->lo_timeout_ms)) != 0)
 				errx(EXIT_CONNECT, "cannot connect to %s "
-				    "(connection %u of %u): %s", pl->pl_target,
+				    "(connection %u of %u): %s", utf8_safe(
+				    target, sizeof(target), pl->pl_target),
 				    cn->cn_id + 1, o->lo_conns, strerror(-rc));
 			ws[t].w_active++;
 		}
@@ -1201,9 +1205,11 @@ report_human(const struct summary *su, const struct plan *pl)
 	const struct loadgen_opts *o = pl->pl_opts;
 	const struct loadgen_result *r = &su->su_res;
 	const struct loadgen_hist *h = &su->su_hist;
+	char target[sizeof(pl->pl_target) * 3];	/* a path: any bytes */
 
 	printf("shmpipe-bench: %s to %s, %u connection(s), depth %u, "
-	    "%u thread(s), payload %zu bytes\n", o->lo_verb, pl->pl_target,
+	    "%u thread(s), payload %zu bytes\n", o->lo_verb,
+	    utf8_safe(target, sizeof(target), pl->pl_target),
 	    o->lo_conns, o->lo_depth, o->lo_threads, o->lo_size);
 	printf("  requests     %" PRIu64 " sent, %" PRIu64 " replies in %.3f s: "
 	    "%.0f req/s\n", r->lr_sent, r->lr_replies, su->su_elapsed,

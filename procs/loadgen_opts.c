@@ -13,6 +13,7 @@
 #include "loadgen_opts.h"
 #include "options.h"
 #include "proto.h"
+#include "utf8.h"
 
 #define STR(x)		#x
 #define XSTR(x)		STR(x)
@@ -132,15 +133,21 @@ loadgen_opts_usage(void)
 	return usage;
 }
 
-/* Write one line into err; returns -EINVAL for the caller to pass on. */
+/*
+ * Write one line into err, the user's bytes in it shown as shmq shows a
+ * name (utf8_safe: no control character, so no newline, reaches the
+ * terminal); returns -EINVAL for the caller to pass on.
+ */
 static int __attribute__((format(printf, 3, 4)))
 fail(char *err, size_t errlen, const char *fmt, ...)
 {
+	char raw[1024];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
+	utf8_safe(err, errlen, raw);
 	return -EINVAL;
 }
 
@@ -187,6 +194,9 @@ parse_tcp(struct loadgen_opts *o, const char *s, char *err, size_t errlen)
 	if (rc == OPTIONS_HOSTPORT_V6)
 		return fail(err, errlen, "--tcp '%s': an IPv6 address goes in "
 		    "brackets; expected " OPTIONS_HOSTPORT_FORMS, s);
+	if (rc == OPTIONS_HOSTPORT_NOT_V6)
+		return fail(err, errlen, "--tcp '%s': brackets are for an IPv6 "
+		    "address only; expected " OPTIONS_HOSTPORT_FORMS, s);
 	if (rc != 0)
 		return fail(err, errlen, "--tcp '%s': expected "
 		    OPTIONS_HOSTPORT_FORMS ", e.g. 127.0.0.1:7878", s);
@@ -433,17 +443,67 @@ check(struct loadgen_opts *o, const struct seen *se, char *err,
 	return check_line(o, err, errlen);
 }
 
-/* The option getopt_long() stopped at, as the user wrote it. */
-static const char *
-opt_text(char **argv, char buf[3])
+/* The long option whose val is c, or NULL. */
+static const struct option *
+long_option(int c)
 {
-	if (optopt > 0 && optopt < 256) {
-		buf[0] = '-';
-		buf[1] = (char)optopt;
-		buf[2] = '\0';
-		return buf;
-	}
-	return argv[optind - 1];
+	for (const struct option *lo = longopts; lo->name != NULL; lo++)
+		if (lo->val == c)
+			return lo;
+	return NULL;
+}
+
+/* The long options "--arg" (up to any '=') abbreviates, into buf as
+ * "--a, --b"; how many. */
+static int
+long_matches(const char *arg, char *buf, size_t len)
+{
+	size_t n = strcspn(arg + 2, "=");
+	int k = 0;
+
+	buf[0] = '\0';
+	for (const struct option *lo = longopts; lo->name != NULL; lo++)
+		if (strncmp(lo->name, arg + 2, n) == 0)
+			snprintf(buf + strlen(buf), len - strlen(buf), "%s--%s",
+			    k++ == 0 ? "" : ", ", lo->name);
+	return k;
+}
+
+/*
+ * Say what getopt_long() found wrong, as shmpipe does (options.c): it
+ * sets optopt to the option's val when a value is missing (':') or given
+ * to one that takes none ('?'), to the character of an unknown short
+ * option, to 0 for an unknown or ambiguous long one.  The last argument
+ * it took is the option, but for an unknown short one inside a cluster
+ * not yet taken (-qx), which optopt names.
+ */
+static int
+getopt_failed(int c, char **argv, char *err, size_t errlen)
+{
+	const char *arg = argv[optind - 1];
+	const struct option *lo = long_option(optopt);
+	bool is_long = strncmp(arg, "--", 2) == 0 && (c == ':' ||
+	    optopt == 0 || (lo != NULL && lo->has_arg == no_argument));
+	int n = (int)strcspn(arg, "=");
+	char names[256];
+
+	if (c == ':' && is_long && lo != NULL)
+		return fail(err, errlen, "option --%s needs a value; see "
+		    "--help", lo->name);
+	if (c == ':')
+		return fail(err, errlen, "option -%c needs a value; see --help",
+		    optopt);
+	if (is_long && optopt == 0 && long_matches(arg, names,
+	    sizeof(names)) > 1)
+		return fail(err, errlen, "option %.*s is ambiguous: expected "
+		    "one of %s; see --help", n, arg, names);
+	if (is_long && optopt == 0)
+		return fail(err, errlen, "unknown option %.*s; see --help", n,
+		    arg);
+	if (is_long)
+		return fail(err, errlen, "option %.*s takes no value; see "
+		    "--help", n, arg);
+	return fail(err, errlen, "unknown option -%c; see --help", optopt);
 }
 
 int
@@ -451,7 +511,6 @@ loadgen_opts_parse(struct loadgen_opts *o, int argc, char **argv, char *err,
     size_t errlen)
 {
 	struct seen se = { false, false, false };
-	char buf[3];
 	int c, rc;
 
 	defaults(o);
@@ -459,12 +518,8 @@ loadgen_opts_parse(struct loadgen_opts *o, int argc, char **argv, char *err,
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":c:d:n:t:T:v:s:a:qhV", longopts,
 	    NULL)) != -1) {
-		if (c == '?')
-			return fail(err, errlen, "unknown option %s; see --help",
-			    opt_text(argv, buf));
-		if (c == ':')
-			return fail(err, errlen, "option %s needs a value; see "
-			    "--help", opt_text(argv, buf));
+		if (c == '?' || c == ':')
+			return getopt_failed(c, argv, err, errlen);
 		if ((rc = parse_one(o, c, optarg, &se, err, errlen)) != 0)
 			return rc;
 	}

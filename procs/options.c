@@ -159,6 +159,9 @@ options_hostport(const char *s, const char **host, size_t *hlen,
 	if (*hlen == 0 || memchr(hp, '[', *hlen) != NULL ||
 	    memchr(hp, ']', *hlen) != NULL)
 		return OPTIONS_HOSTPORT_FORM;
+	/* Brackets are an IPv6 literal's ("[localhost]" is no address). */
+	if (s[0] == '[' && memchr(hp, ':', *hlen) == NULL)
+		return OPTIONS_HOSTPORT_NOT_V6;
 	return 0;
 }
 
@@ -173,6 +176,9 @@ parse_tcp(struct listen_spec *ls, const char *arg)
 	rc = options_hostport(arg + 4, &host, &hlen, &port);
 	if (rc == OPTIONS_HOSTPORT_V6)
 		bad("--listen '%s': an IPv6 address goes in brackets; "
+		    "expected " LISTEN_TCP_FORMS, arg);
+	if (rc == OPTIONS_HOSTPORT_NOT_V6)
+		bad("--listen '%s': brackets are for an IPv6 address only; "
 		    "expected " LISTEN_TCP_FORMS, arg);
 	if (rc != 0)
 		bad("--listen '%s': expected " LISTEN_TCP_FORMS, arg);

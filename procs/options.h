@@ -88,6 +88,7 @@ void	options_parse(struct options *o, int argc, char **argv,
 /* What options_hostport() found wrong. */
 #define OPTIONS_HOSTPORT_FORM	(-1)	/* neither form, or no host */
 #define OPTIONS_HOSTPORT_V6	(-2)	/* a ':' in a host without brackets */
+#define OPTIONS_HOSTPORT_NOT_V6	(-3)	/* brackets round a host without ':' */
 
 /*
  * Split s, HOST:PORT or [V6ADDR]:PORT, into its host (*host, *hlen, the

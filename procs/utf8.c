@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /* utf8.c - bytes of any kind shown as UTF-8, for shmq(1) and the bench. */
 #include <stdint.h>
+#include <string.h>
 
 #include "utf8.h"
 
@@ -63,4 +64,26 @@ utf8_json_string(FILE *f, const char *s)
 			fwrite(p, 1, n, f);
 	}
 	fputc('"', f);
+}
+
+const char *
+utf8_safe(char *buf, size_t len, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n, o = 0;
+
+	for (; *p; p += n ? n : 1) {
+		const char *put = (const char *)p;
+		size_t k = n = utf8_len(p);
+		if (n == 0)
+			put = UTF8_REPLACEMENT, k = 3;
+		else if (utf8_control(p, n) >= 0)
+			put = "?", k = 1;
+		if (o + k >= len)
+			break;
+		memcpy(buf + o, put, k);
+		o += k;
+	}
+	buf[o] = '\0';
+	return buf;
 }

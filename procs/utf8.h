@@ -29,4 +29,13 @@ int	utf8_control(const unsigned char *p, size_t n);
  */
 void	utf8_json_string(FILE *f, const char *s);
 
+/*
+ * s as text for people (tables, CSV, messages) into buf of len bytes (at
+ * least 1): a valid sequence as it is, a byte that is not part of one as
+ * U+FFFD, a control character as '?'; cut short at a character, never
+ * inside one, if it does not fit.  Returns buf.  len = 3 * strlen(s) + 1
+ * always fits.
+ */
+const char *utf8_safe(char *buf, size_t len, const char *s);
+
 #endif /* UTF8_H */

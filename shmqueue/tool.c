@@ -104,12 +104,120 @@ tool_help(const char *cmd)
 {
 	const struct tool_cmd *c = cmd != NULL ? cmd_find(cmd) : NULL;
 
+	if (c == NULL && cmd != NULL) {
+		char shown[TOOL_NAME_LEN * 3];
+		fprintf(stderr, "shmq: help %s: no such command\n",
+		    tool_safe(shown, sizeof(shown), cmd));
+		return tool_usage(NULL, NULL);
+	}
 	if (c == NULL) {
 		usage_all(stdout);
-		return cmd == NULL ? 0 : TOOL_EX_USAGE;
+		return 0;
 	}
 	printf("usage: shmq %s %s\n%s\n", c->c_name, c->c_args, c->c_what);
 	return 0;
+}
+
+/* The long option of longopts whose val is c, or NULL. */
+static const struct option *
+long_option(const struct option *longopts, int c)
+{
+	for (const struct option *lo = longopts; lo->name != NULL; lo++)
+		if (lo->val == c)
+			return lo;
+	return NULL;
+}
+
+/* The long options "--arg" (up to any '=') abbreviates into buf, "--a or
+ * --b"; how many. */
+static int
+long_matches(const struct option *longopts, const char *arg, char *buf,
+    size_t len)
+{
+	size_t n = strcspn(arg + 2, "=");
+	int k = 0;
+
+	buf[0] = '\0';
+	for (const struct option *lo = longopts; lo->name != NULL; lo++) {
+		if (strncmp(lo->name, arg + 2, n) != 0)
+			continue;
+		snprintf(buf + strlen(buf), len - strlen(buf), "%s--%s",
+		    k == 0 ? "" : " or ", lo->name);
+		k++;
+	}
+	return k;
+}
+
+/* The word after option lo ("-o", "--stall") in the usage of cmd, "FMT",
+ * into buf; by its long name or its short letter. */
+static const char *
+opt_value_name(const char *cmd, const struct option *lo, char *buf,
+    size_t len)
+{
+	const struct tool_cmd *c = cmd_find(cmd);
+	char want[2][64];
+	const char *p = NULL;
+
+	if (c == NULL || lo == NULL)
+		return NULL;
+	snprintf(want[0], sizeof(want[0]), "[--%s ", lo->name);
+	snprintf(want[1], sizeof(want[1]), "[-%c ", lo->val > ' ' &&
+	    lo->val < 0x7f ? lo->val : ' ');
+	for (int i = 0; i < 2 && p == NULL; i++)
+		if ((p = strstr(c->c_args, want[i])) != NULL)
+			p += strlen(want[i]);
+	if (p == NULL)
+		return NULL;
+	snprintf(buf, len, "%.*s", (int)strcspn(p, "] "), p);
+	return buf;
+}
+
+/*
+ * getopt_long(3) sets optopt to the option's val when a value is missing
+ * (':') or given to one that takes none ('?'); to the character of an
+ * unknown short option; to 0 for an unknown or ambiguous long one.  The
+ * last argument it took is the option, but for an unknown short one
+ * inside a cluster not yet taken (-xq), which optopt names.
+ */
+int
+tool_opt_bad(const char *cmd, int ch, char **argv,
+    const struct option *longopts)
+{
+	const char *arg = argv[optind - 1];
+	const struct option *lo = long_option(longopts, ch == '?' ||
+	    ch == ':' ? optopt : ch);
+	bool is_long = strncmp(arg, "--", 2) == 0 && (ch != '?' ||
+	    optopt == 0 || (lo != NULL && lo->has_arg == no_argument));
+	char opt[TOOL_NAME_LEN], shown[TOOL_NAME_LEN * 3];
+	char why[sizeof(shown) + 320];
+	char names[256], value[32];
+
+	if (ch != '?' && ch != ':')	/* known, but not to cmd */
+		snprintf(opt, sizeof(opt), "--%s", lo != NULL ? lo->name :
+		    "?");
+	else if (is_long)
+		snprintf(opt, sizeof(opt), "%.*s", (int)strcspn(arg, "="),
+		    arg);
+	else
+		snprintf(opt, sizeof(opt), "-%c", (char)optopt);
+	tool_safe(shown, sizeof(shown), opt);
+	if (ch == ':' && opt_value_name(cmd, lo, value, sizeof(value)))
+		snprintf(why, sizeof(why), "%s: expected a value, %s", shown,
+		    value);
+	else if (ch == ':')
+		snprintf(why, sizeof(why), "%s: expected a value", shown);
+	else if (ch != '?')
+		snprintf(why, sizeof(why), "%s: not an option of %s", shown,
+		    cmd);
+	else if (is_long && optopt == 0 && long_matches(longopts, arg, names,
+	    sizeof(names)) > 1)
+		snprintf(why, sizeof(why), "%s: ambiguous, expected %s", shown,
+		    names);
+	else if (is_long && optopt != 0)
+		snprintf(why, sizeof(why), "%s: takes no value", shown);
+	else
+		snprintf(why, sizeof(why), "%s: unknown option", shown);
+	return tool_usage(cmd, why);
 }
 
 void
@@ -218,6 +326,20 @@ tool_exit_code(int err)
 	}
 }
 
+int
+tool_pattern_arg(const char *cmd, const char *arg, const char **pat)
+{
+	char shown[TOOL_NAME_LEN * 3], why[sizeof(shown) + 128];
+
+	*pat = tool_pattern(arg);
+	if (**pat != '\0')
+		return 0;
+	snprintf(why, sizeof(why), "'%s': an empty PATTERN, which matches "
+	    "nothing; expected names or a fnmatch(3) pattern, '*' for all",
+	    tool_safe(shown, sizeof(shown), arg));
+	return tool_usage(cmd, why);
+}
+
 const char *
 tool_pattern(const char *arg)
 {
@@ -230,17 +352,26 @@ tool_pattern(const char *arg)
 	return arg;
 }
 
+#define TOOL_STR(x)	#x
+#define TOOL_XSTR(x)	TOOL_STR(x)
+#define TOOL_NAME_MAX_S	TOOL_XSTR(NAME_MAX)
+
 int
 tool_seg_name(const char *arg, char *out, size_t len)
 {
 	char shown[TOOL_NAME_LEN * 3];
 
-	arg = tool_pattern(arg);
-	if (*arg == '\0' || strchr(arg, '/') != NULL ||
-	    strstr(arg, "..") != NULL || strcmp(arg, ".") == 0 ||
-	    strlcpy(out, arg, len) >= len) {
-		warnx("%s: not a segment name", tool_safe(shown,
-		    sizeof(shown), arg));
+	const char *name = tool_pattern(arg);
+
+	if (*name == '\0' || strchr(name, '/') != NULL ||
+	    strstr(name, "..") != NULL || strcmp(name, ".") == 0 ||
+	    strlcpy(out, name, len) >= len) {
+		/* The empty one as the user wrote it: "''", "/dev/shm/". */
+		warnx("%s%s: not a segment name: %s", *arg == '\0' ? "''" :
+		    "", tool_safe(shown, sizeof(shown), *name ? name : arg),
+		    *name == '\0' ? "expected q, /q or " TOOL_SHM_DIR "/q" :
+		    strlen(name) >= len ? "longer than " TOOL_NAME_MAX_S
+		    " bytes" : "expected no '/' or '..' in it");
 		return -EINVAL;
 	}
 	return 0;
@@ -389,11 +520,14 @@ tool_run(int argc, char **argv)
 	}
 	if ((c = cmd_find(argv[1])) == NULL) {
 		char shown[TOOL_NAME_LEN * 3];
-		fprintf(stderr, "shmq: %s: no such command\n",
-		    tool_safe(shown, sizeof(shown), argv[1]));
+		fprintf(stderr, "shmq: %s: %s\n", tool_safe(shown,
+		    sizeof(shown), argv[1]), argv[1][0] == '-' ?
+		    "unknown option (-h, -V, or a command first)" :
+		    "no such command");
 		return tool_usage(NULL, NULL);
 	}
 	optind = 0;			/* GNU: start getopt afresh */
+	opterr = 0;			/* its errors: tool_opt_bad() */
 	/* check speaks to a monitor, which knows 0..3 only: an OK it could
 	 * not print is UNKNOWN to it. */
 	return flush_out(c->c_run(argc - 1, argv + 1), strcmp(c->c_name,

@@ -43,6 +43,7 @@
 enum tool_fmt { TOOL_FMT_TABLE, TOOL_FMT_JSON, TOOL_FMT_CSV, TOOL_FMT_PROM };
 
 struct tool_json;
+struct option;
 
 /* Options shared by the commands; each command takes the ones it uses. */
 struct tool_opts {
@@ -94,6 +95,16 @@ void	 tool_opts_init(struct tool_opts *o);
  */
 int	 tool_opt_common(struct tool_opts *o, int ch, const char *arg);
 
+/*
+ * An option getopt_long(3) stopped at (it returned ch, '?' or ':', with
+ * opterr 0 and ':' leading the option string) said in the tool's words,
+ * "shmq: -z: unknown option", with the usage of cmd under it: unknown,
+ * ambiguous, without its value, or with one it does not take.  longopts
+ * are cmd's.  Returns TOOL_EX_USAGE.
+ */
+int	 tool_opt_bad(const char *cmd, int ch, char **argv,
+	    const struct option *longopts);
+
 /* Usage of command cmd on stderr ("shmq: " why first, if not NULL);
  * returns TOOL_EX_USAGE.  tool_help prints it on stdout, returns 0. */
 int	 tool_usage(const char *cmd, const char *why);
@@ -104,6 +115,10 @@ int	 tool_exit_code(int err);
 
 /* A PATTERN operand without "/dev/shm/" or a leading '/'. */
 const char *tool_pattern(const char *arg);
+
+/* The PATTERN operand arg of cmd into *pat (tool_pattern): 0, or the
+ * usage error of one that is empty ("", "/dev/shm/"), said. */
+int	 tool_pattern_arg(const char *cmd, const char *arg, const char **pat);
 
 /* A whole number lo..hi from s; false if it is not one. */
 bool	 tool_num(const char *s, long long lo, long long hi,

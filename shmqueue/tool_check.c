@@ -303,18 +303,34 @@ check_json(const struct check *c, const char *summary)
 	tool_json_close(&j, '}');
 }
 
+/*
+ * One line per segment, after one of kind "check" with what JSON has of
+ * the whole: its status, code, the summary as its reason, and the
+ * thresholds (empty on the other lines).
+ */
 static void
-check_csv(const struct check *c)
+check_csv(const struct check *c, const char *summary)
 {
-	fputs("name,kind,state,status,code,reason\r\n", stdout);
+	FILE *f = stdout;
+
+	fputs("name,kind,state,status,code,reason,fill_warn_pct,"
+	    "fill_crit_pct,stall_s\r\n", f);
+	fputs(",check,,", f);	/* no name, no state */
+	tool_csv(f, status_names[c->c_status], false);
+	tool_csv_u64(f, (uint64_t)c->c_status, false);
+	tool_csv(f, summary, false);
+	tool_csv_u64(f, c->o.o_fill_warn, false);
+	tool_csv_u64(f, c->o.o_fill_crit, false);
+	tool_csv_u64(f, c->o.o_stall, true);
 	for (size_t i = 0; i < c->c_n; i++) {
 		const struct verdict *v = &c->c_v[i];
-		tool_csv(stdout, v->v_name, false);
-		tool_csv(stdout, v->v_kind, false);
-		tool_csv(stdout, tool_state_name(v->v_state), false);
-		tool_csv(stdout, status_names[v->v_status], false);
-		tool_csv_u64(stdout, (uint64_t)v->v_status, false);
-		tool_csv(stdout, v->v_reason, true);
+		tool_csv(f, v->v_name, false);
+		tool_csv(f, v->v_kind, false);
+		tool_csv(f, tool_state_name(v->v_state), false);
+		tool_csv(f, status_names[v->v_status], false);
+		tool_csv_u64(f, (uint64_t)v->v_status, false);
+		tool_csv(f, v->v_reason, false);
+		fputs(",,\r\n", f);
 	}
 }
 
@@ -344,21 +360,30 @@ check_opts(struct check *c, int argc, char **argv)
 	static const struct option longopts[] = {
 		TOOL_LONG_COMMON, { NULL, 0, NULL, 0 }
 	};
-	int ch;
+	int ch, r;
 
 	tool_opts_init(&c->o);
-	while ((ch = getopt_long(argc, argv, "ho:w:", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, ":ho:w:", longopts, NULL)) !=
+	    -1) {
 		if (ch == 'h')
 			return tool_help("check") == 0 ? -1 : 1;
-		if (tool_opt_common(&c->o, ch, optarg) <= 0)
+		if ((r = tool_opt_common(&c->o, ch, optarg)) < 0)
 			return tool_usage("check", NULL);
+		if (r == 0)
+			return tool_opt_bad("check", ch, argv, longopts);
 	}
 	if (argc - optind > 1)
 		return tool_usage("check", "one PATTERN at most");
-	if (c->o.o_fill_warn > c->o.o_fill_crit)
-		return tool_usage("check", "--fill-warn above --fill-crit");
-	c->o.o_pattern = optind < argc ? tool_pattern(argv[optind]) : NULL;
-	return 0;
+	if (c->o.o_fill_warn > c->o.o_fill_crit) {
+		char why[96];
+		snprintf(why, sizeof(why), "--fill-warn %u is above --fill-crit "
+		    "%u; expected it at most that", c->o.o_fill_warn,
+		    c->o.o_fill_crit);
+		return tool_usage("check", why);
+	}
+	c->o.o_pattern = NULL;
+	return optind < argc ? tool_pattern_arg("check", argv[optind],
+	    &c->o.o_pattern) : 0;
 }
 
 int
@@ -379,7 +404,7 @@ tool_cmd_check(int argc, char **argv)
 		if (c.o.o_fmt == TOOL_FMT_JSON)
 			check_json(&c, summary);
 		else if (c.o.o_fmt == TOOL_FMT_CSV)
-			check_csv(&c);
+			check_csv(&c, summary);
 		else if (c.o.o_fmt == TOOL_FMT_PROM)
 			check_prom(&c);
 		else

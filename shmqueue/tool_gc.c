@@ -293,16 +293,19 @@ tool_cmd_gc(int argc, char **argv)
 	unsigned matched;
 	int ch, r;
 
-	while ((ch = getopt_long(argc, argv, "hn", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, ":hn", longopts, NULL)) != -1) {
 		if (ch == 'h')
 			return tool_help("gc");
 		if (ch != 'n')
-			return tool_usage("gc", NULL);
+			return tool_opt_bad("gc", ch, argv, longopts);
 		gc.g_dry = true;
 	}
 	if (argc - optind > 1)
 		return tool_usage("gc", "one PATTERN at most");
-	pat = optind < argc ? tool_pattern(argv[optind]) : NULL;
+	pat = NULL;
+	if (optind < argc && (r = tool_pattern_arg("gc", argv[optind],
+	    &pat)) != 0)
+		return r;
 	/* DENIED too, though gc_run passes over them: a file the pattern
 	 * names is there, only not ours to prove dead. */
 	r = tool_scan(pat, TOOL_K_QUEUE | TOOL_K_PIPE | TOOL_K_QINIT |

@@ -193,12 +193,14 @@ tool_cmd_put(int argc, char **argv)
 	struct shmq *q;
 	int ch, ms = -1, code;
 
-	while ((ch = getopt_long(argc, argv, "+ht:", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "+:ht:", longopts, NULL)) != -1) {
 		if (ch == 'h')
 			return tool_help("put");
-		if (ch != 't' || !io_timeout(optarg, &ms))
-			return tool_usage("put", ch == 't' ? "-t: expected "
-			    "milliseconds, -1 for ever" : NULL);
+		if (ch != 't')
+			return tool_opt_bad("put", ch, argv, longopts);
+		if (!io_timeout(optarg, &ms))
+			return tool_usage("put", "-t: expected milliseconds, "
+			    "-1 for ever");
 	}
 	if (optind >= argc)
 		return tool_usage("put", "expected a NAME");
@@ -291,16 +293,18 @@ tool_cmd_get(int argc, char **argv)
 	long long count = 1;
 	int ch, ms = -1, code;
 
-	while ((ch = getopt_long(argc, argv, "hn:t:", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, ":hn:t:", longopts, NULL)) !=
+	    -1) {
 		if (ch == 'h')
 			return tool_help("get");
 		if (ch == 'n' && tool_num(optarg, 1, INT32_MAX, &count))
 			continue;
 		if (ch == 't' && io_timeout(optarg, &ms))
 			continue;
+		if (ch != 'n' && ch != 't')
+			return tool_opt_bad("get", ch, argv, longopts);
 		return tool_usage("get", ch == 'n' ? "-n: expected a count, 1 "
-		    "or more" : ch == 't' ? "-t: expected milliseconds, -1 for "
-		    "ever" : NULL);
+		    "or more" : "-t: expected milliseconds, -1 for ever");
 	}
 	if (argc - optind != 1)
 		return tool_usage("get", "expected one NAME");
@@ -363,7 +367,7 @@ create_opt(struct shmq_config *cfg, int ch, const char *arg)
 		    arg));
 		return why;
 	default:
-		return "unknown option";	/* getopt said '?' first */
+		return "unknown option";	/* tool_opt_bad() said it */
 	}
 	if (!tool_num(arg, lo, hi, &v)) {
 		snprintf(why, sizeof(why), "-%c %s: expected a whole number "
@@ -392,12 +396,12 @@ tool_cmd_create(int argc, char **argv)
 	struct shmq *q;
 	int ch;
 
-	while ((ch = getopt_long(argc, argv, "c:hl:m:M:p:", longopts,
+	while ((ch = getopt_long(argc, argv, ":c:hl:m:M:p:", longopts,
 	    NULL)) != -1) {
 		if (ch == 'h')
 			return tool_help("create");
-		if (ch == '?')		/* getopt said what */
-			return tool_usage("create", NULL);
+		if (ch == '?' || ch == ':')
+			return tool_opt_bad("create", ch, argv, longopts);
 		if ((why = create_opt(&cfg, ch, optarg)) != NULL)
 			return tool_usage("create", why);
 	}
@@ -479,11 +483,11 @@ tool_cmd_rm(int argc, char **argv)
 	bool force = false;
 	int ch, code = 0, r;
 
-	while ((ch = getopt_long(argc, argv, "fh", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, ":fh", longopts, NULL)) != -1) {
 		if (ch == 'h')
 			return tool_help("rm");
 		if (ch != 'f')
-			return tool_usage("rm", NULL);
+			return tool_opt_bad("rm", ch, argv, longopts);
 		force = true;
 	}
 	if (optind >= argc)

@@ -24,23 +24,26 @@ list_opts(const char *cmd, int argc, char **argv, struct tool_opts *o)
 	static const struct option longopts[] = {
 		TOOL_LONG_COMMON, { NULL, 0, NULL, 0 }
 	};
-	int ch;
+	int ch, r;
 
 	tool_opts_init(o);
-	while ((ch = getopt_long(argc, argv, "ho:w:", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, ":ho:w:", longopts, NULL)) !=
+	    -1) {
 		if (ch == 'h')
 			return tool_help(cmd) == 0 ? -1 : TOOL_EX_USAGE;
 		/* A threshold only check acts on: refused, as its help says,
 		 * rather than taken and ignored. */
 		if (ch == TOOL_OPT_FILL_CRIT)
 			return tool_usage(cmd, "--fill-crit is for check");
-		if (tool_opt_common(o, ch, optarg) <= 0)
+		if ((r = tool_opt_common(o, ch, optarg)) < 0)
 			return tool_usage(cmd, NULL);
+		if (r == 0)
+			return tool_opt_bad(cmd, ch, argv, longopts);
 	}
 	if (argc - optind > 1)
 		return tool_usage(cmd, "one PATTERN at most");
-	o->o_pattern = optind < argc ? tool_pattern(argv[optind]) : NULL;
-	return 0;
+	return optind < argc ? tool_pattern_arg(cmd, argv[optind],
+	    &o->o_pattern) : 0;
 }
 
 static int
@@ -169,18 +172,24 @@ top_interval(const char *arg, double *out)
 int
 tool_cmd_top(int argc, char **argv)
 {
+	/* TOOL_LONG_COMMON but --output: top writes a table. */
 	static const struct option longopts[] = {
-		TOOL_LONG_COMMON, { "interval", required_argument, NULL, 'i' },
+		{ "window", required_argument, NULL, 'w' },
+		{ "fill-warn", required_argument, NULL, TOOL_OPT_FILL_WARN },
+		{ "fill-crit", required_argument, NULL, TOOL_OPT_FILL_CRIT },
+		{ "stall", required_argument, NULL, TOOL_OPT_STALL },
+		{ "help", no_argument, NULL, 'h' },
+		{ "interval", required_argument, NULL, 'i' },
 		{ "count", required_argument, NULL, 'n' }, { NULL, 0, NULL, 0 }
 	};
 	struct tool_opts o;
 	double interval = 2;
 	long long count = 0;
-	int ch, r = 0;
+	int ch, oc, r = 0;
 	bool tty = isatty(STDOUT_FILENO), matched = false;
 
 	tool_opts_init(&o);
-	while ((ch = getopt_long(argc, argv, "hi:n:w:", longopts,
+	while ((ch = getopt_long(argc, argv, ":hi:n:w:", longopts,
 	    NULL)) != -1) {
 		if (ch == 'h')
 			return tool_help("top");
@@ -192,13 +201,18 @@ tool_cmd_top(int argc, char **argv)
 			    "more");
 		if (ch == TOOL_OPT_FILL_CRIT)	/* as in list_opts */
 			return tool_usage("top", "--fill-crit is for check");
-		if (ch != 'i' && ch != 'n' && (ch == 'o' ||
-		    tool_opt_common(&o, ch, optarg) <= 0))
+		if (ch == 'i' || ch == 'n')
+			continue;
+		if ((oc = tool_opt_common(&o, ch, optarg)) < 0)
 			return tool_usage("top", NULL);
+		if (oc == 0)
+			return tool_opt_bad("top", ch, argv, longopts);
 	}
 	if (argc - optind > 1)
 		return tool_usage("top", "one PATTERN at most");
-	o.o_pattern = optind < argc ? tool_pattern(argv[optind]) : NULL;
+	if (optind < argc && (r = tool_pattern_arg("top", argv[optind],
+	    &o.o_pattern)) != 0)
+		return r;
 	top_signals();
 	for (long long n = 0; !top_stop && (count == 0 || n < count); n++) {
 		if (n > 0)

@@ -72,50 +72,25 @@ tool_age(char *buf, size_t len, int64_t ms)
  * (shmq.1, OUTPUT).  The checks are utf8.c's, shared with shmpipe-bench.
  */
 
-/* s as tables and CSV show it, into a new string. */
+/* s as tables and CSV show it (utf8_safe), into a new string. */
 static char *
 safe_dup(const char *s)
 {
-	const unsigned char *p = (const unsigned char *)(s != NULL ? s : "");
-	size_t len = strlen((const char *)p), o = 0;
-	char *out = malloc(len * 3 + 1);	/* a byte: at most U+FFFD */
+	size_t len;
+	char *out;
 
-	if (out == NULL)
+	s = s != NULL ? s : "";
+	len = strlen(s) * 3 + 1;	/* a byte: at most U+FFFD */
+	if ((out = malloc(len)) == NULL)
 		err(TOOL_EX_OSERR, "malloc");
-	while (*p) {
-		size_t n = utf8_len(p);
-		if (n == 0) {
-			memcpy(out + o, UTF8_REPLACEMENT, 3);
-			o += 3;
-			p++;
-		} else if (utf8_control(p, n) >= 0) {
-			out[o++] = '?';
-			p += n;
-		} else {
-			memcpy(out + o, p, n);
-			o += n;
-			p += n;
-		}
-	}
-	out[o] = '\0';
+	utf8_safe(out, len, s);
 	return out;
 }
 
 const char *
 tool_safe(char *buf, size_t len, const char *s)
 {
-	char *t = safe_dup(s);
-	size_t n = strlen(t);
-
-	if (n >= len) {			/* cut at a character, not inside */
-		n = len - 1;
-		while (n > 0 && ((unsigned char)t[n] & 0xc0) == 0x80)
-			n--;
-	}
-	memcpy(buf, t, n);
-	buf[n] = '\0';
-	free(t);
-	return buf;
+	return utf8_safe(buf, len, s != NULL ? s : "");
 }
 
 /* Columns a safe string takes: its characters, not its bytes. */

@@ -120,14 +120,16 @@ tool_cmd_peek(int argc, char **argv)
 	struct peek p = { .p_ent = &e, .p_count = 10 };
 	int ch, r;
 
-	while ((ch = getopt_long(argc, argv, "hn:x", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, ":hn:x", longopts, NULL)) != -1) {
 		if (ch == 'h')
 			return tool_help("peek");
 		if (ch == 'x')
 			p.p_hex = true;
-		else if (ch != 'n' || !tool_num(optarg, 1, 1000000, &p.p_count))
-			return tool_usage("peek", ch == 'n' ? "-n: expected a "
-			    "count, 1..1000000" : NULL);
+		else if (ch != 'n')
+			return tool_opt_bad("peek", ch, argv, longopts);
+		else if (!tool_num(optarg, 1, 1000000, &p.p_count))
+			return tool_usage("peek", "-n: expected a count, "
+			    "1..1000000");
 	}
 	if (argc - optind != 1)
 		return tool_usage("peek", "expected one NAME");

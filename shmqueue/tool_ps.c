@@ -20,6 +20,10 @@
 #include "tool.h"
 
 #define PS_EXIT_LEN	48
+/* What ctl_name_ok() takes, as shmpipe --name says it. */
+#define PS_STR(x)	#x
+#define PS_XSTR(x)	PS_STR(x)
+#define PS_NAME_RULE	"expected 1..40 characters of A-Z a-z 0-9 _ . -"
 static_assert(sizeof(((struct shmpipe_proc *)0)->last_exit) == PS_EXIT_LEN,
     "last_exit is copied whole");
 
@@ -36,7 +40,7 @@ struct ps_row {
 
 /* One pipeline. */
 struct ps_pipe {
-	char		 p_name[SHMPIPE_NAME_MAX];
+	char		 p_name[TOOL_NAME_LEN];	/* a valid one, or not */
 	enum tool_state	 p_state;
 	const char	*p_why;
 	pid_t		 p_sup;
@@ -178,6 +182,8 @@ pipe_fail(struct ps_pipe *p, int err)
 	    err == ENODATA ? "truncated: smaller than its header says" :
 	    err == EBADMSG ? "inconsistent sizes or offsets" :
 	    err == EPROTO ? "replaced while being read (magic or file type)" :
+	    err == EPROTONOSUPPORT ? "another major layout version; this "
+	    "shmq reads " PS_XSTR(SHMPIPE_LAYOUT_MAJOR) ".x" :
 	    err == EAGAIN ? "being created" : strerror(err);
 }
 
@@ -192,6 +198,13 @@ pipe_read(const char *name, pid_t pid, struct ps_pipe *p)
 
 	memset(p, 0, sizeof(*p));
 	strlcpy(p->p_name, name, sizeof(p->p_name));
+	/* A file named as no supervisor names one: ctl_open would refuse
+	 * its name (EINVAL), which says nothing of the file. */
+	if (!ctl_name_ok(name)) {
+		p->p_state = TOOL_ST_CORRUPT;
+		p->p_why = "not a pipeline name: " PS_NAME_RULE;
+		return;
+	}
 	r = tool_guard(read_ctl, &x);
 	ctl_close(&c);			/* never opened: a no-op */
 	if (r != 0) {
@@ -210,7 +223,7 @@ list_add(const struct tool_ent *e, void *arg)
 {
 	struct ps_list *l = arg;
 	struct ps_pipe *p;
-	char name[SHMPIPE_NAME_MAX];
+	char name[TOOL_NAME_LEN];	/* valid or not: pipe_read says */
 
 	if (!tool_pipe_name(e->e_name, name, sizeof(name), NULL))
 		return 0;
@@ -259,7 +272,7 @@ phase_name(uint32_t phase)
 static void
 pipe_title(const struct ps_pipe *p)
 {
-	char shown[SHMPIPE_NAME_MAX * 3];	/* a name from /dev/shm */
+	char shown[sizeof(p->p_name) * 3];	/* a name from /dev/shm */
 	uint32_t alive = 0;
 
 	tool_safe(shown, sizeof(shown), p->p_name);
@@ -391,43 +404,94 @@ ps_json(const struct ps_list *l)
 	tool_json_close(&j, '}');
 }
 
+/* A row's fields, or as many empty ones for a pipeline without rows. */
+static void
+csv_row(const struct ps_list *l, const struct ps_row *r, FILE *f)
+{
+	if (r == NULL) {
+		fputs(",,,,,,,,,,,,,,", f);
+		return;
+	}
+	tool_csv_u64(f, r->r_row, false);
+	tool_csv_u64(f, (uint64_t)r->r_pid, false);
+	tool_csv(f, role_name(r->r_role), false);
+	tool_csv_u64(f, r->r_index, false);
+	tool_csv_u64(f, r->r_gen, false);
+	tool_csv(f, row_state(r), false);
+	tool_csv(f, r->r_alive ? "true" : "false", false);
+	if (r->r_busy_ns != 0) {
+		tool_csv_u64(f, SHMPIPE_CONN_SLOT(r->r_conn), false);
+		tool_csv_u64(f, r->r_seq, false);
+		tool_csv_u64(f, (uint64_t)busy_ms(l, r), false);
+	} else {
+		fputs(",,,", f);
+	}
+	tool_csv_u64(f, r->r_served, false);
+	tool_csv_u64(f, r->r_served_total, false);
+	tool_csv_u64(f, r->r_restarts, false);
+	tool_csv(f, r->r_status == -1 ? NULL : r->r_exit, false);
+}
+
+/* The pipeline's fields of JSON, empty where it could not be read; the
+ * request's conn_gen, which came with them, last. */
+static void
+csv_pipe(const struct ps_pipe *p, const struct ps_row *r, FILE *f)
+{
+	bool have = p->p_state == TOOL_ST_OK || p->p_state == TOOL_ST_STALE;
+
+	tool_csv(f, p->p_why, false);
+	if (have) {
+		tool_csv_u64(f, (uint64_t)p->p_sup, false);
+		tool_csv(f, p->p_sup_alive ? "true" : "false", false);
+		tool_csv(f, phase_name(p->p_phase), false);
+		tool_csv_u64(f, p->p_accepted, false);
+		tool_csv_u64(f, p->p_answered, false);
+		tool_csv_u64(f, p->p_in_flight, false);
+		tool_csv_u64(f, p->p_window, false);
+		tool_csv_u64(f, p->p_restarts, false);
+		tool_csv_u64(f, p->p_timeouts, false);
+		tool_csv_u64(f, p->p_redelivered, false);
+	} else {
+		fputs(",,,,,,,,,,", f);
+	}
+	if (r != NULL && r->r_busy_ns != 0)
+		tool_csv_u64(f, r->r_conn >> 32, true);
+	else
+		tool_csv(f, NULL, true);
+}
+
+/*
+ * One line per process, and one for a pipeline without any (unreadable,
+ * or all rows empty) so that every pipeline of JSON is there.  The fields
+ * CSV gained after the first ones last, so that the columns a script
+ * counts to stay where they were.
+ */
 static void
 ps_csv(const struct ps_list *l)
 {
 	static const char *const head[] = { "pipeline", "pipeline_state",
 	    "row", "pid", "role", "index", "generation", "state", "alive",
 	    "request_conn", "request_seq", "request_age_ms", "served",
-	    "served_total", "restarts", "last_exit" };
+	    "served_total", "restarts", "last_exit", "reason",
+	    "supervisor_pid", "supervisor_alive", "phase", "accepted",
+	    "answered", "in_flight", "window", "pipeline_restarts",
+	    "timeouts", "redelivered", "request_conn_gen" };
 	FILE *f = stdout;
 
 	for (size_t i = 0; i < sizeof(head) / sizeof(head[0]); i++)
 		tool_csv(f, head[i], i + 1 == sizeof(head) / sizeof(head[0]));
-	for (size_t k = 0; k < l->l_n; k++)
-		for (uint32_t i = 0; i < l->l_pipes[k].p_nrows; i++) {
-			const struct ps_row *r = &l->l_pipes[k].p_rows[i];
-			tool_csv(f, l->l_pipes[k].p_name, false);
-			tool_csv(f, tool_state_name(l->l_pipes[k].p_state),
-			    false);
-			tool_csv_u64(f, r->r_row, false);
-			tool_csv_u64(f, (uint64_t)r->r_pid, false);
-			tool_csv(f, role_name(r->r_role), false);
-			tool_csv_u64(f, r->r_index, false);
-			tool_csv_u64(f, r->r_gen, false);
-			tool_csv(f, row_state(r), false);
-			tool_csv(f, r->r_alive ? "true" : "false", false);
-			if (r->r_busy_ns != 0) {
-				tool_csv_u64(f, SHMPIPE_CONN_SLOT(r->r_conn),
-				    false);
-				tool_csv_u64(f, r->r_seq, false);
-				tool_csv_u64(f, (uint64_t)busy_ms(l, r), false);
-			} else {
-				fputs(",,,", f);
-			}
-			tool_csv_u64(f, r->r_served, false);
-			tool_csv_u64(f, r->r_served_total, false);
-			tool_csv_u64(f, r->r_restarts, false);
-			tool_csv(f, r->r_status == -1 ? NULL : r->r_exit, true);
+	for (size_t k = 0; k < l->l_n; k++) {
+		const struct ps_pipe *p = &l->l_pipes[k];
+		for (uint32_t i = 0; i < p->p_nrows || (i == 0 &&
+		    p->p_nrows == 0); i++) {
+			const struct ps_row *r = p->p_nrows > 0 ?
+			    &p->p_rows[i] : NULL;
+			tool_csv(f, p->p_name, false);
+			tool_csv(f, tool_state_name(p->p_state), false);
+			csv_row(l, r, f);
+			csv_pipe(p, r, f);
 		}
+	}
 }
 
 /* Pipeline-wide metrics: one family per field. */
@@ -549,7 +613,7 @@ ps_name(const char *arg, char name[SHMPIPE_NAME_MAX])
 	if (!tool_pipe_name(arg, name, SHMPIPE_NAME_MAX, NULL))
 		strlcpy(name, arg, SHMPIPE_NAME_MAX);
 	if (!ctl_name_ok(name)) {	/* the user's bytes, said back */
-		warnx("%s: not a pipeline name", tool_safe(shown,
+		warnx("%s: not a pipeline name: " PS_NAME_RULE, tool_safe(shown,
 		    sizeof(shown), arg));
 		return TOOL_EX_USAGE;
 	}
@@ -589,8 +653,10 @@ ps_of_pid(struct ps_list *l, pid_t pid, const char *arg)
 int
 tool_cmd_ps(int argc, char **argv)
 {
+	/* Of TOOL_LONG_COMMON, what ps uses: it has no rates to judge. */
 	static const struct option longopts[] = {
-		TOOL_LONG_COMMON, { NULL, 0, NULL, 0 }
+		{ "output", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 }
 	};
 	struct tool_opts o;
 	struct ps_list l = { 0 };
@@ -602,7 +668,8 @@ tool_cmd_ps(int argc, char **argv)
 	int ch, r;
 
 	tool_opts_init(&o);
-	while ((ch = getopt_long(argc, argv, "ho:p:", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, ":ho:p:", longopts, NULL)) !=
+	    -1) {
 		if (ch == 'h')
 			return tool_help("ps");
 		if (ch == 'p' && !tool_num(optarg, 1, INT_MAX, &pid)) {
@@ -610,9 +677,10 @@ tool_cmd_ps(int argc, char **argv)
 			    tool_safe(shown, sizeof(shown), optarg), INT_MAX);
 			return TOOL_EX_USAGE;
 		}
-		if (ch != 'p' && (ch != 'o' ||
-		    tool_opt_common(&o, ch, optarg) <= 0))
+		if (ch == 'o' && tool_opt_common(&o, ch, optarg) < 0)
 			return tool_usage("ps", NULL);
+		if (ch != 'p' && ch != 'o')
+			return tool_opt_bad("ps", ch, argv, longopts);
 	}
 	if (argc - optind > 1)
 		return tool_usage("ps", "one PIPELINE at most");

@@ -433,13 +433,16 @@ tool_cmd_show(int argc, char **argv)
 	int ch, code;
 
 	tool_opts_init(&o);
-	while ((ch = getopt_long(argc, argv, "ho:w:", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, ":ho:w:", longopts, NULL)) !=
+	    -1) {
 		if (ch == 'h')
 			return tool_help("show");
 		if (ch == TOOL_OPT_FILL_CRIT)	/* check's alone */
 			return tool_usage("show", "--fill-crit is for check");
-		if (tool_opt_common(&o, ch, optarg) <= 0)
+		if ((code = tool_opt_common(&o, ch, optarg)) < 0)
 			return tool_usage("show", NULL);
+		if (code == 0)
+			return tool_opt_bad("show", ch, argv, longopts);
 	}
 	if (argc - optind != 1)
 		return tool_usage("show", "expected one NAME");

@@ -2,15 +2,20 @@
 /* check_loadgen.c - tests of shmpipe-bench's pure parts: the latency
  * histogram, the verdict counters and the command line. */
 #define _GNU_SOURCE
+#define _GNU_SOURCE
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "check_json.h"
 #include "check_pipeline_util.h"
+#include "check_util.h"
 #include "loadgen_opts.h"
 #include "loadgen_stats.h"
 #include "utf8.h"
@@ -392,6 +397,21 @@ START_TEST(test_loadgen_opts_tcp_v6_brackets)
 }
 END_TEST
 
+/*
+ * Brackets are for an IPv6 literal only, as shmpipe --listen has them:
+ * "[localhost]:7878" and "[127.0.0.1]:7878" were taken for localhost and
+ * 127.0.0.1.
+ */
+START_TEST(test_loadgen_opts_tcp_brackets_v6_only)
+{
+	FAILS("--tcp '[localhost]:7878': brackets are for an IPv6 address "
+	    "only; expected HOST:PORT or [V6ADDR]:PORT", "--tcp",
+	    "[localhost]:7878");
+	FAILS("brackets are for an IPv6 address only", "--tcp",
+	    "[127.0.0.1]:7878");
+}
+END_TEST
+
 START_TEST(test_loadgen_opts_bad_numbers)
 {
 	FAILS("-c", "-c", "0");
@@ -428,6 +448,39 @@ START_TEST(test_loadgen_opts_bad_combinations)
 	FAILS("needs a value", "-c");
 	FAILS("needs a value", "--tcp");
 	FAILS("unexpected argument", "stray");
+}
+END_TEST
+
+/*
+ * What getopt found wrong, said as shmpipe says it: a flag given a value
+ * and an ambiguous abbreviation were "unknown option --json=1" and
+ * "unknown option --t", and a long option without its value was named by
+ * its short letter.
+ */
+START_TEST(test_loadgen_opts_getopt_errors)
+{
+	FAILS("option --json takes no value; see --help", "--json=1");
+	FAILS("option --help takes no value", "--help=x");
+	FAILS("option --t is ambiguous: expected one of --tcp, --threads, "
+	    "--timeout; see --help", "--t");
+	FAILS("option --connections needs a value", "--connections");
+	FAILS("option --connections needs a value", "--conn");
+	FAILS("unknown option -z;", "-qz");
+	FAILS("unknown option --bogus;", "--bogus=1");
+}
+END_TEST
+
+/*
+ * The user's bytes in a usage error are shown as shmq shows a name: a
+ * control character as '?', a byte that is not UTF-8 as U+FFFD.  They
+ * went out raw, an ESC to the terminal.
+ */
+START_TEST(test_loadgen_opts_errors_escaped)
+{
+	FAILS("-v 'x?[7m': expected a verb", "-v", "x\x1b[7m");
+	FAILS("unexpected argument 'st\xef\xbf\xbdray?'", "st\xffray\x1b");
+	FAILS("unknown option -?;", "-\x1b");
+	FAILS("'[a?]:1': brackets", "--tcp", "[a\x1b]:1");
 }
 END_TEST
 
@@ -630,6 +683,78 @@ START_TEST(test_loadgen_run_json_utf8)
 }
 END_TEST
 
+/*
+ * shmpipe-bench --unix sock -c 1 -n 3, without --json: its stdout into
+ * out, its stderr into err (files of cap bytes); the exit code.
+ */
+static int
+bench_human(const struct cp_pipe *p, const char *sock, char *out,
+    char *errs, size_t cap)
+{
+	char prog[CP_PATH_LEN], path[2][CP_PATH_LEN + 16];
+	int st, fd[2];
+	pid_t pid;
+
+	cp_prog(prog, sizeof(prog), "shmpipe-bench");
+	for (int i = 0; i < 2; i++) {
+		snprintf(path[i], sizeof(path[i]), "%s/human.%d", p->cp_dir, i);
+		ck_assert_int_ge(fd[i] = open(path[i], O_RDWR | O_CREAT |
+		    O_TRUNC | O_CLOEXEC, 0600), 0);
+	}
+	if ((pid = cu_fork()) == 0) {
+		dup2(fd[0], STDOUT_FILENO);
+		dup2(fd[1], STDERR_FILENO);
+		execl(prog, prog, "--unix", sock, "-c", "1", "-n", "3",
+		    (char *)NULL);
+		_exit(127);
+	}
+	ck_assert_int_eq(cp_waitpid(pid, &st, 60000), 1);
+	for (int i = 0; i < 2; i++) {
+		char *buf = i == 0 ? out : errs;
+		ssize_t n = pread(fd[i], buf, cap - 1, 0);
+		buf[n > 0 ? n : 0] = '\0';
+		close(fd[i]);
+	}
+	ck_assert(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+/*
+ * Without --json, the --unix path is shown as shmq shows a name: a byte
+ * that is not UTF-8 as U+FFFD, a control (ESC, NEL) as '?', in the
+ * summary and in the line of a failed connection.  It went out raw, to
+ * a terminal that took the ESC for the start of a sequence.
+ */
+START_TEST(test_loadgen_run_human_target_escaped)
+{
+	char out[4096], errs[4096], want[CP_PATH_LEN + 64];
+	struct cp_pipe p;
+
+	cp_prepare(&p, 1);
+	/* 0xff: not UTF-8; e-acute; ESC; NEL, a C1 control. */
+	snprintf(p.cp_sock, sizeof(p.cp_sock), "%s/h\xff\xc3\xa9\x1b\xc2\x85.s",
+	    p.cp_dir);
+	ck_assert_int_eq(bench_human(&p, p.cp_sock, out, errs, sizeof(out)),
+	    2);
+	snprintf(want, sizeof(want), "shmpipe-bench: cannot connect to "
+	    "unix:%s/h\xef\xbf\xbd\xc3\xa9??.s (connection 1 of 1): ",
+	    p.cp_dir);
+	ck_assert_msg(strncmp(errs, want, strlen(want)) == 0, "stderr '%s' "
+	    "does not start '%s'", errs, want);
+	cp_spawn(&p, NULL);
+	cp_wait_ready(&p);
+	ck_assert_int_eq(bench_human(&p, p.cp_sock, out, errs, sizeof(out)),
+	    0);
+	snprintf(want, sizeof(want), "shmpipe-bench: echo to unix:%s/h"
+	    "\xef\xbf\xbd\xc3\xa9??.s, 1 connection(s),", p.cp_dir);
+	ck_assert_msg(strncmp(out, want, strlen(want)) == 0, "stdout '%s' "
+	    "does not start '%s'", out, want);
+	ck_assert_ptr_null(strchr(out, '\x1b'));
+	ck_assert_ptr_null(strchr(out, '\xff'));
+	cp_stop(&p);
+}
+END_TEST
+
 Suite *
 loadgen_suite(void)
 {
@@ -659,10 +784,13 @@ loadgen_suite(void)
 	tcase_add_test(tc, test_loadgen_opts_long_names);
 	tcase_add_test(tc, test_loadgen_opts_tcp);
 	tcase_add_test(tc, test_loadgen_opts_tcp_v6_brackets);
+	tcase_add_test(tc, test_loadgen_opts_tcp_brackets_v6_only);
 	tcase_add_test(tc, test_loadgen_opts_max_line);
 	tcase_add_test(tc, test_loadgen_opts_bad_numbers);
 	tcase_add_test(tc, test_loadgen_opts_bad_combinations);
 	tcase_add_test(tc, test_loadgen_opts_help);
+	tcase_add_test(tc, test_loadgen_opts_getopt_errors);
+	tcase_add_test(tc, test_loadgen_opts_errors_escaped);
 	tcase_add_test(tc, test_loadgen_opts_verbs);
 	tcase_add_test(tc, test_loadgen_opts_fib_arg);
 	tcase_add_test(tc, test_loadgen_opts_quota);
@@ -676,6 +804,7 @@ loadgen_suite(void)
 	tc = cp_tcase("Runs", 120);
 	tcase_add_test(tc, test_loadgen_run_result_too_long);
 	tcase_add_test(tc, test_loadgen_run_json_utf8);
+	tcase_add_test(tc, test_loadgen_run_human_target_escaped);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -2841,6 +2841,11 @@ START_TEST(test_pipeline_bad_flags)
 		{ "--listen", "tcp:[]:7878", "tcp:[V6ADDR]:PORT" },
 		{ "--listen", "tcp:127.0.0.1:80:90", "tcp:[V6ADDR]:PORT" },
 		{ "--listen", "tcp:::1:7878", "tcp:[V6ADDR]:PORT" },
+		/* brackets are an IPv6 literal's, as shmpipe-bench --tcp's */
+		{ "--listen", "tcp:[localhost]:7878", "'tcp:[localhost]:7878': "
+		    "brackets are for an IPv6 address only" },
+		{ "--listen", "tcp:[127.0.0.1]:7878", "brackets are for an IPv6 "
+		    "address only" },
 		{ "--processors", " 2", "--processors" },
 		{ "--name", "a/b", "--name" },
 		{ "--output", "x", "--output needs --input" },

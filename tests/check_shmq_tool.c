@@ -491,6 +491,110 @@ START_TEST(test_shmq_tool_usage)
 END_TEST
 
 /*
+ * Every command says what is wrong with an option in the tool's words, one
+ * line "shmq: OPTION: what is wrong" and its usage under it, and exits 64
+ * (check: 3).  getopt printed its own line before, named for the command
+ * ("ls: invalid option -- 'z'"), and an option a command does not take but
+ * another does (ps --window, top --output) got the usage without a word.
+ */
+START_TEST(test_shmq_tool_option_errors)
+{
+	static const char *const runs[][4] = {
+		/* command, option, its value or NULL, what is said */
+		{ "ls", "-o", NULL, "-o: expected a value, FMT" },
+		{ "show", "--window", NULL, "--window: expected a value, S" },
+		{ "ps", "--window", "3", "--window: unknown option" },
+		{ "top", "--output", "json", "--output: unknown option" },
+		{ "peek", "--hex=1", "q", "--hex: takes no value" },
+		{ "put", "-t", NULL, "-t: expected a value, MS" },
+		{ "get", "--count", NULL, "--count: expected a value, K" },
+		{ "create", "-\x1b", "q", "-?: unknown option" },
+		{ "rm", "--force=1", "q", "--force: takes no value" },
+		{ "check", "--fill", "5", "--fill: ambiguous, expected "
+		    "--fill-warn or --fill-crit" },
+		{ "gc", "-nz", NULL, "-z: unknown option" },
+	};
+	static const char *const cmds[] = { "ls", "show", "ps", "top", "peek",
+		"put", "get", "create", "rm", "check", "gc" };
+	char want[256];
+	struct st_run r;
+
+	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+		const char *cmd = runs[i][0];
+		st_run_in(&r, NULL, (const char *const[]){ cmd, runs[i][1],
+		    runs[i][2], NULL });
+		st_expect(&r, strcmp(cmd, "check") == 0 ? 3 : 64, cmd);
+		snprintf(want, sizeof(want), "shmq: %s\nusage: shmq %s ",
+		    runs[i][3], cmd);
+		ck_assert_msg(strncmp(r.r_err, want, strlen(want)) == 0 &&
+		    strchr(r.r_err + strlen(want), '\n') == r.r_err +
+		    strlen(r.r_err) - 1, "%s %s: stderr:\n%s", cmd, runs[i][1],
+		    r.r_err);
+		st_free(&r);
+	}
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		for (int k = 0; k < 2; k++) {
+			const char *opt = k == 0 ? "-z" : "--bogus=1";
+			ST_RUN(&r, cmds[i], opt);
+			st_expect(&r, strcmp(cmds[i], "check") == 0 ? 3 : 64,
+			    cmds[i]);
+			snprintf(want, sizeof(want), "shmq: %s: unknown "
+			    "option\nusage: shmq %s ", k == 0 ? "-z" :
+			    "--bogus", cmds[i]);
+			ck_assert_msg(strncmp(r.r_err, want, strlen(want)) ==
+			    0, "%s %s: stderr:\n%s", cmds[i], opt, r.r_err);
+			st_free(&r);
+		}
+}
+END_TEST
+
+/*
+ * Operands that are there but say nothing get a line that says what is
+ * wrong and what is expected: an empty PATTERN ("", "/dev/shm/") was "no
+ * queue matches " and exit 66; an empty NAME was ": not a segment name";
+ * "help nosuch" printed the usage on stdout without a word; "shmq -x" was
+ * "no such command"; crossed thresholds did not say their values.
+ */
+START_TEST(test_shmq_tool_odd_operands)
+{
+	static const char *const runs[][5] = {
+		/* exit, args..., what stderr starts with */
+		{ "64", "ls", "", NULL, "shmq: '': an empty PATTERN, which "
+		    "matches nothing; expected names or a fnmatch(3) pattern" },
+		{ "64", "ls", "/dev/shm/", NULL, "shmq: '/dev/shm/': an empty "
+		    "PATTERN" },
+		{ "64", "gc", "/", NULL, "shmq: '/': an empty PATTERN" },
+		{ "3", "check", "", NULL, "shmq: '': an empty PATTERN" },
+		{ "64", "show", "", NULL, "shmq: '': not a segment name: "
+		    "expected q, /q or /dev/shm/q\n" },
+		{ "64", "peek", "/dev/shm/", NULL, "shmq: /dev/shm/: not a "
+		    "segment name: expected q, /q or /dev/shm/q\n" },
+		{ "64", "rm", "a/b", NULL, "shmq: a/b: not a segment name: "
+		    "expected no '/' or '..' in it\n" },
+		{ "64", "help", "nosuch", NULL, "shmq: help nosuch: no such "
+		    "command\n" },
+		{ "64", "-x", NULL, NULL, "shmq: -x: unknown option" },
+		{ "3", "check", "--fill-warn=90", "--fill-crit=80", "shmq: "
+		    "--fill-warn 90 is above --fill-crit 80; expected" },
+	};
+	struct st_run r;
+
+	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+		const char *const *row = runs[i];
+		const char *want = row[4];
+		st_run_in(&r, NULL, (const char *const[]){ row[1], row[2],
+		    row[3], NULL });
+		st_expect(&r, atoi(row[0]), row[1]);
+		ck_assert_msg(strncmp(r.r_err, want, strlen(want)) == 0,
+		    "%s %s: stderr:\n%s", row[1], row[2] ? row[2] : "",
+		    r.r_err);
+		ck_assert_msg(r.r_len == 0, "%s: stdout:\n%s", row[1], r.r_out);
+		st_free(&r);
+	}
+}
+END_TEST
+
+/*
  * A get that cannot write its message gives it back (its lease, released,
  * waits in the get's own record for the next taker) and exits 71.  The
  * queue is still a script queue nobody is attached to: before, that record
@@ -1174,7 +1278,7 @@ START_TEST(test_shmq_tool_check)
 	st_free(&r);
 	ST_RUN(&r, "check", "-o", "csv", pat);
 	st_expect(&r, 2, "check -o csv");
-	ck_assert_int_eq(st_csv(r.r_out), 2);
+	ck_assert_int_eq(st_csv(r.r_out), 3);	/* head, check, queue */
 	st_free(&r);
 	ST_RUN(&r, "check", "-o", "prom", pat);
 	st_expect(&r, 2, "check -o prom");
@@ -1667,7 +1771,7 @@ END_TEST
 START_TEST(test_shmq_tool_error_pipe_names)
 {
 	char base[CU_NAME_LEN], arg[CU_NAME_LEN + 16], ctl[CU_NAME_LEN + 32];
-	char raw[CU_NAME_LEN + 16], want[CU_NAME_LEN + 64];
+	char raw[CU_NAME_LEN + 16], want[CU_NAME_LEN + 160];
 	const uint64_t magic = SHMPIPE_CTL_MAGIC;
 	const char *const bad = "\x1b[7mX\nY";
 	const char *const runs[][5] = {
@@ -1682,7 +1786,8 @@ START_TEST(test_shmq_tool_error_pipe_names)
 	ST_RUN(&r, "ps", arg);
 	st_expect(&r, 64, "ps of a name with controls");
 	snprintf(want, sizeof(want), "shmq: %s-?[7mX?Y: not a pipeline "
-	    "name\n", st_bare(base));
+	    "name: expected 1..40 characters of A-Z a-z 0-9 _ . -\n",
+	    st_bare(base));
 	ck_assert_msg(strcmp(r.r_err, want) == 0, "stderr:\n%s", r.r_err);
 	st_free(&r);
 
@@ -1713,6 +1818,87 @@ START_TEST(test_shmq_tool_error_pipe_names)
 	}
 	snprintf(ctl, sizeof(ctl), "/dev/shm/%s", arg);
 	ck_assert_msg(access(ctl, F_OK) != 0, "create made it anyway");
+}
+END_TEST
+
+/*
+ * A file named as a control segment, "shmpipe.NAME.ctl" with the right
+ * magic, whose NAME no supervisor would make (a space, a '!', 45
+ * characters): ps and check say what is wrong with it, where they said
+ * "Invalid argument" (ctl_open refusing the name); and ps lists the long
+ * one too, which it left out.
+ */
+START_TEST(test_shmq_tool_bad_pipeline_name)
+{
+	char base[CU_NAME_LEN], bad[2][CU_NAME_LEN + 48];
+	char ctl[2][CU_NAME_LEN + 64], want[2 * CU_NAME_LEN + 256];
+	const uint64_t magic = SHMPIPE_CTL_MAGIC;
+	struct st_run ps, chk;
+
+	cu_name(base, "bpn");
+	snprintf(bad[0], sizeof(bad[0]), "%s bad!", st_bare(base));
+	snprintf(bad[1], sizeof(bad[1]), "%s-%045d", st_bare(base), 0);
+	for (int i = 0; i < 2; i++) {
+		snprintf(ctl[i], sizeof(ctl[i]), "shmpipe.%s.ctl", bad[i]);
+		st_file(ctl[i], &magic, sizeof(magic), 4096);
+	}
+	ST_RUN(&ps, "ps");
+	snprintf(want, sizeof(want), "shmpipe.%s*.ctl", st_bare(base));
+	ST_RUN(&chk, "check", want);
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(shm_unlink(ctl[i]), 0);
+	st_expect(&ps, 65, "ps of misnamed control segments");
+	st_expect(&chk, 2, "check of misnamed control segments");
+	ck_assert_msg(strstr(ps.r_err, "Invalid argument") == NULL &&
+	    strstr(chk.r_out, "Invalid argument") == NULL, "ps:\n%scheck:\n%s",
+	    ps.r_err, chk.r_out);
+	for (int i = 0; i < 2; i++) {
+		snprintf(want, sizeof(want), "shmq: %s: CORRUPT: not a pipeline "
+		    "name: expected 1..40 characters of A-Z a-z 0-9 _ . -\n",
+		    bad[i]);
+		ck_assert_msg(strstr(ps.r_err, want) != NULL, "ps: no %s in:\n%s",
+		    want, ps.r_err);
+		snprintf(want, sizeof(want), "pipeline %s: CRITICAL CORRUPT "
+		    "(not a pipeline name: expected", bad[i]);
+		ck_assert_msg(strstr(chk.r_out, want) != NULL, "check: no %s "
+		    "in:\n%s", want, chk.r_out);
+	}
+	st_free(&ps);
+	st_free(&chk);
+}
+END_TEST
+
+/*
+ * A control segment of another major layout version is INCOMPATIBLE, and
+ * ps and check say so as ls says it of a queue; they said "Protocol not
+ * supported" (EPROTONOSUPPORT by its strerror).
+ */
+START_TEST(test_shmq_tool_pipeline_incompatible)
+{
+	char base[CU_NAME_LEN], ctl[CU_NAME_LEN + 32], want[CU_NAME_LEN + 128];
+	struct shmpipe_ctl h = { .version_major = SHMPIPE_LAYOUT_MAJOR + 1 };
+	struct st_run ps, chk;
+
+	atomic_init(&h.magic, SHMPIPE_CTL_MAGIC);
+	cu_name(base, "pinc");
+	snprintf(ctl, sizeof(ctl), "shmpipe.%s.ctl", st_bare(base));
+	st_file(ctl, &h, sizeof(h), 4096);
+	ST_RUN(&ps, "ps", st_bare(base));
+	ST_RUN(&chk, "check", ctl);
+	ck_assert_int_eq(shm_unlink(ctl), 0);
+	st_expect(&ps, 65, "ps of another layout");
+	st_expect(&chk, 3, "check of another layout");
+	snprintf(want, sizeof(want), "shmq: %s: INCOMPATIBLE: another major "
+	    "layout version; this shmq reads %d.x\n", st_bare(base),
+	    SHMPIPE_LAYOUT_MAJOR);
+	ck_assert_msg(strcmp(ps.r_err, want) == 0, "ps:\n%s", ps.r_err);
+	snprintf(want, sizeof(want), "pipeline %s: UNKNOWN INCOMPATIBLE "
+	    "(another major layout version; this shmq reads %d.x)\n",
+	    st_bare(base), SHMPIPE_LAYOUT_MAJOR);
+	ck_assert_msg(strstr(chk.r_out, want) != NULL, "check:\n%s",
+	    chk.r_out);
+	st_free(&ps);
+	st_free(&chk);
 }
 END_TEST
 
@@ -2190,6 +2376,165 @@ START_TEST(test_shmq_tool_ps)
 }
 END_TEST
 
+/* Field col of CSV line n (0: the header) of text into buf, unquoted;
+ * false if there is no such line or column. */
+static bool
+st_csv_get(const char *text, int n, const char *col, char *buf, size_t len)
+{
+	const char *p = text, *line;
+	int want = -1, k = 0;
+	size_t o = 0;
+
+	for (int i = 0; i <= n && *p; i++) {
+		line = p;
+		(void)st_csv_fields(&p);	/* past the line */
+		if (i == 0)
+			for (const char *h = line; h < p; k++) {
+				size_t w = strcspn(h, ",\r");
+				if (w == strlen(col) && strncmp(h, col, w) == 0)
+					want = k;
+				h += w + 1;
+			}
+		if (i < n || want < 0)
+			continue;
+		for (k = 0; k < want; line++)	/* to the field's start */
+			if (*line == '"')
+				line = strchr(line + 1, '"');
+			else if (*line == ',')
+				k++;
+		for (bool q = false; *line && (q || (*line != ',' &&
+		    *line != '\r')); line++) {
+			if (*line == '"' && !(q && line[1] == '"')) {
+				q = !q;
+				continue;
+			}
+			line += q && *line == '"';
+			if (o + 1 < len)
+				buf[o++] = *line;
+		}
+		buf[o] = '\0';
+		return true;
+	}
+	return false;
+}
+
+/* Every member of JSON object o is a column of CSV (renamed if in ren,
+ * pairs of JSON name, CSV name; skipped if renamed to NULL). */
+static void
+st_csv_has(const char *csv, const struct cj *o, const char *const *ren)
+{
+	char val[256];
+
+	for (size_t i = 0; i < o->cj_n; i++) {
+		const char *key = o->cj_keys[i];
+		for (size_t k = 0; ren[k] != NULL; k += 2)
+			if (strcmp(ren[k], key) == 0) {
+				key = ren[k + 1];
+				break;
+			}
+		ck_assert_msg(key == NULL || st_csv_get(csv, 0, key, val,
+		    sizeof(val)), "CSV has no %s:\n%s", key, csv);
+	}
+}
+
+/*
+ * ps -o csv and check -o csv carry what their JSON has: ps lacked every
+ * field of the pipeline itself (reason, supervisor, phase, counts) and the
+ * request's conn_gen, and left out a pipeline without rows, one it could
+ * not read; check lacked the whole check's status, code, summary and
+ * thresholds.
+ */
+START_TEST(test_shmq_tool_ps_check_csv_fields)
+{
+	static const char *const ps_ren[] = { "name", "pipeline", "state",
+	    "pipeline_state", "restarts", "pipeline_restarts", "procs", NULL,
+	    NULL };
+	static const char *const row_ren[] = { "request", "request_conn",
+	    "restarts", "restarts", NULL };
+	static const char *const chk_ren[] = { "thresholds", NULL, "segments",
+	    NULL, "schema", NULL, "tool", NULL, "version", NULL, "command",
+	    NULL, "time_ms", NULL, "summary", "reason", NULL };
+	char val[512], pid[16], bad[CU_NAME_LEN + 16], ctl[CU_NAME_LEN + 32];
+	char pat[CU_NAME_LEN + 32];
+	const uint64_t magic = SHMPIPE_CTL_MAGIC;
+	const struct cj *pipe, *th;
+	struct cp_pipe p;
+	struct st_run r;
+	struct cj *v;
+	int fd;
+
+	cp_start(&p, 1, NULL);
+	fd = cp_connect(&p);
+	cp_sends(fd, "sleep 3000\n");
+	v = st_ps_busy(&p);		/* a request in hand: conn_gen */
+	pipe = cj_at(cj_get(v, "pipelines"), 0);
+	ST_RUN(&r, "ps", "-o", "csv", p.cp_name);
+	st_expect(&r, 0, "ps -o csv");
+	st_csv_has(r.r_out, pipe, ps_ren);
+	st_csv_has(r.r_out, cj_at(cj_get(pipe, "procs"), 0), row_ren);
+	ck_assert(st_csv_get(r.r_out, 0, "request_seq", val, sizeof(val)));
+	ck_assert(st_csv_get(r.r_out, 0, "request_conn_gen", val,
+	    sizeof(val)));
+	snprintf(pid, sizeof(pid), "%d", (int)p.cp_pid);
+	for (int n = 1; n <= 3; n++) {
+		ck_assert(st_csv_get(r.r_out, n, "supervisor_pid", val,
+		    sizeof(val)));
+		ck_assert_str_eq(val, pid);
+		ck_assert(st_csv_get(r.r_out, n, "phase", val, sizeof(val)));
+		ck_assert_str_eq(val, "running");
+	}
+	cj_free(v);
+	st_free(&r);
+	cp_close(fd);
+	cp_stop(&p);
+
+	/* A pipeline without rows is a line too, with its reason. */
+	cu_name(bad, "csvbad");
+	snprintf(ctl, sizeof(ctl), "shmpipe.%s,x.ctl", st_bare(bad));
+	st_file(ctl, &magic, sizeof(magic), 4096);
+	ST_RUN(&r, "ps", "-o", "csv");
+	snprintf(pat, sizeof(pat), "shmpipe.%s*", st_bare(bad));
+	ck_assert_int_eq(shm_unlink(ctl), 0);
+	st_expect(&r, 65, "ps -o csv of a corrupt pipeline");
+	(void)st_csv(r.r_out);
+	snprintf(pat, sizeof(pat), "\"%s,x\",CORRUPT,,", st_bare(bad));
+	ck_assert_msg(strstr(r.r_out, pat) != NULL && strstr(r.r_out,
+	    ",not a pipeline name: expected") != NULL, "%s", r.r_out);
+	st_free(&r);
+
+	/* check: the whole check on a line of its own, first. */
+	cu_name(bad, "csvchk");
+	snprintf(pat, sizeof(pat), "%s*", st_bare(bad));
+	shmq_close(cu_create(bad, 16, 64, 0, 0));
+	ST_RUN(&r, "check", "-o", "json", "--stall", "7", pat);
+	st_expect(&r, 0, "check -o json");
+	v = st_json(&r, "check");
+	st_free(&r);
+	ST_RUN(&r, "check", "-o", "csv", "--stall", "7", pat);
+	st_expect(&r, 0, "check -o csv");
+	ck_assert_int_eq(st_csv(r.r_out), 3);
+	st_csv_has(r.r_out, v, chk_ren);
+	st_csv_has(r.r_out, cj_get(v, "thresholds"), (const char *const[]){
+	    NULL });
+	ck_assert(st_csv_get(r.r_out, 1, "kind", val, sizeof(val)));
+	ck_assert_str_eq(val, "check");
+	ck_assert(st_csv_get(r.r_out, 1, "reason", val, sizeof(val)));
+	ck_assert_str_eq(val, cj_str(cj_get(v, "summary")));
+	ck_assert(st_csv_get(r.r_out, 1, "status", val, sizeof(val)));
+	ck_assert_str_eq(val, cj_str(cj_get(v, "status")));
+	th = cj_get(v, "thresholds");
+	ck_assert(st_csv_get(r.r_out, 1, "stall_s", val, sizeof(val)));
+	ck_assert(strtod(val, NULL) == st_num(th, "stall_s"));
+	ck_assert(st_csv_get(r.r_out, 1, "fill_warn_pct", val, sizeof(val)));
+	ck_assert(strtod(val, NULL) == st_num(th, "fill_warn_pct"));
+	ck_assert(st_csv_get(r.r_out, 2, "name", val, sizeof(val)));
+	ck_assert_str_eq(val, st_bare(bad));
+	cj_free(v);
+	st_free(&r);
+	ck_assert_int_eq(shmq_unlink(bad), 0);
+}
+END_TEST
+
 /*
  * A control segment's header is anyone's to change while shmq reads it:
  * after ctl_open checked it, the counts and offsets it goes by are its own
@@ -2544,6 +2889,8 @@ shmq_tool_suite(void)
 	tc = cu_tcase("Core");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_shmq_tool_usage);
+	tcase_add_test(tc, test_shmq_tool_option_errors);
+	tcase_add_test(tc, test_shmq_tool_odd_operands);
 	tcase_add_test(tc, test_shmq_tool_put_get);
 	tcase_add_test(tc, test_shmq_tool_get_fail_keeps_queue);
 	tcase_add_test(tc, test_shmq_tool_put_stdin_long);
@@ -2567,6 +2914,8 @@ shmq_tool_suite(void)
 	tcase_add_test(tc, test_shmq_tool_error_names);
 	tcase_add_test(tc, test_shmq_tool_error_patterns);
 	tcase_add_test(tc, test_shmq_tool_error_pipe_names);
+	tcase_add_test(tc, test_shmq_tool_bad_pipeline_name);
+	tcase_add_test(tc, test_shmq_tool_pipeline_incompatible);
 	tcase_add_test(tc, test_shmq_tool_permission);
 	tcase_add_test(tc, test_shmq_tool_denied_pipeline);
 	tcase_add_test(tc, test_shmq_tool_top);
@@ -2577,6 +2926,7 @@ shmq_tool_suite(void)
 
 	tc = cp_tcase("Pipeline", 120);
 	tcase_add_test(tc, test_shmq_tool_ps);
+	tcase_add_test(tc, test_shmq_tool_ps_check_csv_fields);
 	tcase_add_test(tc, test_shmq_tool_gc_pipeline);
 	suite_add_tcase(s, tc);
 
