@@ -36,10 +36,12 @@ static const struct tool_cmd cmds[] = {
 	    "[--stall S] [PATTERN]", "ls, refreshed every -i seconds (2)" },
 	{ "peek", tool_cmd_peek, "[-n K] [-x] NAME",
 	    "the next K messages (10), not consumed; -x: all in hex" },
-	{ "put", tool_cmd_put, "[-t MS] NAME [MSG ...]",
-	    "put the MSGs, or each line of stdin (-t: wait at most MS)" },
-	{ "get", tool_cmd_get, "[-n K] [-t MS] NAME",
-	    "take K messages (1), one per line (-t: wait at most MS)" },
+	{ "put", tool_cmd_put, "[-f] [-t MS] NAME [MSG ...]",
+	    "put the MSGs, or each line of stdin (-t: wait at most MS; -f: "
+	    "on a pipeline's queue too)" },
+	{ "get", tool_cmd_get, "[-f] [-n K] [-t MS] NAME",
+	    "take K messages (1), one per line (-t: wait at most MS; -f: "
+	    "from a pipeline's queue too)" },
 	{ "create", tool_cmd_create, "[-c CAPACITY] [-m MSG_MAX] [-p PROCS] "
 	    "[-l LEASES] [-M MODE] NAME", "create a queue" },
 	{ "rm", tool_cmd_rm, "[-f] NAME ...",

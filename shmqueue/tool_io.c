@@ -40,9 +40,34 @@ io_signals(void)
 	signal(SIGPIPE, SIG_IGN);	/* a closed stdout: EPIPE, no death */
 }
 
+/*
+ * A pipeline's queues carry its clients' requests and replies: a message
+ * taken from one is a request never answered (and, replies being written
+ * in order, every later one on its connection), one put on it is dropped.
+ * Refused without -f, saying so (exit 77).
+ */
+static bool
+io_pipeline_queue(const char *seg, const char *cmd)
+{
+	char pipe[TOOL_NAME_LEN], shown[TOOL_NAME_LEN * 3],
+	    pshown[TOOL_NAME_LEN * 3];
+	const char *suffix;
+
+	if (!tool_pipe_name(seg, pipe, sizeof(pipe), &suffix) ||
+	    strcmp(suffix, "ctl") == 0)
+		return false;
+	warnx("%s: the %s queue of pipeline %s: %s; -f to do it anyway",
+	    tool_safe(shown, sizeof(shown), seg), strcmp(suffix, "req") == 0 ?
+	    "request" : "reply", tool_safe(pshown, sizeof(pshown), pipe),
+	    strcmp(cmd, "get") == 0 ? "a message taken from it leaves a "
+	    "client waiting for ever" : "the pipeline drops what it did not "
+	    "put itself");
+	return true;
+}
+
 /* Attach to NAME as a user; NULL with a message and *code set. */
 static struct shmq *
-io_open(const char *arg, int *code)
+io_open(const char *arg, const char *cmd, bool force, int *code)
 {
 	char shown[TOOL_NAME_LEN * 3];
 	struct tool_ent e;
@@ -52,6 +77,10 @@ io_open(const char *arg, int *code)
 	 * open would say only "Protocol error" or "No data available"). */
 	if ((*code = tool_lookup(arg, TOOL_K_QUEUE | TOOL_K_QINIT, &e)) != 0)
 		return NULL;
+	if (!force && io_pipeline_queue(e.e_name, cmd)) {
+		*code = TOOL_EX_NOPERM;
+		return NULL;
+	}
 	if ((q = shmq_open(e.e_name)) == NULL && errno == EPERM) {
 		warnx("%s: owned by another user, or open to group or others: "
 		    "put and get use only one's own queues",
@@ -187,15 +216,22 @@ int
 tool_cmd_put(int argc, char **argv)
 {
 	static const struct option longopts[] = {
+		{ "force", no_argument, NULL, 'f' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 }
 	};
 	struct shmq *q;
 	int ch, ms = -1, code;
+	bool force = false;
 
-	while ((ch = getopt_long(argc, argv, "+:ht:", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "+:fht:", longopts, NULL)) !=
+	    -1) {
 		if (ch == 'h')
 			return tool_help("put");
+		if (ch == 'f') {
+			force = true;
+			continue;
+		}
 		if (ch != 't')
 			return tool_opt_bad("put", ch, argv, longopts);
 		if (!io_timeout(optarg, &ms))
@@ -205,7 +241,7 @@ tool_cmd_put(int argc, char **argv)
 	if (optind >= argc)
 		return tool_usage("put", "expected a NAME");
 	io_signals();
-	if ((q = io_open(argv[optind++], &code)) == NULL)
+	if ((q = io_open(argv[optind++], "put", force, &code)) == NULL)
 		return code;
 	if (optind == argc)
 		code = put_stdin(q, ms);
@@ -286,17 +322,23 @@ tool_cmd_get(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "count", required_argument, NULL, 'n' },
+		{ "force", no_argument, NULL, 'f' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 }
 	};
 	struct shmq *q;
 	long long count = 1;
 	int ch, ms = -1, code;
+	bool force = false;
 
-	while ((ch = getopt_long(argc, argv, ":hn:t:", longopts, NULL)) !=
+	while ((ch = getopt_long(argc, argv, ":fhn:t:", longopts, NULL)) !=
 	    -1) {
 		if (ch == 'h')
 			return tool_help("get");
+		if (ch == 'f') {
+			force = true;
+			continue;
+		}
 		if (ch == 'n' && tool_num(optarg, 1, INT32_MAX, &count))
 			continue;
 		if (ch == 't' && io_timeout(optarg, &ms))
@@ -309,7 +351,7 @@ tool_cmd_get(int argc, char **argv)
 	if (argc - optind != 1)
 		return tool_usage("get", "expected one NAME");
 	io_signals();
-	if ((q = io_open(argv[optind], &code)) == NULL)
+	if ((q = io_open(argv[optind], "get", force, &code)) == NULL)
 		return code;
 	return io_close(q, get_loop(q, count, ms));
 }

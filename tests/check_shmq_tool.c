@@ -635,6 +635,45 @@ START_TEST(test_shmq_tool_get_fail_keeps_queue)
 }
 END_TEST
 
+/*
+ * A pipeline's queues hold its clients' requests and replies: get and put
+ * refuse them (77, saying why) unless forced, and leave them untouched.
+ */
+START_TEST(test_shmq_tool_pipeline_queue_guard)
+{
+	char name[64];
+	struct st_run r;
+
+	snprintf(name, sizeof(name), "shmpipe.shmqt-guard-%d.req",
+	    (int)getpid());
+	ST_RUN(&r, "create", "-c", "8", "-m", "64", name);
+	st_expect(&r, 0, "create");
+	st_free(&r);
+	ST_RUN(&r, "put", name, "x");
+	st_expect(&r, 77, "put on a pipeline's queue");
+	ck_assert_msg(strstr(r.r_err, "request queue of pipeline "
+	    "shmqt-guard-") != NULL && strstr(r.r_err, "-f") != NULL,
+	    "put: %s", r.r_err);
+	st_free(&r);
+	ST_RUN(&r, "put", "--force", name, "job");
+	st_expect(&r, 0, "put -f");
+	st_free(&r);
+	ST_RUN(&r, "get", "-t", "0", name);
+	st_expect(&r, 77, "get from a pipeline's queue");
+	ck_assert_msg(strstr(r.r_err, "waiting for ever") != NULL, "get: %s",
+	    r.r_err);
+	ck_assert_str_eq(r.r_out, "");
+	st_free(&r);
+	ST_RUN(&r, "get", "-f", "-t", "0", name);
+	st_expect(&r, 0, "get -f");
+	ck_assert_str_eq(r.r_out, "job\n");
+	st_free(&r);
+	ST_RUN(&r, "rm", name);
+	st_expect(&r, 0, "rm");
+	st_free(&r);
+}
+END_TEST
+
 START_TEST(test_shmq_tool_put_get)
 {
 	char name[CU_NAME_LEN];
@@ -2892,6 +2931,7 @@ shmq_tool_suite(void)
 	tcase_add_test(tc, test_shmq_tool_option_errors);
 	tcase_add_test(tc, test_shmq_tool_odd_operands);
 	tcase_add_test(tc, test_shmq_tool_put_get);
+	tcase_add_test(tc, test_shmq_tool_pipeline_queue_guard);
 	tcase_add_test(tc, test_shmq_tool_get_fail_keeps_queue);
 	tcase_add_test(tc, test_shmq_tool_put_stdin_long);
 	tcase_add_test(tc, test_shmq_tool_put_full_timeout);
