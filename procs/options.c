@@ -237,7 +237,8 @@ option(struct options *o, int c, const char *arg, bool threaded)
 	case 'n':
 		if (!ctl_name_ok(arg))
 			bad("--name '%s': expected 1..40 characters of "
-			    "A-Z a-z 0-9 _ . -", arg);
+			    "A-Z a-z 0-9 _ . -, without '..' and not "
+			    "starting or ending with '.'", arg);
 		strlcpy(o->name, arg, sizeof(o->name));
 		break;
 	case 'l': parse_listen(o, arg); break;

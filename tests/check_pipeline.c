@@ -2950,6 +2950,32 @@ START_TEST(test_pipeline_file_refusals)
 END_TEST
 
 /*
+ * A name with a '.' at either end would make ".." in its segments' names
+ * ("/shmpipe.x..req"), which no segment may have: it is refused as a
+ * usage error, by both builds, before anything is made.  Without --input
+ * a start not refused would listen; with it, it ends by itself.
+ */
+START_TEST(test_pipeline_name_dots)
+{
+	static const char *const names[] = { ".", "x.", ".x", "x.y." };
+	char prog[CP_PATH_LEN], want[64];
+	struct cp_pipe p;
+
+	cp_prepare(&p, 1);
+	cp_server(prog, sizeof(prog));
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(want, sizeof(want), "--name '%s': expected",
+		    names[i]);
+		expect_refusal(&p, CP_ARGS(prog, "--name", names[i],
+		    "--pidfile", p.cp_pidfile, "--input", "/dev/null"), 64,
+		    want);
+		CP_ASSERT(&p, cp_segments(names[i]) == 0, "'%s' left "
+		    "segments", names[i]);
+	}
+}
+END_TEST
+
+/*
  * Started with descriptors 0, 1 and 2 closed, nothing shmpipe opens
  * takes their place: the log does not end up in the output file, nor
  * replies in the pidfile.  A closed standard input or output is not one
@@ -3109,6 +3135,7 @@ pipeline_suite_of(const char *name, bool threads)
 #endif
 	tcase_add_test(tc, test_pipeline_file_refusals);
 	tcase_add_test(tc, test_pipeline_std_fds_closed);
+	tcase_add_test(tc, test_pipeline_name_dots);
 	suite_add_tcase(s, tc);
 	return s;
 }
