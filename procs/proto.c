@@ -100,6 +100,14 @@ object_handle(const struct proto_handlers *h,
 	if (rc != SHMPIPE_OK && rc != SHMPIPE_ERR)
 		return ERR_OBJECT(h, res, " returned an unknown status "
 		    "(expected SHMPIPE_OK, SHMPIPE_ERR or SHMPIPE_PASS)");
+	/* What is at res->buf is then not its result but the bytes of an
+	 * earlier reply, maybe another client's: never send them. */
+	if (r.buf != res->buf || r.cap != res->cap)
+		return ERR_OBJECT(h, res, " changed res->buf or res->cap "
+		    "(expected its result written into res->buf)");
+	if (rc == SHMPIPE_ERR && r.len == 0)
+		return ERR_OBJECT(h, res, " answered SHMPIPE_ERR without a "
+		    "reason (expected one in res->buf)");
 	if (rc == SHMPIPE_OK && r.len > r.cap)
 		return rc;	/* too long: nothing of it is sent */
 	if (memchr(res->buf, '\n', r.len < r.cap ? r.len : r.cap) != NULL)
