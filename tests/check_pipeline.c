@@ -3007,6 +3007,52 @@ START_TEST(test_pipeline_std_fds_closed)
 END_TEST
 
 /*
+ * With --input - and --output -, the standard streams are the pipeline's:
+ * a handler that prints to stdout (debugging, say) writes to the log, not
+ * into the replies, and one that reads stdin finds it at its end rather
+ * than the requests.  Both used to reach the files themselves.
+ */
+START_TEST(test_pipeline_file_handler_stdio)
+{
+	static const char src[] =
+	    "#include <stdio.h>\n"
+	    "#include <string.h>\n"
+	    "#include \"shmpipe_handler.h\"\n"
+	    "static int h(const struct shmpipe_request *q,\n"
+	    "    struct shmpipe_result *r) {\n"
+	    "	if (q->verb_len != 5 || memcmp(q->verb, \"noisy\", 5) != 0)\n"
+	    "		return SHMPIPE_PASS;\n"
+	    "	printf(\"noise from a handler\\n\");\n"
+	    "	fflush(stdout);\n"
+	    "	r->len = (size_t)snprintf(r->buf, r->cap, \"%s\",\n"
+	    "	    getchar() == EOF ? \"stdin at its end\" : \"stdin read\");\n"
+	    "	return SHMPIPE_OK; }\n"
+	    "const struct shmpipe_handler shmpipe_handler = {\n"
+	    "    SHMPIPE_HANDLER_ABI, \"noisy\", 0, 0, h };\n";
+	char prog[CP_PATH_LEN], in[CP_PATH_LEN + 8], so[CP_PATH_LEN + 16];
+	struct cp_pipe p;
+	int fd, st;
+
+	cp_prepare(&p, 1);
+	cp_server(prog, sizeof(prog));
+	cp_handler_build(&p, "noisy", src, so, sizeof(so));
+	snprintf(in, sizeof(in), "%s/in", p.cp_dir);
+	write_file(in, "echo a\nnoisy\necho b\n");
+	ck_assert_int_ge(fd = open(in, O_RDONLY | O_CLOEXEC), 0);
+	p.cp_pid = cp_spawnv(&p, CP_ARGS(OWN_ARGV(&p, prog), "--processors",
+	    "1", "--handler", so, "--input", "-", "--output", "-"), fd);
+	close(fd);
+	st = cp_wait_exit(&p, CP_WAIT_S);
+	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x, "
+	    "expected exit 0", st);
+	assert_file(&p, p.cp_out, "OK a\nOK stdin at its end\nOK b\n");
+	CP_ASSERT(&p, cp_log_has(&p, "noise from a handler"), "the "
+	    "handler's output is not in the log");
+	cp_assert_gone(&p);
+}
+END_TEST
+
+/*
  * Queues larger than /dev/shm can hold (a TiB each): one line saying so,
  * exit 71, nothing left.  The threaded build's memory is anonymous, which
  * no tmpfs limits: it used to fill it and call the OOM killer.
@@ -3068,6 +3114,7 @@ pipeline_suite_of(const char *name, bool threads)
 	tcase_add_test(tc, test_pipeline_file_mode_pipe);
 	tcase_add_test(tc, test_pipeline_file_offset);
 	tcase_add_test(tc, test_pipeline_file_output_fails);
+	tcase_add_test(tc, test_pipeline_file_handler_stdio);
 	tcase_add_loop_test(tc, test_pipeline_file_fifo_signal, 0, 2);
 	if (!threads)
 		tcase_add_test(tc, test_pipeline_file_pile_up);
