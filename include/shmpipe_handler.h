@@ -23,6 +23,9 @@
  * either, or returns SHMPIPE_ERR with res->len 0, gets an ERR reply
  * naming it instead of its result.
  *
+ * A handler must not call exit(): one that does is named in the log, and
+ * its process exits 78 as if init() had failed or handle() had crashed.
+ *
  * Requests are delivered at least once: if a processor dies while handling
  * one, the request is handled again by another, with req->deliveries
  * counting the attempts.  Handlers should be idempotent.  A handler may

@@ -421,6 +421,7 @@ main(int argc, char **argv)
 	struct tp tp = { .tp_opt = &opt };
 	int r;
 
+	proto_watch_exit();	/* the first atexit(3): run last */
 	options_std_fds();	/* before anything is opened */
 	setproctitle_init(argc, argv, environ);
 	options_parse(&opt, argc, argv, true);

@@ -2533,6 +2533,73 @@ START_TEST(test_pipeline_crash_loop)
 END_TEST
 
 /*
+ * A handler object that calls exit(0) is named in the log and makes its
+ * process exit 78, never 0: from init(), the processors of shmpipe used
+ * to be replaced at once and for ever (an exit 0 is a clean stop), about
+ * 600 forks a second, and shmpipe-threaded stopped with exit 0 and not a
+ * word.  From handle(), shmpipe answers the request ERR after it has
+ * taken --max-deliveries processors, as any crash; shmpipe-threaded used
+ * to exit 0 silently, its pidfile and socket removed as if asked to stop.
+ */
+START_TEST(test_pipeline_handler_exits)
+{
+	static const char src[] =
+	    "#include <stdlib.h>\n"
+	    "#include <string.h>\n"
+	    "#include \"shmpipe_handler.h\"\n"
+	    "static int i(void) {\n"
+	    "    if (getenv(\"CP_QUIT_INIT\") != NULL) exit(0);\n"
+	    "    return 0; }\n"
+	    "static int h(const struct shmpipe_request *q,\n"
+	    "    struct shmpipe_result *r) { (void)r;\n"
+	    "    if (q->verb_len == 4 && memcmp(q->verb, \"quit\", 4) == 0)\n"
+	    "        exit(0);\n"
+	    "    return SHMPIPE_PASS; }\n"
+	    "const struct shmpipe_handler shmpipe_handler = {\n"
+	    "    SHMPIPE_HANDLER_ABI, \"quitter\", i, 0, h };\n";
+	char so[CP_PATH_LEN + 16], want[CP_PATH_LEN + 96];
+	struct cp_pipe p;
+	int fd, st;
+
+	cp_prepare(&p, 1);
+	cp_handler_build(&p, "quitter", src, so, sizeof(so));
+	setenv("CP_QUIT_INIT", "1", 1);
+	cp_spawn(&p, CP_ARGS("--handler", so));
+	unsetenv("CP_QUIT_INIT");
+	st = cp_wait_exit(&p, CP_WAIT_S);
+	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == (p.cp_threads ?
+	    78 : 70), "exit() in init(): status %#x, expected exit %d", st,
+	    p.cp_threads ? 78 : 70);
+	snprintf(want, sizeof(want), "handler object '%s' called exit() in "
+	    "its init() (expected it to return); exit 78", so);
+	CP_ASSERT(&p, cp_log_has(&p, want), "'%s' not logged", want);
+	cp_assert_gone(&p);
+
+	cp_spawn(&p, CP_ARGS("--handler", so));
+	cp_wait_ready(&p);
+	fd = cp_connect(&p);
+	cp_expect(fd, "echo a", "OK a");
+	snprintf(want, sizeof(want), "handler object '%s' called exit() in "
+	    "its handle() (expected it to return); exit 78", so);
+	if (p.cp_threads) {
+		cp_sends(fd, "quit\n");
+		st = cp_wait_exit(&p, CP_WAIT_S);
+		CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 78,
+		    "exit() in handle(): status %#x, expected exit 78", st);
+		CP_ASSERT(&p, cp_log_has(&p, want), "'%s' not logged", want);
+		cp_close(fd);
+		cp_assert_gone(&p);
+		return;
+	}
+	cp_expect(fd, "quit", "ERR request crashed the processor 2 times");
+	cp_expect(fd, "echo b", "OK b");
+	cp_close(fd);
+	CP_ASSERT(&p, cp_log_has(&p, want), "'%s' not logged", want);
+	cp_stop(&p);
+}
+END_TEST
+
+/*
  * A handler's init() runs once before its processor serves, and its
  * fini() not before every request it may get is answered: in the threaded
  * build too, where the processors are threads sharing one loaded object,
@@ -3165,6 +3232,7 @@ pipeline_suite_of(const char *name, bool threads)
 		tcase_add_test(tc, test_pipeline_reload_fails_often);
 	}
 	tcase_add_test(tc, test_pipeline_crash_loop);
+	tcase_add_test(tc, test_pipeline_handler_exits);
 	if (!threads)
 		tcase_add_test(tc, test_pipeline_kill_starting);
 	tcase_add_test(tc, test_pipeline_handler_once);
