@@ -129,6 +129,16 @@ number(const char *flag, const char *arg, long long min, long long max)
 	return v;
 }
 
+/* A path given to flag: an empty one is no path (dlopen(3) would open
+ * the program itself, open(2) fail with a bare "No such file"). */
+static const char *
+path(const char *flag, const char *arg, const char *what)
+{
+	if (arg[0] == '\0')
+		bad("%s '': expected %s", flag, what);
+	return arg;
+}
+
 #define LISTEN_TCP_FORMS	"tcp:HOST:PORT or tcp:[V6ADDR]:PORT"
 
 /*
@@ -184,6 +194,25 @@ parse_tcp(struct listen_spec *ls, const char *arg)
 	strlcpy(ls->ls_port, port, sizeof(ls->ls_port));
 }
 
+/* Is ls an address already given?  Binding it again would fail as if
+ * someone else held it.  Port 0 is a new port each time. */
+static bool
+listen_repeated(const struct options *o, const struct listen_spec *ls)
+{
+	for (int i = 0; i < o->nlisten; i++) {
+		const struct listen_spec *x = &o->listen[i];
+
+		if (x->ls_unix != ls->ls_unix)
+			continue;
+		if (ls->ls_unix ? strcmp(x->ls_path, ls->ls_path) == 0 :
+		    strcmp(x->ls_host, ls->ls_host) == 0 &&
+		    strcmp(x->ls_port, ls->ls_port) == 0 &&
+		    strcmp(ls->ls_port, "0") != 0)
+			return true;
+	}
+	return false;
+}
+
 /* tcp:HOST:PORT, tcp:[V6ADDR]:PORT or unix:PATH. */
 static void
 parse_listen(struct options *o, const char *arg)
@@ -200,13 +229,14 @@ parse_listen(struct options *o, const char *arg)
 			bad("--listen '%s': expected unix:PATH, PATH 1..%zu "
 			    "bytes", arg, sizeof(ls->ls_path) - 1);
 		ls->ls_unix = true;
-		o->nlisten++;
-		return;
-	}
-	if (strncmp(arg, "tcp:", 4) != 0)
+	} else if (strncmp(arg, "tcp:", 4) == 0)
+		parse_tcp(ls, arg);
+	else
 		bad("--listen '%s': expected tcp:HOST:PORT, tcp:[V6ADDR]:PORT "
 		    "or unix:PATH", arg);
-	parse_tcp(ls, arg);
+	if (listen_repeated(o, ls))
+		bad("--listen '%s' given twice; expected each address once",
+		    arg);
 	o->nlisten++;
 }
 
@@ -244,7 +274,8 @@ option(struct options *o, int c, const char *arg, bool threaded)
 	case 'l': parse_listen(o, arg); break;
 	case 'p': o->processors = (uint32_t)number("--processors", arg, 1,
 		    processors_max(threaded)); break;
-	case 'H': o->handler = arg; break;
+	case 'H': o->handler = path("--handler", arg,
+		    "the path of a shared object"); break;
 	case 'c': o->capacity = (uint32_t)number("--capacity", arg, 2,
 		    1 << 20); break;
 	case 'm': o->max_line = (uint32_t)number("--max-line", arg,
@@ -270,9 +301,12 @@ option(struct options *o, int c, const char *arg, bool threaded)
 		    1000000) * 1000;
 		spin_set = true;
 		break;
-	case 'i': o->input = arg; break;
-	case 'o': o->output = arg; break;
-	case 'P': o->pidfile = arg; break;
+	case 'i': o->input = path("--input", arg, "a file, or - for "
+		    "standard input"); break;
+	case 'o': o->output = path("--output", arg, "a file, or - for "
+		    "standard output"); break;
+	case 'P': o->pidfile = path("--pidfile", arg, "a file's path");
+		break;
 	case O_ENABLE_CRASH: o->enable_crash = true; break;
 	case 'q': o->quiet = true; break;
 	case 'h': usage(stdout, threaded); exit(0);

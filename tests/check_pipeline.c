@@ -2808,8 +2808,13 @@ START_TEST(test_pipeline_bad_flags)
 		{ "-qn", NULL, "option '-n' needs a value" },
 		{ "--win", NULL, "option '--window' needs a value" },
 		{ "--max=3", NULL, "option '--max' is ambiguous" },
+		/* dlopen("") is the program itself; open("") a bare ENOENT */
+		{ "--handler", "", "--handler '': expected the path" },
+		{ "--pidfile", "", "--pidfile '': expected" },
+		{ "--input", "", "--input '': expected a file, or -" },
+		{ "--output", "", "--output '': expected a file, or -" },
 	};
-	char prog[CP_PATH_LEN], procs[16], want[64];
+	char prog[CP_PATH_LEN], procs[16], want[CP_PATH_LEN + 16];
 	unsigned max = cp_threads() ? OPT_PROCESSORS_MAX_THREADED :
 	    OPT_PROCESSORS_MAX;
 	struct cp_pipe p;
@@ -2824,6 +2829,14 @@ START_TEST(test_pipeline_bad_flags)
 	snprintf(want, sizeof(want), "expected a whole number 1..%u", max);
 	expect_refusal(&p, CP_ARGS(OWN_ARGV(&p, prog), "--processors", procs),
 	    64, want);
+	/* The same address twice: its second bind would fail as if someone
+	 * else held it ("a server is answering there", exit 71). */
+	snprintf(want, sizeof(want), "unix:%s/twice", p.cp_dir);
+	expect_refusal(&p, CP_ARGS(OWN_ARGV(&p, prog), "--listen", want,
+	    "--listen", want), 64, "given twice; expected each address once");
+	expect_refusal(&p, CP_ARGS(OWN_ARGV(&p, prog), "--listen",
+	    "tcp:127.0.0.1:1", "--listen", "tcp:127.0.0.1:1"), 64,
+	    "--listen 'tcp:127.0.0.1:1' given twice");
 	CP_ASSERT(&p, cp_segments(p.cp_name) == 0, "a refused start left "
 	    "segments");
 }
