@@ -467,6 +467,79 @@ check_files(const struct options *o)
 		    o->output);
 }
 
+/*
+ * Where path is or would be: its device and inode if it exists, else the
+ * real path of its directory and its last name (two paths name one file
+ * to be made if those are the same).  False if neither can be known.
+ */
+static bool
+file_id(const char *path, struct stat *st, char *where, size_t len)
+{
+	char dir[PATH_MAX], real[PATH_MAX];
+	const char *base = strrchr(path, '/');
+
+	where[0] = '\0';
+	if (stat(path, st) == 0)
+		return true;
+	memset(st, 0, sizeof(*st));
+	if (base == NULL) {
+		strlcpy(dir, ".", sizeof(dir));
+		base = path;
+	} else {
+		snprintf(dir, sizeof(dir), "%.*s", base == path ? 1 :
+		    (int)(base - path), path);
+		base++;
+	}
+	if (realpath(dir, real) == NULL)
+		return false;
+	snprintf(where, len, "%s/%s", real, base);
+	return true;
+}
+
+/* Do a and b name the same file, made or to be made? */
+static bool
+same_file(const char *a, const char *b)
+{
+	char wa[2 * PATH_MAX], wb[2 * PATH_MAX];
+	struct stat sa, sb;
+
+	if (!file_id(a, &sa, wa, sizeof(wa)) ||
+	    !file_id(b, &sb, wb, sizeof(wb)))
+		return strcmp(a, b) == 0;
+	if (wa[0] == '\0' && wb[0] == '\0')
+		return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+	return wa[0] != '\0' && strcmp(wa, wb) == 0;
+}
+
+/*
+ * The pidfile is truncated when shmpipe starts and removed when it
+ * exits: naming the input, the output, the handler object or a socket's
+ * path, it would destroy them.
+ */
+static void
+check_pidfile(const struct options *o)
+{
+	const char *what = NULL, *other = NULL;
+
+	if (o->input != NULL && strcmp(o->input, "-") != 0 &&
+	    same_file(o->pidfile, o->input))
+		what = "--input", other = o->input;
+	else if (o->output != NULL && strcmp(o->output, "-") != 0 &&
+	    same_file(o->pidfile, o->output))
+		what = "--output", other = o->output;
+	else if (o->handler != NULL && same_file(o->pidfile, o->handler))
+		what = "--handler", other = o->handler;
+	for (int i = 0; what == NULL && i < o->nlisten; i++)
+		if (o->listen[i].ls_unix &&
+		    same_file(o->pidfile, o->listen[i].ls_path))
+			what = "--listen unix:", other = o->listen[i].ls_path;
+	if (what != NULL)
+		bad("--pidfile %s and %s%s%s are the same file; the pidfile is "
+		    "overwritten at start and removed at exit, expected one "
+		    "of its own", o->pidfile, what, what[strlen(what) - 1] ==
+		    ':' ? "" : " ", other);
+}
+
 void
 options_parse(struct options *o, int argc, char **argv, bool threaded)
 {
@@ -496,6 +569,8 @@ options_parse(struct options *o, int argc, char **argv, bool threaded)
 	conn_window(o);
 	if (o->input != NULL)
 		check_files(o);
+	if (o->pidfile != NULL)
+		check_pidfile(o);
 }
 
 void

@@ -3056,6 +3056,43 @@ START_TEST(test_pipeline_name_dots)
 END_TEST
 
 /*
+ * The pidfile is truncated at start and removed at exit: a --pidfile that
+ * names the input, the output (even one still to be made, by another
+ * name), the handler object or a Unix socket's path is refused before
+ * anything is touched.  The input used to be replaced by the pid, its
+ * requests answered "ERR unknown verb '<pid>'", and deleted, exit 0.
+ */
+START_TEST(test_pipeline_pidfile_other_file)
+{
+	char prog[CP_PATH_LEN], in[CP_PATH_LEN + 8], out[CP_PATH_LEN + 8];
+	char dotted[CP_PATH_LEN + 16], sock[CP_PATH_LEN + 16];
+	struct cp_pipe p;
+
+	cp_prepare(&p, 1);
+	cp_server(prog, sizeof(prog));
+	snprintf(in, sizeof(in), "%s/in", p.cp_dir);
+	snprintf(out, sizeof(out), "%s/replies", p.cp_dir);
+	snprintf(dotted, sizeof(dotted), "%s/./replies", p.cp_dir);
+	snprintf(sock, sizeof(sock), "unix:%s/sock", p.cp_dir);
+	write_file(in, "echo a\n");
+	expect_refusal(&p, CP_ARGS(prog, "--name", p.cp_name, "--pidfile",
+	    in, "--input", in), 64, "and --input");
+	expect_refusal(&p, CP_ARGS(prog, "--name", p.cp_name, "--pidfile",
+	    dotted, "--input", in, "--output", out), 64, "and --output");
+	expect_refusal(&p, CP_ARGS(prog, "--name", p.cp_name, "--pidfile",
+	    in, "--input", "/dev/null", "--handler", in), 64,
+	    "and --handler");
+	expect_refusal(&p, CP_ARGS(prog, "--name", p.cp_name, "--pidfile",
+	    sock + 5, "--listen", sock), 64, "and --listen unix:");
+	assert_file(&p, in, "echo a\n");
+	CP_ASSERT(&p, access(out, F_OK) != 0 && access(sock + 5, F_OK) != 0,
+	    "a refused start made its output or socket");
+	CP_ASSERT(&p, cp_segments(p.cp_name) == 0, "a refused start left "
+	    "segments");
+}
+END_TEST
+
+/*
  * Started with descriptors 0, 1 and 2 closed, nothing shmpipe opens
  * takes their place: the log does not end up in the output file, nor
  * replies in the pidfile.  A closed standard input or output is not one
@@ -3264,6 +3301,7 @@ pipeline_suite_of(const char *name, bool threads)
 	tcase_add_test(tc, test_pipeline_file_refusals);
 	tcase_add_test(tc, test_pipeline_std_fds_closed);
 	tcase_add_test(tc, test_pipeline_name_dots);
+	tcase_add_test(tc, test_pipeline_pidfile_other_file);
 	suite_add_tcase(s, tc);
 	return s;
 }
