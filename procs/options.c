@@ -540,6 +540,18 @@ check_pidfile(const struct options *o)
 		    ':' ? "" : " ", other);
 }
 
+/* The output is truncated before the processors load the handler object:
+ * the same file, the object would be destroyed unloaded. */
+static void
+check_output(const struct options *o)
+{
+	if (o->handler != NULL && strcmp(o->output, "-") != 0 &&
+	    same_file(o->output, o->handler))
+		bad("--output %s and --handler %s are the same file; writing "
+		    "the replies would destroy the handler object", o->output,
+		    o->handler);
+}
+
 void
 options_parse(struct options *o, int argc, char **argv, bool threaded)
 {
@@ -567,8 +579,10 @@ options_parse(struct options *o, int argc, char **argv, bool threaded)
 	if (!spin_set)
 		o->spin_ns = default_spin(o->processors);
 	conn_window(o);
-	if (o->input != NULL)
+	if (o->input != NULL) {
 		check_files(o);
+		check_output(o);
+	}
 	if (o->pidfile != NULL)
 		check_pidfile(o);
 }

@@ -3023,6 +3023,11 @@ START_TEST(test_pipeline_file_refusals)
 	    "--input", "-", "--output", ln), 64, "are the same file");
 	expect_refusal(&p, SH_FILE_ARGS(">>", in, OWN_ARGV(&p, prog),
 	    "--input", in, "--output", "-"), 64, "are the same file");
+	/* Nor the handler object, which the output would truncate before
+	 * the processors load it (here any file stands for it). */
+	expect_refusal(&p, CP_ARGS(OWN_ARGV(&p, prog), "--input", "/dev/null",
+	    "--handler", in, "--output", ln), 64, "would destroy the handler "
+	    "object");
 	assert_file(&p, in, "echo a\n");
 	CP_ASSERT(&p, cp_segments(p.cp_name) == 0 && access(p.cp_pidfile,
 	    F_OK) != 0, "a refused start left segments or its pidfile");
