@@ -286,7 +286,8 @@ option(struct options *o, int c, const char *arg, bool threaded)
 		    "--request-timeout", arg, 0, 86400000);
 		o->request_timeout_set = true; break;
 	case 'd': o->max_deliveries = (uint32_t)number("--max-deliveries",
-		    arg, 1, 1000); break;
+		    arg, 1, 1000);
+		o->max_deliveries_set = true; break;
 	case 'C': o->max_conns = (uint32_t)number("--max-connections", arg, 1,
 		    1 << 20); break;
 	case 'I': o->idle_timeout_ms = (uint32_t)number("--idle-timeout", arg,

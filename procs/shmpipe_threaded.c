@@ -146,6 +146,9 @@ refuse_process_only(struct options *o)
 	if (o->request_timeout_set && o->request_timeout_ms != 0)
 		log_event("--request-timeout has no effect in the threaded "
 		    "build: a thread cannot be killed");
+	if (o->max_deliveries_set)
+		log_event("--max-deliveries has no effect in the threaded "
+		    "build: a crash stops the process, there is no retry");
 	o->max_requests = 0;
 	o->request_timeout_ms = 0;
 }

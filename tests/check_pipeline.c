@@ -2394,11 +2394,13 @@ START_TEST(test_pipeline_threaded_refusals)
 	int fd;
 
 	cp_start(&p, 2, CP_ARGS("--max-requests", "100", "--request-timeout",
-	    "200"));
+	    "200", "--max-deliveries", "3"));
 	CP_ASSERT(&p, cp_log_has(&p, "--max-requests has no effect in the "
 	    "threaded build"), "--max-requests not refused");
 	CP_ASSERT(&p, cp_log_has(&p, "--request-timeout has no effect in the "
 	    "threaded build"), "--request-timeout not refused");
+	CP_ASSERT(&p, cp_log_has(&p, "--max-deliveries has no effect in the "
+	    "threaded build"), "--max-deliveries not refused");
 	fd = cp_connect(&p);
 	cp_expect(fd, "sleep 400", "OK 400");
 	kill(p.cp_pid, SIGHUP);
