@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
 #include <unistd.h>
 
 #include "handlers.h"
@@ -35,7 +34,7 @@ struct proto_handlers {
 	char				 ph_expected[EXPECTED_MAX];
 };
 
-/* The object's function this thread is in ("init", "handle", "fini"),
+/* The object's code this thread runs ("its init()", "a constructor"...),
  * or NULL, and the object's path: for exit_in_object(). */
 static _Thread_local const char	*in_object;
 static _Thread_local const char	*in_object_path;
@@ -109,7 +108,7 @@ object_handle(const struct proto_handlers *h,
 	struct shmpipe_result r = *res;
 	int rc;
 
-	IN_OBJECT(h, "handle", rc = h->ph_obj->handle(req, &r));
+	IN_OBJECT(h, "its handle()", rc = h->ph_obj->handle(req, &r));
 	if (rc == SHMPIPE_PASS)
 		return rc;
 	res->len = r.len;
@@ -286,7 +285,9 @@ object_load(struct proto_handlers *h, const char *path, char *err,
 	const struct shmpipe_handler *o;
 	int rc;
 
-	if ((h->ph_dl = dlopen(path, RTLD_NOW | RTLD_LOCAL)) == NULL) {
+	IN_OBJECT(h, "a constructor", h->ph_dl = dlopen(path, RTLD_NOW |
+	    RTLD_LOCAL));
+	if (h->ph_dl == NULL) {
 		snprintf(err, errlen, "cannot load handler object '%s': %s",
 		    path, dlerror());
 		return -1;
@@ -295,7 +296,7 @@ object_load(struct proto_handlers *h, const char *path, char *err,
 		goto out_close;
 	rc = 0;
 	if (o->init != NULL)
-		IN_OBJECT(h, "init", rc = o->init());
+		IN_OBJECT(h, "its init()", rc = o->init());
 	if (rc != 0) {
 		snprintf(err, errlen, "handler object '%s' refused to start: "
 		    "its init() returned %d", path, rc);
@@ -335,7 +336,7 @@ proto_unload(struct proto_handlers *h)
 	if (h == NULL)
 		return;
 	if (h->ph_obj != NULL && h->ph_obj->fini != NULL)
-		IN_OBJECT(h, "fini", h->ph_obj->fini());
+		IN_OBJECT(h, "its fini()", h->ph_obj->fini());
 	if (h->ph_dl != NULL)
 		dlclose(h->ph_dl);
 	free(h);
@@ -347,7 +348,7 @@ exit_in_object(void)
 {
 	if (in_object == NULL)
 		return;
-	log_event("handler object '%s' called exit() in its %s() (expected "
+	log_event("handler object '%s' called exit() in %s (expected "
 	    "it to return); exit %d", in_object_path, in_object,
 	    PROTO_EX_OBJECT);
 	_exit(PROTO_EX_OBJECT);

@@ -2536,10 +2536,10 @@ END_TEST
 
 /*
  * A handler object that calls exit(0) is named in the log and makes its
- * process exit 78, never 0: from init(), the processors of shmpipe used
- * to be replaced at once and for ever (an exit 0 is a clean stop), about
- * 600 forks a second, and shmpipe-threaded stopped with exit 0 and not a
- * word.  From handle(), shmpipe answers the request ERR after it has
+ * process exit 78, never 0: from a constructor or init(), the processors
+ * of shmpipe used to be replaced at once and for ever (an exit 0 is a
+ * clean stop), about 600 forks a second, and shmpipe-threaded stopped
+ * with exit 0 and not a word.  From handle(), shmpipe answers the request ERR after it has
  * taken --max-deliveries processors, as any crash; shmpipe-threaded used
  * to exit 0 silently, its pidfile and socket removed as if asked to stop.
  */
@@ -2549,6 +2549,8 @@ START_TEST(test_pipeline_handler_exits)
 	    "#include <stdlib.h>\n"
 	    "#include <string.h>\n"
 	    "#include \"shmpipe_handler.h\"\n"
+	    "__attribute__((constructor)) static void c(void) {\n"
+	    "    if (getenv(\"CP_QUIT_LOAD\") != NULL) exit(0); }\n"
 	    "static int i(void) {\n"
 	    "    if (getenv(\"CP_QUIT_INIT\") != NULL) exit(0);\n"
 	    "    return 0; }\n"
@@ -2559,23 +2561,27 @@ START_TEST(test_pipeline_handler_exits)
 	    "    return SHMPIPE_PASS; }\n"
 	    "const struct shmpipe_handler shmpipe_handler = {\n"
 	    "    SHMPIPE_HANDLER_ABI, \"quitter\", i, 0, h };\n";
-	char so[CP_PATH_LEN + 16], want[CP_PATH_LEN + 96];
+	char so[CP_PATH_LEN + 16], want[CP_PATH_LEN + 128];
 	struct cp_pipe p;
 	int fd, st;
 
 	cp_prepare(&p, 1);
 	cp_handler_build(&p, "quitter", src, so, sizeof(so));
-	setenv("CP_QUIT_INIT", "1", 1);
-	cp_spawn(&p, CP_ARGS("--handler", so));
-	unsetenv("CP_QUIT_INIT");
-	st = cp_wait_exit(&p, CP_WAIT_S);
-	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == (p.cp_threads ?
-	    78 : 70), "exit() in init(): status %#x, expected exit %d", st,
-	    p.cp_threads ? 78 : 70);
-	snprintf(want, sizeof(want), "handler object '%s' called exit() in "
-	    "its init() (expected it to return); exit 78", so);
-	CP_ASSERT(&p, cp_log_has(&p, want), "'%s' not logged", want);
-	cp_assert_gone(&p);
+	for (int i = 0; i < 2; i++) {
+		setenv(i == 0 ? "CP_QUIT_LOAD" : "CP_QUIT_INIT", "1", 1);
+		cp_spawn(&p, CP_ARGS("--handler", so));
+		unsetenv(i == 0 ? "CP_QUIT_LOAD" : "CP_QUIT_INIT");
+		st = cp_wait_exit(&p, CP_WAIT_S);
+		CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) ==
+		    (p.cp_threads ? 78 : 70), "exit() in %s: status %#x, "
+		    "expected exit %d", i == 0 ? "a constructor" : "init()",
+		    st, p.cp_threads ? 78 : 70);
+		snprintf(want, sizeof(want), "handler object '%s' called "
+		    "exit() in %s (expected it to return); exit 78", so,
+		    i == 0 ? "a constructor" : "its init()");
+		CP_ASSERT(&p, cp_log_has(&p, want), "'%s' not logged", want);
+		cp_assert_gone(&p);
+	}
 
 	cp_spawn(&p, CP_ARGS("--handler", so));
 	cp_wait_ready(&p);
