@@ -19,6 +19,12 @@
  *	SHMPIPE_PASS	not one of this handler's verbs: the built-in verbs
  *			(echo, upper, rev, sha256, fib, sleep) get a try
  * A result longer than cap is an error the processor reports for you.
+ * res->buf and res->cap are the processor's: a handler that changes
+ * either, or returns SHMPIPE_ERR with res->len 0, gets an ERR reply
+ * naming it instead of its result.
+ *
+ * A handler must not call exit(): one that does is named in the log, and
+ * its process exits 78 as if init() had failed or handle() had crashed.
  *
  * Requests are delivered at least once: if a processor dies while handling
  * one, the request is handled again by another, with req->deliveries

@@ -27,7 +27,10 @@ ctl_name_ok(const char *pipeline)
 {
 	size_t n = strlen(pipeline);
 
-	if (n == 0 || n > 40 || strstr(pipeline, "..") != NULL)
+	/* A '.' at either end makes ".." with the '.' around it in the
+	 * segment names ("/shmpipe..x.req"), which shmq_create refuses. */
+	if (n == 0 || n > 40 || strstr(pipeline, "..") != NULL ||
+	    pipeline[0] == '.' || pipeline[n - 1] == '.')
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		char ch = pipeline[i];

@@ -50,7 +50,8 @@ struct ctl {
 
 /*
  * ctl_seg_name - "/shmpipe.PIPELINE.SUFFIX" into buf.  0, or -EINVAL if
- * the pipeline name is not 1..40 characters of [A-Za-z0-9_.-] (no "..").
+ * the pipeline name is not 1..40 characters of [A-Za-z0-9_.-], without
+ * ".." and without a '.' at either end (ctl_name_ok).
  */
 int	ctl_seg_name(char *buf, size_t len, const char *pipeline,
 	    const char *suffix);

@@ -129,6 +129,16 @@ number(const char *flag, const char *arg, long long min, long long max)
 	return v;
 }
 
+/* A path given to flag: an empty one is no path (dlopen(3) would open
+ * the program itself, open(2) fail with a bare "No such file"). */
+static const char *
+path(const char *flag, const char *arg, const char *what)
+{
+	if (arg[0] == '\0')
+		bad("%s '': expected %s", flag, what);
+	return arg;
+}
+
 #define LISTEN_TCP_FORMS	"tcp:HOST:PORT or tcp:[V6ADDR]:PORT"
 
 /*
@@ -190,6 +200,25 @@ parse_tcp(struct listen_spec *ls, const char *arg)
 	strlcpy(ls->ls_port, port, sizeof(ls->ls_port));
 }
 
+/* Is ls an address already given?  Binding it again would fail as if
+ * someone else held it.  Port 0 is a new port each time. */
+static bool
+listen_repeated(const struct options *o, const struct listen_spec *ls)
+{
+	for (int i = 0; i < o->nlisten; i++) {
+		const struct listen_spec *x = &o->listen[i];
+
+		if (x->ls_unix != ls->ls_unix)
+			continue;
+		if (ls->ls_unix ? strcmp(x->ls_path, ls->ls_path) == 0 :
+		    strcmp(x->ls_host, ls->ls_host) == 0 &&
+		    strcmp(x->ls_port, ls->ls_port) == 0 &&
+		    strcmp(ls->ls_port, "0") != 0)
+			return true;
+	}
+	return false;
+}
+
 /* tcp:HOST:PORT, tcp:[V6ADDR]:PORT or unix:PATH. */
 static void
 parse_listen(struct options *o, const char *arg)
@@ -206,13 +235,14 @@ parse_listen(struct options *o, const char *arg)
 			bad("--listen '%s': expected unix:PATH, PATH 1..%zu "
 			    "bytes", arg, sizeof(ls->ls_path) - 1);
 		ls->ls_unix = true;
-		o->nlisten++;
-		return;
-	}
-	if (strncmp(arg, "tcp:", 4) != 0)
+	} else if (strncmp(arg, "tcp:", 4) == 0)
+		parse_tcp(ls, arg);
+	else
 		bad("--listen '%s': expected tcp:HOST:PORT, tcp:[V6ADDR]:PORT "
 		    "or unix:PATH", arg);
-	parse_tcp(ls, arg);
+	if (listen_repeated(o, ls))
+		bad("--listen '%s' given twice; expected each address once",
+		    arg);
 	o->nlisten++;
 }
 
@@ -243,13 +273,15 @@ option(struct options *o, int c, const char *arg, bool threaded)
 	case 'n':
 		if (!ctl_name_ok(arg))
 			bad("--name '%s': expected 1..40 characters of "
-			    "A-Z a-z 0-9 _ . -", arg);
+			    "A-Z a-z 0-9 _ . -, without '..' and not "
+			    "starting or ending with '.'", arg);
 		strlcpy(o->name, arg, sizeof(o->name));
 		break;
 	case 'l': parse_listen(o, arg); break;
 	case 'p': o->processors = (uint32_t)number("--processors", arg, 1,
 		    processors_max(threaded)); break;
-	case 'H': o->handler = arg; break;
+	case 'H': o->handler = path("--handler", arg,
+		    "the path of a shared object"); break;
 	case 'c': o->capacity = (uint32_t)number("--capacity", arg, 2,
 		    1 << 20); break;
 	case 'm': o->max_line = (uint32_t)number("--max-line", arg,
@@ -260,7 +292,8 @@ option(struct options *o, int c, const char *arg, bool threaded)
 		    "--request-timeout", arg, 0, 86400000);
 		o->request_timeout_set = true; break;
 	case 'd': o->max_deliveries = (uint32_t)number("--max-deliveries",
-		    arg, 1, 1000); break;
+		    arg, 1, 1000);
+		o->max_deliveries_set = true; break;
 	case 'C': o->max_conns = (uint32_t)number("--max-connections", arg, 1,
 		    1 << 20); break;
 	case 'I': o->idle_timeout_ms = (uint32_t)number("--idle-timeout", arg,
@@ -275,9 +308,12 @@ option(struct options *o, int c, const char *arg, bool threaded)
 		    1000000) * 1000;
 		spin_set = true;
 		break;
-	case 'i': o->input = arg; break;
-	case 'o': o->output = arg; break;
-	case 'P': o->pidfile = arg; break;
+	case 'i': o->input = path("--input", arg, "a file, or - for "
+		    "standard input"); break;
+	case 'o': o->output = path("--output", arg, "a file, or - for "
+		    "standard output"); break;
+	case 'P': o->pidfile = path("--pidfile", arg, "a file's path");
+		break;
 	case O_ENABLE_CRASH: o->enable_crash = true; break;
 	case 'q': o->quiet = true; break;
 	case 'h': usage(stdout, threaded); exit(0);
@@ -438,6 +474,91 @@ check_files(const struct options *o)
 		    o->output);
 }
 
+/*
+ * Where path is or would be: its device and inode if it exists, else the
+ * real path of its directory and its last name (two paths name one file
+ * to be made if those are the same).  False if neither can be known.
+ */
+static bool
+file_id(const char *path, struct stat *st, char *where, size_t len)
+{
+	char dir[PATH_MAX], real[PATH_MAX];
+	const char *base = strrchr(path, '/');
+
+	where[0] = '\0';
+	if (stat(path, st) == 0)
+		return true;
+	memset(st, 0, sizeof(*st));
+	if (base == NULL) {
+		strlcpy(dir, ".", sizeof(dir));
+		base = path;
+	} else {
+		snprintf(dir, sizeof(dir), "%.*s", base == path ? 1 :
+		    (int)(base - path), path);
+		base++;
+	}
+	if (realpath(dir, real) == NULL)
+		return false;
+	snprintf(where, len, "%s/%s", real, base);
+	return true;
+}
+
+/* Do a and b name the same file, made or to be made? */
+static bool
+same_file(const char *a, const char *b)
+{
+	char wa[2 * PATH_MAX], wb[2 * PATH_MAX];
+	struct stat sa, sb;
+
+	if (!file_id(a, &sa, wa, sizeof(wa)) ||
+	    !file_id(b, &sb, wb, sizeof(wb)))
+		return strcmp(a, b) == 0;
+	if (wa[0] == '\0' && wb[0] == '\0')
+		return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+	return wa[0] != '\0' && strcmp(wa, wb) == 0;
+}
+
+/*
+ * The pidfile is truncated when shmpipe starts and removed when it
+ * exits: naming the input, the output, the handler object or a socket's
+ * path, it would destroy them.
+ */
+static void
+check_pidfile(const struct options *o)
+{
+	const char *what = NULL, *other = NULL;
+
+	if (o->input != NULL && strcmp(o->input, "-") != 0 &&
+	    same_file(o->pidfile, o->input))
+		what = "--input", other = o->input;
+	else if (o->output != NULL && strcmp(o->output, "-") != 0 &&
+	    same_file(o->pidfile, o->output))
+		what = "--output", other = o->output;
+	else if (o->handler != NULL && same_file(o->pidfile, o->handler))
+		what = "--handler", other = o->handler;
+	for (int i = 0; what == NULL && i < o->nlisten; i++)
+		if (o->listen[i].ls_unix &&
+		    same_file(o->pidfile, o->listen[i].ls_path))
+			what = "--listen unix:", other = o->listen[i].ls_path;
+	if (what != NULL)
+		bad("--pidfile %s and %s%s%s are the same file; the pidfile is "
+		    "overwritten at start and removed at exit, expected one "
+		    "of its own", o->pidfile, what, what[strlen(what) - 1] ==
+		    ':' ? "" : " ", other);
+}
+
+/* The output is truncated before the processors load the handler object:
+ * the same file, the object would be destroyed unloaded. */
+static void
+check_output(const struct options *o)
+{
+	if (o->handler != NULL && strcmp(o->output, "-") != 0 &&
+	    same_file(o->output, o->handler))
+		bad("--output %s and --handler %s are the same file; writing "
+		    "the replies would destroy the handler object", o->output,
+		    o->handler);
+}
+
 void
 options_parse(struct options *o, int argc, char **argv, bool threaded)
 {
@@ -465,8 +586,12 @@ options_parse(struct options *o, int argc, char **argv, bool threaded)
 	if (!spin_set)
 		o->spin_ns = default_spin(o->processors);
 	conn_window(o);
-	if (o->input != NULL)
+	if (o->input != NULL) {
 		check_files(o);
+		check_output(o);
+	}
+	if (o->pidfile != NULL)
+		check_pidfile(o);
 }
 
 void

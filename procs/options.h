@@ -44,6 +44,7 @@ struct options {
 	uint64_t	 max_requests;		/* per processor; 0 = no limit */
 	uint32_t	 request_timeout_ms;	/* 0 = none */
 	bool		 request_timeout_set;	/* given, not the default */
+	bool		 max_deliveries_set;	/* given, not the default */
 	uint32_t	 max_deliveries;
 	uint32_t	 max_conns;
 	uint32_t	 idle_timeout_ms;	/* 0 = none */

@@ -108,16 +108,40 @@ open_waiting(const char *path, int flags)
 
 /* ---- setting up ------------------------------------------------------- */
 
+/*
+ * A standard stream as the input or output is moved to a descriptor of
+ * the pipeline's own, and the stream itself pointed elsewhere (stdin at
+ * /dev/null, stdout at the log), so that a handler's printf(3) or
+ * getchar(3) cannot write into the replies or take requests.
+ */
+static int
+take_std(int fd, int in_its_place)
+{
+	int own = fcntl(fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+
+	if (own < 0 || dup2(in_its_place, fd) < 0)
+		err(EX_OSERR, "cannot move standard %s aside",
+		    fd == STDIN_FILENO ? "input" : "output");
+	return own;
+}
+
 static void
 open_files(struct pipeline *pl)
 {
 	const struct options *o = pl->pl_opt;
+	int null;
 
-	pl->pl_in_fd = strcmp(o->input, "-") == 0 ? STDIN_FILENO :
-	    open_waiting(o->input, O_RDONLY | O_CLOEXEC);
+	if (strcmp(o->input, "-") == 0) {
+		if ((null = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
+			err(EX_OSERR, "/dev/null");
+		pl->pl_in_fd = take_std(STDIN_FILENO, null);
+		close(null);
+	} else
+		pl->pl_in_fd = open_waiting(o->input, O_RDONLY | O_CLOEXEC);
 	if (pl->pl_in_fd < 0)
 		err(EX_NOINPUT, "cannot read %s", o->input);
-	pl->pl_out_fd = strcmp(o->output, "-") == 0 ? STDOUT_FILENO :
+	pl->pl_out_fd = strcmp(o->output, "-") == 0 ?
+	    take_std(STDOUT_FILENO, STDERR_FILENO) :
 	    open_waiting(o->output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC);
 	if (pl->pl_out_fd < 0)
 		err(EX_CANTCREAT, "cannot write %s", o->output);

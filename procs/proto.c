@@ -14,8 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "handlers.h"
+#include "log.h"
 #include "proto.h"
 
 #define OK_LEN		3	/* "OK " */
@@ -23,6 +25,7 @@
 #define EXPECTED_MAX	128
 
 struct proto_handlers {
+	const char			*ph_path;	/* of the object */
 	void				*ph_dl;		/* dlopen(3) handle */
 	const struct shmpipe_handler	*ph_obj;	/* NULL: built-ins only */
 	const char			*ph_name;	/* ph_obj's, for replies */
@@ -30,6 +33,18 @@ struct proto_handlers {
 	size_t				 ph_expected_len;
 	char				 ph_expected[EXPECTED_MAX];
 };
+
+/* The object's code this thread runs ("its init()", "a constructor"...),
+ * or NULL, and the object's path: for exit_in_object(). */
+static _Thread_local const char	*in_object;
+static _Thread_local const char	*in_object_path;
+
+#define IN_OBJECT(h, fn, call) do {					\
+	in_object_path = (h)->ph_path;					\
+	in_object = (fn);						\
+	call;								\
+	in_object = NULL;						\
+} while (0)
 
 /* Built-ins only, for a NULL handler set. */
 static const struct proto_handlers builtin_only = {
@@ -93,13 +108,21 @@ object_handle(const struct proto_handlers *h,
 	struct shmpipe_result r = *res;
 	int rc;
 
-	rc = h->ph_obj->handle(req, &r);
+	IN_OBJECT(h, "its handle()", rc = h->ph_obj->handle(req, &r));
 	if (rc == SHMPIPE_PASS)
 		return rc;
 	res->len = r.len;
 	if (rc != SHMPIPE_OK && rc != SHMPIPE_ERR)
 		return ERR_OBJECT(h, res, " returned an unknown status "
 		    "(expected SHMPIPE_OK, SHMPIPE_ERR or SHMPIPE_PASS)");
+	/* What is at res->buf is then not its result but the bytes of an
+	 * earlier reply, maybe another client's: never send them. */
+	if (r.buf != res->buf || r.cap != res->cap)
+		return ERR_OBJECT(h, res, " changed res->buf or res->cap "
+		    "(expected its result written into res->buf)");
+	if (rc == SHMPIPE_ERR && r.len == 0)
+		return ERR_OBJECT(h, res, " answered SHMPIPE_ERR without a "
+		    "reason (expected one in res->buf)");
 	if (rc == SHMPIPE_OK && r.len > r.cap)
 		return rc;	/* too long: nothing of it is sent */
 	if (memchr(res->buf, '\n', r.len < r.cap ? r.len : r.cap) != NULL)
@@ -262,14 +285,19 @@ object_load(struct proto_handlers *h, const char *path, char *err,
 	const struct shmpipe_handler *o;
 	int rc;
 
-	if ((h->ph_dl = dlopen(path, RTLD_NOW | RTLD_LOCAL)) == NULL) {
+	IN_OBJECT(h, "a constructor", h->ph_dl = dlopen(path, RTLD_NOW |
+	    RTLD_LOCAL));
+	if (h->ph_dl == NULL) {
 		snprintf(err, errlen, "cannot load handler object '%s': %s",
 		    path, dlerror());
 		return -1;
 	}
 	if ((o = object_check(h->ph_dl, path, err, errlen)) == NULL)
 		goto out_close;
-	if (o->init != NULL && (rc = o->init()) != 0) {
+	rc = 0;
+	if (o->init != NULL)
+		IN_OBJECT(h, "its init()", rc = o->init());
+	if (rc != 0) {
 		snprintf(err, errlen, "handler object '%s' refused to start: "
 		    "its init() returned %d", path, rc);
 		goto out_close;
@@ -293,6 +321,7 @@ proto_load(const char *so_path, bool enable_crash, char *err, size_t errlen)
 		return NULL;
 	}
 	h->ph_crash = enable_crash;
+	h->ph_path = so_path;
 	if (so_path != NULL && object_load(h, so_path, err, errlen) != 0) {
 		free(h);
 		return NULL;
@@ -307,8 +336,26 @@ proto_unload(struct proto_handlers *h)
 	if (h == NULL)
 		return;
 	if (h->ph_obj != NULL && h->ph_obj->fini != NULL)
-		h->ph_obj->fini();
+		IN_OBJECT(h, "its fini()", h->ph_obj->fini());
 	if (h->ph_dl != NULL)
 		dlclose(h->ph_dl);
 	free(h);
+}
+
+/* An atexit(3) handler: is it the object that called exit(3)? */
+static void
+exit_in_object(void)
+{
+	if (in_object == NULL)
+		return;
+	log_event("handler object '%s' called exit() in %s (expected "
+	    "it to return); exit %d", in_object_path, in_object,
+	    PROTO_EX_OBJECT);
+	_exit(PROTO_EX_OBJECT);
+}
+
+void
+proto_watch_exit(void)
+{
+	atexit(exit_in_object);
 }

@@ -44,6 +44,16 @@ struct proto_handlers *proto_load(const char *so_path, bool enable_crash,
 void		proto_unload(struct proto_handlers *h);
 
 /*
+ * Catch a handler object that calls exit(3) from its init(), handle() or
+ * fini(): the process logs which, and exits PROTO_EX_OBJECT instead of
+ * the status the object gave (exit(0) from init() would otherwise look
+ * like a clean stop).  Call first in main(), before any other atexit(3),
+ * so that those still run before it; forked children inherit it.
+ */
+#define PROTO_EX_OBJECT		78	/* EX_CONFIG, as a failed init() */
+void		proto_watch_exit(void);
+
+/*
  * The reply to one request line (a trailing '\r' is stripped here).
  * Writes "OK ..." or "ERR ..." into out, at most cap bytes, and returns
  * the length.  Never fails: every problem is an ERR reply.  cap must be at

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "options.h"
+#include "proto.h"
 #include "supervisor.h"
 
 extern char **environ;
@@ -14,6 +15,7 @@ main(int argc, char **argv)
 {
 	struct options opt;
 
+	proto_watch_exit();	/* the first atexit(3): run last */
 	options_std_fds();	/* before anything is opened */
 	setproctitle_init(argc, argv, environ);
 	options_parse(&opt, argc, argv, false);

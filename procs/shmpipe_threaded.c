@@ -146,6 +146,9 @@ refuse_process_only(struct options *o)
 	if (o->request_timeout_set && o->request_timeout_ms != 0)
 		log_event("--request-timeout has no effect in the threaded "
 		    "build: a thread cannot be killed");
+	if (o->max_deliveries_set)
+		log_event("--max-deliveries has no effect in the threaded "
+		    "build: a crash stops the process, there is no retry");
 	o->max_requests = 0;
 	o->request_timeout_ms = 0;
 }
@@ -422,6 +425,7 @@ main(int argc, char **argv)
 	struct tp tp = { .tp_opt = &opt };
 	int r;
 
+	proto_watch_exit();	/* the first atexit(3): run last */
 	options_std_fds();	/* before anything is opened */
 	setproctitle_init(argc, argv, environ);
 	options_parse(&opt, argc, argv, true);

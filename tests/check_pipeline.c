@@ -2510,11 +2510,13 @@ START_TEST(test_pipeline_threaded_refusals)
 	int fd;
 
 	cp_start(&p, 2, CP_ARGS("--max-requests", "100", "--request-timeout",
-	    "200"));
+	    "200", "--max-deliveries", "3"));
 	CP_ASSERT(&p, cp_log_has(&p, "--max-requests has no effect in the "
 	    "threaded build"), "--max-requests not refused");
 	CP_ASSERT(&p, cp_log_has(&p, "--request-timeout has no effect in the "
 	    "threaded build"), "--request-timeout not refused");
+	CP_ASSERT(&p, cp_log_has(&p, "--max-deliveries has no effect in the "
+	    "threaded build"), "--max-deliveries not refused");
 	fd = cp_connect(&p);
 	cp_expect(fd, "sleep 400", "OK 400");
 	kill(p.cp_pid, SIGHUP);
@@ -2645,6 +2647,79 @@ START_TEST(test_pipeline_crash_loop)
 	    "its init() returned 7", so);
 	CP_ASSERT(&p, cp_log_has(&p, want), "the reason was not logged");
 	cp_assert_gone(&p);
+}
+END_TEST
+
+/*
+ * A handler object that calls exit(0) is named in the log and makes its
+ * process exit 78, never 0: from a constructor or init(), the processors
+ * of shmpipe used to be replaced at once and for ever (an exit 0 is a
+ * clean stop), about 600 forks a second, and shmpipe-threaded stopped
+ * with exit 0 and not a word.  From handle(), shmpipe answers the request ERR after it has
+ * taken --max-deliveries processors, as any crash; shmpipe-threaded used
+ * to exit 0 silently, its pidfile and socket removed as if asked to stop.
+ */
+START_TEST(test_pipeline_handler_exits)
+{
+	static const char src[] =
+	    "#include <stdlib.h>\n"
+	    "#include <string.h>\n"
+	    "#include \"shmpipe_handler.h\"\n"
+	    "__attribute__((constructor)) static void c(void) {\n"
+	    "    if (getenv(\"CP_QUIT_LOAD\") != NULL) exit(0); }\n"
+	    "static int i(void) {\n"
+	    "    if (getenv(\"CP_QUIT_INIT\") != NULL) exit(0);\n"
+	    "    return 0; }\n"
+	    "static int h(const struct shmpipe_request *q,\n"
+	    "    struct shmpipe_result *r) { (void)r;\n"
+	    "    if (q->verb_len == 4 && memcmp(q->verb, \"quit\", 4) == 0)\n"
+	    "        exit(0);\n"
+	    "    return SHMPIPE_PASS; }\n"
+	    "const struct shmpipe_handler shmpipe_handler = {\n"
+	    "    SHMPIPE_HANDLER_ABI, \"quitter\", i, 0, h };\n";
+	char so[CP_PATH_LEN + 16], want[CP_PATH_LEN + 128];
+	struct cp_pipe p;
+	int fd, st;
+
+	cp_prepare(&p, 1);
+	cp_handler_build(&p, "quitter", src, so, sizeof(so));
+	for (int i = 0; i < 2; i++) {
+		setenv(i == 0 ? "CP_QUIT_LOAD" : "CP_QUIT_INIT", "1", 1);
+		cp_spawn(&p, CP_ARGS("--handler", so));
+		unsetenv(i == 0 ? "CP_QUIT_LOAD" : "CP_QUIT_INIT");
+		st = cp_wait_exit(&p, CP_WAIT_S);
+		CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) ==
+		    (p.cp_threads ? 78 : 70), "exit() in %s: status %#x, "
+		    "expected exit %d", i == 0 ? "a constructor" : "init()",
+		    st, p.cp_threads ? 78 : 70);
+		snprintf(want, sizeof(want), "handler object '%s' called "
+		    "exit() in %s (expected it to return); exit 78", so,
+		    i == 0 ? "a constructor" : "its init()");
+		CP_ASSERT(&p, cp_log_has(&p, want), "'%s' not logged", want);
+		cp_assert_gone(&p);
+	}
+
+	cp_spawn(&p, CP_ARGS("--handler", so));
+	cp_wait_ready(&p);
+	fd = cp_connect(&p);
+	cp_expect(fd, "echo a", "OK a");
+	snprintf(want, sizeof(want), "handler object '%s' called exit() in "
+	    "its handle() (expected it to return); exit 78", so);
+	if (p.cp_threads) {
+		cp_sends(fd, "quit\n");
+		st = cp_wait_exit(&p, CP_WAIT_S);
+		CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 78,
+		    "exit() in handle(): status %#x, expected exit 78", st);
+		CP_ASSERT(&p, cp_log_has(&p, want), "'%s' not logged", want);
+		cp_close(fd);
+		cp_assert_gone(&p);
+		return;
+	}
+	cp_expect(fd, "quit", "ERR request crashed the processor 2 times");
+	cp_expect(fd, "echo b", "OK b");
+	cp_close(fd);
+	CP_ASSERT(&p, cp_log_has(&p, want), "'%s' not logged", want);
+	cp_stop(&p);
 }
 END_TEST
 
@@ -2862,8 +2937,13 @@ START_TEST(test_pipeline_bad_flags)
 		{ "-qn", NULL, "option '-n' needs a value" },
 		{ "--win", NULL, "option '--window' needs a value" },
 		{ "--max=3", NULL, "option '--max' is ambiguous" },
+		/* dlopen("") is the program itself; open("") a bare ENOENT */
+		{ "--handler", "", "--handler '': expected the path" },
+		{ "--pidfile", "", "--pidfile '': expected" },
+		{ "--input", "", "--input '': expected a file, or -" },
+		{ "--output", "", "--output '': expected a file, or -" },
 	};
-	char prog[CP_PATH_LEN], procs[16], want[64];
+	char prog[CP_PATH_LEN], procs[16], want[CP_PATH_LEN + 16];
 	unsigned max = cp_threads() ? OPT_PROCESSORS_MAX_THREADED :
 	    OPT_PROCESSORS_MAX;
 	struct cp_pipe p;
@@ -2878,6 +2958,14 @@ START_TEST(test_pipeline_bad_flags)
 	snprintf(want, sizeof(want), "expected a whole number 1..%u", max);
 	expect_refusal(&p, CP_ARGS(OWN_ARGV(&p, prog), "--processors", procs),
 	    64, want);
+	/* The same address twice: its second bind would fail as if someone
+	 * else held it ("a server is answering there", exit 71). */
+	snprintf(want, sizeof(want), "unix:%s/twice", p.cp_dir);
+	expect_refusal(&p, CP_ARGS(OWN_ARGV(&p, prog), "--listen", want,
+	    "--listen", want), 64, "given twice; expected each address once");
+	expect_refusal(&p, CP_ARGS(OWN_ARGV(&p, prog), "--listen",
+	    "tcp:127.0.0.1:1", "--listen", "tcp:127.0.0.1:1"), 64,
+	    "--listen 'tcp:127.0.0.1:1' given twice");
 	CP_ASSERT(&p, cp_segments(p.cp_name) == 0, "a refused start left "
 	    "segments");
 }
@@ -3064,9 +3152,77 @@ START_TEST(test_pipeline_file_refusals)
 	    "--input", "-", "--output", ln), 64, "are the same file");
 	expect_refusal(&p, SH_FILE_ARGS(">>", in, OWN_ARGV(&p, prog),
 	    "--input", in, "--output", "-"), 64, "are the same file");
+	/* Nor the handler object, which the output would truncate before
+	 * the processors load it (here any file stands for it). */
+	expect_refusal(&p, CP_ARGS(OWN_ARGV(&p, prog), "--input", "/dev/null",
+	    "--handler", in, "--output", ln), 64, "would destroy the handler "
+	    "object");
 	assert_file(&p, in, "echo a\n");
 	CP_ASSERT(&p, cp_segments(p.cp_name) == 0 && access(p.cp_pidfile,
 	    F_OK) != 0, "a refused start left segments or its pidfile");
+}
+END_TEST
+
+/*
+ * A name with a '.' at either end would make ".." in its segments' names
+ * ("/shmpipe.x..req"), which no segment may have: it is refused as a
+ * usage error, by both builds, before anything is made.  Without --input
+ * a start not refused would listen; with it, it ends by itself.
+ */
+START_TEST(test_pipeline_name_dots)
+{
+	static const char *const names[] = { ".", "x.", ".x", "x.y." };
+	char prog[CP_PATH_LEN], want[64];
+	struct cp_pipe p;
+
+	cp_prepare(&p, 1);
+	cp_server(prog, sizeof(prog));
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(want, sizeof(want), "--name '%s': expected",
+		    names[i]);
+		expect_refusal(&p, CP_ARGS(prog, "--name", names[i],
+		    "--pidfile", p.cp_pidfile, "--input", "/dev/null"), 64,
+		    want);
+		CP_ASSERT(&p, cp_segments(names[i]) == 0, "'%s' left "
+		    "segments", names[i]);
+	}
+}
+END_TEST
+
+/*
+ * The pidfile is truncated at start and removed at exit: a --pidfile that
+ * names the input, the output (even one still to be made, by another
+ * name), the handler object or a Unix socket's path is refused before
+ * anything is touched.  The input used to be replaced by the pid, its
+ * requests answered "ERR unknown verb '<pid>'", and deleted, exit 0.
+ */
+START_TEST(test_pipeline_pidfile_other_file)
+{
+	char prog[CP_PATH_LEN], in[CP_PATH_LEN + 8], out[CP_PATH_LEN + 8];
+	char dotted[CP_PATH_LEN + 16], sock[CP_PATH_LEN + 16];
+	struct cp_pipe p;
+
+	cp_prepare(&p, 1);
+	cp_server(prog, sizeof(prog));
+	snprintf(in, sizeof(in), "%s/in", p.cp_dir);
+	snprintf(out, sizeof(out), "%s/replies", p.cp_dir);
+	snprintf(dotted, sizeof(dotted), "%s/./replies", p.cp_dir);
+	snprintf(sock, sizeof(sock), "unix:%s/sock", p.cp_dir);
+	write_file(in, "echo a\n");
+	expect_refusal(&p, CP_ARGS(prog, "--name", p.cp_name, "--pidfile",
+	    in, "--input", in), 64, "and --input");
+	expect_refusal(&p, CP_ARGS(prog, "--name", p.cp_name, "--pidfile",
+	    dotted, "--input", in, "--output", out), 64, "and --output");
+	expect_refusal(&p, CP_ARGS(prog, "--name", p.cp_name, "--pidfile",
+	    in, "--input", "/dev/null", "--handler", in), 64,
+	    "and --handler");
+	expect_refusal(&p, CP_ARGS(prog, "--name", p.cp_name, "--pidfile",
+	    sock + 5, "--listen", sock), 64, "and --listen unix:");
+	assert_file(&p, in, "echo a\n");
+	CP_ASSERT(&p, access(out, F_OK) != 0 && access(sock + 5, F_OK) != 0,
+	    "a refused start made its output or socket");
+	CP_ASSERT(&p, cp_segments(p.cp_name) == 0, "a refused start left "
+	    "segments");
 }
 END_TEST
 
@@ -3097,6 +3253,52 @@ START_TEST(test_pipeline_std_fds_closed)
 	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x, "
 	    "expected exit 0", st);
 	assert_file(&p, out, "OK a\nOK b\n");
+	cp_assert_gone(&p);
+}
+END_TEST
+
+/*
+ * With --input - and --output -, the standard streams are the pipeline's:
+ * a handler that prints to stdout (debugging, say) writes to the log, not
+ * into the replies, and one that reads stdin finds it at its end rather
+ * than the requests.  Both used to reach the files themselves.
+ */
+START_TEST(test_pipeline_file_handler_stdio)
+{
+	static const char src[] =
+	    "#include <stdio.h>\n"
+	    "#include <string.h>\n"
+	    "#include \"shmpipe_handler.h\"\n"
+	    "static int h(const struct shmpipe_request *q,\n"
+	    "    struct shmpipe_result *r) {\n"
+	    "	if (q->verb_len != 5 || memcmp(q->verb, \"noisy\", 5) != 0)\n"
+	    "		return SHMPIPE_PASS;\n"
+	    "	printf(\"noise from a handler\\n\");\n"
+	    "	fflush(stdout);\n"
+	    "	r->len = (size_t)snprintf(r->buf, r->cap, \"%s\",\n"
+	    "	    getchar() == EOF ? \"stdin at its end\" : \"stdin read\");\n"
+	    "	return SHMPIPE_OK; }\n"
+	    "const struct shmpipe_handler shmpipe_handler = {\n"
+	    "    SHMPIPE_HANDLER_ABI, \"noisy\", 0, 0, h };\n";
+	char prog[CP_PATH_LEN], in[CP_PATH_LEN + 8], so[CP_PATH_LEN + 16];
+	struct cp_pipe p;
+	int fd, st;
+
+	cp_prepare(&p, 1);
+	cp_server(prog, sizeof(prog));
+	cp_handler_build(&p, "noisy", src, so, sizeof(so));
+	snprintf(in, sizeof(in), "%s/in", p.cp_dir);
+	write_file(in, "echo a\nnoisy\necho b\n");
+	ck_assert_int_ge(fd = open(in, O_RDONLY | O_CLOEXEC), 0);
+	p.cp_pid = cp_spawnv(&p, CP_ARGS(OWN_ARGV(&p, prog), "--processors",
+	    "1", "--handler", so, "--input", "-", "--output", "-"), fd);
+	close(fd);
+	st = cp_wait_exit(&p, CP_WAIT_S);
+	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x, "
+	    "expected exit 0", st);
+	assert_file(&p, p.cp_out, "OK a\nOK stdin at its end\nOK b\n");
+	CP_ASSERT(&p, cp_log_has(&p, "noise from a handler"), "the "
+	    "handler's output is not in the log");
 	cp_assert_gone(&p);
 }
 END_TEST
@@ -3165,6 +3367,7 @@ pipeline_suite_of(const char *name, bool threads)
 	tcase_add_test(tc, test_pipeline_file_mode_pipe);
 	tcase_add_test(tc, test_pipeline_file_offset);
 	tcase_add_test(tc, test_pipeline_file_output_fails);
+	tcase_add_test(tc, test_pipeline_file_handler_stdio);
 	tcase_add_loop_test(tc, test_pipeline_file_fifo_signal, 0, 2);
 	if (!threads)
 		tcase_add_test(tc, test_pipeline_file_pile_up);
@@ -3216,6 +3419,7 @@ pipeline_suite_of(const char *name, bool threads)
 		tcase_add_test(tc, test_pipeline_reload_fails_often);
 	}
 	tcase_add_test(tc, test_pipeline_crash_loop);
+	tcase_add_test(tc, test_pipeline_handler_exits);
 	if (!threads)
 		tcase_add_test(tc, test_pipeline_kill_starting);
 	tcase_add_test(tc, test_pipeline_handler_once);
@@ -3233,6 +3437,8 @@ pipeline_suite_of(const char *name, bool threads)
 #endif
 	tcase_add_test(tc, test_pipeline_file_refusals);
 	tcase_add_test(tc, test_pipeline_std_fds_closed);
+	tcase_add_test(tc, test_pipeline_name_dots);
+	tcase_add_test(tc, test_pipeline_pidfile_other_file);
 	suite_add_tcase(s, tc);
 	return s;
 }

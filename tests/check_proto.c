@@ -749,6 +749,45 @@ START_TEST(test_proto_object_misbehaves)
 }
 END_TEST
 
+/*
+ * An object that points res->buf at a result of its own, or answers ERR
+ * with no reason, gets an ERR naming it: the buffer it was given still
+ * holds an earlier reply, which must not go to this client.
+ */
+static const char moves_src[] =
+    "static char mine[] = \"mine\";\n"
+    "static int h(const struct shmpipe_request *q,\n"
+    "    struct shmpipe_result *r) {\n"
+    "	if (q->verb_len == 3 && memcmp(q->verb, \"own\", 3) == 0) {\n"
+    "		r->buf = mine; r->len = 4; return SHMPIPE_OK; }\n"
+    "	if (q->verb_len == 3 && memcmp(q->verb, \"cap\", 3) == 0) {\n"
+    "		r->cap = 1 << 20; r->len = 4; return SHMPIPE_OK; }\n"
+    "	if (q->verb_len == 4 && memcmp(q->verb, \"mute\", 4) == 0) {\n"
+    "		r->len = 0; return SHMPIPE_ERR; }\n"
+    "	return SHMPIPE_PASS; }\n"
+    "const struct shmpipe_handler shmpipe_handler = "
+    "{ SHMPIPE_HANDLER_ABI, \"moves\", 0, 0, h };\n";
+
+START_TEST(test_proto_object_moves_buf)
+{
+	const char *so = build_so("moves", moves_src);
+	struct proto_handlers *h;
+
+	if (so == NULL)
+		return;
+	h = load_ok(so, false);
+	EXPECT(h, "echo secret of another client", "OK secret of another "
+	    "client");
+	EXPECT(h, "own", "ERR handler 'moves' changed res->buf or res->cap "
+	    "(expected its result written into res->buf)");
+	EXPECT(h, "cap", "ERR handler 'moves' changed res->buf or res->cap "
+	    "(expected its result written into res->buf)");
+	EXPECT(h, "mute", "ERR handler 'moves' answered SHMPIPE_ERR without "
+	    "a reason (expected one in res->buf)");
+	proto_unload(h);
+}
+END_TEST
+
 Suite *
 proto_suite(void)
 {
@@ -793,6 +832,7 @@ proto_suite(void)
 	tcase_add_test(tc, test_proto_object_init_fails);
 	tcase_add_test(tc, test_proto_object_init_fini);
 	tcase_add_test(tc, test_proto_object_misbehaves);
+	tcase_add_test(tc, test_proto_object_moves_buf);
 	suite_add_tcase(s, tc);
 	return s;
 }

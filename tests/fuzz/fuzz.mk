@@ -89,7 +89,7 @@ $(FZ)/fuzz_tool: $(FZ)/tests/fuzz/fuzz_tool.o $(FZ_SHM) $(FZ_TOOL) $(FZ_LIB)
 	$(FUZZ_CC) $(FZ_SAN) -fsanitize=fuzzer -o $@ $^ $(PC_LIBS) -pthread
 
 $(FZ)/fuzz_proto: $(FZ)/tests/fuzz/fuzz_proto.o $(FZ)/procs/proto.o \
-    $(FZ)/procs/handlers.o $(FZ)/procs/ctl.o $(FZ_LIB) \
+    $(FZ)/procs/handlers.o $(FZ)/procs/ctl.o $(FZ)/procs/log.o $(FZ_LIB) \
     | $(FZ)/handler_example.so
 	$(FUZZ_CC) $(FZ_SAN) -fsanitize=fuzzer -o $@ $(filter %.o,$^) \
 	  $(PC_LIBS) -pthread -ldl
