@@ -199,6 +199,7 @@ sv_spawn(struct sv *sv, uint32_t row)
 		return;
 	}
 	ch->ch_timed_out = false;
+	ch->ch_start_kill = CH_KILL_NONE;
 	ch->ch_restart_ns = 0;
 	ch->ch_ready_ns = 0;
 	ch->ch_started_ns = stage_now_ns();
@@ -387,6 +388,17 @@ killed_from_outside(int status, uint32_t was)
 	    was != SHMPIPE_PROC_STARTING;
 }
 
+/* Did it fail to start: died starting, not by a SIGKILL from outside? */
+static bool
+start_failed(const struct child *ch, bool clean, int status, uint32_t was)
+{
+	if (was != SHMPIPE_PROC_STARTING || clean)
+		return false;
+	if (ch->ch_start_kill != CH_KILL_NONE)
+		return ch->ch_start_kill == CH_KILL_SLOW;
+	return !(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+}
+
 /* Decide whether and when a dead child comes back. */
 static void
 schedule(struct sv *sv, uint32_t row, bool clean, int status, uint32_t was,
@@ -397,7 +409,8 @@ schedule(struct sv *sv, uint32_t row, bool clean, int status, uint32_t was,
 	uint64_t delay;
 
 	child_name(ch, who, sizeof(who));
-	if (ch->ch_retire || (clean && sv->sv_draining) || (clean &&
+	if (ch->ch_retire || ch->ch_start_kill == CH_KILL_IDLE ||
+	    (clean && sv->sv_draining) || (clean &&
 	    ch->ch_role == SHMPIPE_ROLE_REQUEST && atomic_load(
 	    &sv->sv_pl.pl_ctl.c_hdr->req_closed))) {
 		atomic_store(&ctl_proc(&sv->sv_pl.pl_ctl, row)->state,
@@ -412,9 +425,9 @@ schedule(struct sv *sv, uint32_t row, bool clean, int status, uint32_t was,
 		return;
 	}
 	/* A SIGKILL is never the stage's own doing (an operator, the OOM
-	 * killer): backed off, but no sign that stages cannot start. */
-	if (was == SHMPIPE_PROC_STARTING && !clean && !(WIFSIGNALED(status) &&
-	    WTERMSIG(status) == SIGKILL) && crash_loop(sv, now)) {
+	 * killer) unless it is ours for a slow start: backed off, but no
+	 * sign that stages cannot start. */
+	if (start_failed(ch, clean, status, was) && crash_loop(sv, now)) {
 		describe(status, why, sizeof(why));
 		log_event("crash loop: stages failed to start %d times in "
 		    "%llu s (last: %s %s); giving up", SV_LOOP_N,
@@ -423,7 +436,8 @@ schedule(struct sv *sv, uint32_t row, bool clean, int status, uint32_t was,
 		sv->sv_exit = 70;
 		return;
 	}
-	delay = clean ? 0 : killed_from_outside(status, was) ?
+	delay = clean ? 0 : killed_from_outside(status, was) &&
+	    ch->ch_start_kill == CH_KILL_NONE ?
 	    jitter_ns(BACKOFF_BASE_MS) : backoff_ns(ch, now);
 	ch->ch_restart_ns = now + delay + 1;
 	if (delay > 0)
@@ -515,6 +529,45 @@ sv_restarts(struct sv *sv, uint64_t now)
 	}
 }
 
+/*
+ * Kill processors still starting past --start-timeout (their handler's
+ * init() does not return: a failed start, towards a crash loop), and in a
+ * drain with nothing left to answer, those still starting at all (they
+ * hold nothing, and would keep the drain waiting on init()).
+ */
+static void
+slow_starts(struct sv *sv, uint64_t now)
+{
+	uint64_t limit = (uint64_t)sv->sv_opt->start_timeout_ms * 1000000u;
+	const struct shmpipe_ctl *c = sv->sv_pl.pl_ctl.c_hdr;
+	bool idle = sv->sv_draining && atomic_load(&c->req_closed) &&
+	    stage_queue_drained(sv->sv_pl.pl_req);
+
+	for (uint32_t i = SV_ROW_PROC0; i < sv->sv_nrows; i++) {
+		struct child *ch = &sv->sv_child[i];
+
+		if (ch->ch_pid == 0 || ch->ch_start_kill != CH_KILL_NONE ||
+		    atomic_load(&ctl_proc(&sv->sv_pl.pl_ctl, i)->state) !=
+		    SHMPIPE_PROC_STARTING)
+			continue;
+		if (limit > 0 && now - ch->ch_started_ns >= limit) {
+			log_event("processor %u (pid %d) did not start within "
+			    "%u ms (its handler's init() has not returned); "
+			    "killing it", ch->ch_index, (int)ch->ch_pid,
+			    sv->sv_opt->start_timeout_ms);
+			ch->ch_start_kill = CH_KILL_SLOW;
+		} else if (idle) {
+			log_info("processor %u (pid %d) is still starting and "
+			    "nothing is left to answer; stopping it",
+			    ch->ch_index, (int)ch->ch_pid);
+			ch->ch_start_kill = CH_KILL_IDLE;
+		} else {
+			continue;
+		}
+		kill(ch->ch_pid, SIGKILL);
+	}
+}
+
 /* Kill processors that have spent too long on one request. */
 void
 sv_timeouts(struct sv *sv, uint64_t now)
@@ -556,7 +609,7 @@ sv_timeouts(struct sv *sv, uint64_t now)
 		ch->ch_timed_out = true;
 		kill(ch->ch_pid, SIGKILL);
 	}
-	(void)now;
+	slow_starts(sv, now);
 }
 
 /* ---- SIGHUP: replace the processors one at a time --------------------- */

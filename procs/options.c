@@ -24,7 +24,8 @@
 #define EX_OSERR	71
 #define EX_CANTCREAT	73
 
-enum { O_ENABLE_CRASH = 256, O_WINDOW, O_CONN_WINDOW, O_SPIN };
+enum { O_ENABLE_CRASH = 256, O_WINDOW, O_CONN_WINDOW, O_SPIN,
+	O_START_TIMEOUT };
 
 static bool	conn_window_set;	/* given: file mode keeps it */
 static bool	spin_set;		/* given: not guessed */
@@ -40,6 +41,7 @@ static const struct option longopts[] = {
 	{ "max-requests",	required_argument,	NULL, 'r' },
 	{ "request-timeout",	required_argument,	NULL, 't' },
 	{ "max-deliveries",	required_argument,	NULL, 'd' },
+	{ "start-timeout",	required_argument,	NULL, O_START_TIMEOUT },
 	{ "max-connections",	required_argument,	NULL, 'C' },
 	{ "idle-timeout",	required_argument,	NULL, 'I' },
 	{ "window",		required_argument,	NULL, O_WINDOW },
@@ -82,6 +84,9 @@ usage(FILE *f, bool threaded)
 "                             ERR timeout; 0 = never (30000)\n"
 "  -d, --max-deliveries N     answer ERR after a request crashed N\n"
 "                             processors (2)\n"
+"      --start-timeout MS     a processor whose handler init() runs\n"
+"                             longer has failed to start; 0 = never\n"
+"                             (10000)\n"
 "  -C, --max-connections N    clients at once (1024)\n"
 "  -I, --idle-timeout MS      close clients silent this long; 0 = never\n"
 "                             (300000)\n"
@@ -259,6 +264,7 @@ defaults(struct options *o, bool threaded)
 	o->capacity = 4096;
 	o->max_line = OPT_MAX_LINE_DEFAULT;
 	o->request_timeout_ms = 30000;
+	o->start_timeout_ms = 10000;
 	o->max_deliveries = 2;
 	o->max_conns = 1024;
 	o->idle_timeout_ms = 300000;
@@ -298,6 +304,8 @@ option(struct options *o, int c, const char *arg, bool threaded)
 		    1 << 20); break;
 	case 'I': o->idle_timeout_ms = (uint32_t)number("--idle-timeout", arg,
 		    0, 86400000); break;
+	case O_START_TIMEOUT: o->start_timeout_ms = (uint32_t)number(
+		    "--start-timeout", arg, 0, 86400000); break;
 	case O_WINDOW: o->window = (uint32_t)number("--window", arg, 16,
 		    1 << 20); break;
 	case O_CONN_WINDOW: o->conn_window = (uint32_t)number("--conn-window",

@@ -43,6 +43,7 @@ struct options {
 	uint32_t	 max_line;
 	uint64_t	 max_requests;		/* per processor; 0 = no limit */
 	uint32_t	 request_timeout_ms;	/* 0 = none */
+	uint32_t	 start_timeout_ms;	/* processor start; 0 = none */
 	bool		 request_timeout_set;	/* given, not the default */
 	bool		 max_deliveries_set;	/* given, not the default */
 	uint32_t	 max_deliveries;

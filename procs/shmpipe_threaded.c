@@ -199,6 +199,58 @@ setup(struct tp *tp)
 	pidfile_write(tp->tp_pfh);
 }
 
+/* The watch on init() ends the process: nothing of it runs yet. */
+static void __attribute__((noreturn))
+watch_exit(struct tp *tp, int code)
+{
+	pipeline_close(&tp->tp_pl);
+	remove_pidfile();
+	_exit(code);
+}
+
+/*
+ * While the handler's init() runs in the main thread, with the stop
+ * signals blocked for the signalfd nobody reads yet, this thread answers
+ * for the process: SIGTERM or SIGINT ends it (nothing was accepted yet:
+ * exit 0, as a drain with nothing in flight), and so does an init() that
+ * runs past --start-timeout (exit 70: the processors cannot start).
+ * SIGUSR1 from the main thread says init() returned.
+ */
+static void *
+init_watch(void *arg)
+{
+	struct tp *tp = arg;
+	uint32_t ms = tp->tp_opt->start_timeout_ms;
+	uint64_t end = ms > 0 ? stage_now_ns() + (uint64_t)ms * 1000000u :
+	    UINT64_MAX;
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR1);
+	for (;;) {
+		uint64_t now = stage_now_ns(), left;
+		struct timespec ts;
+		int sig;
+
+		if (now >= end) {
+			log_event("the handler's init() did not return within "
+			    "%u ms: the processors cannot start; stopping", ms);
+			watch_exit(tp, 70);
+		}
+		left = end - now < 999999999u ? end - now : 999999999u;
+		ts = (struct timespec){ 0, (long)left };
+		if ((sig = sigtimedwait(&set, NULL, &ts)) == SIGUSR1)
+			return NULL;
+		if (sig == SIGTERM || sig == SIGINT) {
+			log_event("SIG%s while the handler's init() ran: "
+			    "stopping, nothing accepted yet", sigabbrev_np(sig));
+			watch_exit(tp, 0);
+		}
+	}
+}
+
 /*
  * The processors share one handler set: every thread's dlopen(3) of the
  * object would be the same object, with the same statics, so its init()
@@ -213,9 +265,15 @@ handlers_load(struct tp *tp)
 {
 	const struct options *o = tp->tp_opt;
 	char err[256];
+	pthread_t watch;
+	bool watching = pthread_create(&watch, NULL, init_watch, tp) == 0;
 
 	tp->tp_handlers = proto_load(o->handler, o->enable_crash, err,
 	    sizeof(err));
+	if (watching) {
+		pthread_kill(watch, SIGUSR1);
+		pthread_join(watch, NULL);
+	}
 	if (tp->tp_handlers != NULL)
 		return;
 	log_event("%s", err);

@@ -32,7 +32,13 @@ struct child {
 	unsigned	 ch_backoff;	/* quick deaths in a row */
 	bool		 ch_retire;	/* not to be restarted */
 	bool		 ch_timed_out;	/* we killed it for a request timeout */
+	uint8_t		 ch_start_kill;	/* we killed it starting: CH_KILL_* */
 };
+
+/* Why we killed a processor that had not started. */
+#define CH_KILL_NONE	0
+#define CH_KILL_SLOW	1	/* past --start-timeout: a failed start */
+#define CH_KILL_IDLE	2	/* in a drain with nothing left to do */
 
 #define SV_LOOP_N	5		/* startup failures that make a loop */
 #define SV_LOOP_NS	30000000000ull	/* ... within this time */

@@ -2723,6 +2723,81 @@ START_TEST(test_pipeline_handler_exits)
 }
 END_TEST
 
+/* The pid in p's pidfile, or 0. */
+static pid_t
+pidfile_pid(const struct cp_pipe *p)
+{
+	char buf[32] = "";
+	FILE *f = fopen(p->cp_pidfile, "re");
+
+	if (f == NULL)
+		return 0;
+	if (fgets(buf, sizeof(buf), f) == NULL)
+		buf[0] = '\0';
+	fclose(f);
+	return (pid_t)atoi(buf);
+}
+
+/*
+ * A handler whose init() never returns: its processor never started, and
+ * nothing was logged; clients waited for ever, and a SIGTERM never
+ * finished its drain (the threaded build ignored it).  Past
+ * --start-timeout such a processor is killed as a failed start, so that a
+ * pipeline whose processors cannot start ends as a crash loop (exit 70,
+ * saying why); the threaded build stops (70) when its one init() runs
+ * past it.  A SIGTERM with nothing accepted stops what is still starting
+ * at once: exit 0.
+ */
+START_TEST(test_pipeline_handler_init_hangs)
+{
+	static const char src[] =
+	    "#include <stdlib.h>\n"
+	    "#include <unistd.h>\n"
+	    "#include \"shmpipe_handler.h\"\n"
+	    "static int i(void) {\n"
+	    "    if (getenv(\"CP_HANG_INIT\") != NULL) for (;;) pause();\n"
+	    "    return 0; }\n"
+	    "static int h(const struct shmpipe_request *q,\n"
+	    "    struct shmpipe_result *r) { (void)q; (void)r;\n"
+	    "    return SHMPIPE_PASS; }\n"
+	    "const struct shmpipe_handler shmpipe_handler = {\n"
+	    "    SHMPIPE_HANDLER_ABI, \"hanger\", i, 0, h };\n";
+	char so[CP_PATH_LEN + 16];
+	struct cp_pipe p;
+	int st;
+
+	cp_prepare(&p, 2);
+	cp_handler_build(&p, "hanger", src, so, sizeof(so));
+	setenv("CP_HANG_INIT", "1", 1);
+	cp_spawn(&p, CP_ARGS("--handler", so, "--start-timeout", "100"));
+	st = cp_wait_exit(&p, CP_WAIT_S);
+	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 70, "processors "
+	    "that never start: status %#x, expected exit 70", st);
+	CP_ASSERT(&p, p.cp_threads ? cp_log_has(&p, "init() did not return "
+	    "within 100 ms") : cp_log_has(&p, "did not start within 100 ms "
+	    "(its handler's init() has not returned)") && cp_log_has(&p,
+	    "crash loop"), "no slow start or crash loop logged");
+	cp_assert_gone(&p);
+
+	cp_spawn(&p, CP_ARGS("--handler", so, "--start-timeout", "600000"));
+	unsetenv("CP_HANG_INIT");
+	/* Once its pidfile is written, signals are caught. */
+	for (uint64_t end = now_ms() + CP_WAIT_S * 1000u; pidfile_pid(&p) !=
+	    p.cp_pid; nap_ms(1))
+		CP_ASSERT(&p, now_ms() < end, "the second pipeline never "
+		    "wrote its pidfile");
+	ck_assert_int_eq(kill(p.cp_pid, SIGTERM), 0);
+	st = cp_wait_exit(&p, CP_WAIT_S);
+	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 0, "drained with "
+	    "processors starting: status %#x, expected exit 0", st);
+	CP_ASSERT(&p, p.cp_threads ? cp_log_has(&p, "SIGTERM while the "
+	    "handler's init() ran") : cp_log_count(&p, "is still starting "
+	    "and nothing is left to answer") == 2, "the starting processors "
+	    "were not stopped");
+	cp_assert_gone(&p);
+}
+END_TEST
+
 /*
  * A handler's init() runs once before its processor serves, and its
  * fini() not before every request it may get is answered: in the threaded
@@ -3374,6 +3449,7 @@ pipeline_suite_of(const char *name, bool threads)
 	suite_add_tcase(s, tc);
 
 	tc = mk("Crash", 180);
+	tcase_add_test(tc, test_pipeline_handler_init_hangs);
 	if (threads) {
 		tcase_add_test(tc, test_pipeline_threaded_crash);
 	} else {
