@@ -399,6 +399,27 @@ start_failed(const struct child *ch, bool clean, int status, uint32_t was)
 	return !(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 }
 
+/*
+ * Is a child that exited 0 done for good?  In a drain, a processor exits 0
+ * once the request stage has closed the queue and it is empty, but also
+ * when --max-requests recycles it: then requests may be left, and the
+ * request stage may be waiting for room in the window to put the last it
+ * read.  Retired, it would leave them to nobody and the drain would never
+ * end; it is replaced, as out of a drain.
+ */
+static bool
+finished(const struct sv *sv, const struct child *ch)
+{
+	if (ch->ch_role == SHMPIPE_ROLE_REQUEST &&
+	    atomic_load(&sv->sv_pl.pl_ctl.c_hdr->req_closed))
+		return true;
+	if (!sv->sv_draining)
+		return false;
+	return ch->ch_role != SHMPIPE_ROLE_PROCESSOR ||
+	    (atomic_load(&sv->sv_pl.pl_ctl.c_hdr->req_closed) &&
+	    stage_queue_drained(sv->sv_pl.pl_req));
+}
+
 /* Decide whether and when a dead child comes back. */
 static void
 schedule(struct sv *sv, uint32_t row, bool clean, int status, uint32_t was,
@@ -410,9 +431,7 @@ schedule(struct sv *sv, uint32_t row, bool clean, int status, uint32_t was,
 
 	child_name(ch, who, sizeof(who));
 	if (ch->ch_retire || ch->ch_start_kill == CH_KILL_IDLE ||
-	    (clean && sv->sv_draining) || (clean &&
-	    ch->ch_role == SHMPIPE_ROLE_REQUEST && atomic_load(
-	    &sv->sv_pl.pl_ctl.c_hdr->req_closed))) {
+	    (clean && finished(sv, ch))) {
 		atomic_store(&ctl_proc(&sv->sv_pl.pl_ctl, row)->state,
 		    SHMPIPE_PROC_RETIRED);
 		return;

@@ -54,6 +54,7 @@
 #define RP_EV_CHAN	UINT32_MAX	/* epoll: the supervisor's channel */
 #define RP_POLL_NS	1000000u	/* busy: epoll at least this often */
 #define RP_STALL_NS	10000000000ull	/* a client that reads nothing 10 s */
+#define RP_STARVE_NS	2000000000ull	/* 2 s, if it holds up everyone */
 #define RP_SWEEP_NS	100000000u	/* busy: look at everyone this often */
 #define RP_OWED_NS	10000000000ull	/* drained but for connections whose
 					 * descriptor is on its way: so long */
@@ -925,19 +926,50 @@ poll_events(struct rp *rp, bool idle)
 	return true;
 }
 
-/* Close clients that have not read for too long. */
+/*
+ * Is every slab slot in use?  Then no client gets a new request in until
+ * a reply goes out.  Relaxed: counters read as a hint; stale, they close
+ * a stalled client one round early or late.  freed first: it never
+ * passes reserved, so read before it, it cannot pass what we read of it.
+ */
+static bool
+slab_full(const struct rp *rp)
+{
+	const struct shmpipe_ctl *c = rp->rp_ctl->c_hdr;
+	uint64_t freed = atomic_load_explicit(&c->freed, memory_order_relaxed) +
+	    atomic_load_explicit(&c->gc_freed, memory_order_relaxed);
+	uint64_t reserved = atomic_load_explicit(&c->reserved,
+	    memory_order_relaxed);
+
+	return reserved > freed &&
+	    reserved - freed >= rp->rp_ctl->c_g.slab_slots;
+}
+
+/*
+ * Close clients that have not read for too long: RP_STALL_NS, or only
+ * RP_STARVE_NS while the slab is full.  Clients that read nothing hold
+ * their replies' slots, up to --conn-window each; a few of them (16 at
+ * the defaults) take every slot, and the other clients, who do read,
+ * would get nothing for the full RP_STALL_NS.
+ */
 static void
 reap_stalled(struct rp *rp)
 {
-	uint64_t now = stage_coarse_ns();
+	uint64_t now = stage_coarse_ns(), limit;
+	bool full;
 
+	if (rp->rp_nstalled == 0)
+		return;
+	full = slab_full(rp);
+	limit = full ? RP_STARVE_NS : RP_STALL_NS;
 	for (uint32_t i = 0; rp->rp_nstalled > 0 && i < rp->rp_nconns; i++) {
 		struct rp_conn *pc = &rp->rp_conns[i];
 		if (pc->pc_fd < 0 || pc->pc_stall_ns == 0 ||
-		    now - pc->pc_stall_ns < RP_STALL_NS)
+		    now - pc->pc_stall_ns < limit)
 			continue;
-		log_event("connection %u: client read nothing for %llu s; "
-		    "closing it", i, RP_STALL_NS / 1000000000ull);
+		log_event("connection %u: client read nothing for %llu s%s; "
+		    "closing it", i, limit / 1000000000ull, full ? " while "
+		    "every reply slot was taken" : "");
 		atomic_fetch_add_explicit(&rp->rp_ctl->c_hdr->slow_clients, 1,
 		    memory_order_relaxed);
 		finish(rp, i, true);

@@ -607,6 +607,71 @@ START_TEST(test_limits_slow_client)
 }
 END_TEST
 
+/* Slab slots in use: reserved and not yet freed. */
+static uint64_t
+slab_used(const struct ctl *c)
+{
+	uint64_t freed = atomic_load(&c->c_hdr->freed) +
+	    atomic_load(&c->c_hdr->gc_freed);
+	uint64_t reserved = atomic_load(&c->c_hdr->reserved);
+
+	return reserved > freed ? reserved - freed : 0;
+}
+
+#define STARVE_WINDOW	64
+
+/*
+ * Clients that never read and between them hold every reply slot are cut
+ * off sooner than one alone: meanwhile nobody else gets a request in.
+ * Two slow clients of --conn-window 32 fill --window 64; a third client
+ * must be answered once one of them is closed as holding up everyone,
+ * not after the 10 s a slow client alone is given (it was).
+ */
+START_TEST(test_limits_slow_clients_fill_window)
+{
+	char *buf, cw[16], w[16];
+	size_t len = 0, each = SLOW_ARG + 8;
+	int slow[2], other, lines = 4000;
+	struct cp_pipe p;
+	struct ctl c;
+	pid_t writer[2];
+
+	snprintf(cw, sizeof(cw), "%d", STARVE_WINDOW / 2);
+	snprintf(w, sizeof(w), "%d", STARVE_WINDOW);
+	cp_start(&p, 2, CP_ARGS("--window", w, "--conn-window", cw));
+	cp_ctl(&p, &c);
+	ck_assert_ptr_nonnull(buf = malloc((size_t)lines * each));
+	for (int k = 0; k < lines; k++) {
+		len += (size_t)sprintf(buf + len, "echo ");
+		memset(buf + len, 'a' + k % 26, SLOW_ARG);
+		len += SLOW_ARG;
+		buf[len++] = '\n';
+	}
+	for (int i = 0; i < 2; i++) {
+		slow[i] = cp_connect(&p);
+		writer[i] = cp_send_async(slow[i], buf, len);
+	}
+	LM_WAIT(&p, slab_used(&c) >= STARVE_WINDOW, "the slow clients never "
+	    "filled the window");
+	other = cp_connect(&p);
+	cp_expect(other, "echo meanwhile", "OK meanwhile");
+	CP_ASSERT(&p, cp_log_has(&p, "while every reply slot was taken; "
+	    "closing it"), "the other client was answered, but no slow client "
+	    "was closed for holding every reply slot");
+	CP_ASSERT(&p, atomic_load(&c.c_hdr->slow_clients) >= 1, "slow_clients "
+	    "not counted");
+	for (int i = 0; i < 2; i++) {
+		kill(writer[i], SIGKILL);	/* the one left may still write */
+		wait_child(writer[i]);
+		cp_close(slow[i]);
+	}
+	free(buf);
+	cp_close(other);
+	ctl_close(&c);
+	cp_stop(&p);
+}
+END_TEST
+
 /*
  * Clients that connect and send nothing, or half a line, are let go; the
  * half line is not answered as if it were whole.
@@ -791,6 +856,7 @@ limits_suite(void)
 	tcase_add_test(tc, test_limits_emfile_supervisor);
 	tcase_add_test(tc, test_limits_queue_full);
 	tcase_add_test(tc, test_limits_slow_client);
+	tcase_add_test(tc, test_limits_slow_clients_fill_window);
 	tcase_add_test(tc, test_limits_idle_half_line);
 	tcase_add_test(tc, test_limits_segment_modes);
 	tcase_add_test(tc, test_limits_foreign_segments);

@@ -1954,6 +1954,56 @@ START_TEST(test_pipeline_drain_window)
 END_TEST
 
 /*
+ * A processor that --max-requests recycles during a drain is replaced:
+ * requests are left to run.  Before, a processor that exited 0 in a drain
+ * was retired as if it had emptied the queue, so once each had served its
+ * share nobody took the rest, the request stage waited for ever for room
+ * in the window (--window 16) to put the lines it had read, and the
+ * drain never ended.  The processor is stopped until the drain starts, so
+ * every line is read and most wait behind the window.
+ */
+#define RECYCLE_LINES	64
+
+START_TEST(test_pipeline_drain_recycles)
+{
+	char want[32], *all;
+	size_t len = 0;
+	struct cp_pipe p;
+	struct ctl c;
+	pid_t proc;
+	int fd;
+
+	cp_start(&p, 1, CP_ARGS("--max-requests", "2", "--window", "16",
+	    "--conn-window", "16"));
+	cp_ctl(&p, &c);
+	proc = cp_row_pid(&c, SV_ROW_PROC0);
+	ck_assert_int_eq(kill(proc, SIGSTOP), 0);
+	ck_assert_ptr_nonnull(all = malloc(RECYCLE_LINES * 16));
+	for (unsigned i = 0; i < RECYCLE_LINES; i++)
+		len += (size_t)sprintf(all + len, "echo %u\n", i);
+	fd = cp_connect(&p);
+	cp_send(fd, all, len);
+	free(all);
+	wait_read(&p, &c, deep_slot(&p, &c), len);
+	kill(p.cp_pid, SIGTERM);
+	cp_wait_log(&p, "terminating: answering the");
+	CP_ASSERT(&p, atomic_load(&c.c_hdr->accepted) < RECYCLE_LINES / 2,
+	    "%" PRIu64 " requests on the queue before the drain; the test "
+	    "proved nothing", (uint64_t)atomic_load(&c.c_hdr->accepted));
+	ck_assert_int_eq(kill(proc, SIGCONT), 0);
+	ctl_close(&c);
+	for (unsigned i = 0; i < RECYCLE_LINES; i++) {
+		snprintf(want, sizeof(want), "OK %u", i);
+		expect_reply(&p, fd, i, RECYCLE_LINES, want);
+	}
+	cp_expect_eof(fd);
+	cp_close(fd);
+	expect_drained(&p);
+	cp_assert_gone(&p);
+}
+END_TEST
+
+/*
  * A drain does not let one connection waiting on its window hold up the
  * end of the others.  The reply process is stopped, so the first client's
  * window (--conn-window 2) stays shut while the drain runs, as a client
@@ -3476,6 +3526,8 @@ pipeline_suite_of(const char *name, bool threads)
 	tcase_add_test(tc, test_pipeline_drain_half_line);
 	if (!threads)
 		tcase_add_test(tc, test_pipeline_drain_window);
+	if (!threads)
+		tcase_add_test(tc, test_pipeline_drain_recycles);
 	tcase_add_test(tc, test_pipeline_drain_file);
 	tcase_add_test(tc, test_pipeline_drain_file_quiet);
 	if (!threads)
