@@ -569,7 +569,9 @@ slow_starts(struct sv *sv, uint64_t now)
 		    atomic_load(&ctl_proc(&sv->sv_pl.pl_ctl, i)->state) !=
 		    SHMPIPE_PROC_STARTING)
 			continue;
-		if (limit > 0 && now - ch->ch_started_ns >= limit) {
+		/* Signed: one forked after our clock read started later. */
+		if (limit > 0 && (int64_t)(now - ch->ch_started_ns) >=
+		    (int64_t)limit) {
 			log_event("processor %u (pid %d) did not start within "
 			    "%u ms (its handler's init() has not returned); "
 			    "killing it", ch->ch_index, (int)ch->ch_pid,
