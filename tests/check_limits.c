@@ -607,18 +607,31 @@ START_TEST(test_limits_slow_client)
 }
 END_TEST
 
-/* Slab slots in use: reserved and not yet freed. */
-static uint64_t
-slab_used(const struct ctl *c)
-{
-	uint64_t freed = atomic_load(&c->c_hdr->freed) +
-	    atomic_load(&c->c_hdr->gc_freed);
-	uint64_t reserved = atomic_load(&c->c_hdr->reserved);
-
-	return reserved > freed ? reserved - freed : 0;
-}
-
 #define STARVE_WINDOW	64
+
+/*
+ * Every slab slot holds a reply written to no one: the clients that hold
+ * them have stopped reading, and the reply process has filled their
+ * sockets (it writes what it takes at once, so a slot stays FILLED only
+ * for a client it cannot write to).  Seen twice, 100 ms apart: replies
+ * taken and not yet written in that instant do not count.
+ */
+static bool
+slab_stalled(const struct ctl *c)
+{
+	for (int pass = 0; pass < 2; pass++) {
+		uint32_t filled = 0;
+
+		if (pass > 0)
+			usleep(100000);
+		for (uint32_t i = 0; i < c->c_g.slab_slots; i++)
+			filled += SHMPIPE_SLAB_STAGE(atomic_load(&ctl_slab(c,
+			    i)->stage)) == SHMPIPE_SLAB_FILLED;
+		if (filled < c->c_g.slab_slots)
+			return false;
+	}
+	return true;
+}
 
 /*
  * Clients that never read and between them hold every reply slot are cut
@@ -651,8 +664,8 @@ START_TEST(test_limits_slow_clients_fill_window)
 		slow[i] = cp_connect(&p);
 		writer[i] = cp_send_async(slow[i], buf, len);
 	}
-	LM_WAIT(&p, slab_used(&c) >= STARVE_WINDOW, "the slow clients never "
-	    "filled the window");
+	LM_WAIT(&p, slab_stalled(&c), "the slow clients never filled the "
+	    "window");
 	other = cp_connect(&p);
 	cp_expect(other, "echo meanwhile", "OK meanwhile");
 	CP_ASSERT(&p, cp_log_has(&p, "while every reply slot was taken; "
