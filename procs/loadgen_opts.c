@@ -443,16 +443,6 @@ check(struct loadgen_opts *o, const struct seen *se, char *err,
 	return check_line(o, err, errlen);
 }
 
-/* The long option whose val is c, or NULL. */
-static const struct option *
-long_option(int c)
-{
-	for (const struct option *lo = longopts; lo->name != NULL; lo++)
-		if (lo->val == c)
-			return lo;
-	return NULL;
-}
-
 /* The long options "--arg" (up to any '=') abbreviates, into buf as
  * "--a, --b"; how many. */
 static int
@@ -481,7 +471,7 @@ static int
 getopt_failed(int c, char **argv, char *err, size_t errlen)
 {
 	const char *arg = argv[optind - 1];
-	const struct option *lo = long_option(optopt);
+	const struct option *lo = options_long(longopts, optopt);
 	bool is_long = strncmp(arg, "--", 2) == 0 && (c == ':' ||
 	    optopt == 0 || (lo != NULL && lo->has_arg == no_argument));
 	int n = (int)strcspn(arg, "=");

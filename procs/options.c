@@ -330,12 +330,11 @@ option(struct options *o, int c, const char *arg, bool threaded)
 	}
 }
 
-/* The long option whose val is c, or NULL. */
-static const struct option *
-long_option(int c)
+const struct option *
+options_long(const struct option *opts, int val)
 {
-	for (const struct option *lo = longopts; lo->name != NULL; lo++)
-		if (lo->val == c)
+	for (const struct option *lo = opts; lo->name != NULL; lo++)
+		if (lo->val == val)
 			return lo;
 	return NULL;
 }
@@ -363,7 +362,7 @@ long_matches(const char *arg)
 static void __attribute__((noreturn))
 getopt_failed(int c, const char *arg)
 {
-	const struct option *lo = long_option(optopt);
+	const struct option *lo = options_long(longopts, optopt);
 	bool is_long = strncmp(arg, "--", 2) == 0;
 
 	if (c == ':' && is_long && lo != NULL)

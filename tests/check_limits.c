@@ -558,6 +558,23 @@ END_TEST
 #define SLOW_WINDOW	64
 #define SLOW_ARG	3000
 
+/* lines requests "echo " + SLOW_ARG letters, one after another; *len. */
+static char *
+slow_lines(int lines, size_t *len)
+{
+	char *buf = malloc((size_t)lines * (SLOW_ARG + 8));
+
+	ck_assert_ptr_nonnull(buf);
+	*len = 0;
+	for (int k = 0; k < lines; k++) {
+		*len += (size_t)sprintf(buf + *len, "echo ");
+		memset(buf + *len, 'a' + k % 26, SLOW_ARG);
+		*len += SLOW_ARG;
+		buf[(*len)++] = '\n';
+	}
+	return buf;
+}
+
 /*
  * A client that sends and never reads: its replies wait in the slab, at
  * most --conn-window of them, its input is not read past that, and after
@@ -566,7 +583,7 @@ END_TEST
 START_TEST(test_limits_slow_client)
 {
 	char *buf, cw[16];
-	size_t len = 0, each = SLOW_ARG + 8;
+	size_t len;
 	int slow, other, lines = 4000;
 	struct cp_pipe p;
 	struct ctl c;
@@ -575,13 +592,7 @@ START_TEST(test_limits_slow_client)
 	snprintf(cw, sizeof(cw), "%d", SLOW_WINDOW);
 	cp_start(&p, 2, CP_ARGS("--conn-window", cw));
 	cp_ctl(&p, &c);
-	ck_assert_ptr_nonnull(buf = malloc((size_t)lines * each));
-	for (int k = 0; k < lines; k++) {
-		len += (size_t)sprintf(buf + len, "echo ");
-		memset(buf + len, 'a' + k % 26, SLOW_ARG);
-		len += SLOW_ARG;
-		buf[len++] = '\n';
-	}
+	buf = slow_lines(lines, &len);
 	slow = cp_connect(&p);
 	writer = cp_send_async(slow, buf, len);
 	other = cp_connect(&p);
@@ -643,7 +654,7 @@ slab_stalled(const struct ctl *c)
 START_TEST(test_limits_slow_clients_fill_window)
 {
 	char *buf, cw[16], w[16];
-	size_t len = 0, each = SLOW_ARG + 8;
+	size_t len;
 	int slow[2], other, lines = 4000;
 	struct cp_pipe p;
 	struct ctl c;
@@ -653,13 +664,7 @@ START_TEST(test_limits_slow_clients_fill_window)
 	snprintf(w, sizeof(w), "%d", STARVE_WINDOW);
 	cp_start(&p, 2, CP_ARGS("--window", w, "--conn-window", cw));
 	cp_ctl(&p, &c);
-	ck_assert_ptr_nonnull(buf = malloc((size_t)lines * each));
-	for (int k = 0; k < lines; k++) {
-		len += (size_t)sprintf(buf + len, "echo ");
-		memset(buf + len, 'a' + k % 26, SLOW_ARG);
-		len += SLOW_ARG;
-		buf[len++] = '\n';
-	}
+	buf = slow_lines(lines, &len);
 	for (int i = 0; i < 2; i++) {
 		slow[i] = cp_connect(&p);
 		writer[i] = cp_send_async(slow[i], buf, len);
