@@ -57,15 +57,18 @@ cu_name(char name[CU_NAME_LEN], const char *tag)
 void
 cu_sweep(void)
 {
-	char prefix[32];
+	char prefix[32], piped[48];
 	struct dirent *de;
 	DIR *d = opendir("/dev/shm");
 
 	if (d == NULL)
 		return;
+	/* Ours, and pipeline queues named after ours (shmq_tool tests). */
 	snprintf(prefix, sizeof(prefix), "shmqt-%d-", (int)cu_runner);
+	snprintf(piped, sizeof(piped), "shmpipe.%s", prefix);
 	while ((de = readdir(d)) != NULL) {
-		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
+		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0 &&
+		    strncmp(de->d_name, piped, strlen(piped)) != 0)
 			continue;
 		fprintf(stderr, "left in /dev/shm: %s\n", de->d_name);
 		(void)shmq_unlink(de->d_name);

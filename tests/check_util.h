@@ -35,7 +35,8 @@ void	 cu_cleanup(void);
 
 /*
  * In the runner: unlink whatever this run left in /dev/shm (a test that
- * failed or died exits before its teardown), counting it.
+ * failed or died exits before its teardown), counting it: names as
+ * cu_name() makes them, and "shmpipe." followed by one.
  */
 void	 cu_sweep(void);
 int	 cu_left_behind(void);
