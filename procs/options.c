@@ -18,6 +18,7 @@
 #include "options.h"
 #include "proto.h"
 #include "shmq.h"
+#include "utf8.h"
 
 #define EX_USAGE	64
 #define EX_NOINPUT	66
@@ -112,13 +113,16 @@ usage(FILE *f, bool threaded)
 static void __attribute__((noreturn, format(printf, 1, 2)))
 bad(const char *fmt, ...)
 {
+	char msg[1024], safe[3 * sizeof(msg)];
 	va_list ap;
 
-	fprintf(stderr, "%s: ", getprogname());
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, " (see --help)\n");
+	/* The user's bytes in it, as shmq and shmpipe-bench show them: no
+	 * control character reaches the terminal. */
+	fprintf(stderr, "%s: %s (see --help)\n", getprogname(),
+	    utf8_safe(safe, sizeof(safe), msg));
 	exit(EX_USAGE);
 }
 

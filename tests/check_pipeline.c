@@ -3067,6 +3067,8 @@ START_TEST(test_pipeline_bad_flags)
 		{ "--pidfile", "", "--pidfile '': expected" },
 		{ "--input", "", "--input '': expected a file, or -" },
 		{ "--output", "", "--output '': expected a file, or -" },
+		/* the user's bytes escaped: no ESC reaches the terminal */
+		{ "--name", "\x1b[31mred", "--name '?[31mred'" },
 	};
 	char prog[CP_PATH_LEN], procs[16], want[CP_PATH_LEN + 16];
 	unsigned max = cp_threads() ? OPT_PROCESSORS_MAX_THREADED :
