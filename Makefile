@@ -137,7 +137,8 @@ $(BUILD)/shmpipe: $(BUILD)/procs/shmpipe.o $(LIBPIPE) $(LIBA)
 $(BUILD)/shmpipe-threaded: $(BUILD)/procs/shmpipe_threaded.o $(LIBPIPE) $(LIBA)
 	$(CC) $(SANFLAGS) -rdynamic -o $@ $< $(PROG_LIBS)
 
-$(BUILD)/shmq: $(TOOL_OBJS) $(BUILD)/procs/ctl.o $(BUILD)/procs/utf8.o $(LIBA)
+$(BUILD)/shmq: $(TOOL_OBJS) $(BUILD)/procs/ctl.o $(BUILD)/procs/utf8.o \
+    $(BUILD)/procs/longopt.o $(LIBA)
 	$(CC) $(SANFLAGS) -o $@ $^ $(PC_LIBS) -pthread
 
 $(BUILD)/shmpipe-bench: $(BUILD)/procs/loadgen.o $(LIBPIPE) $(LIBA)

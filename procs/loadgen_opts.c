@@ -11,6 +11,7 @@
 #include <sys/un.h>
 
 #include "loadgen_opts.h"
+#include "longopt.h"
 #include "options.h"
 #include "proto.h"
 #include "utf8.h"
@@ -443,22 +444,6 @@ check(struct loadgen_opts *o, const struct seen *se, char *err,
 	return check_line(o, err, errlen);
 }
 
-/* The long options "--arg" (up to any '=') abbreviates, into buf as
- * "--a, --b"; how many. */
-static int
-long_matches(const char *arg, char *buf, size_t len)
-{
-	size_t n = strcspn(arg + 2, "=");
-	int k = 0;
-
-	buf[0] = '\0';
-	for (const struct option *lo = longopts; lo->name != NULL; lo++)
-		if (strncmp(lo->name, arg + 2, n) == 0)
-			snprintf(buf + strlen(buf), len - strlen(buf), "%s--%s",
-			    k++ == 0 ? "" : ", ", lo->name);
-	return k;
-}
-
 /*
  * Say what getopt_long() found wrong, as shmpipe does (options.c): it
  * sets optopt to the option's val when a value is missing (':') or given
@@ -471,7 +456,7 @@ static int
 getopt_failed(int c, char **argv, char *err, size_t errlen)
 {
 	const char *arg = argv[optind - 1];
-	const struct option *lo = options_long(longopts, optopt);
+	const struct option *lo = longopt_by_val(longopts, optopt);
 	bool is_long = strncmp(arg, "--", 2) == 0 && (c == ':' ||
 	    optopt == 0 || (lo != NULL && lo->has_arg == no_argument));
 	int n = (int)strcspn(arg, "=");
@@ -483,8 +468,8 @@ getopt_failed(int c, char **argv, char *err, size_t errlen)
 	if (c == ':')
 		return fail(err, errlen, "option -%c needs a value; see --help",
 		    optopt);
-	if (is_long && optopt == 0 && long_matches(arg, names,
-	    sizeof(names)) > 1)
+	if (is_long && optopt == 0 && longopt_matches(longopts, arg, ", ",
+	    names, sizeof(names)) > 1)
 		return fail(err, errlen, "option %.*s is ambiguous: expected "
 		    "one of %s; see --help", n, arg, names);
 	if (is_long && optopt == 0)

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "longopt.h"
 #include "options.h"
 #include "proto.h"
 #include "shmq.h"
@@ -334,27 +335,6 @@ option(struct options *o, int c, const char *arg, bool threaded)
 	}
 }
 
-const struct option *
-options_long(const struct option *opts, int val)
-{
-	for (const struct option *lo = opts; lo->name != NULL; lo++)
-		if (lo->val == val)
-			return lo;
-	return NULL;
-}
-
-/* How many long options "--arg" (up to any '=') abbreviates. */
-static int
-long_matches(const char *arg)
-{
-	size_t len = strcspn(arg + 2, "=");
-	int n = 0;
-
-	for (const struct option *lo = longopts; lo->name != NULL; lo++)
-		n += strncmp(lo->name, arg + 2, len) == 0;
-	return n;
-}
-
 /*
  * Say what getopt_long(3) found wrong.  It sets optopt to the option's
  * val when a value is missing (':') or given to a flag that takes none
@@ -366,14 +346,14 @@ long_matches(const char *arg)
 static void __attribute__((noreturn))
 getopt_failed(int c, const char *arg)
 {
-	const struct option *lo = options_long(longopts, optopt);
+	const struct option *lo = longopt_by_val(longopts, optopt);
 	bool is_long = strncmp(arg, "--", 2) == 0;
 
 	if (c == ':' && is_long && lo != NULL)
 		bad("option '--%s' needs a value", lo->name);
 	if (c == ':')
 		bad("option '-%c' needs a value", optopt);
-	if (optopt == 0 && is_long && long_matches(arg) > 1)
+	if (optopt == 0 && is_long && longopt_matches(longopts, arg, NULL, NULL, 0) > 1)
 		bad("option '%.*s' is ambiguous", (int)strcspn(arg, "="), arg);
 	if (optopt == 0)
 		bad("unknown option '%.*s'", (int)strcspn(arg, "="), arg);

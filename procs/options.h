@@ -101,11 +101,6 @@ void	options_parse(struct options *o, int argc, char **argv,
 int	options_hostport(const char *s, const char **host, size_t *hlen,
 	    const char **port);
 
-/* The long option of opts (getopt_long's table) whose val is val, or
- * NULL: what an error names.  Shared with shmpipe-bench. */
-struct option;
-const struct option *options_long(const struct option *opts, int val);
-
 /* "tcp:127.0.0.1:7878" or "unix:/path" for log lines. */
 void	options_listen_str(const struct listen_spec *ls, char *buf,
 	    size_t len);

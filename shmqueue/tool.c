@@ -16,6 +16,7 @@
  * needs a non-empty stem, so it does not apply to this file. */
 
 #include "shmq_layout.h"
+#include "longopt.h"
 #include "tool.h"
 
 struct tool_cmd {
@@ -120,36 +121,6 @@ tool_help(const char *cmd)
 	return 0;
 }
 
-/* The long option of longopts whose val is c, or NULL. */
-static const struct option *
-long_option(const struct option *longopts, int c)
-{
-	for (const struct option *lo = longopts; lo->name != NULL; lo++)
-		if (lo->val == c)
-			return lo;
-	return NULL;
-}
-
-/* The long options "--arg" (up to any '=') abbreviates into buf, "--a or
- * --b"; how many. */
-static int
-long_matches(const struct option *longopts, const char *arg, char *buf,
-    size_t len)
-{
-	size_t n = strcspn(arg + 2, "=");
-	int k = 0;
-
-	buf[0] = '\0';
-	for (const struct option *lo = longopts; lo->name != NULL; lo++) {
-		if (strncmp(lo->name, arg + 2, n) != 0)
-			continue;
-		snprintf(buf + strlen(buf), len - strlen(buf), "%s--%s",
-		    k == 0 ? "" : " or ", lo->name);
-		k++;
-	}
-	return k;
-}
-
 /* The word after option lo ("-o", "--stall") in the usage of cmd, "FMT",
  * into buf; by its long name or its short letter. */
 static const char *
@@ -186,7 +157,7 @@ tool_opt_bad(const char *cmd, int ch, char **argv,
     const struct option *longopts)
 {
 	const char *arg = argv[optind - 1];
-	const struct option *lo = long_option(longopts, ch == '?' ||
+	const struct option *lo = longopt_by_val(longopts, ch == '?' ||
 	    ch == ':' ? optopt : ch);
 	bool is_long = strncmp(arg, "--", 2) == 0 && (ch != '?' ||
 	    optopt == 0 || (lo != NULL && lo->has_arg == no_argument));
@@ -211,8 +182,8 @@ tool_opt_bad(const char *cmd, int ch, char **argv,
 	else if (ch != '?')
 		snprintf(why, sizeof(why), "%s: not an option of %s", shown,
 		    cmd);
-	else if (is_long && optopt == 0 && long_matches(longopts, arg, names,
-	    sizeof(names)) > 1)
+	else if (is_long && optopt == 0 && longopt_matches(longopts, arg,
+	    " or ", names, sizeof(names)) > 1)
 		snprintf(why, sizeof(why), "%s: ambiguous, expected %s", shown,
 		    names);
 	else if (is_long && optopt != 0)

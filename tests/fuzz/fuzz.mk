@@ -37,7 +37,7 @@ FZ_COV       := -fsanitize=fuzzer-no-link
 
 FZ_LIB       := $(LIB_SRCS:%.c=$(FZ)/%.o)
 FZ_TOOL      := $(filter-out %/tool_main.o,$(TOOL_SRCS:%.c=$(FZ)/%.o)) \
-                $(FZ)/procs/ctl.o $(FZ)/procs/utf8.o
+                $(FZ)/procs/ctl.o $(FZ)/procs/utf8.o $(FZ)/procs/longopt.o
 FZ_SHM       := $(FZ)/tests/fuzz/fuzz_shm.o
 FZ_BINS      := $(addprefix $(FZ)/,fuzz_segment fuzz_tool fuzz_proto \
                 handler_example.so)
