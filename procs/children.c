@@ -559,8 +559,6 @@ slow_starts(struct sv *sv, uint64_t now)
 {
 	uint64_t limit = (uint64_t)sv->sv_opt->start_timeout_ms * 1000000u;
 	const struct shmpipe_ctl *c = sv->sv_pl.pl_ctl.c_hdr;
-	bool idle = sv->sv_draining && atomic_load(&c->req_closed) &&
-	    stage_queue_drained(sv->sv_pl.pl_req);
 
 	for (uint32_t i = SV_ROW_PROC0; i < sv->sv_nrows; i++) {
 		struct child *ch = &sv->sv_child[i];
@@ -577,7 +575,8 @@ slow_starts(struct sv *sv, uint64_t now)
 			    "killing it", ch->ch_index, (int)ch->ch_pid,
 			    sv->sv_opt->start_timeout_ms);
 			ch->ch_start_kill = CH_KILL_SLOW;
-		} else if (idle) {
+		} else if (sv->sv_draining && atomic_load(&c->req_closed) &&
+		    stage_queue_drained(sv->sv_pl.pl_req)) {
 			log_info("processor %u (pid %d) is still starting and "
 			    "nothing is left to answer; stopping it",
 			    ch->ch_index, (int)ch->ch_pid);
