@@ -58,9 +58,11 @@
  *	EMPTY(p)	free for the producer of position p
  *	WRITING(p, o)	producer o is copying position p in
  *	FULL(p)		position p holds a message
- *	READING(p, o)	consumer o is copying position p out
+ *	READING(p, o)	consumer o is taking position p under a lease
  *
- * A released slot becomes EMPTY(p + capacity).
+ * A released slot becomes EMPTY(p + capacity).  A plain get copies a FULL
+ * slot out first and then frees it with one CAS, FULL(p) -> EMPTY(p +
+ * capacity), so it never leaves a slot READING.
  */
 #define SHMQ_TAG_BITS		48
 #define SHMQ_TAG_MASK		((UINT64_C(1) << SHMQ_TAG_BITS) - 1)

@@ -16,7 +16,7 @@
 const char *const shmq_fault_points[] = {
 	"attach.claimed",
 	"put.claimed", "put.copied", "put.published",
-	"get.claimed", "get.copied", "get.released",
+	"get.copied", "get.released",
 	"take.staged", "take.claimed", "take.copied", "take.held",
 	"take.released",
 	"redo.claimed", "redo.copied",

@@ -22,12 +22,14 @@
  *	over it; the producer of p + capacity uses it.  Nothing half-written
  *	is delivered, because a slot is only ever read in state FULL.
  *  put.published - FULL(p) is an ordinary message; nothing to do.
- *  get.claimed, get.copied - slot READING(p, dead), no entry names p.  The
- *	message is intact (readers do not write).  It is copied into the
- *	dead attachment's rescue entry (RSTAGED), the slot is freed, and the
- *	entry becomes REDELIVER.  A get holds at most one slot at a time, so
- *	the rescue entry always suffices.
- *  get.released - the message was copied out and its slot freed: delivered.
+ *  get.copied - a get copies FULL slots out before it claims any, so it
+ *	holds nothing: the messages are still FULL; nothing to do.
+ *  get.released - its CAS freed the slot (FULL(p) -> EMPTY(p + capacity))
+ *	and the message was copied out before: delivered.
+ *  (no point) - slot READING(p, dead), no entry names p: no get or take
+ *	leaves this, only a foreign writer.  The message is intact (readers
+ *	do not write).  It is copied into the dead attachment's rescue entry
+ *	(RSTAGED), the slot is freed, and the entry becomes REDELIVER.
  *  take.staged - entry STAGED(dead) whose src_pos names a slot that is not
  *	READING(src_pos, dead): the claim never happened.  Entry freed.
  *  take.claimed, take.copied - slot READING(p, dead) and entry STAGED(dead)

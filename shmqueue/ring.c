@@ -8,7 +8,8 @@
  * made by the attachment that owns the slot at that moment:
  *
  *	EMPTY(p) --producer CAS--> WRITING(p, o) --store--> FULL(p)
- *	FULL(p) --consumer CAS--> READING(p, o) --store--> EMPTY(p + capacity)
+ *	FULL(p) --take CAS--> READING(p, o) --store--> EMPTY(p + capacity)
+ *	FULL(p) --get CAS (after its copy)--> EMPTY(p + capacity)
  *
  * prod_pos and cons_pos only say where to start looking.  Whoever finds the
  * slot at that position already taken or already done moves the index on,
@@ -79,33 +80,6 @@ wake_count(const struct shmq *q, _Atomic uint64_t *ix, uint64_t pos,
 }
 
 /*
- * Pull in the lines of the next n slots, to overlap their misses: the slot
- * words (four to a line) for writing, the first lines of each message for
- * writing by a producer, for reading by a consumer.
- */
-static void
-prefetch(const struct shmq *q, uint64_t pos, unsigned n, bool put)
-{
-	const unsigned per_line = SHMQ_CACHELINE / sizeof(struct shmq_seg_slot);
-
-	if (n > SHMQ_BATCH_PREFETCH)
-		n = SHMQ_BATCH_PREFETCH;
-	for (unsigned k = 0; k < n; k++) {
-		const unsigned char *d = shmq__slot_data(q, pos + k);
-
-		if (k == 0 || ((pos + k) & (per_line - 1)) == 0)
-			__builtin_prefetch(shmq__slot(q, pos + k), 1, 3);
-		for (uint32_t off = 0; off < q->slot_size && off < 256;
-		    off += SHMQ_CACHELINE) {
-			if (put)
-				__builtin_prefetch(d + off, 1, 3);
-			else
-				__builtin_prefetch(d + off, 0, 3);
-		}
-	}
-}
-
-/*
  * Claim the slot of the first free position at or after *posp (WRITING),
  * and leave that position in *posp.  -EAGAIN when the slot there still
  * holds the previous lap: full.
@@ -137,27 +111,15 @@ claim_put(struct shmq *q, uint64_t *posp)
 	}
 }
 
-/* Drop a slot whose length is impossible; its writer is buggy. */
-static int
-drop_corrupt(struct shmq *q, uint64_t pos)
-{
-	/* R2 as in release_slot(). */
-	atomic_store_explicit(&shmq__slot(q, pos)->state, SHMQ_SLOT_WORD(pos +
-	    q->capacity, SHMQ_SLOT_EMPTY, 0), memory_order_release);
-	/* Relaxed: statistics. */
-	atomic_fetch_add_explicit(&q->hdr->corrupt, 1, memory_order_relaxed);
-	return -EPROTO;
-}
-
 /*
- * Claim the first full slot at or after *posp (READING) if its message fits
- * in cap, and leave its position in *posp.  If intent is set, the position
- * is stored there before the claim, for recovery to match (take).  0, or
- * -EAGAIN (nothing ready there), -EMSGSIZE, -EPROTO.
+ * Find the first published slot at or after *posp, without claiming it:
+ * leave its position in *posp, its state word in *wp and its length in
+ * *lenp.  0, or -EAGAIN (nothing ready there) or -EMSGSIZE (it does not fit
+ * in cap, and stays).  The length may exceed msg_max: the caller drops it.
  */
 static int
-claim_get(struct shmq *q, size_t cap, _Atomic uint64_t *intent,
-    uint64_t *posp, uint32_t *lenp)
+find_full(struct shmq *q, size_t cap, uint64_t *posp, uint64_t *wp,
+    uint32_t *lenp)
 {
 	_Atomic uint64_t *ix = &q->hdr->cons_pos;
 	uint64_t pos = *posp;
@@ -180,25 +142,65 @@ claim_get(struct shmq *q, size_t cap, _Atomic uint64_t *intent,
 		}
 		if (d < 0 || SHMQ_SLOT_STATE(w) != SHMQ_SLOT_FULL)
 			return -EAGAIN;
-		/* Relaxed: A2 ordered it; used only if the CAS succeeds. */
+		/* Relaxed: A2 ordered it. */
 		len = atomic_load_explicit(&s->len, memory_order_relaxed);
 		if (len <= q->msg_max && len > cap)
 			return -EMSGSIZE;
+		*posp = pos;
+		*wp = w;
+		*lenp = len;
+		return 0;
+	}
+}
+
+/* Drop the slot of pos, seen FULL with an impossible length: its writer
+ * is buggy.  False if another consumer took it first. */
+static bool
+drop_corrupt(struct shmq *q, uint64_t pos, uint64_t w)
+{
+	/* Release: pairs with A1 in claim_put, as R2 does. */
+	if (!atomic_compare_exchange_strong_explicit(&shmq__slot(q,
+	    pos)->state, &w, SHMQ_SLOT_WORD(pos + q->capacity,
+	    SHMQ_SLOT_EMPTY, 0), memory_order_release, memory_order_relaxed))
+		return false;
+	/* Relaxed: statistics. */
+	atomic_fetch_add_explicit(&q->hdr->corrupt, 1, memory_order_relaxed);
+	return true;
+}
+
+/*
+ * Claim the first full slot at or after *posp (READING) for a take, and
+ * leave its position in *posp.  Its position is stored in intent before
+ * the claim, for recovery to match.  0, or -EAGAIN, -EMSGSIZE, -EPROTO.
+ */
+static int
+claim_get(struct shmq *q, size_t cap, _Atomic uint64_t *intent,
+    uint64_t *posp, uint32_t *lenp)
+{
+	for (;;) {
+		uint64_t w;
+		uint32_t len;
+		int r = find_full(q, cap, posp, &w, &len);
+
+		if (r != 0)
+			return r;
+		if (len > q->msg_max) {
+			if (drop_corrupt(q, *posp, w))
+				return -EPROTO;
+			continue;
+		}
 		/* The intent goes first: recovery matches it only to a slot
 		 * READING by us, so a stale one is harmless.  Relaxed:
 		 * published by the CAS's release below. */
-		if (intent != NULL)
-			atomic_store_explicit(intent, pos, memory_order_relaxed);
+		atomic_store_explicit(intent, *posp, memory_order_relaxed);
 		/* Release: recovery that sees READING sees the intent. */
-		if (!atomic_compare_exchange_strong_explicit(&s->state, &w,
-		    SHMQ_SLOT_WORD(pos, SHMQ_SLOT_READING, q->me),
-		    memory_order_acq_rel, memory_order_relaxed))
-			continue;
-		*posp = pos;
-		if (len > q->msg_max)
-			return drop_corrupt(q, pos);
-		*lenp = len;
-		return 0;
+		if (atomic_compare_exchange_strong_explicit(&shmq__slot(q,
+		    *posp)->state, &w, SHMQ_SLOT_WORD(*posp,
+		    SHMQ_SLOT_READING, q->me), memory_order_acq_rel,
+		    memory_order_relaxed)) {
+			*lenp = len;
+			return 0;
+		}
 	}
 }
 
@@ -272,6 +274,47 @@ gap_open(const struct shmq *q, uint64_t pos)
 	return gap < 2 || shmq__tag_diff(w, pos + gap) >= 0;
 }
 
+/*
+ * Claim up to n free slots from *posp on into at[], and leave *posp past
+ * the last.  Every claim comes before any copy: a locked instruction waits
+ * for the stores before it, so claiming between copies would make each
+ * claim wait for the previous message's lines to arrive.
+ */
+static unsigned
+claim_puts(struct shmq *q, uint64_t *posp, uint64_t *at, unsigned n)
+{
+	unsigned k;
+
+	for (k = 0; k < n; k++, (*posp)++) {
+		if (claim_put(q, posp) != 0)
+			break;
+		at[k] = *posp;
+	}
+	return k;
+}
+
+/* Fill the claimed slot of pos with m and publish it. */
+static void
+fill(struct shmq *q, uint64_t pos, const struct iovec *m, uint32_t put_ms)
+{
+	struct shmq_seg_slot *s = shmq__slot(q, pos);
+
+	SHMQ_FAULT("put.claimed");
+	if ((pos & (SHMQ_HWM_SAMPLE - 1)) == 0)
+		sample_depth(q, pos);
+	if (m->iov_len > 0)
+		memcpy(shmq__slot_data(q, pos), m->iov_base, m->iov_len);
+	/* Relaxed: published by R1. */
+	atomic_store_explicit(&s->len, (uint32_t)m->iov_len,
+	    memory_order_relaxed);
+	atomic_store_explicit(&s->put_ms, put_ms, memory_order_relaxed);
+	SHMQ_FAULT("put.copied");
+	/* R1: pairs with A2 in find_full. */
+	atomic_store_explicit(&s->state, SHMQ_SLOT_WORD(pos, SHMQ_SLOT_FULL,
+	    0), memory_order_release);
+	SHMQ_FAULT("put.published");
+}
+
 static int
 try_put(struct shmq *q, void *arg)
 {
@@ -281,66 +324,116 @@ try_put(struct shmq *q, void *arg)
 	/* Relaxed: a hint, see index_to(). */
 	uint64_t pos = atomic_load_explicit(&q->hdr->prod_pos,
 	    memory_order_relaxed);
-	unsigned i;
+	uint64_t at[SHMQ_BATCH_CHUNK];
+	unsigned done = 0, k;
 
 	if (q->spinning && !gap_open(q, pos))
 		return -EAGAIN;
-	if (a->n > 1)
-		prefetch(q, pos, a->n, true);
-	for (i = 0; i < a->n; i++, pos++) {
-		const struct iovec *m = &a->msgs[i];
-		struct shmq_seg_slot *s;
+	do {
+		unsigned want = a->n - done < SHMQ_BATCH_CHUNK ?
+		    a->n - done : SHMQ_BATCH_CHUNK;
 
-		if (claim_put(q, &pos) != 0)
+		k = claim_puts(q, &pos, at, want);
+		for (unsigned j = 0; j < k; j++)
+			fill(q, at[j], &a->msgs[done + j], put_ms);
+		done += k;
+		if (k < want)
 			break;
-		SHMQ_FAULT("put.claimed");
-		if ((pos & (SHMQ_HWM_SAMPLE - 1)) == 0)
-			sample_depth(q, pos);
-		s = shmq__slot(q, pos);
-		if (m->iov_len > 0)
-			memcpy(shmq__slot_data(q, pos), m->iov_base,
-			    m->iov_len);
-		/* Relaxed: published by R1. */
-		atomic_store_explicit(&s->len, (uint32_t)m->iov_len,
-		    memory_order_relaxed);
-		atomic_store_explicit(&s->put_ms, put_ms, memory_order_relaxed);
-		SHMQ_FAULT("put.copied");
-		/* R1: pairs with A2 in claim_get. */
-		atomic_store_explicit(&s->state, SHMQ_SLOT_WORD(pos,
-		    SHMQ_SLOT_FULL, 0), memory_order_release);
-		SHMQ_FAULT("put.published");
-	}
-	if (i == 0) {
+	} while (done < a->n);
+	if (done == 0) {
 		raise_high_water(q, q->capacity);
 		return -EAGAIN;
 	}
 	index_to(&q->hdr->prod_pos, pos);
-	count(&q->rec->n_put, i);
+	count(&q->rec->n_put, done);
 	stamp(q, now);
 	shmq__rate_tick(q, now);
-	shmq__notify(q, SHMQ__GET, wake_count(q, &q->hdr->prod_pos, pos, i));
-	return (int)i;
+	shmq__notify(q, SHMQ__GET, wake_count(q, &q->hdr->prod_pos, pos,
+	    done));
+	return (int)done;
 }
 
-/* Copy the next ring message out and free its slot at once. */
-static int
-get_ring(struct shmq *q, struct iovec *buf, uint64_t *posp)
+/*
+ * Copy a message out of a slot that another consumer may take and a
+ * producer refill meanwhile; the caller's CAS finds out, and drops the
+ * copy.  Under ThreadSanitizer that benign race (a seqlock's) is not
+ * reported: the copy is left uninstrumented, byte by byte so that it is
+ * not turned back into an intercepted memcpy().
+ */
+#if defined(__SANITIZE_THREAD__)
+__attribute__((no_sanitize_thread,
+    optimize("no-tree-loop-distribute-patterns")))
+static void
+seq_copy(void *dst, const void *src, size_t len)
 {
-	uint32_t len;
-	int r = claim_get(q, buf->iov_len, NULL, posp, &len);
-	uint64_t pos = *posp;
+	unsigned char *d = dst;
+	const unsigned char *s = src;
 
-	if (r != 0)
-		return r;
-	SHMQ_FAULT("get.claimed");
-	if (len > 0)		/* buf may be NULL for an empty message */
-		memcpy(buf->iov_base, shmq__slot_data(q, pos),
-		    len);
-	buf->iov_len = len;
+	for (size_t i = 0; i < len; i++)
+		d[i] = s[i];
+}
+#else
+#define seq_copy	memcpy
+#endif
+
+/*
+ * A plain get copies first and claims after: each message of the batch is
+ * copied out of a slot seen FULL(p), then one CAS per slot, FULL(p) ->
+ * EMPTY(p + capacity), claims and frees it at once.  A CAS that fails means
+ * another consumer took p meanwhile and the copy may be torn: it is
+ * dropped unclaimed, with the rest of the batch.  Such a slot is never
+ * READING, so a get that dies holds nothing: before its CAS the message is
+ * still FULL, after it the message was delivered.  Copying the whole batch
+ * first also lets the misses on its lines overlap, instead of each waiting
+ * behind a locked instruction.
+ *
+ * Up to SHMQ_BATCH_CHUNK messages into bufs; how many in *gotp.  0, or
+ * -EAGAIN, -EMSGSIZE, -EPROTO (a corrupt slot, left in *posp, dropped) as
+ * find_full(), for the message after the last one got.
+ */
+static int
+get_ring(struct shmq *q, struct iovec *bufs, unsigned n, uint64_t *posp,
+    unsigned *gotp)
+{
+	uint64_t at[SHMQ_BATCH_CHUNK], w[SHMQ_BATCH_CHUNK];
+	uint32_t len[SHMQ_BATCH_CHUNK];
+	unsigned k, got;
+	int r = 0;
+
+	if (n > SHMQ_BATCH_CHUNK)
+		n = SHMQ_BATCH_CHUNK;
+	for (k = 0; k < n; k++, (*posp)++) {
+		r = find_full(q, bufs[k].iov_len, posp, &w[k], &len[k]);
+		if (r != 0)
+			break;
+		if (len[k] > q->msg_max) {
+			r = -EPROTO;
+			break;
+		}
+		at[k] = *posp;
+		if (len[k] > 0)	/* buf may be NULL for an empty message */
+			seq_copy(bufs[k].iov_base, shmq__slot_data(q, *posp),
+			    len[k]);
+	}
 	SHMQ_FAULT("get.copied");
-	release_slot(q, pos);
+	for (got = 0; got < k; got++) {
+		/* R2: release pairs with A1 in claim_put, and keeps the
+		 * copy before the slot is handed on. */
+		if (!atomic_compare_exchange_strong_explicit(
+		    &shmq__slot(q, at[got])->state, &w[got],
+		    SHMQ_SLOT_WORD(at[got] + q->capacity, SHMQ_SLOT_EMPTY, 0),
+		    memory_order_release, memory_order_relaxed)) {
+			*posp = at[got];	/* taken: look on from there */
+			r = 0;
+			break;
+		}
+		bufs[got].iov_len = len[got];
+	}
 	SHMQ_FAULT("get.released");
-	return 0;
+	if (r == -EPROTO && !drop_corrupt(q, *posp, w[k]))
+		r = 0;			/* taken by another */
+	*gotp = got;
+	return r;
 }
 
 /*
@@ -404,6 +497,27 @@ take_ring(struct shmq *q, struct iovec *buf, struct shmq_lease *lease,
 	return 0;
 }
 
+/* Messages *ip.. of a call from the ring at *posp on, and leave *posp past
+ * the last one (or at a slot dropped as corrupt).  The last step's result. */
+static int
+from_ring_at(struct shmq *q, struct get_args *a, unsigned *ip, uint64_t *posp)
+{
+	unsigned got;
+	int r = 0;
+
+	while (r == 0 && *ip < a->n) {
+		if (a->leases != NULL) {
+			r = take_ring(q, &a->bufs[*ip], &a->leases[*ip], posp);
+			got = r == 0;
+			*posp += got;
+		} else {
+			r = get_ring(q, &a->bufs[*ip], a->n - *ip, posp, &got);
+		}
+		*ip += got;
+	}
+	return r;
+}
+
 /* Redeliveries first, then the ring; count what we got. */
 static int
 try_get(struct shmq *q, void *arg)
@@ -424,18 +538,12 @@ try_get(struct shmq *q, void *arg)
 		}
 	/* Relaxed: a hint, see index_to(). */
 	pos = atomic_load_explicit(&q->hdr->cons_pos, memory_order_relaxed);
-	if (a->n - i > 1)
-		prefetch(q, pos, a->n - i, false);
-	if (r == 0 || r == -EAGAIN)
-		for (; i < a->n; i++, from_ring++, pos++) {
-			r = a->leases != NULL ?
-			    take_ring(q, &a->bufs[i], &a->leases[i], &pos) :
-			    get_ring(q, &a->bufs[i], &pos);
-			if (r != 0) {
-				ring_corrupt = r == -EPROTO;
-				break;
-			}
-		}
+	if (r == 0 || r == -EAGAIN) {
+		from_ring = i;
+		r = from_ring_at(q, a, &i, &pos);
+		from_ring = i - from_ring;
+		ring_corrupt = r == -EPROTO;
+	}
 	/* Past a slot dropped as corrupt; not past pos when a redelivery
 	 * was: pos was never looked at then. */
 	if (from_ring > 0 || ring_corrupt)

@@ -18,7 +18,8 @@
 
 #define SHMQ_NONE		UINT32_MAX
 #define SHMQ_DEFAULT_SPIN_NS	20000u
-#define SHMQ_BATCH_PREFETCH	32	/* slots pulled in ahead of a batch */
+#define SHMQ_BATCH_CHUNK	32	/* slots a batch claims (put) or copies
+					 * (get) before the next step */
 #define SHMQ_PUT_GAP		32	/* free slots a spinning producer
 					 * waits for (at most capacity / 8) */
 

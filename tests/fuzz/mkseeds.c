@@ -309,8 +309,8 @@ fill_put_cut(struct shmq *q)
 static void
 fill_get_cut(struct shmq *q)
 {
-	must(shmq_put(q, "reading", 7, 0), "put");
-	child_at("get.claimed", op_get);
+	must(shmq_put(q, "copied", 6, 0), "put");
+	child_at("get.copied", op_get);
 }
 
 static void
@@ -345,7 +345,7 @@ fill_recovery_cut(struct shmq *q)
 	int st;
 
 	must(shmq_put(q, "rescued", 7, 0), "put");
-	dead = child_at("get.claimed", op_get);
+	dead = child_at("take.claimed", op_take_ack);
 	if ((pid = fork()) < 0)
 		err(1, "fork");
 	if (pid == 0) {
