@@ -497,6 +497,22 @@ take_ring(struct shmq *q, struct iovec *buf, struct shmq_lease *lease,
 	return 0;
 }
 
+/*
+ * Has a producer moved its index past pos?  A spinning consumer asks this
+ * before it looks at the slot of pos, which the producer is about to claim
+ * and fill: polling that line takes it from the producer at every look,
+ * the index's only once a call.  A message published while the index lags
+ * (its producer between publishing and index_to(), or dead there) is found
+ * by the look the wait makes before sleeping, which asks no index.
+ */
+static inline bool
+index_past(const struct shmq *q, uint64_t pos)
+{
+	/* Relaxed: a hint; find_full() decides with acquire. */
+	return (int64_t)(atomic_load_explicit(&q->hdr->prod_pos,
+	    memory_order_relaxed) - pos) > 0;
+}
+
 /* Messages *ip.. of a call from the ring at *posp on, and leave *posp past
  * the last one (or at a slot dropped as corrupt).  The last step's result. */
 static int
@@ -539,6 +555,8 @@ try_get(struct shmq *q, void *arg)
 	/* Relaxed: a hint, see index_to(). */
 	pos = atomic_load_explicit(&q->hdr->cons_pos, memory_order_relaxed);
 	if (r == 0 || r == -EAGAIN) {
+		if (i == 0 && q->spinning && !index_past(q, pos))
+			return -EAGAIN;
 		from_ring = i;
 		r = from_ring_at(q, a, &i, &pos);
 		from_ring = i - from_ring;

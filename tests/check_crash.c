@@ -653,6 +653,31 @@ START_TEST(test_crash_batch_cut)
 }
 END_TEST
 
+/*
+ * A producer killed after publishing its message and before moving the
+ * producer index leaves the index short of a full slot.  A consumer that
+ * waits (and spins first, looking at the index) must still get it.
+ */
+START_TEST(test_crash_published_index_lags)
+{
+	unsigned char buf[CR_MSG_MAX];
+	uint32_t id;
+	ssize_t n;
+	pid_t pid;
+
+	cr_begin("index-lags");
+	pid = cr_fork(op_put, "put.published");
+	cr_expect_fault(pid, "put.published");
+	QASSERT_EQ(cr.q, atomic_load(&cr.q->hdr->prod_pos), 0);
+	n = shmq_get(cr.q, buf, sizeof(buf), 10000);
+	QASSERT_MSG(cr.q, n > 0 && cu_msg_check(buf, (size_t)n, &id) &&
+	    id == CR_CHILD_ID, "the published message was not got: %zd", n);
+	cr.want[CR_CHILD_ID] = W_GONE;
+	cr_recover(pid, 0);
+	cr_verify();
+}
+END_TEST
+
 /* Report our record and start time, then close. */
 static int
 op_attach_only(struct shmq *h, const char *point)
@@ -1175,6 +1200,7 @@ crash_suite(void)
 	tcase_add_loop_test(tc, test_crash_fault_point, 0, npoints);
 	tcase_add_loop_test(tc, test_crash_batch_cut, 0,
 	    sizeof(cr_batch_points) / sizeof(cr_batch_points[0]));
+	tcase_add_test(tc, test_crash_published_index_lags);
 	tcase_add_test(tc, test_crash_recover_reused_pid);
 	tcase_add_test(tc, test_crash_recoverer_death_outlives_close);
 	tcase_add_test(tc, test_crash_recover_dead_spares_attaching);
