@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -52,7 +53,9 @@ struct row {
 
 static double	trial_secs = 0.25;
 static int	repeats = 5;
-static char	qname[64];
+static char	qname[64];	/* every queue of this run: /shmq-bench-PID */
+static char	qname_b[65];	/* and the ping-pong's way back */
+static pid_t	bench_pid;
 static uint32_t	create_flags;	/* SHMQ_CREATE_* for the next libshmq queue */
 static const char *only;	/* -f: rows whose queue name contains it */
 static bool only_pp;		/* -p: the ping-pong latencies alone */
@@ -121,6 +124,43 @@ unpin(void)
 {
 	if (ncpus >= 2)
 		(void)sched_setaffinity(0, sizeof(allowed), &allowed);
+}
+
+/*
+ * Killed by ^C or kill(1): remove this run's queues, then die of the signal,
+ * so that no /shmq-bench-PID is left in /dev/shm or /dev/mqueue.  Workers
+ * die with the run (die_with_parent), not left blocked on a queue.
+ */
+static void
+on_fatal(int sig)
+{
+	(void)shm_unlink(qname);
+	(void)shm_unlink(qname_b);
+	(void)mq_unlink(qname);
+	(void)signal(sig, SIG_DFL);
+	(void)raise(sig);
+}
+
+static void
+cleanup_on_signals(void)
+{
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+	struct sigaction sa = { .sa_handler = on_fatal };
+
+	bench_pid = getpid();
+	snprintf(qname, sizeof(qname), "/shmq-bench-%d", (int)bench_pid);
+	snprintf(qname_b, sizeof(qname_b), "%sb", qname);
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		(void)sigaction(sigs[i], &sa, NULL);
+}
+
+/* In a forked worker: be killed when the run dies. */
+static void
+die_with_parent(void)
+{
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != bench_pid)
+		_exit(1);
 }
 
 /* ---- the transports: one send and one receive each -------------------- */
@@ -192,7 +232,7 @@ cvq_get(struct cvq *c, void *buf, size_t *len, unsigned n)
 }
 
 static void
-chan_open(struct chan *ch, enum impl impl, size_t msz)
+chan_open(struct chan *ch, enum impl impl, size_t msz, const char *name)
 {
 	struct mq_attr ma = { .mq_maxmsg = RING, .mq_msgsize = (long)msz };
 	struct shmq_config cfg = { .capacity = RING, .msg_max = (uint32_t)msz,
@@ -201,7 +241,7 @@ chan_open(struct chan *ch, enum impl impl, size_t msz)
 	memset(ch, 0, sizeof(*ch));
 	ch->impl = impl;
 	ch->msz = msz;
-	strcpy(ch->name, qname);
+	strcpy(ch->name, name);
 	switch (impl) {
 	case I_SHMQ:
 		shmq_unlink(ch->name);
@@ -485,6 +525,7 @@ trial_procs(struct row *r, struct chan *ch)
 		if (pids[i] == 0) {
 			struct worker w = { ch, r, go[0], NULL };
 			close(go[1]);
+			die_with_parent();
 			pin_worker(i, false);
 			chan_child(ch);
 			if (i < r->np)
@@ -514,7 +555,7 @@ trial(struct row *r)
 	struct chan ch;
 	double secs;
 
-	chan_open(&ch, r->impl, r->msz);
+	chan_open(&ch, r->impl, r->msz, qname);
 	secs = r->impl == I_CONDVAR ? trial_threads(r, &ch) :
 	    trial_procs(r, &ch);
 	chan_close(&ch);
@@ -630,16 +671,15 @@ ping(struct pingpong *pp, int iters)
 		err(1, "sem_init");
 
 	create_flags = pp->flags;
-	chan_open(&a, pp->impl, 64);
-	strcat(qname, "b");
-	chan_open(&b, pp->impl, 64);
-	qname[strlen(qname) - 1] = '\0';	/* b keeps its own name */
+	chan_open(&a, pp->impl, 64, qname);
+	chan_open(&b, pp->impl, 64, qname_b);
 	create_flags = 0;
 	if (pp->impl == I_SHMQ) {
 		shmq_set_spin(a.q, pp->spin_ns);
 		shmq_set_spin(b.q, pp->spin_ns);
 	}
 	if ((pid = fork()) == 0) {
+		die_with_parent();
 		pin_worker(1, pp->one_cpu);
 		pong(&a, &b, pp->spin_ns, pp->wake, ps);
 	}
@@ -739,13 +779,19 @@ redelivery_latency(void)
 		err(1, "shmq_create");
 	shmq_put(q, "x", 1, 0);
 	if ((taker = fork()) == 0) {
-		struct shmq *c = shmq_open(qname);
+		struct shmq *c;
+
+		die_with_parent();
+		c = shmq_open(qname);
 		shmq_take(c, buf, sizeof(buf), &lease, -1);
 		kill(getpid(), SIGKILL);
 	}
 	waitpid(taker, NULL, 0);
 	if ((waiter = fork()) == 0) {
-		struct shmq *c = shmq_open(qname);
+		struct shmq *c;
+
+		die_with_parent();
+		c = shmq_open(qname);
 		shmq_set_spin(c, 0);
 		shmq_take(c, buf, sizeof(buf), &lease, -1);
 		*when = now();
@@ -1022,7 +1068,7 @@ main(int argc, char **argv)
 			bad_arg("-f", only, "part of a queue's name: libshmq, "
 			    "pipe, socketpair, posix mq or mutex+condvar");
 	}
-	snprintf(qname, sizeof(qname), "/shmq-bench-%d", (int)getpid());
+	cleanup_on_signals();
 	placement_init();
 	if (only_pp) {
 		pingpong_rounds(pp, PP_ROWS);

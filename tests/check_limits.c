@@ -861,6 +861,98 @@ START_TEST(test_limits_bench_args)
 }
 END_TEST
 
+/* Until path exists (true) or timeout_s passes (false). */
+static bool
+appears(const char *path, int timeout_s)
+{
+	struct timespec ms = { 0, 1000000 };
+
+	for (long i = 0; i < timeout_s * 1000L; i++) {
+		if (access(path, F_OK) == 0)
+			return true;
+		nanosleep(&ms, NULL);
+	}
+	return false;
+}
+
+/* Processes running prog (cmdlines compared); with sig, signalled. */
+static int
+running(const char *prog, int sig)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	int n = 0;
+
+	ck_assert_ptr_nonnull(d);
+	while ((e = readdir(d)) != NULL) {
+		char path[300], cmd[CP_PATH_LEN];
+		ssize_t len;
+		int fd;
+
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+		if ((fd = open(path, O_RDONLY)) < 0)
+			continue;
+		len = read(fd, cmd, sizeof(cmd) - 1);
+		close(fd);
+		if (len > 0 && strcmp(cmd, prog) == 0) {
+			n++;
+			if (sig != 0)
+				(void)kill(atoi(e->d_name), sig);
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+/*
+ * shmq-bench killed in the middle of a run (^C, kill) removes its queues
+ * and takes its workers with it: nothing in /dev/shm, nobody left blocked
+ * on a queue that is gone.
+ */
+START_TEST(test_limits_bench_killed)
+{
+	char prog[CP_PATH_LEN], a[64], b[72];
+	int status, left = 0;
+	bool left_a, left_b;
+	pid_t pid;
+
+	cp_prog(prog, sizeof(prog), "shmq-bench");
+	pid = cu_fork();
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+
+		dup2(null, STDOUT_FILENO);
+		dup2(null, STDERR_FILENO);
+		execl(prog, prog, "-p", (char *)NULL);
+		_exit(127);
+	}
+	snprintf(a, sizeof(a), "/dev/shm/shmq-bench-%d", (int)pid);
+	snprintf(b, sizeof(b), "%sb", a);
+	ck_assert_msg(appears(a, 60), "%s never appeared", a);
+	for (int i = 0; i < 6000 && running(prog, 0) < 2; i++)
+		usleep(10000);		/* until its first worker runs */
+	ck_assert_msg(running(prog, 0) >= 2, "no shmq-bench worker started");
+	ck_assert_int_eq(kill(pid, SIGTERM), 0);
+	ck_assert_int_eq(cu_wait(pid, &status, 30), pid);
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM,
+	    "shmq-bench did not die of its SIGTERM: status %#x", status);
+	left_a = unlink(a) == 0;	/* checked after the cleanup */
+	left_b = unlink(b) == 0;
+	/* Its workers get SIGKILL when it dies; give the kernel a moment
+	 * to deliver it, looking every 10 ms for at most 10 s. */
+	for (int i = 0; i < 1000 && (left = running(prog, 0)) > 0; i++)
+		usleep(10000);
+	if (left > 0)
+		(void)running(prog, SIGKILL);
+	ck_assert_msg(!left_a && !left_b, "shmq-bench left %s behind",
+	    left_a ? a : b);
+	ck_assert_msg(left == 0, "%d shmq-bench workers outlived the run",
+	    left);
+}
+END_TEST
+
 Suite *
 limits_suite(void)
 {
@@ -880,6 +972,7 @@ limits_suite(void)
 	tcase_add_test(tc, test_limits_foreign_segments);
 	tcase_add_test(tc, test_limits_names);
 	tcase_add_test(tc, test_limits_bench_args);
+	tcase_add_test(tc, test_limits_bench_killed);
 	suite_add_tcase(s, tc);
 	return s;
 }
