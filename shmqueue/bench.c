@@ -1072,7 +1072,7 @@ main(int argc, char **argv)
 	placement_init();
 	if (only_pp) {
 		pingpong_rounds(pp, PP_ROWS);
-		print_pingpong(pp, (int)(sizeof(pp) / sizeof(pp[0])));
+		print_pingpong(pp, PP_ROWS);
 		return 0;
 	}
 	printf("shmq-bench: %d trials of ~%.2f s per row, median\n", repeats,
@@ -1095,6 +1095,6 @@ main(int argc, char **argv)
 	pingpong_rounds(pp, PP_ROWS);
 	redeliver_us = redelivery_latency();
 	print_rows();
-	print_targets(pp, (int)(sizeof(pp) / sizeof(pp[0])), redeliver_us);
+	print_targets(pp, PP_ROWS, redeliver_us);
 	return 0;
 }

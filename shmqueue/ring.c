@@ -153,15 +153,27 @@ find_full(struct shmq *q, size_t cap, uint64_t *posp, uint64_t *wp,
 	}
 }
 
+/*
+ * Hand the slot of pos, seen FULL as w, on to the producer of pos +
+ * capacity: a get's claim and release in one.  False if another consumer
+ * took it first.
+ */
+static inline bool
+free_full(struct shmq *q, uint64_t pos, uint64_t w)
+{
+	/* R2: release pairs with A1 in claim_put, and keeps a get's copy
+	 * before the slot is handed on. */
+	return atomic_compare_exchange_strong_explicit(&shmq__slot(q,
+	    pos)->state, &w, SHMQ_SLOT_WORD(pos + q->capacity,
+	    SHMQ_SLOT_EMPTY, 0), memory_order_release, memory_order_relaxed);
+}
+
 /* Drop the slot of pos, seen FULL with an impossible length: its writer
  * is buggy.  False if another consumer took it first. */
 static bool
 drop_corrupt(struct shmq *q, uint64_t pos, uint64_t w)
 {
-	/* Release: pairs with A1 in claim_put, as R2 does. */
-	if (!atomic_compare_exchange_strong_explicit(&shmq__slot(q,
-	    pos)->state, &w, SHMQ_SLOT_WORD(pos + q->capacity,
-	    SHMQ_SLOT_EMPTY, 0), memory_order_release, memory_order_relaxed))
+	if (!free_full(q, pos, w))
 		return false;
 	/* Relaxed: statistics. */
 	atomic_fetch_add_explicit(&q->hdr->corrupt, 1, memory_order_relaxed);
@@ -455,12 +467,7 @@ get_ring(struct shmq *q, struct iovec *bufs, unsigned n, uint64_t *posp,
 	}
 	SHMQ_FAULT("get.copied");
 	for (got = 0; got < k; got++) {
-		/* R2: release pairs with A1 in claim_put, and keeps the
-		 * copy before the slot is handed on. */
-		if (!atomic_compare_exchange_strong_explicit(
-		    &shmq__slot(q, at[got])->state, &w[got],
-		    SHMQ_SLOT_WORD(at[got] + q->capacity, SHMQ_SLOT_EMPTY, 0),
-		    memory_order_release, memory_order_relaxed)) {
+		if (!free_full(q, at[got], w[got])) {
 			*posp = at[got];	/* taken: look on from there */
 			r = 0;
 			break;
@@ -593,11 +600,12 @@ try_get(struct shmq *q, void *arg)
 	/* Relaxed: a hint, see index_to(). */
 	pos = atomic_load_explicit(&q->hdr->cons_pos, memory_order_relaxed);
 	if (r == 0 || r == -EAGAIN) {
+		unsigned first = i;
+
 		if (i == 0 && q->spinning && !index_past(q, pos))
 			return -EAGAIN;
-		from_ring = i;
 		r = from_ring_at(q, a, &i, &pos);
-		from_ring = i - from_ring;
+		from_ring = i - first;
 		ring_corrupt = r == -EPROTO;
 	}
 	/* Past a slot dropped as corrupt; not past pos when a redelivery
