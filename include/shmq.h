@@ -14,13 +14,14 @@
  *
  *   Messages are 0..msg_max bytes.  Order is FIFO per producer: the messages
  *   of one handle are taken in the order it put them, unless one is
- *   redelivered after a consumer died.  Blocking calls spin briefly, then
- *   sleep on a process-shared semaphore; a call that does not need to wait
- *   makes no system call.  Whoever publishes must see a sleeper that is
- *   about to sleep: by default a sleeper forces a barrier on every CPU
- *   (membarrier), so puts and gets cost no fence; a queue created with
- *   SHMQ_CREATE_FENCES puts a fence in every put and get instead, which is
- *   cheaper when consumers sleep often (more processes than CPUs).
+ *   redelivered after a consumer died.  Blocking calls spin briefly, yield
+ *   the CPU once, then sleep on a process-shared semaphore; a call that
+ *   does not need to wait makes no system call.  Whoever publishes must see
+ *   a sleeper that is about to sleep: by default a sleeper forces a barrier
+ *   on every CPU (membarrier), so puts and gets cost no fence; a queue
+ *   created with SHMQ_CREATE_FENCES puts a fence in every put and get
+ *   instead, which is cheaper when consumers sleep often (more processes
+ *   than CPUs).
  *
  * CRASH SAFETY
  *   Any attached process may die at any instruction, inside any call.  The
@@ -335,7 +336,8 @@ void		 shmq_wakeup(struct shmq *q);
 
 /*
  * shmq_set_spin - how long a blocking call spins before it sleeps, in
- * nanoseconds (default 20000).  0 sleeps at once.
+ * nanoseconds (default 20000).  0 does not spin.  After spinning, a call
+ * yields the CPU once (sched_yield) and looks again before it sleeps.
  */
 void		 shmq_set_spin(struct shmq *q, uint32_t spin_ns);
 

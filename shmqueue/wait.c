@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * wait.c - how libshmq callers wait: spin briefly, then sleep on their own
- * process-shared semaphore until a peer claims their sleeper bit and posts.
+ * wait.c - how libshmq callers wait: spin briefly, yield the CPU once, then
+ * sleep on their own process-shared semaphore until a peer claims their
+ * sleeper bit and posts.
  *
  * The protocol is a Dekker pair.  A sleeper sets its bit in get_sleepers or
  * put_sleepers, issues the heavy fence F2, and checks the ring once more
@@ -38,6 +39,7 @@
 #include <errno.h>
 #include <linux/membarrier.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -353,6 +355,14 @@ shmq__wait(struct shmq *q, enum shmq__kind kind, int timeout_ms,
 		r = spin(q, try, arg, spin_until < deadline ? spin_until :
 		    deadline);
 		q->spinning = false;
+	}
+	if (r == -EAGAIN) {
+		/* A peer we wait for may be runnable on our CPU (more
+		 * processes than CPUs): let it run first, so that a reply
+		 * costs neither of us a sleep and a wake-up.  Alone on the
+		 * CPU, we are back at once. */
+		(void)sched_yield();
+		r = try(q, arg);
 	}
 	while (r == -EAGAIN) {
 		int s;

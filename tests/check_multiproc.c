@@ -3,6 +3,7 @@
  * once delivery and per-producer order under load, and sleepers woken. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -438,65 +439,98 @@ START_TEST(test_multiproc_slow_producer_wakes_all_in_reach)
 END_TEST
 
 /*
- * Two processes bounce a message through two queues with no spinning, so
- * that every get sleeps and every put must wake the other side: a single
- * lost wake-up leaves both asleep (caught by the generous timeout).
+ * Two processes bounce a message through two queues with no spinning.  On
+ * CPUs of their own, most gets sleep (about half to all of them), and each
+ * put must wake the other side: a single lost wake-up leaves both asleep
+ * (caught by the generous timeout).  On one CPU, a waiter yields before it
+ * sleeps, so the other side runs and answers with neither of them asleep.
  */
 #define PP_ROUNDS	20000
 #define PP_WEDGED_MS	10000
 
 /* The client sends i and waits for it back; the server echoes it. */
 static int
-pp_bounce(struct shmq *in, struct shmq *out, bool serve)
+pp_bounce(const char *in_name, const char *out_name, bool serve, int cpu)
 {
+	struct shmq *in = shmq_open(in_name), *out = shmq_open(out_name);
+	int r = 0;
+
+	if (in == NULL || out == NULL || cu_pin(cpu) == 0)
+		r = 1;
 	shmq_set_spin(in, 0);
 	shmq_set_spin(out, 0);
-	for (uint32_t i = 0; i < PP_ROUNDS; i++) {
+	for (uint32_t i = 0; r == 0 && i < PP_ROUNDS; i++) {
 		uint32_t v = i;
 
 		if (!serve && shmq_put(out, &v, sizeof(v), PP_WEDGED_MS) != 0)
-			return 2;
-		if (shmq_get(in, &v, sizeof(v), PP_WEDGED_MS) != sizeof(v))
-			return 3;		/* wedged: a wake-up was lost */
-		if (v != i)
-			return 4;
-		if (serve && shmq_put(out, &v, sizeof(v), PP_WEDGED_MS) != 0)
-			return 2;
+			r = 2;
+		else if (shmq_get(in, &v, sizeof(v), PP_WEDGED_MS) !=
+		    sizeof(v))
+			r = 3;		/* wedged: a wake-up was lost */
+		else if (v != i)
+			r = 4;
+		else if (serve && shmq_put(out, &v, sizeof(v),
+		    PP_WEDGED_MS) != 0)
+			r = 2;
 	}
-	return 0;
+	shmq_close(in);
+	shmq_close(out);
+	return r;
 }
 
-START_TEST(test_multiproc_pingpong_no_lost_wakeup)
+/*
+ * Run a ping-pong between a client on CPU 0 and a server on CPU
+ * server_cpu (of those allowed), on queues made with cu_create_flags;
+ * return how many times a get slept.
+ */
+static uint64_t
+pp_run(int server_cpu)
 {
 	char bname[CU_NAME_LEN];
+	struct shmq_stats sa, sb;
 	struct shmq *b;
-	pid_t pid;
+	pid_t client, server;
 
-	cu_create_flags = _i ? SHMQ_CREATE_FENCES : 0;
 	cu_name(qname, "pinga");
 	cu_name(bname, "pingb");
 	q = cu_create(qname, 4, 16, 4, 2);
 	b = cu_create(bname, 4, 16, 4, 2);
-	pid = cu_fork();
-	if (pid == 0) {
-		struct shmq *ca = shmq_open(qname), *cb = shmq_open(bname);
-
-		int r = ca == NULL || cb == NULL ? 1 : pp_bounce(ca, cb, true);
-
-		shmq_close(ca);
-		shmq_close(cb);
-		_exit(r);
-	}
-	QASSERT_EQ(q, pp_bounce(b, q, false), 0);
-	cu_wait_exit(q, pid, 0);
+	if ((server = cu_fork()) == 0)
+		_exit(pp_bounce(qname, bname, true, server_cpu));
+	if ((client = cu_fork()) == 0)
+		_exit(pp_bounce(bname, qname, false, 0));
+	cu_wait_exit(q, client, 0);
+	cu_wait_exit(q, server, 0);
 	cu_assert_no_sleepers(q);
 	cu_assert_no_sleepers(b);
+	QASSERT_EQ(q, shmq_stats(q, &sa), 0);
+	QASSERT_EQ(b, shmq_stats(b, &sb), 0);
+	QASSERT_EQ(q, sa.dequeued, PP_ROUNDS);
+	QASSERT_EQ(b, sb.dequeued, PP_ROUNDS);
 	shmq_close(b);
-	shmq_close(q);
-	cu_assert_all_closed(qname);
 	cu_assert_all_closed(bname);
-	ck_assert_int_eq(shmq_unlink(qname), 0);
 	ck_assert_int_eq(shmq_unlink(bname), 0);
+	cu_finish(&q, qname);
+	return sa.get_waits + sb.get_waits;
+}
+
+START_TEST(test_multiproc_pingpong_no_lost_wakeup)
+{
+	cu_create_flags = _i ? SHMQ_CREATE_FENCES : 0;
+	(void)pp_run(1);
+}
+END_TEST
+
+/* Without the yield, over half of the 2 * PP_ROUNDS gets sleep; with it,
+ * a handful (the scheduler may still run another task first). */
+START_TEST(test_multiproc_pingpong_one_cpu_hands_over)
+{
+	uint64_t slept;
+
+	cu_create_flags = _i ? SHMQ_CREATE_FENCES : 0;
+	slept = pp_run(0);
+	ck_assert_msg(slept < PP_ROUNDS / 2, "%" PRIu64 " of %u gets slept",
+	    slept, 2 * PP_ROUNDS);
 }
 END_TEST
 
@@ -511,6 +545,7 @@ multiproc_suite(void)
 	tcase_add_loop_test(tc, test_multiproc_wakeup_keeps_no_bit, 0, 2);	/* both wake modes */
 	tcase_add_test(tc, test_multiproc_slow_producer_wakes_all_in_reach);
 	tcase_add_loop_test(tc, test_multiproc_pingpong_no_lost_wakeup, 0, 2);	/* both wake modes */
+	tcase_add_loop_test(tc, test_multiproc_pingpong_one_cpu_hands_over, 0, 2);	/* both wake modes */
 	tcase_add_test(tc, test_multiproc_exactly_once_fifo);
 	tcase_set_timeout(tc, 300);
 	suite_add_tcase(s, tc);

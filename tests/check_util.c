@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <sched.h>
 #include <inttypes.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -305,6 +306,25 @@ cu_start_ticks(pid_t pid)
 	    " %llu", &ticks) != 1)
 		return 0;
 	return ticks;
+}
+
+int
+cu_pin(int k)
+{
+	cpu_set_t allowed, one;
+	int n, seen = 0;
+
+	if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0 ||
+	    (n = CPU_COUNT(&allowed)) == 0)
+		return 0;
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+		if (!CPU_ISSET(cpu, &allowed) || seen++ != k % n)
+			continue;
+		CPU_ZERO(&one);
+		CPU_SET(cpu, &one);
+		return sched_setaffinity(0, sizeof(one), &one) == 0 ? n : 0;
+	}
+	return 0;
 }
 
 int

@@ -105,6 +105,13 @@ void	 cu_wait_waits(struct shmq *q, unsigned kind, uint64_t n);
 /* Start time of pid in clock ticks (/proc/PID/stat field 22), or 0. */
 uint64_t cu_start_ticks(pid_t pid);
 
+/*
+ * Pin the calling process to the k-th CPU it may run on (k modulo their
+ * number).  Returns how many CPUs it could run on, or 0 if it could not be
+ * pinned.  Calls no ck_ function: a forked child may use it.
+ */
+int	 cu_pin(int k);
+
 /* Value of the wake semaphore of attachment record i. */
 int	 cu_sem_value(struct shmq *q, uint32_t i);
 
