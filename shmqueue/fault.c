@@ -21,7 +21,7 @@ const char *const shmq_fault_points[] = {
 	"take.released",
 	"redo.claimed", "redo.copied",
 	"ack.before", "release.before",
-	"wait.registered", "wake.claimed",
+	"wait.yielded", "wait.registered", "wake.claimed",
 	"recover.locked", "recover.voided", "recover.staged",
 	"recover.released", "recover.published", "recover.done",
 	NULL

@@ -43,6 +43,8 @@
  *	in another area: back to REDELIVER.
  *  ack.before - still HELD: redelivered (at-least-once).  After the store
  *	the entry is FREE: done.
+ *  wait.yielded - the waiter has yielded and not yet set its sleeper bit:
+ *	it holds nothing; nothing to do.
  *  wait.registered - the dead process's sleeper bit is cleared; its own
  *	semaphore is drained when the record is reused.
  *  wake.claimed - a waker died after claiming a sleeper's bit and before

@@ -337,6 +337,38 @@ out:
 static bool	woken(struct shmq *q);
 
 /*
+ * Yield the CPU before sleeping?  A peer we wait for may be runnable on our
+ * CPU (more processes than CPUs); a yield lets it run first, so that its
+ * answer costs neither of us a sleep and a wake-up.  But a yield that finds
+ * nothing costs two context switches more than sleeping at once (many
+ * stages on few CPUs), so after YIELD_MISSES fruitless ones in a row, only
+ * every YIELD_PROBE-th wait tries again.  Alone on the CPU, a yield is back
+ * at once.
+ */
+#define YIELD_MISSES	4
+#define YIELD_PROBE	64
+
+static bool
+yield_due(struct shmq *q)
+{
+	if (q->yield_misses < YIELD_MISSES)
+		return true;
+	if (++q->yield_skips < YIELD_PROBE)
+		return false;
+	q->yield_skips = 0;
+	return true;
+}
+
+static void
+yield_score(struct shmq *q, bool paid)
+{
+	if (paid)
+		q->yield_misses = 0;
+	else if (q->yield_misses < YIELD_MISSES)
+		q->yield_misses++;
+}
+
+/*
  * Wait until try() returns something other than -EAGAIN, or the timeout.
  * try() is retried after every spin step and every wake-up.
  */
@@ -356,13 +388,11 @@ shmq__wait(struct shmq *q, enum shmq__kind kind, int timeout_ms,
 		    deadline);
 		q->spinning = false;
 	}
-	if (r == -EAGAIN) {
-		/* A peer we wait for may be runnable on our CPU (more
-		 * processes than CPUs): let it run first, so that a reply
-		 * costs neither of us a sleep and a wake-up.  Alone on the
-		 * CPU, we are back at once. */
+	if (r == -EAGAIN && yield_due(q)) {
 		(void)sched_yield();
+		SHMQ_FAULT("wait.yielded");
 		r = try(q, arg);
+		yield_score(q, r != -EAGAIN);
 	}
 	while (r == -EAGAIN) {
 		int s;

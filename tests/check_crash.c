@@ -389,6 +389,19 @@ sc_wait(const char *point)
 	cr_put(2);
 }
 
+/* wait.yielded: the child dies between its yield and its last look, before
+ * it is a sleeper; it holds nothing, and the queue goes on. */
+static void
+sc_yield(const char *point)
+{
+	pid_t pid = cr_fork(op_wait, point);
+
+	cr_expect_fault(pid, point);
+	cu_assert_no_sleepers(cr.q);
+	cr_recover(pid, 0);
+	cr_put(2);
+}
+
 /* wake.claimed: a producer dies between claiming a sleeper's bit and
  * posting; recovering the producer must wake the sleeper. */
 static void
@@ -451,6 +464,7 @@ static const struct {
 	{ "redo.",		sc_redo },
 	{ "ack.before",		sc_ack_release },
 	{ "release.before",	sc_ack_release },
+	{ "wait.yielded",	sc_yield },
 	{ "wait.registered",	sc_wait },
 	{ "wake.claimed",	sc_wake },
 	{ "recover.",		sc_recover },

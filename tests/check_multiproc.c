@@ -534,6 +534,48 @@ START_TEST(test_multiproc_pingpong_one_cpu_hands_over)
 }
 END_TEST
 
+/*
+ * A waiter alone on a queue nobody fills: its yields never pay, so it
+ * yields in its first 4 waits, then in one wait of 64.  The child dies at
+ * the yield counted by nth, if it gets there within `waits` waits.
+ */
+static int
+yields_within(unsigned waits, unsigned nth)
+{
+	pid_t pid;
+	int status;
+
+	cu_name(qname, "yield");
+	q = cu_create(qname, 4, 16, 2, 1);
+	if ((pid = cu_fork()) == 0) {
+		struct shmq *h = shmq_open(qname);
+		unsigned char buf[16];
+
+		if (h == NULL)
+			_exit(1);
+		shmq_set_spin(h, 0);
+		shmq_fault_arm("wait.yielded", nth);
+		for (unsigned i = 0; i < waits; i++)
+			if (shmq_get(h, buf, sizeof(buf), 1) != -ETIMEDOUT)
+				_exit(2);
+		shmq_close(h);
+		_exit(0);
+	}
+	QASSERT_EQ(q, cu_wait(pid, &status, CU_WAIT_S), pid);
+	QASSERT(q, WIFEXITED(status));
+	QASSERT_EQ(q, shmq_recover(q, pid), 0);
+	cu_finish(&q, qname);
+	return WEXITSTATUS(status);
+}
+
+START_TEST(test_multiproc_yield_only_while_it_pays)
+{
+	ck_assert_int_eq(yields_within(4, 4), SHMQ_FAULT_EXIT);
+	ck_assert_int_eq(yields_within(4 + 60, 5), 0);
+	ck_assert_int_eq(yields_within(4 + 64, 5), SHMQ_FAULT_EXIT);
+}
+END_TEST
+
 Suite *
 multiproc_suite(void)
 {
@@ -546,6 +588,7 @@ multiproc_suite(void)
 	tcase_add_test(tc, test_multiproc_slow_producer_wakes_all_in_reach);
 	tcase_add_loop_test(tc, test_multiproc_pingpong_no_lost_wakeup, 0, 2);	/* both wake modes */
 	tcase_add_loop_test(tc, test_multiproc_pingpong_one_cpu_hands_over, 0, 2);	/* both wake modes */
+	tcase_add_test(tc, test_multiproc_yield_only_while_it_pays);
 	tcase_add_test(tc, test_multiproc_exactly_once_fifo);
 	tcase_set_timeout(tc, 300);
 	suite_add_tcase(s, tc);
