@@ -337,8 +337,19 @@ void		 shmq_wakeup(struct shmq *q);
 /*
  * shmq_set_spin - how long a blocking call spins before it sleeps, in
  * nanoseconds (default 20000).  0 does not spin.  After spinning, a call
- * yields the CPU once (sched_yield) and looks again before it sleeps.
+ * yields the CPU once (sched_yield) and looks again before it sleeps; see
+ * shmq_set_yield().
  */
 void		 shmq_set_spin(struct shmq *q, uint32_t spin_ns);
+
+/*
+ * shmq_set_yield - whether a blocking call yields the CPU before it sleeps
+ * (default true).  The yield pays when the peer a call waits for shares
+ * its CPU and answers at once (request and reply); it costs a process
+ * among many on few CPUs that would rather let work pile up while it
+ * sleeps and take it in batches.  Yields that keep finding nothing are
+ * made rarely either way.
+ */
+void		 shmq_set_yield(struct shmq *q, bool yield);
 
 #endif /* SHMQ_H */

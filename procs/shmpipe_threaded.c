@@ -103,8 +103,7 @@ thr_init(struct tp *tp, uint32_t i)
 	if ((st->st_req = shmq_attach(pl->pl_req)) == NULL ||
 	    (st->st_rep = shmq_attach(pl->pl_rep)) == NULL)
 		err(EX_OSERR, "cannot attach to the queues");
-	shmq_set_spin(st->st_req, tp->tp_opt->spin_ns);
-	shmq_set_spin(st->st_rep, tp->tp_opt->spin_ns);
+	stage_wait_policy(st, tp->tp_opt->spin_ns);
 	p->role = i == 0 ? SHMPIPE_ROLE_REQUEST : i == 1 ?
 	    SHMPIPE_ROLE_REPLY : SHMPIPE_ROLE_PROCESSOR;
 	p->index = i < 2 ? 0 : i - 2;

@@ -52,6 +52,9 @@ int	stage_request(struct stage *st);
 int	stage_processor(struct stage *st);
 int	stage_reply(struct stage *st);
 
+/* How the stage waits on its queues: spin that long, and never yield. */
+void	stage_wait_policy(struct stage *st, uint32_t spin_ns);
+
 /* Our process table row, and moving it between states. */
 struct shmpipe_proc *stage_proc(const struct stage *st);
 void	stage_state(const struct stage *st, uint32_t state);

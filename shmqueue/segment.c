@@ -172,6 +172,7 @@ handle_new(const char *name, void *base, size_t size, const struct geom *g)
 	q->nwords = (g->max_procs + 63) / 64;
 	q->me = SHMQ_NONE;
 	q->spin_ns = SHMQ_DEFAULT_SPIN_NS;
+	q->yield = true;
 	q->pid = shmq__pid;
 	q->fd = -1;
 	q->wake = shmq__wake_mode(g->flags);
@@ -721,4 +722,11 @@ shmq_set_spin(struct shmq *q, uint32_t spin_ns)
 {
 	if (q != NULL)
 		q->spin_ns = spin_ns;
+}
+
+void
+shmq_set_yield(struct shmq *q, bool yield)
+{
+	if (q != NULL)
+		q->yield = yield;
 }

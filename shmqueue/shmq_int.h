@@ -50,6 +50,7 @@ struct shmq {
 	uint32_t	 leases_held;	/* leases this handle holds */
 	_Atomic int	 wakeup;	/* shmq_wakeup() pending */
 	bool		 spinning;	/* in the spin phase of a wait */
+	bool		 yield;		/* shmq_set_yield() */
 	uint8_t		 yield_misses;	/* recent yields that found nothing */
 	uint8_t		 yield_skips;	/* waits since the last yield */
 	uint8_t		 wake;		/* SHMQ__WAKE_*: how sleepers are seen */

@@ -343,7 +343,8 @@ static bool	woken(struct shmq *q);
  * nothing costs two context switches more than sleeping at once (many
  * stages on few CPUs), so after YIELD_MISSES fruitless ones in a row, only
  * every YIELD_PROBE-th wait tries again.  Alone on the CPU, a yield is back
- * at once.
+ * at once.  Even a yield that pays can cost a process that does better
+ * taking work in batches after a sleep: shmq_set_yield() turns it off.
  */
 #define YIELD_MISSES	4
 #define YIELD_PROBE	64
@@ -351,6 +352,8 @@ static bool	woken(struct shmq *q);
 static bool
 yield_due(struct shmq *q)
 {
+	if (!q->yield)
+		return false;
 	if (q->yield_misses < YIELD_MISSES)
 		return true;
 	if (++q->yield_skips < YIELD_PROBE)

@@ -536,11 +536,12 @@ END_TEST
 
 /*
  * A waiter alone on a queue nobody fills: its yields never pay, so it
- * yields in its first 4 waits, then in one wait of 64.  The child dies at
- * the yield counted by nth, if it gets there within `waits` waits.
+ * yields in its first 4 waits, then in one wait of 64; with the yield off,
+ * never.  The child dies at the yield counted by nth, if it gets there
+ * within `waits` waits.
  */
 static int
-yields_within(unsigned waits, unsigned nth)
+yields_within(unsigned waits, unsigned nth, bool yield)
 {
 	pid_t pid;
 	int status;
@@ -554,6 +555,7 @@ yields_within(unsigned waits, unsigned nth)
 		if (h == NULL)
 			_exit(1);
 		shmq_set_spin(h, 0);
+		shmq_set_yield(h, yield);
 		shmq_fault_arm("wait.yielded", nth);
 		for (unsigned i = 0; i < waits; i++)
 			if (shmq_get(h, buf, sizeof(buf), 1) != -ETIMEDOUT)
@@ -570,9 +572,16 @@ yields_within(unsigned waits, unsigned nth)
 
 START_TEST(test_multiproc_yield_only_while_it_pays)
 {
-	ck_assert_int_eq(yields_within(4, 4), SHMQ_FAULT_EXIT);
-	ck_assert_int_eq(yields_within(4 + 60, 5), 0);
-	ck_assert_int_eq(yields_within(4 + 64, 5), SHMQ_FAULT_EXIT);
+	ck_assert_int_eq(yields_within(4, 4, true), SHMQ_FAULT_EXIT);
+	ck_assert_int_eq(yields_within(4 + 60, 5, true), 0);
+	ck_assert_int_eq(yields_within(4 + 64, 5, true), SHMQ_FAULT_EXIT);
+}
+END_TEST
+
+START_TEST(test_multiproc_yield_off)
+{
+	ck_assert_int_eq(yields_within(8, 1, false), 0);
+	ck_assert_int_eq(yields_within(8, 1, true), SHMQ_FAULT_EXIT);
 }
 END_TEST
 
@@ -589,6 +598,7 @@ multiproc_suite(void)
 	tcase_add_loop_test(tc, test_multiproc_pingpong_no_lost_wakeup, 0, 2);	/* both wake modes */
 	tcase_add_loop_test(tc, test_multiproc_pingpong_one_cpu_hands_over, 0, 2);	/* both wake modes */
 	tcase_add_test(tc, test_multiproc_yield_only_while_it_pays);
+	tcase_add_test(tc, test_multiproc_yield_off);
 	tcase_add_test(tc, test_multiproc_exactly_once_fifo);
 	tcase_set_timeout(tc, 300);
 	suite_add_tcase(s, tc);

@@ -1280,6 +1280,34 @@ START_TEST(test_pipeline_reply_len_corrupt)
 END_TEST
 
 /*
+ * Stages never yield before they sleep (stage_wait_policy): a yield would
+ * hand the CPU to a stage that feeds them a few messages at a time.  In
+ * shmpipe-fi, SHMQ_FAULT=wait.yielded kills any process that yields; one
+ * request at a time leaves each processor and the reply process waiting
+ * between requests, and none may die.
+ */
+START_TEST(test_pipeline_stages_never_yield)
+{
+	char word[16];
+	struct cp_pipe p;
+
+	cp_prepare(&p, 2);
+	p.cp_binary = "shmpipe-fi";
+	ck_assert_int_eq(setenv("SHMQ_FAULT", "wait.yielded", 1), 0);
+	cp_spawn(&p, NULL);
+	unsetenv("SHMQ_FAULT");
+	cp_wait_ready(&p);
+	for (int i = 0; i < 20; i++) {
+		snprintf(word, sizeof(word), "w%d", i);
+		cp_serves(&p, word);
+	}
+	CP_ASSERT(&p, cp_log_count(&p, "exited 86") == 0, "%zu stage(s) "
+	    "yielded before sleeping", cp_log_count(&p, "exited 86"));
+	cp_stop(&p);
+}
+END_TEST
+
+/*
  * The request process dies between claiming a connection slot and handing
  * the client's descriptor to the supervisor (shmpipe-fi,
  * SHMQ_FAULT=request.claimed:2: each request process dies at its second
@@ -3515,6 +3543,7 @@ pipeline_suite_of(const char *name, bool threads)
 		tcase_add_test(tc, test_pipeline_reply_starts_stopped);
 		tcase_add_test(tc, test_pipeline_reply_len_corrupt);
 		tcase_add_test(tc, test_pipeline_request_dies_claiming);
+		tcase_add_test(tc, test_pipeline_stages_never_yield);
 		tcase_add_test(tc, test_pipeline_poison);
 		tcase_add_test(tc, test_pipeline_request_timeout);
 	}
