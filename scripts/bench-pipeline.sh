@@ -47,29 +47,45 @@ if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/nu
 		    redis-server redis-tools >/dev/null 2>&1
 	fi
 fi
-have_redis=0
+have_redis=0 no_redis="redis-server or redis-benchmark not installed"
 command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null && have_redis=1
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 field() { sed -n "s/.*\"$1\":\([0-9.e+-]*\).*/\1/p"; }
 
+answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# A port nobody listens on, from $1 up: a server left over from another
+# run would otherwise answer in place of the one started here.
+free_port() {
+	local p=$1
+	while answers "$p"; do p=$((p + 2)); done
+	echo "$p"
+}
+# Until port $1 answers; false as soon as process $2 is gone (say, it
+# could not bind), or after 5 s.
 wait_port() {
-	for _ in $(seq 1 200); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+	for _ in $(seq 1 250); do
+		kill -0 "$2" 2>/dev/null || return 1
+		answers "$1" && return 0
 		sleep 0.02
 	done
 	return 1
 }
 
+port=$(free_port "$port")
 "$build/shmpipe" --name "$name" --listen "tcp:127.0.0.1:$port" \
     --pidfile "$tmp/pid" --quiet 2>"$tmp/log" &
 spid=$!
-wait_port "$port" || { echo "shmpipe did not start:" >&2; cat "$tmp/log" >&2; exit 1; }
+wait_port "$port" "$spid" || { echo "shmpipe did not start:" >&2; cat "$tmp/log" >&2; exit 1; }
 if [ "$have_redis" = 1 ]; then
+	rport=$(free_port "$rport")
 	redis-server --port "$rport" --save '' --appendonly no \
-	    --bind 127.0.0.1 >/dev/null &
+	    --bind 127.0.0.1 >"$tmp/redis.log" 2>&1 &
 	rpid=$!
-	wait_port "$rport" || have_redis=0
+	if ! wait_port "$rport" "$rpid"; then
+		no_redis="redis-server did not start on port $rport: $(tail -n 1 "$tmp/redis.log")"
+		have_redis=0
+	fi
 fi
 
 shmpipe_rate() {	# depth [payload bytes] -> req/s, or FAIL
@@ -136,7 +152,7 @@ report() {		# label run redis-run [target]
 report "unpipelined (depth 1)" 1 1 120000
 report "pipelined (depth 16)" 16 16 1000000
 report "depth 16, echo of the tag alone" 16t 16
-[ "$have_redis" = 1 ] || echo "  (redis-server not available: no baseline)"
+[ "$have_redis" = 1 ] || echo "  (no redis baseline: $no_redis)"
 
 # File mode: 2 M lines of echo through the whole pipeline, out to a file.
 awk 'BEGIN { for (i = 0; i < 2000000; i++) printf "echo line %d\n", i }' >"$tmp/in"
