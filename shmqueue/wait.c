@@ -339,12 +339,13 @@ static bool	woken(struct shmq *q);
 /*
  * Yield the CPU before sleeping?  A peer we wait for may be runnable on our
  * CPU (more processes than CPUs); a yield lets it run first, so that its
- * answer costs neither of us a sleep and a wake-up.  But a yield that finds
- * nothing costs two context switches more than sleeping at once (many
- * stages on few CPUs), so after YIELD_MISSES fruitless ones in a row, only
- * every YIELD_PROBE-th wait tries again.  Alone on the CPU, a yield is back
- * at once.  Even a yield that pays can cost a process that does better
- * taking work in batches after a sleep: shmq_set_yield() turns it off.
+ * answer costs neither of us a sleep and a wake-up.  A yield that finds
+ * nothing costs a system call (alone on the CPU it is back at once), and
+ * where other processes share the CPU two context switches more than
+ * sleeping at once; so after YIELD_MISSES fruitless ones in a row, only
+ * every YIELD_PROBE-th wait tries again.  Even a yield that pays can cost
+ * a process that does better taking work in batches after a sleep:
+ * shmq_set_yield() turns it off.
  */
 #define YIELD_MISSES	4
 #define YIELD_PROBE	64
