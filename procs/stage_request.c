@@ -27,6 +27,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -85,6 +86,13 @@ struct rq_conn {
 	uint64_t	 rc_armed;	/* in_total when SO_PEEK_OFF was set */
 };
 
+/* A connection the supervisor has not taken yet: the channel was full. */
+struct rq_out {
+	uint32_t	 ro_slot;
+	uint32_t	 ro_gen;
+	int		 ro_fd;		/* our own duplicate, closed once sent */
+};
+
 struct rq_commit {
 	uint32_t	 cm_slot;
 	uint64_t	 cm_in_pos;	/* the connection's in_pos after it */
@@ -111,6 +119,9 @@ struct rq {
 					 * connection it holds */
 	uint64_t	 rq_accept_at;	/* listeners paused until; 0 = not */
 	uint64_t	 rq_slots_at;	/* no CHAN_SLOTS before; 0 = any time */
+	struct rq_out	*rq_out;	/* handed over once there is room */
+	uint32_t	 rq_nout;
+	bool		 rq_out_armed;	/* EPOLLOUT on the channel */
 	struct rq_linger rq_linger[RQ_LINGER];	/* refused, closing */
 	unsigned	 rq_nlinger;
 	uint64_t	 rq_sweep_at;	/* next look for aborted connections */
@@ -779,6 +790,75 @@ accept_pause(struct rq *rq, int error)
 	rq->rq_accept_at = now + RQ_EMFILE_NS;
 }
 
+/* Watch the channel for room while connections wait to be handed over. */
+static void
+out_arm(struct rq *rq, bool on)
+{
+	struct epoll_event ev = { .events = EPOLLIN | (on ? EPOLLOUT : 0),
+	    .data.u32 = RQ_CHAN };
+
+	if (rq->rq_out_armed != on &&
+	    epoll_ctl(rq->rq_ep, EPOLL_CTL_MOD, rq->rq_st->st_chan, &ev) == 0)
+		rq->rq_out_armed = on;
+}
+
+/*
+ * Hand the waiting connections over, oldest first, as far as the channel
+ * takes them.  One the supervisor cannot take at all (it is gone) is
+ * dropped from the list like one sent: a successor is handed every
+ * connection, and the supervisor gives up the slot of one that never
+ * reached it.
+ */
+static void
+out_flush(struct rq *rq)
+{
+	uint32_t k;
+
+	for (k = 0; k < rq->rq_nout; k++) {
+		struct rq_out *o = &rq->rq_out[k];
+
+		if (chan_try_send(rq->rq_st->st_chan, &(struct chan_msg){
+		    CHAN_CONN, o->ro_slot, o->ro_gen, 0 }, o->ro_fd) ==
+		    -EAGAIN)
+			break;
+		close(o->ro_fd);
+	}
+	memmove(rq->rq_out, rq->rq_out + k, (rq->rq_nout - k) *
+	    sizeof(*rq->rq_out));
+	rq->rq_nout -= k;
+	out_arm(rq, rq->rq_nout > 0);
+}
+
+/*
+ * Give the supervisor its copy of a new connection, which the reply stage
+ * gets through it.  Never waited for: while the supervisor is stopped or
+ * slow, its channel fills (a few hundred connections), and waiting there
+ * would stall every client this process reads from.  What does not fit
+ * waits in rq_out, a duplicate of the descriptor with it (ours may be
+ * closed first), until the channel has room.
+ */
+static void
+hand_over(struct rq *rq, uint32_t slot, uint32_t gen, int fd)
+{
+	struct rq_out *o;
+
+	if (rq->rq_nout == 0 && chan_try_send(rq->rq_st->st_chan,
+	    &(struct chan_msg){ CHAN_CONN, slot, gen, 0 }, fd) != -EAGAIN)
+		return;
+	o = &rq->rq_out[rq->rq_nout];
+	if (rq->rq_nout >= rq->rq_nconns ||
+	    (o->ro_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+		/* No room to keep it: wait for the channel, as before. */
+		(void)chan_send(rq->rq_st->st_chan, &(struct chan_msg){
+		    CHAN_CONN, slot, gen, 0 }, fd);
+		return;
+	}
+	o->ro_slot = slot;
+	o->ro_gen = gen;
+	rq->rq_nout++;
+	out_flush(rq);
+}
+
 /* Accept what is waiting on listener i and hand each to the supervisor. */
 static void
 accept_on(struct rq *rq, int i)
@@ -812,8 +892,7 @@ accept_on(struct rq *rq, int i)
 		rq->rq_conns[slot].rc_gen = SHMPIPE_CONN_GEN(atomic_load(
 		    &conn(rq, slot)->state));
 		if (rq->rq_st->st_chan >= 0)
-			chan_send(rq->rq_st->st_chan, &(struct chan_msg){
-			    CHAN_CONN, slot, rq->rq_conns[slot].rc_gen, 0 }, fd);
+			hand_over(rq, slot, rq->rq_conns[slot].rc_gen, fd);
 		atomic_fetch_add_explicit(&rq->rq_c->conns_accepted, 1,
 		    memory_order_relaxed);
 		adopt(rq, slot, rq->rq_conns[slot].rc_gen, fd);
@@ -924,10 +1003,11 @@ rq_setup(struct rq *rq, struct stage *st)
 	rq->rq_conns = calloc(g->max_conns, sizeof(*rq->rq_conns));
 	rq->rq_wait = calloc(g->max_conns, sizeof(*rq->rq_wait));
 	rq->rq_eof = calloc(g->max_conns, sizeof(*rq->rq_eof));
+	rq->rq_out = calloc(g->max_conns, sizeof(*rq->rq_out));
 	rq->rq_buf = malloc(RQ_BATCH * rq->rq_msg_size);
 	rq->rq_ep = epoll_create1(EPOLL_CLOEXEC);
 	if (rq->rq_conns == NULL || rq->rq_wait == NULL || rq->rq_eof == NULL ||
-	    rq->rq_buf == NULL || rq->rq_ep < 0)
+	    rq->rq_out == NULL || rq->rq_buf == NULL || rq->rq_ep < 0)
 		return -1;
 	for (uint32_t i = 0; i < g->max_conns; i++)
 		rq->rq_conns[i].rc_fd = -1;
@@ -942,6 +1022,19 @@ static void
 rq_teardown(struct rq *rq)
 {
 	unlinger(rq, true);
+	/* Connections still to hand over: now or never.  Room is waited for
+	 * once, as long as the channel's send timeout; if none came, the
+	 * supervisor is not reading, and the rest are only tried. */
+	for (uint32_t k = 0, stuck = 0; k < rq->rq_nout; k++) {
+		struct rq_out *o = &rq->rq_out[k];
+		const struct chan_msg m = { CHAN_CONN, o->ro_slot, o->ro_gen,
+		    0 };
+
+		if ((stuck ? chan_try_send(rq->rq_st->st_chan, &m, o->ro_fd) :
+		    chan_send(rq->rq_st->st_chan, &m, o->ro_fd)) == -EAGAIN)
+			stuck = 1;
+		close(o->ro_fd);
+	}
 	for (uint32_t i = 0; rq->rq_conns != NULL && i < rq->rq_nconns; i++)
 		if (rq->rq_conns[i].rc_fd >= 0 && !(conn_flags(rq, i) &
 		    SHMPIPE_CONN_FILE))
@@ -951,6 +1044,7 @@ rq_teardown(struct rq *rq)
 	free(rq->rq_conns);
 	free(rq->rq_wait);
 	free(rq->rq_eof);
+	free(rq->rq_out);
 	free(rq->rq_buf);
 }
 
@@ -962,7 +1056,9 @@ dispatch(struct rq *rq, const struct epoll_event *ev, int n)
 		uint32_t tag = ev[i].data.u32;
 
 		if (tag == RQ_CHAN) {
-			if (!read_chan(rq, 0))
+			if (ev[i].events & EPOLLOUT)
+				out_flush(rq);
+			if ((ev[i].events & ~EPOLLOUT) && !read_chan(rq, 0))
 				return false;	/* the supervisor is gone */
 		} else if (tag >= RQ_LISTEN) {
 			accept_on(rq, (int)(tag - RQ_LISTEN));

@@ -2253,6 +2253,51 @@ START_TEST(test_pipeline_reply_stopped_connects)
 END_TEST
 
 /*
+ * The supervisor stopped (SIGSTOP, a debugger) while HELD_CONNS clients
+ * connect, more than the request process's channel to it holds.  A client
+ * connected before is served meanwhile, and each new one is answered once
+ * the supervisor runs again.  Before, the request process waited up to
+ * 2 s on each send to the full channel: all it read from stalled behind
+ * that, and a connection whose send timed out never reached the reply
+ * process, its client never answered.
+ */
+START_TEST(test_pipeline_supervisor_stopped_connects)
+{
+	int fd[HELD_CONNS], early;
+	char line[32];
+	struct cp_pipe p;
+	struct ctl c;
+	uint64_t base;
+
+	cp_start(&p, 1, NULL);
+	cp_ctl(&p, &c);
+	early = cp_connect(&p);
+	cp_expect(early, "echo before", "OK before");
+	base = atomic_load(&c.c_hdr->conns_accepted);
+	ck_assert_int_eq(kill(p.cp_pid, SIGSTOP), 0);
+	for (int i = 0; i < HELD_CONNS; i++) {
+		fd[i] = cp_connect(&p);
+		snprintf(line, sizeof(line), "echo %d\n", i);
+		cp_sends(fd[i], line);
+	}
+	for (int i = 0; atomic_load(&c.c_hdr->conns_accepted) - base <
+	    HELD_CONNS; i++) {
+		CP_ASSERT(&p, i < CP_WAIT_S * 100, "supervisor stopped: only "
+		    "%" PRIu64 " of %d connections accepted", atomic_load(
+		    &c.c_hdr->conns_accepted) - base, HELD_CONNS);
+		usleep(10000);
+	}
+	cp_expect(early, "echo during", "OK during");
+	ck_assert_int_eq(kill(p.cp_pid, SIGCONT), 0);
+	held_answered(&p, fd, "");
+	cp_expect(early, "echo after", "OK after");
+	cp_close(early);
+	ctl_close(&c);
+	cp_stop(&p);
+}
+END_TEST
+
+/*
  * A reply process replaced while HELD_CONNS clients are connected, its
  * successor stopped before it reads a thing (reply.started): more
  * connections are owed it than its channel holds.  The supervisor sent
@@ -3514,6 +3559,7 @@ pipeline_suite_of(const char *name, bool threads)
 		tcase_add_test(tc, test_pipeline_idle_unread);
 		tcase_add_loop_test(tc, test_pipeline_reply_stopped_connects,
 		    0, 2);
+		tcase_add_test(tc, test_pipeline_supervisor_stopped_connects);
 	}
 	suite_add_tcase(s, tc);
 
