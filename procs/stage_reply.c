@@ -513,6 +513,25 @@ write_out(struct rp *rp, uint32_t slot, int n)
 	return w;
 }
 
+/*
+ * The pipeline's output file failed (a full disk) with a reply part
+ * written: cut it back to where that reply began, so that the file ends
+ * with whole lines.  A pipe cannot take back what it sent.
+ */
+static void
+cut_partial(struct rp *rp, uint32_t slot)
+{
+	struct rp_conn *pc = &rp->rp_conns[slot];
+	uint32_t seq, off;
+
+	position(rp, slot, &seq, &off);
+	if (pc->pc_regular && off > 0 && ftruncate(pc->pc_fd,
+	    (off_t)(atomic_load_explicit(&ctl_conn(rp->rp_ctl, slot)->out_total,
+	    memory_order_relaxed) - off)) != 0)
+		log_event("cannot cut the output back to its last whole "
+		    "line: %s", strerror(errno));
+}
+
 /* Write what is in order for a connection; close it when it is done. */
 static void
 flush_conn(struct rp *rp, uint32_t slot)
@@ -547,6 +566,7 @@ flush_conn(struct rp *rp, uint32_t slot)
 			 * (a full disk, a reader gone), and that is its end. */
 			log_event("cannot write the output: %s",
 			    strerror(errno));
+			cut_partial(rp, slot);
 			busy(rp, slot, false);
 			rp->rp_exit = STAGE_EX_IOERR;
 			return;

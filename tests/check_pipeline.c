@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -930,6 +931,65 @@ START_TEST(test_pipeline_file_output_fails)
 	    "left on device"), "no line says the output failed");
 	cp_assert_gone(&p);
 	fclose(want);
+}
+END_TEST
+
+/*
+ * The output file fills up (RLIMIT_FSIZE, SIGXFSZ ignored: a write past it
+ * is cut short, then fails with EFBIG, as on a full disk) with a reply
+ * part written.  The run fails, and the file ends with the last whole
+ * reply: before, it ended in the middle of one.
+ */
+#define CUT_LIMIT	(1024 * 1024)
+#define CUT_LINES	80000u		/* about 1.7 MB of replies */
+
+START_TEST(test_pipeline_file_output_cut)
+{
+	char in[CP_PATH_LEN + 8], out[CP_PATH_LEN + 8], prog[CP_PATH_LEN];
+	char line[64], want[64];
+	struct rlimit old, lim;
+	struct cp_pipe p;
+	struct stat sb;
+	unsigned n = 0;
+	FILE *f;
+	int st;
+
+	cp_prepare(&p, 2);
+	snprintf(in, sizeof(in), "%s/in", p.cp_dir);
+	snprintf(out, sizeof(out), "%s/out.txt", p.cp_dir);
+	ck_assert_ptr_nonnull(f = fopen(in, "we"));
+	for (unsigned i = 0; i < CUT_LINES; i++)
+		fprintf(f, "echo line number %u\n", i);
+	ck_assert_int_eq(fclose(f), 0);
+	/* Small queues: the segments in /dev/shm count against the limit. */
+	cp_server(prog, sizeof(prog));
+	ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = (struct rlimit){ CUT_LIMIT, old.rlim_max };  /* soft: undone */
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	signal(SIGXFSZ, SIG_IGN);
+	p.cp_pid = cp_spawnv(&p, CP_ARGS(prog, "--name", p.cp_name,
+	    "--pidfile", p.cp_pidfile, "--processors", "2", "--capacity", "64",
+	    "--max-line", "256", "--window", "64", "--max-connections", "1",
+	    "--input", in, "--output", out), -1);
+	signal(SIGXFSZ, SIG_DFL);
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+	st = cp_wait_exit(&p, CP_WAIT_S);
+	CP_ASSERT(&p, WIFEXITED(st) && WEXITSTATUS(st) == 74, "output past "
+	    "RLIMIT_FSIZE: status %#x, expected exit 74", st);
+	CP_ASSERT(&p, cp_log_has(&p, "cannot write the output: File too "
+	    "large"), "no line says the output failed");
+	ck_assert_int_eq(stat(out, &sb), 0);
+	ck_assert_int_le(sb.st_size, CUT_LIMIT);
+	ck_assert_int_gt(sb.st_size, CUT_LIMIT - 64);
+	ck_assert_ptr_nonnull(f = fopen(out, "re"));
+	while (fgets(line, sizeof(line), f) != NULL) {
+		snprintf(want, sizeof(want), "OK line number %u\n", n++);
+		CP_ASSERT(&p, strcmp(line, want) == 0, "output line %u: '%s', "
+		    "expected '%s'", n, line, want);
+	}
+	fclose(f);
+	CP_ASSERT(&p, n > 0, "no reply in the output");
+	cp_assert_gone(&p);
 }
 END_TEST
 
@@ -3568,6 +3628,7 @@ pipeline_suite_of(const char *name, bool threads)
 	tcase_add_test(tc, test_pipeline_file_mode_pipe);
 	tcase_add_test(tc, test_pipeline_file_offset);
 	tcase_add_test(tc, test_pipeline_file_output_fails);
+	tcase_add_test(tc, test_pipeline_file_output_cut);
 	tcase_add_test(tc, test_pipeline_file_handler_stdio);
 	tcase_add_loop_test(tc, test_pipeline_file_fifo_signal, 0, 2);
 	if (!threads)
