@@ -2230,6 +2230,30 @@ END_TEST
 
 #define HELD_CONNS	400	/* more than a stage's channel holds (~280) */
 
+/*
+ * HELD_CONNS clients connect, client i sending "echo i", and each is
+ * accepted: the counter moves HELD_CONNS past where it stood.
+ */
+static void
+held_connect(struct cp_pipe *p, const struct ctl *c, int *fd)
+{
+	uint64_t base = atomic_load(&c->c_hdr->conns_accepted);
+	char line[32];
+
+	for (int i = 0; i < HELD_CONNS; i++) {
+		fd[i] = cp_connect(p);
+		snprintf(line, sizeof(line), "echo %d\n", i);
+		cp_sends(fd[i], line);
+	}
+	for (int i = 0; atomic_load(&c->c_hdr->conns_accepted) - base <
+	    HELD_CONNS; i++) {
+		CP_ASSERT(p, i < CP_WAIT_S * 100, "only %" PRIu64 " of %d "
+		    "connections accepted", atomic_load(
+		    &c->c_hdr->conns_accepted) - base, HELD_CONNS);
+		usleep(10000);
+	}
+}
+
 /* Client i of HELD_CONNS is answered "OK <word>i"; then each is closed. */
 static void
 held_answered(struct cp_pipe *p, int *fd, const char *word)
@@ -2259,7 +2283,6 @@ held_answered(struct cp_pipe *p, int *fd, const char *word)
 START_TEST(test_pipeline_reply_stopped_connects)
 {
 	int fd[HELD_CONNS], st;
-	char line[32];
 	struct cp_pipe p;
 	struct ctl c;
 	pid_t rep;
@@ -2268,18 +2291,7 @@ START_TEST(test_pipeline_reply_stopped_connects)
 	cp_ctl(&p, &c);
 	rep = cp_row_pid(&c, SV_ROW_REPLY);
 	ck_assert_int_eq(kill(rep, SIGSTOP), 0);
-	for (int i = 0; i < HELD_CONNS; i++) {
-		fd[i] = cp_connect(&p);
-		snprintf(line, sizeof(line), "echo %d\n", i);
-		cp_sends(fd[i], line);
-	}
-	for (int i = 0; atomic_load(&c.c_hdr->conns_accepted) < HELD_CONNS;
-	    i++) {
-		CP_ASSERT(&p, i < CP_WAIT_S * 100, "only %" PRIu64 " of %d "
-		    "connections accepted", atomic_load(
-		    &c.c_hdr->conns_accepted), HELD_CONNS);
-		usleep(10000);
-	}
+	held_connect(&p, &c, fd);
 	/* Stopped past the 2 s a send to the full channel used to wait. */
 	usleep(2500000);
 	if (_i == 1) {
@@ -2324,29 +2336,15 @@ END_TEST
 START_TEST(test_pipeline_supervisor_stopped_connects)
 {
 	int fd[HELD_CONNS], early;
-	char line[32];
 	struct cp_pipe p;
 	struct ctl c;
-	uint64_t base;
 
 	cp_start(&p, 1, NULL);
 	cp_ctl(&p, &c);
 	early = cp_connect(&p);
 	cp_expect(early, "echo before", "OK before");
-	base = atomic_load(&c.c_hdr->conns_accepted);
 	ck_assert_int_eq(kill(p.cp_pid, SIGSTOP), 0);
-	for (int i = 0; i < HELD_CONNS; i++) {
-		fd[i] = cp_connect(&p);
-		snprintf(line, sizeof(line), "echo %d\n", i);
-		cp_sends(fd[i], line);
-	}
-	for (int i = 0; atomic_load(&c.c_hdr->conns_accepted) - base <
-	    HELD_CONNS; i++) {
-		CP_ASSERT(&p, i < CP_WAIT_S * 100, "supervisor stopped: only "
-		    "%" PRIu64 " of %d connections accepted", atomic_load(
-		    &c.c_hdr->conns_accepted) - base, HELD_CONNS);
-		usleep(10000);
-	}
+	held_connect(&p, &c, fd);
 	cp_expect(early, "echo during", "OK during");
 	ck_assert_int_eq(kill(p.cp_pid, SIGCONT), 0);
 	held_answered(&p, fd, "");
