@@ -790,6 +790,17 @@ accept_pause(struct rq *rq, int error)
 	rq->rq_accept_at = now + RQ_EMFILE_NS;
 }
 
+/* Send the supervisor connection slot's descriptor; wait for room or not. */
+static int
+send_conn(const struct rq *rq, uint32_t slot, uint32_t gen, int fd,
+    bool wait)
+{
+	const struct chan_msg m = { CHAN_CONN, slot, gen, 0 };
+
+	return wait ? chan_send(rq->rq_st->st_chan, &m, fd) :
+	    chan_try_send(rq->rq_st->st_chan, &m, fd);
+}
+
 /* Watch the channel for room while connections wait to be handed over. */
 static void
 out_arm(struct rq *rq, bool on)
@@ -817,8 +828,7 @@ out_flush(struct rq *rq)
 	for (k = 0; k < rq->rq_nout; k++) {
 		struct rq_out *o = &rq->rq_out[k];
 
-		if (chan_try_send(rq->rq_st->st_chan, &(struct chan_msg){
-		    CHAN_CONN, o->ro_slot, o->ro_gen, 0 }, o->ro_fd) ==
+		if (send_conn(rq, o->ro_slot, o->ro_gen, o->ro_fd, false) ==
 		    -EAGAIN)
 			break;
 		close(o->ro_fd);
@@ -842,15 +852,13 @@ hand_over(struct rq *rq, uint32_t slot, uint32_t gen, int fd)
 {
 	struct rq_out *o;
 
-	if (rq->rq_nout == 0 && chan_try_send(rq->rq_st->st_chan,
-	    &(struct chan_msg){ CHAN_CONN, slot, gen, 0 }, fd) != -EAGAIN)
+	if (rq->rq_nout == 0 && send_conn(rq, slot, gen, fd, false) != -EAGAIN)
 		return;
 	o = &rq->rq_out[rq->rq_nout];
 	if (rq->rq_nout >= rq->rq_nconns ||
 	    (o->ro_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
 		/* No room to keep it: wait for the channel, as before. */
-		(void)chan_send(rq->rq_st->st_chan, &(struct chan_msg){
-		    CHAN_CONN, slot, gen, 0 }, fd);
+		(void)send_conn(rq, slot, gen, fd, true);
 		return;
 	}
 	o->ro_slot = slot;
@@ -1027,11 +1035,9 @@ rq_teardown(struct rq *rq)
 	 * supervisor is not reading, and the rest are only tried. */
 	for (uint32_t k = 0, stuck = 0; k < rq->rq_nout; k++) {
 		struct rq_out *o = &rq->rq_out[k];
-		const struct chan_msg m = { CHAN_CONN, o->ro_slot, o->ro_gen,
-		    0 };
 
-		if ((stuck ? chan_try_send(rq->rq_st->st_chan, &m, o->ro_fd) :
-		    chan_send(rq->rq_st->st_chan, &m, o->ro_fd)) == -EAGAIN)
+		if (send_conn(rq, o->ro_slot, o->ro_gen, o->ro_fd, !stuck) ==
+		    -EAGAIN)
 			stuck = 1;
 		close(o->ro_fd);
 	}
