@@ -27,7 +27,7 @@
 #define EX_CANTCREAT	73
 
 enum { O_ENABLE_CRASH = 256, O_WINDOW, O_CONN_WINDOW, O_SPIN,
-	O_START_TIMEOUT };
+	O_START_TIMEOUT, O_SCHED };
 
 static bool	conn_window_set;	/* given: file mode keeps it */
 static bool	spin_set;		/* given: not guessed */
@@ -49,6 +49,7 @@ static const struct option longopts[] = {
 	{ "window",		required_argument,	NULL, O_WINDOW },
 	{ "conn-window",	required_argument,	NULL, O_CONN_WINDOW },
 	{ "spin-us",		required_argument,	NULL, O_SPIN },
+	{ "sched",		required_argument,	NULL, O_SCHED },
 	{ "input",		required_argument,	NULL, 'i' },
 	{ "output",		required_argument,	NULL, 'o' },
 	{ "pidfile",		required_argument,	NULL, 'P' },
@@ -96,6 +97,7 @@ usage(FILE *f, bool threaded)
 "      --spin-us US           how long a stage spins before it sleeps\n"
 "                             (20 if every stage has a CPU of its own,\n"
 "                             else 0)\n"
+"      --sched batch|other    the stages' scheduling policy (batch)\n"
 "      --conn-window N        requests in flight per client (256, at\n"
 "                             most --window; file mode: the whole window)\n"
 "  -i, --input FILE|-         file mode: read requests from FILE\n"
@@ -275,6 +277,7 @@ defaults(struct options *o, bool threaded)
 	o->idle_timeout_ms = 300000;
 	o->window = 4096;
 	o->conn_window = 256;
+	o->sched_batch = true;
 }
 
 static void
@@ -320,6 +323,12 @@ option(struct options *o, int c, const char *arg, bool threaded)
 	case O_SPIN: o->spin_ns = (uint32_t)number("--spin-us", arg, 0,
 		    1000000) * 1000;
 		spin_set = true;
+		break;
+	case O_SCHED:
+		if (strcmp(arg, "batch") != 0 && strcmp(arg, "other") != 0)
+			bad("--sched: '%s' is no policy; expected batch or "
+			    "other", arg);
+		o->sched_batch = strcmp(arg, "batch") == 0;
 		break;
 	case 'i': o->input = path("--input", arg, "a file, or - for "
 		    "standard input"); break;

@@ -52,6 +52,7 @@ struct options {
 	uint32_t	 window;		/* requests in flight, in all */
 	uint32_t	 conn_window;		/* per connection */
 	uint32_t	 spin_ns;		/* how long a stage spins */
+	bool		 sched_batch;		/* stages SCHED_BATCH, not OTHER */
 	const char	*input;			/* file mode, "-" = stdin */
 	const char	*output;
 	const char	*pidfile;

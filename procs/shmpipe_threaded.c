@@ -74,6 +74,7 @@ thr_main(void *arg)
 	/* Our role only: the pipeline's name is the main thread's, set
 	 * before it started us, and other stages log meanwhile. */
 	log_set_role(t->th_name);
+	stage_sched(&t->th_st);
 	t->th_status = t->th_run(&t->th_st);
 	/* Release: the main thread that sees it done sees the status. */
 	atomic_store_explicit(&t->th_done, 1, memory_order_release);

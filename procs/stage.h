@@ -55,6 +55,9 @@ int	stage_reply(struct stage *st);
 /* How the stage waits on its queues: spin that long, and never yield. */
 void	stage_wait_policy(struct stage *st, uint32_t spin_ns);
 
+/* The calling thread's scheduling policy, as --sched says (batch). */
+void	stage_sched(const struct stage *st);
+
 /* Our process table row, and moving it between states. */
 struct shmpipe_proc *stage_proc(const struct stage *st);
 void	stage_state(const struct stage *st, uint32_t state);

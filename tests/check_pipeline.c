@@ -13,11 +13,13 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1363,6 +1365,92 @@ START_TEST(test_pipeline_stages_never_yield)
 	}
 	CP_ASSERT(&p, cp_log_count(&p, "exited 86") == 0, "%zu stage(s) "
 	    "yielded before sleeping", cp_log_count(&p, "exited 86"));
+	cp_stop(&p);
+}
+END_TEST
+
+/*
+ * The threads of pid that run SCHED_BATCH; *main_batch: whether its main
+ * thread (tid pid) is one of them.
+ */
+static unsigned
+batch_tasks(struct cp_pipe *p, pid_t pid, bool *main_batch)
+{
+	char dir[64];
+	struct dirent *de;
+	unsigned n = 0;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/task", (int)pid);
+	CP_ASSERT(p, (d = opendir(dir)) != NULL, "%s: %s", dir,
+	    strerror(errno));
+	*main_batch = false;
+	while ((de = readdir(d)) != NULL) {
+		pid_t tid = (pid_t)strtol(de->d_name, NULL, 10);
+
+		if (tid > 0 && sched_getscheduler(tid) == SCHED_BATCH) {
+			n++;
+			*main_batch |= tid == pid;
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+/*
+ * Every stage runs SCHED_BATCH (stage_sched()), a restarted one too, and
+ * the supervisor, or shmpipe-threaded's main thread, stays SCHED_OTHER.
+ * With --sched other the stages run SCHED_OTHER, though the server was
+ * started SCHED_BATCH (as under chrt -b) and would have handed it down.
+ */
+START_TEST(test_pipeline_stages_sched)
+{
+	bool batch = _i == 0, main_batch;
+	struct sched_param sp = { .sched_priority = 0 };
+	uint32_t rows = SV_ROW_PROC0 + 2;
+	struct cp_pipe p;
+	struct ctl c;
+	pid_t pid;
+
+	cp_prepare(&p, 2);
+	if (!batch)
+		ck_assert_int_eq(sched_setscheduler(0, SCHED_BATCH, &sp), 0);
+	cp_spawn(&p, batch ? NULL : CP_ARGS("--sched", "other"));
+	if (!batch)
+		ck_assert_int_eq(sched_setscheduler(0, SCHED_OTHER, &sp), 0);
+	cp_wait_ready(&p);
+	cp_serves(&p, "sched");
+	cp_ctl(&p, &c);
+	if (cp_threads()) {
+		unsigned n = batch_tasks(&p, p.cp_pid, &main_batch);
+
+		/* The main thread keeps what it was started with. */
+		CP_ASSERT(&p, main_batch == !batch, "the main thread runs %s",
+		    main_batch ? "batch" : "other");
+		n -= main_batch;
+		CP_ASSERT(&p, n == (batch ? rows : 0), "%u stage threads run "
+		    "batch; expected %u", n, batch ? rows : 0);
+		cp_stop(&p);
+		return;
+	}
+	for (uint32_t r = 0; r < rows; r++) {
+		int pol = sched_getscheduler(cp_row_pid(&c, r));
+
+		CP_ASSERT(&p, pol == (batch ? SCHED_BATCH : SCHED_OTHER),
+		    "row %u runs policy %d; expected %s", r, pol, batch ?
+		    "SCHED_BATCH" : "SCHED_OTHER");
+	}
+	if (batch)
+		CP_ASSERT(&p, sched_getscheduler(p.cp_pid) == SCHED_OTHER,
+		    "the supervisor runs policy %d; expected SCHED_OTHER",
+		    sched_getscheduler(p.cp_pid));
+	pid = cp_row_pid(&c, SV_ROW_PROC0);
+	ck_assert_int_eq(kill(pid, SIGKILL), 0);
+	pid = wait_row_replaced(&p, &c, SV_ROW_PROC0, pid);
+	CP_ASSERT(&p, sched_getscheduler(pid) == (batch ? SCHED_BATCH :
+	    SCHED_OTHER), "the restarted processor runs policy %d",
+	    sched_getscheduler(pid));
+	cp_serves(&p, "after");
 	cp_stop(&p);
 }
 END_TEST
@@ -3181,6 +3269,8 @@ START_TEST(test_pipeline_bad_flags)
 		{ "--name", "a/b", "--name" },
 		{ "--output", "x", "--output needs --input" },
 		{ "--conn-window", "8192", "larger than --window 4096" },
+		{ "--sched", "fifo", "--sched: 'fifo' is no policy; expected "
+		    "batch or other" },
 		{ "-xq", NULL, "'-x'" },
 		{ "--frobnicate", NULL, "--frobnicate" },
 		{ "--name", NULL, "--name" },
@@ -3654,6 +3744,7 @@ pipeline_suite_of(const char *name, bool threads)
 	}
 	tcase_add_test(tc, test_pipeline_supervisor_killed);
 	tcase_add_test(tc, test_pipeline_supervisor_killed_restart);
+	tcase_add_loop_test(tc, test_pipeline_stages_sched, 0, 2);
 	suite_add_tcase(s, tc);
 
 	tc = mk("Signals", 180);
