@@ -47,6 +47,8 @@ struct thr {
 	pthread_t	 th_id;
 	int		(*th_run)(struct stage *);
 	char		 th_name[32];
+	char		 th_comm[24];	/* for ps -L and top -H: 15 bytes
+					 * used, the kernel's limit */
 	_Atomic int	 th_done;	/* its stage returned */
 	int		 th_status;
 };
@@ -74,6 +76,7 @@ thr_main(void *arg)
 	/* Our role only: the pipeline's name is the main thread's, set
 	 * before it started us, and other stages log meanwhile. */
 	log_set_role(t->th_name);
+	(void)pthread_setname_np(pthread_self(), t->th_comm);
 	stage_sched(&t->th_st);
 	t->th_status = t->th_run(&t->th_st);
 	/* Release: the main thread that sees it done sees the status. */
@@ -112,12 +115,17 @@ thr_init(struct tp *tp, uint32_t i)
 	atomic_store(&p->state, SHMPIPE_PROC_STARTING);
 	t->th_run = i == 0 ? stage_request : i == 1 ? stage_reply :
 	    stage_processor;
-	if (i < 2)
+	if (i < 2) {
 		snprintf(t->th_name, sizeof(t->th_name), "%s thread",
 		    i == 0 ? "request" : "reply");
-	else
+		strlcpy(t->th_comm, i == 0 ? "request" : "reply",
+		    sizeof(t->th_comm));
+	} else {
 		snprintf(t->th_name, sizeof(t->th_name), "processor %u thread",
 		    i - 2);
+		snprintf(t->th_comm, sizeof(t->th_comm), "processor %u",
+		    i - 2);
+	}
 }
 
 /* The threads start with every signal blocked: the main thread takes them

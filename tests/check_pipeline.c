@@ -1370,28 +1370,45 @@ START_TEST(test_pipeline_stages_never_yield)
 END_TEST
 
 /*
- * The threads of pid that run SCHED_BATCH; *main_batch: whether its main
- * thread (tid pid) is one of them.
+ * The stage threads of a shmpipe-threaded (named request, reply and
+ * processor N; the sanitizers run threads of their own) and how many of
+ * them run SCHED_BATCH; *main_batch: whether its main thread does.
  */
 static unsigned
-batch_tasks(struct cp_pipe *p, pid_t pid, bool *main_batch)
+stage_threads(struct cp_pipe *p, pid_t pid, unsigned *batch,
+    bool *main_batch)
 {
-	char dir[64];
+	char path[96], comm[32];
 	struct dirent *de;
 	unsigned n = 0;
 	DIR *d;
+	FILE *f;
 
-	snprintf(dir, sizeof(dir), "/proc/%d/task", (int)pid);
-	CP_ASSERT(p, (d = opendir(dir)) != NULL, "%s: %s", dir,
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	CP_ASSERT(p, (d = opendir(path)) != NULL, "%s: %s", path,
 	    strerror(errno));
+	*batch = 0;
 	*main_batch = false;
 	while ((de = readdir(d)) != NULL) {
 		pid_t tid = (pid_t)strtol(de->d_name, NULL, 10);
+		bool is_batch;
 
-		if (tid > 0 && sched_getscheduler(tid) == SCHED_BATCH) {
+		if (tid <= 0)
+			continue;
+		is_batch = sched_getscheduler(tid) == SCHED_BATCH;
+		if (tid == pid)
+			*main_batch = is_batch;
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/comm", (int)pid,
+		    (int)tid);
+		if ((f = fopen(path, "r")) == NULL)
+			continue;		/* ended meanwhile */
+		if (fgets(comm, sizeof(comm), f) != NULL &&
+		    (strcmp(comm, "request\n") == 0 || strcmp(comm,
+		    "reply\n") == 0 || strncmp(comm, "processor ", 10) == 0)) {
 			n++;
-			*main_batch |= tid == pid;
+			*batch += is_batch;
 		}
+		fclose(f);
 	}
 	closedir(d);
 	return n;
@@ -1422,14 +1439,15 @@ START_TEST(test_pipeline_stages_sched)
 	cp_serves(&p, "sched");
 	cp_ctl(&p, &c);
 	if (cp_threads()) {
-		unsigned n = batch_tasks(&p, p.cp_pid, &main_batch);
+		unsigned nb, n = stage_threads(&p, p.cp_pid, &nb, &main_batch);
 
+		CP_ASSERT(&p, n == rows, "%u stage threads; expected %u", n,
+		    rows);
+		CP_ASSERT(&p, nb == (batch ? rows : 0), "%u stage threads run "
+		    "batch; expected %u", nb, batch ? rows : 0);
 		/* The main thread keeps what it was started with. */
 		CP_ASSERT(&p, main_batch == !batch, "the main thread runs %s",
 		    main_batch ? "batch" : "other");
-		n -= main_batch;
-		CP_ASSERT(&p, n == (batch ? rows : 0), "%u stage threads run "
-		    "batch; expected %u", n, batch ? rows : 0);
 		cp_stop(&p);
 		return;
 	}
