@@ -543,6 +543,43 @@ START_TEST(test_pipeline_foreign_messages)
 }
 END_TEST
 
+/*
+ * A processor that has spent more than 1 ms on a batch hands the requests
+ * it has not started back to the queue, for another processor (or itself,
+ * here: there is one) to take: they count as redelivered, and each is
+ * still answered once, in order.  Sent in one write, the two requests go
+ * on the queue together and the processor, asleep, takes both; if it
+ * took the first alone, try again.
+ */
+START_TEST(test_pipeline_slow_batch_handed_back)
+{
+	struct shmq_stats st = { 0 };
+	struct cp_pipe p;
+	char qname[64], line[64];
+	struct shmq *q;
+	int fd;
+
+	cp_start(&p, 1, NULL);
+	snprintf(qname, sizeof(qname), "shmpipe.%s.req", p.cp_name);
+	CP_ASSERT(&p, (q = shmq_open(qname)) != NULL, "cannot open %s: %s",
+	    qname, strerror(errno));
+	fd = cp_connect(&p);
+	for (int i = 0; i < 5 && st.redelivered == 0; i++) {
+		cp_sends(fd, "sleep 30\necho after\n");
+		cp_line(fd, line, sizeof(line));
+		ck_assert_str_eq(line, "OK 30");
+		cp_line(fd, line, sizeof(line));
+		ck_assert_str_eq(line, "OK after");
+		ck_assert_int_eq(shmq_stats(q, &st), 0);
+	}
+	CP_ASSERT(&p, st.redelivered > 0, "the request behind a 30 ms one "
+	    "was never handed back");
+	shmq_close(q);
+	cp_close(fd);
+	cp_stop(&p);
+}
+END_TEST
+
 /* Wait until all connection slots but `busy` are free again. */
 static void
 wait_conns_free(struct cp_pipe *p, const struct ctl *c, uint32_t busy)
@@ -3710,8 +3747,10 @@ pipeline_suite_of(const char *name, bool threads)
 	tcase_add_test(tc, test_pipeline_in_order);
 	tcase_add_test(tc, test_pipeline_long_lines);
 	tcase_add_test(tc, test_pipeline_garbage);
-	if (!threads)
+	if (!threads) {
 		tcase_add_test(tc, test_pipeline_foreign_messages);
+		tcase_add_test(tc, test_pipeline_slow_batch_handed_back);
+	}
 	suite_add_tcase(s, tc);
 
 	tc = mk("Limits", 120);
