@@ -40,9 +40,9 @@ stage_wait_policy(struct stage *st, uint32_t spin_ns)
  * depth 16, +14..30 % unpipelined, and one client's round trip 50 us
  * instead of 75-80 (the waker goes on to its own sleep instead of being
  * switched out and back).  Per thread, so the threaded build's stages get
- * it and its main thread does not; the supervisor is never batch, it
- * reacts to deaths.  Any wait is the stage's to pay: a SCHED_OTHER
- * process's wake-up still preempts a stage.
+ * it and its main thread does not; the supervisor, which reacts to
+ * deaths, keeps the policy it was started with.  Any wait is the stage's
+ * to pay: a SCHED_OTHER process's wake-up still preempts a stage.
  */
 void
 stage_sched(const struct stage *st)
