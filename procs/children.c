@@ -144,8 +144,7 @@ child_main(struct sv *sv, uint32_t row, int chan, pid_t parent)
 	st.st_out_fd = sv->sv_pl.pl_out_fd;
 	st.st_req = child_queue(sv, "req");
 	st.st_rep = child_queue(sv, "rep");
-	stage_wait_policy(&st, sv->sv_opt->spin_ns);
-	stage_sched(&st);
+	stage_policy(&st);
 	child_stage = &st;
 	child_signals();
 	r = ch->ch_role == SHMPIPE_ROLE_REQUEST ? stage_request(&st) :

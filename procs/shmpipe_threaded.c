@@ -77,7 +77,7 @@ thr_main(void *arg)
 	 * before it started us, and other stages log meanwhile. */
 	log_set_role(t->th_name);
 	(void)pthread_setname_np(pthread_self(), t->th_comm);
-	stage_sched(&t->th_st);
+	stage_policy(&t->th_st);
 	t->th_status = t->th_run(&t->th_st);
 	/* Release: the main thread that sees it done sees the status. */
 	atomic_store_explicit(&t->th_done, 1, memory_order_release);
@@ -107,7 +107,6 @@ thr_init(struct tp *tp, uint32_t i)
 	if ((st->st_req = shmq_attach(pl->pl_req)) == NULL ||
 	    (st->st_rep = shmq_attach(pl->pl_rep)) == NULL)
 		err(EX_OSERR, "cannot attach to the queues");
-	stage_wait_policy(st, tp->tp_opt->spin_ns);
 	p->role = i == 0 ? SHMPIPE_ROLE_REQUEST : i == 1 ?
 	    SHMPIPE_ROLE_REPLY : SHMPIPE_ROLE_PROCESSOR;
 	p->index = i < 2 ? 0 : i - 2;
@@ -115,17 +114,13 @@ thr_init(struct tp *tp, uint32_t i)
 	atomic_store(&p->state, SHMPIPE_PROC_STARTING);
 	t->th_run = i == 0 ? stage_request : i == 1 ? stage_reply :
 	    stage_processor;
-	if (i < 2) {
-		snprintf(t->th_name, sizeof(t->th_name), "%s thread",
-		    i == 0 ? "request" : "reply");
+	if (i < 2)
 		strlcpy(t->th_comm, i == 0 ? "request" : "reply",
 		    sizeof(t->th_comm));
-	} else {
-		snprintf(t->th_name, sizeof(t->th_name), "processor %u thread",
-		    i - 2);
+	else
 		snprintf(t->th_comm, sizeof(t->th_comm), "processor %u",
 		    i - 2);
-	}
+	snprintf(t->th_name, sizeof(t->th_name), "%s thread", t->th_comm);
 }
 
 /* The threads start with every signal blocked: the main thread takes them

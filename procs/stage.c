@@ -14,24 +14,17 @@
 #define DROPS_QUIET_NS	10000000000ull	/* one line about drops per 10 s */
 
 /*
+ * How a stage waits and is scheduled; called by the stage's own thread
+ * (its process, or its thread in shmpipe-threaded) before it runs.
+ *
  * A stage waiting on a queue does not yield before it sleeps (libshmq's
  * default does): stages are several to a CPU, and a yield hands the CPU to
  * a stage that feeds this one a few messages at a time, where a sleep lets
  * them pile up and be taken in batches.  Measured with alternating runs of
  * shmpipe-bench, 50 connections: yielding cost 6 % at depth 16 and 10 %
  * unpipelined, though most yields found work.
- */
-void
-stage_wait_policy(struct stage *st, uint32_t spin_ns)
-{
-	shmq_set_spin(st->st_req, spin_ns);
-	shmq_set_spin(st->st_rep, spin_ns);
-	shmq_set_yield(st->st_req, false);
-	shmq_set_yield(st->st_rep, false);
-}
-
-/*
- * A stage runs SCHED_BATCH unless --sched other: then a stage woken by
+ *
+ * It runs SCHED_BATCH unless --sched other: then a stage woken by
  * another (a message on its queue, a client's bytes) does not preempt
  * whoever runs on that CPU, often the stage that woke it in the middle of
  * its round, but waits for it to sleep or its slice to end, and finds a
@@ -45,19 +38,23 @@ stage_wait_policy(struct stage *st, uint32_t spin_ns)
  * to pay: a SCHED_OTHER process's wake-up still preempts a stage.
  */
 void
-stage_sched(const struct stage *st)
+stage_policy(struct stage *st)
 {
 #ifdef SCHED_BATCH
 	struct sched_param sp = { .sched_priority = 0 };
 	int policy = st->st_opt->sched_batch ? SCHED_BATCH : SCHED_OTHER;
-	int r = pthread_setschedparam(pthread_self(), policy, &sp);
+	int r;
+#endif
 
-	if (r != 0)
+	shmq_set_spin(st->st_req, st->st_opt->spin_ns);
+	shmq_set_spin(st->st_rep, st->st_opt->spin_ns);
+	shmq_set_yield(st->st_req, false);
+	shmq_set_yield(st->st_rep, false);
+#ifdef SCHED_BATCH
+	if ((r = pthread_setschedparam(pthread_self(), policy, &sp)) != 0)
 		log_event("cannot set the scheduling policy (%s): %s; going "
 		    "on without", st->st_opt->sched_batch ? "batch" : "other",
 		    strerror(r));
-#else
-	(void)st;
 #endif
 }
 

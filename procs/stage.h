@@ -52,11 +52,11 @@ int	stage_request(struct stage *st);
 int	stage_processor(struct stage *st);
 int	stage_reply(struct stage *st);
 
-/* How the stage waits on its queues: spin that long, and never yield. */
-void	stage_wait_policy(struct stage *st, uint32_t spin_ns);
-
-/* The calling thread's scheduling policy, as --sched says (batch). */
-void	stage_sched(const struct stage *st);
+/*
+ * From the stage's own thread, before it runs: wait on the queues as
+ * --spin-us says, never yielding; schedule the thread as --sched says.
+ */
+void	stage_policy(struct stage *st);
 
 /* Our process table row, and moving it between states. */
 struct shmpipe_proc *stage_proc(const struct stage *st);

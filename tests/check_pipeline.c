@@ -1379,7 +1379,7 @@ START_TEST(test_pipeline_reply_len_corrupt)
 END_TEST
 
 /*
- * Stages never yield before they sleep (stage_wait_policy): a yield would
+ * Stages never yield before they sleep (stage_policy()): a yield would
  * hand the CPU to a stage that feeds them a few messages at a time.  In
  * shmpipe-fi, SHMQ_FAULT=wait.yielded kills any process that yields; one
  * request at a time leaves each processor and the reply process waiting
@@ -1452,7 +1452,7 @@ stage_threads(struct cp_pipe *p, pid_t pid, unsigned *batch,
 }
 
 /*
- * Every stage runs SCHED_BATCH (stage_sched()), a restarted one too, and
+ * Every stage runs SCHED_BATCH (stage_policy()), a restarted one too, and
  * the supervisor, or shmpipe-threaded's main thread, stays SCHED_OTHER.
  * With --sched other the stages run SCHED_OTHER, though the server was
  * started SCHED_BATCH (as under chrt -b) and would have handed it down.
